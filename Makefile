@@ -1,0 +1,72 @@
+# rulehost: every target CI needs runs from here. `make help` lists them.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+CARGO ?= cargo
+WASM_TARGET := wasm32-wasip2
+COMPONENTS := build/components
+TEST_COMPONENTS := build/test-components
+# Rule crates and test (hostile) components: every folder with a Cargo.toml.
+RULE_CRATES := $(patsubst plugins/rules/%/Cargo.toml,%,$(wildcard plugins/rules/*/Cargo.toml))
+TEST_CRATES := $(patsubst plugins/test-components/%/Cargo.toml,%,$(wildcard plugins/test-components/*/Cargo.toml))
+RULEHOST := target/release/rulehost
+DEMO_DATA := demo/databricks-audit-sample.jsonl
+
+export RULEHOST_COMPONENTS := $(abspath $(COMPONENTS))
+export RULEHOST_TEST_COMPONENTS := $(abspath $(TEST_COMPONENTS))
+
+.PHONY: help
+help: ## Show this help
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+.PHONY: wasm-target
+wasm-target: ## Install the wasm32-wasip2 Rust target if missing
+	@rustup target list --installed 2>/dev/null | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+
+.PHONY: plugins
+plugins: wasm-target ## Build every rule under plugins/rules into build/components
+	$(CARGO) build --profile plugin --target $(WASM_TARGET) $(addprefix -p ,$(subst _,-,$(RULE_CRATES)))
+	@mkdir -p $(COMPONENTS)
+	@for c in $(RULE_CRATES); do cp target/$(WASM_TARGET)/plugin/$$c.wasm $(COMPONENTS)/; done
+
+.PHONY: test-components
+test-components: wasm-target ## Build the hostile test components into build/test-components
+	$(CARGO) build --profile plugin --target $(WASM_TARGET) $(addprefix -p ,$(subst _,-,$(TEST_CRATES)))
+	@mkdir -p $(TEST_COMPONENTS)
+	@for c in $(TEST_CRATES); do cp target/$(WASM_TARGET)/plugin/$$c.wasm $(TEST_COMPONENTS)/; done
+
+.PHONY: build
+build: plugins ## Build the rulehost binary and the rule components
+	$(CARGO) build --release -p rulehost
+
+.PHONY: demo
+demo: build ## Evaluate the bundled Databricks audit sample with both seed rules
+	$(RULEHOST) eval --rules rules-tests $(DEMO_DATA)
+
+.PHONY: rules-test
+rules-test: build ## Run the YAML tests of every spec in rules-tests/
+	$(RULEHOST) test rules-tests
+
+.PHONY: test
+test: plugins test-components ## Run every test: unit, integration, YAML specs
+	$(CARGO) test --release --workspace
+	$(RULEHOST) test rules-tests
+
+.PHONY: lint
+lint: ## clippy -D warnings (host and wasm) and rustfmt --check
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --profile plugin --target $(WASM_TARGET) $(addprefix -p ,$(subst _,-,$(RULE_CRATES) $(TEST_CRATES))) -- -D warnings
+
+.PHONY: doc
+doc: ## Build the docs with warnings as errors
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace
+
+.PHONY: demo-data
+demo-data: ## Regenerate the committed demo sample (deterministic)
+	python3 scripts/gen_databricks.py --events 2000 --seed 7 --hours 48 --roamers 3 --output $(DEMO_DATA)
+
+.PHONY: clean
+clean: ## Remove build outputs
+	$(CARGO) clean
+	rm -rf build

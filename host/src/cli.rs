@@ -1,0 +1,50 @@
+//! The command line: [`Cli`] (raw clap arguments) and [`ExitStatus`].
+
+use clap::{Parser, Subcommand};
+
+use crate::commands;
+
+/// Runs security detection rules as sandboxed WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "rulehost", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Evaluate JSON-lines event files (or stdin) and print alerts as JSON lines.
+    Eval(commands::eval::Eval),
+    /// Run the `Tests:` of Panther-format rule specs through their components.
+    Test(commands::test::Test),
+}
+
+/// What a run concluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// 0: it worked and the answer is "yes" (tests pass, input fully evaluated).
+    Success,
+    /// 1: it worked but the answer is "no" (a test failed; alerts with `--fail-on-alerts`).
+    Failure,
+    /// 2: something broke or was skipped (bad input lines, rule errors, invalid specs).
+    Error,
+}
+
+impl From<ExitStatus> for std::process::ExitCode {
+    fn from(status: ExitStatus) -> Self {
+        std::process::ExitCode::from(match status {
+            ExitStatus::Success => 0,
+            ExitStatus::Failure => 1,
+            ExitStatus::Error => 2,
+        })
+    }
+}
+
+/// Runs the chosen subcommand.
+pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
+    match cli.command {
+        Command::Eval(cmd) => cmd.run(),
+        Command::Test(cmd) => cmd.run(),
+    }
+}

@@ -1,0 +1,228 @@
+//! [`LineReader`]: JSON-lines input, plain or gzip, one event per line.
+//!
+//! Nothing is lost silently: every line is either an event, a blank line, or a
+//! [`BadLine`] with its line number and reason, which callers count and report.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+
+use serde_json::Value;
+
+/// Default cap on one line. Audit events are a few KiB; a larger line is reported and
+/// skipped rather than buffered without bound.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
+
+/// One line of input.
+#[derive(Debug)]
+pub enum Line {
+    /// A JSON object.
+    Event(Value),
+    /// Empty or whitespace only: skipped and counted, not an error.
+    Blank,
+    /// Anything else.
+    Bad(BadLine),
+}
+
+/// Why a line was skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BadLine {
+    /// Not valid UTF-8.
+    Utf8,
+    /// Longer than the cap.
+    TooLong(usize),
+    /// Not JSON (the parser's message, with column).
+    Json(String),
+    /// JSON, but not an object.
+    NotObject(&'static str),
+}
+
+impl std::fmt::Display for BadLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BadLine::Utf8 => write!(f, "not valid UTF-8"),
+            BadLine::TooLong(max) => write!(f, "line longer than {max} bytes"),
+            BadLine::Json(e) => write!(f, "invalid JSON: {e}"),
+            BadLine::NotObject(kind) => write!(f, "expected a JSON object, found {kind}"),
+        }
+    }
+}
+
+/// Reads events line by line.
+pub struct LineReader {
+    reader: Box<dyn BufRead + Send>,
+    max_line: usize,
+    line_number: u64,
+    buf: Vec<u8>,
+}
+
+impl LineReader {
+    /// Opens `path` (`-` for stdin); `.gz` files are decompressed.
+    pub fn open(path: &Path, max_line: usize) -> io::Result<Self> {
+        let reader: Box<dyn BufRead + Send> = if path == Path::new("-") {
+            Box::new(BufReader::new(io::stdin()))
+        } else {
+            let file = File::open(path)?;
+            if path.extension().is_some_and(|e| e == "gz") {
+                Box::new(BufReader::with_capacity(
+                    256 << 10,
+                    flate2::read::MultiGzDecoder::new(BufReader::new(file)),
+                ))
+            } else {
+                Box::new(BufReader::with_capacity(256 << 10, file))
+            }
+        };
+        Ok(Self::new(reader, max_line))
+    }
+
+    /// Reads from any buffered reader.
+    pub fn new(reader: Box<dyn BufRead + Send>, max_line: usize) -> Self {
+        LineReader {
+            reader,
+            max_line,
+            line_number: 0,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next line and its 1-based number; `None` at the end. An I/O error (such as a
+    /// truncated gzip stream) ends the file: it is returned with the number of the line
+    /// being read.
+    pub fn next_line(&mut self) -> Option<Result<(u64, Line), (u64, io::Error)>> {
+        self.buf.clear();
+        let number = self.line_number + 1;
+        let too_long = match read_capped_line(&mut self.reader, &mut self.buf, self.max_line) {
+            Ok(None) => return None,
+            Ok(Some(too_long)) => too_long,
+            Err(e) => return Some(Err((number, e))),
+        };
+        self.line_number = number;
+        if too_long {
+            return Some(Ok((number, Line::Bad(BadLine::TooLong(self.max_line)))));
+        }
+        Some(Ok((number, parse_line(&self.buf))))
+    }
+}
+
+/// Reads one line into `buf` (without its newline), keeping at most `max` bytes.
+/// Returns `None` at end of input, else whether the line was longer than `max`.
+fn read_capped_line(
+    reader: &mut dyn BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<Option<bool>> {
+    let mut seen_any = false;
+    let mut too_long = false;
+    loop {
+        let chunk = match reader.fill_buf() {
+            Ok(c) => c,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            return Ok(seen_any.then_some(too_long));
+        }
+        seen_any = true;
+        let (take, done) = match memchr_newline(chunk) {
+            Some(i) => (i, true),
+            None => (chunk.len(), false),
+        };
+        if !too_long {
+            if buf.len() + take > max {
+                too_long = true;
+                buf.clear();
+            } else {
+                buf.extend_from_slice(&chunk[..take]);
+            }
+        }
+        reader.consume(if done { take + 1 } else { take });
+        if done {
+            return Ok(Some(too_long));
+        }
+    }
+}
+
+fn memchr_newline(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|&b| b == b'\n')
+}
+
+/// Classifies one line's bytes.
+pub fn parse_line(bytes: &[u8]) -> Line {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Line::Bad(BadLine::Utf8);
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        return Line::Blank;
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(v @ Value::Object(_)) => Line::Event(v),
+        Ok(Value::Array(_)) => Line::Bad(BadLine::NotObject("an array")),
+        Ok(Value::String(_)) => Line::Bad(BadLine::NotObject("a string")),
+        Ok(Value::Number(_)) => Line::Bad(BadLine::NotObject("a number")),
+        Ok(Value::Bool(_)) => Line::Bad(BadLine::NotObject("a boolean")),
+        Ok(Value::Null) => Line::Bad(BadLine::NotObject("null")),
+        Err(e) => Line::Bad(BadLine::Json(e.to_string())),
+    }
+}
+
+/// Reads everything from a reader (used for small inputs in tests).
+pub fn from_reader(r: impl Read + Send + 'static, max_line: usize) -> LineReader {
+    LineReader::new(Box::new(BufReader::new(r)), max_line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(input: &'static [u8], max: usize) -> Vec<String> {
+        let mut r = from_reader(input, max);
+        let mut out = Vec::new();
+        while let Some(item) = r.next_line() {
+            out.push(match item {
+                Ok((n, Line::Event(v))) => format!("{n}:event:{v}"),
+                Ok((n, Line::Blank)) => format!("{n}:blank"),
+                Ok((n, Line::Bad(b))) => format!("{n}:bad:{b}"),
+                Err((n, e)) => format!("{n}:io:{e}"),
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn classifies_every_line() {
+        let input = b"{\"a\":1}\n\n[1]\n42\n{bad\n\xff\xfe\n{\"b\":2}";
+        let got = lines(input, 1 << 20);
+        assert_eq!(got.len(), 7);
+        assert_eq!(got[0], r#"1:event:{"a":1}"#);
+        assert_eq!(got[1], "2:blank");
+        assert_eq!(got[2], "3:bad:expected a JSON object, found an array");
+        assert_eq!(got[3], "4:bad:expected a JSON object, found a number");
+        assert!(
+            got[4].starts_with("5:bad:invalid JSON: key must be a string at line 1 column 2"),
+            "{}",
+            got[4]
+        );
+        assert_eq!(got[5], "6:bad:not valid UTF-8");
+        assert_eq!(got[6], r#"7:event:{"b":2}"#);
+    }
+
+    #[test]
+    fn overlong_lines_are_skipped_not_buffered() {
+        let got = lines(b"{\"a\":\"0123456789\"}\n{\"b\":1}\n", 10);
+        assert_eq!(
+            got,
+            vec!["1:bad:line longer than 10 bytes", r#"2:event:{"b":1}"#]
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_a_bad_line() {
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let line = parse_line(format!("{{\"a\":{deep}}}").as_bytes());
+        assert!(
+            matches!(line, Line::Bad(BadLine::Json(ref e)) if e.contains("recursion limit")),
+            "{line:?}"
+        );
+    }
+}

@@ -1,0 +1,415 @@
+//! [`AlertState`]: Panther's dedup windows, thresholds and unique-value counts, owned by
+//! the host so that rules stay pure.
+//!
+//! A window is keyed by (rule, namespace, dedup string). It opens at the first match with
+//! no live window, is fixed (not sliding), and covers `[start, start + period)` in event
+//! time. It raises one alert when its match count (or, when the rule defines `unique`, its
+//! number of distinct unique values, counted exactly) reaches the threshold; later matches
+//! in the window count into that alert. Alert fields come from the window's first match.
+//! A window closes when the newest event time seen reaches its end; closed windows are
+//! dropped, so memory follows live windows, not input size.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use sha2::{Digest, Sha256};
+
+/// Which stream a window belongs to: rule errors dedup apart from alerts (Panther keys them
+/// separately, by error type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Namespace {
+    /// Matches of the rule.
+    Alert,
+    /// Errors raised by `rule`.
+    Error,
+}
+
+/// Identifies a window.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WindowKey {
+    /// Index of the rule in the rule set.
+    pub rule: usize,
+    /// Alert or rule-error stream.
+    pub namespace: Namespace,
+    /// The dedup string (for errors: the error kind).
+    pub dedup: String,
+}
+
+/// One match, as the state sees it.
+#[derive(Debug, Clone)]
+pub struct Hit<L> {
+    /// Event time, epoch ms.
+    pub time_ms: i64,
+    /// Where the event came from (file and line).
+    pub location: L,
+    /// The `unique` value, when the rule defines it and it returned one.
+    pub unique: Option<String>,
+}
+
+/// A window and what it counted.
+#[derive(Debug, Clone)]
+pub struct Window<L, F> {
+    /// Window start (the first match's time), epoch ms.
+    pub start_ms: i64,
+    /// Exclusive end, epoch ms.
+    pub end_ms: i64,
+    /// Matches needed (events, or distinct unique values).
+    pub threshold: u64,
+    /// Fields frozen from the first match.
+    pub fields: F,
+    /// Location of the first match.
+    pub first_location: L,
+    /// Earliest and latest event time counted.
+    pub first_event_ms: i64,
+    /// Latest event time counted.
+    pub last_event_ms: i64,
+    /// Matches counted.
+    pub event_count: u64,
+    /// Distinct unique values, when the window counts them.
+    pub uniques: Option<HashSet<String>>,
+    /// Set once the threshold is reached: the order in which alerts were created.
+    pub alert_seq: Option<u64>,
+    /// Time of the match that reached the threshold.
+    pub created_ms: Option<i64>,
+    seq: u64,
+}
+
+impl<L, F> Window<L, F> {
+    /// What the threshold is compared with.
+    pub fn count(&self) -> u64 {
+        match &self.uniques {
+            Some(set) => set.len() as u64,
+            None => self.event_count,
+        }
+    }
+
+    /// Whether this window raised its alert.
+    pub fn alerted(&self) -> bool {
+        self.alert_seq.is_some()
+    }
+}
+
+/// A closed window that raised an alert.
+#[derive(Debug)]
+pub struct Closed<L, F> {
+    /// Its key.
+    pub key: WindowKey,
+    /// Its counts and fields.
+    pub window: Window<L, F>,
+}
+
+/// All live windows.
+#[derive(Debug)]
+pub struct AlertState<L, F> {
+    windows: HashMap<WindowKey, Window<L, F>>,
+    /// (end, seq) → key: the close order.
+    by_end: BTreeMap<(i64, u64), WindowKey>,
+    watermark: Option<i64>,
+    next_seq: u64,
+    next_alert: u64,
+    /// Closed windows that alerted, waiting to be taken.
+    ready: Vec<Closed<L, F>>,
+    /// Windows opened and closed without reaching their threshold.
+    pub expired_without_alert: u64,
+}
+
+impl<L, F> Default for AlertState<L, F> {
+    fn default() -> Self {
+        AlertState {
+            windows: HashMap::new(),
+            by_end: BTreeMap::new(),
+            watermark: None,
+            next_seq: 0,
+            next_alert: 0,
+            ready: Vec::new(),
+            expired_without_alert: 0,
+        }
+    }
+}
+
+impl<L: Clone, F> AlertState<L, F> {
+    /// Moves event time forward to `time_ms` (never back), closing windows that ended.
+    pub fn advance(&mut self, time_ms: i64) {
+        if self.watermark.is_some_and(|w| w >= time_ms) {
+            return;
+        }
+        self.watermark = Some(time_ms);
+        while let Some(entry) = self.by_end.first_entry() {
+            if entry.key().0 > time_ms {
+                break;
+            }
+            let key = entry.remove();
+            self.close(key);
+        }
+    }
+
+    /// The newest event time seen.
+    pub fn watermark(&self) -> Option<i64> {
+        self.watermark
+    }
+
+    /// The live window for `key`, if any.
+    pub fn live(&self, key: &WindowKey) -> Option<&Window<L, F>> {
+        self.windows.get(key)
+    }
+
+    /// Counts a match into the live window for `key`. Returns `false` (and changes nothing)
+    /// when there is none: the caller then computes the alert fields and calls [`Self::open`].
+    pub fn add(&mut self, key: &WindowKey, hit: Hit<L>) -> bool {
+        let Some(window) = self.windows.get_mut(key) else {
+            return false;
+        };
+        Self::count_into(window, hit, &mut self.next_alert);
+        true
+    }
+
+    /// Opens a window for `key` at the hit's time and counts the hit. `counts_unique` makes
+    /// the window count distinct unique values instead of events.
+    pub fn open(
+        &mut self,
+        key: WindowKey,
+        hit: Hit<L>,
+        period_ms: i64,
+        threshold: u64,
+        counts_unique: bool,
+        fields: F,
+    ) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let start = hit.time_ms;
+        let mut window = Window {
+            start_ms: start,
+            end_ms: start.saturating_add(period_ms.max(1)),
+            threshold: threshold.max(1),
+            fields,
+            first_location: hit.location.clone(),
+            first_event_ms: start,
+            last_event_ms: start,
+            event_count: 0,
+            uniques: counts_unique.then(HashSet::new),
+            alert_seq: None,
+            created_ms: None,
+            seq,
+        };
+        Self::count_into(&mut window, hit, &mut self.next_alert);
+        self.by_end.insert((window.end_ms, seq), key.clone());
+        if let Some(old) = self.windows.insert(key, window) {
+            // Only reachable if a caller opens over a live window; keep its alert anyway.
+            self.by_end.remove(&(old.end_ms, old.seq));
+            self.finish(None, old);
+        }
+    }
+
+    fn count_into(window: &mut Window<L, F>, hit: Hit<L>, next_alert: &mut u64) {
+        window.event_count += 1;
+        window.first_event_ms = window.first_event_ms.min(hit.time_ms);
+        window.last_event_ms = window.last_event_ms.max(hit.time_ms);
+        if let (Some(set), Some(value)) = (window.uniques.as_mut(), hit.unique) {
+            set.insert(value);
+        }
+        if window.alert_seq.is_none() && window.count() >= window.threshold {
+            window.alert_seq = Some(*next_alert);
+            window.created_ms = Some(hit.time_ms);
+            *next_alert += 1;
+        }
+    }
+
+    fn close(&mut self, key: WindowKey) {
+        if let Some(window) = self.windows.remove(&key) {
+            self.finish(Some(key), window);
+        }
+    }
+
+    fn finish(&mut self, key: Option<WindowKey>, window: Window<L, F>) {
+        match key {
+            Some(key) if window.alerted() => self.ready.push(Closed { key, window }),
+            _ => self.expired_without_alert += 1,
+        }
+    }
+
+    /// Alerts whose windows have closed, in the order they closed.
+    pub fn take_closed(&mut self) -> Vec<Closed<L, F>> {
+        std::mem::take(&mut self.ready)
+    }
+
+    /// Closes every live window (end of input): alerted ones are returned in the order
+    /// their alerts were created.
+    pub fn close_all(&mut self) -> Vec<Closed<L, F>> {
+        let keys: Vec<WindowKey> = std::mem::take(&mut self.by_end).into_values().collect();
+        for key in keys {
+            self.close(key);
+        }
+        let mut closed = self.take_closed();
+        closed.sort_by_key(|c| c.window.alert_seq);
+        closed
+    }
+
+    /// Number of live windows.
+    pub fn live_windows(&self) -> usize {
+        self.windows.len()
+    }
+}
+
+/// A stable alert id: the same rule, namespace, dedup string and window start always give
+/// the same id, across runs and thread counts.
+pub fn alert_id(rule_id: &str, namespace: Namespace, dedup: &str, start_ms: i64) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        rule_id.as_bytes(),
+        format!("{namespace:?}").as_bytes(),
+        dedup.as_bytes(),
+    ] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    h.update(start_ms.to_le_bytes());
+    let digest = h.finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000;
+    const DAY: i64 = 1440 * MIN;
+
+    type State = AlertState<u32, &'static str>;
+
+    fn key(dedup: &str) -> WindowKey {
+        WindowKey {
+            rule: 0,
+            namespace: Namespace::Alert,
+            dedup: dedup.into(),
+        }
+    }
+
+    /// Feeds (time, dedup, unique) matches like the evaluator does; returns alerts as
+    /// (dedup, event_count, unique_count, start).
+    fn run(
+        matches: &[(i64, &str, Option<&str>)],
+        period: i64,
+        threshold: u64,
+        unique: bool,
+    ) -> Vec<(String, u64, u64, i64)> {
+        let mut state = State::default();
+        let mut out = Vec::new();
+        for (line, &(t, dedup, u)) in matches.iter().enumerate() {
+            state.advance(t);
+            out.extend(state.take_closed());
+            let hit = Hit {
+                time_ms: t,
+                location: line as u32 + 1,
+                unique: u.map(str::to_owned),
+            };
+            if !state.add(&key(dedup), hit.clone()) {
+                state.open(key(dedup), hit, period, threshold, unique, "fields");
+            }
+        }
+        out.extend(state.close_all());
+        out.into_iter()
+            .map(|c| {
+                (
+                    c.key.dedup,
+                    c.window.event_count,
+                    c.window.count(),
+                    c.window.start_ms,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn threshold_one_alerts_once_per_window() {
+        let got = run(
+            &[(0, "a", None), (MIN, "a", None), (61 * MIN, "a", None)],
+            60 * MIN,
+            1,
+            false,
+        );
+        assert_eq!(
+            got,
+            vec![("a".into(), 2, 2, 0), ("a".into(), 1, 1, 61 * MIN)]
+        );
+    }
+
+    #[test]
+    fn four_distinct_workspaces_in_a_day_do_not_alert() {
+        let m: Vec<_> = ["w1", "w2", "w3", "w4"]
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (i as i64 * 60 * MIN, "u", Some(*w)))
+            .collect();
+        assert!(run(&m, DAY, 5, true).is_empty());
+    }
+
+    #[test]
+    fn fifth_distinct_workspace_inside_the_window_alerts_once() {
+        let mut m: Vec<_> = ["w1", "w2", "w3", "w4", "w5"]
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (i as i64 * 60 * MIN, "u", Some(*w)))
+            .collect();
+        m.push((DAY - 1, "u", Some("w6")));
+        assert_eq!(run(&m, DAY, 5, true), vec![("u".into(), 6, 6, 0)]);
+    }
+
+    #[test]
+    fn fifth_workspace_exactly_at_window_end_opens_a_new_window() {
+        let mut m: Vec<_> = ["w1", "w2", "w3", "w4"]
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (i as i64 * MIN, "u", Some(*w)))
+            .collect();
+        m.push((DAY, "u", Some("w5")));
+        assert!(run(&m, DAY, 5, true).is_empty());
+    }
+
+    #[test]
+    fn repeated_unique_value_does_not_count() {
+        let m: Vec<_> = (0..10).map(|i| (i * MIN, "u", Some("same"))).collect();
+        assert!(run(&m, DAY, 5, true).is_empty());
+        // ...but the same events without unique() do reach an event-count threshold.
+        let m: Vec<_> = (0..10).map(|i| (i * MIN, "u", None)).collect();
+        assert_eq!(run(&m, DAY, 5, false), vec![("u".into(), 10, 10, 0)]);
+    }
+
+    #[test]
+    fn dedup_keys_are_independent() {
+        let m = [
+            (0, "a", Some("1")),
+            (1, "b", Some("1")),
+            (2, "a", Some("2")),
+        ];
+        assert_eq!(run(&m, DAY, 2, true), vec![("a".into(), 2, 2, 0)]);
+    }
+
+    #[test]
+    fn expired_windows_are_evicted() {
+        let mut state = State::default();
+        for i in 0..1000 {
+            let t = i * 2 * MIN;
+            state.advance(t);
+            let hit = Hit {
+                time_ms: t,
+                location: 0,
+                unique: None,
+            };
+            state.open(key(&format!("k{i}")), hit, MIN, 5, false, "f");
+            assert!(state.live_windows() <= 1);
+        }
+        assert_eq!(state.expired_without_alert, 999);
+    }
+
+    #[test]
+    fn alert_ids_are_stable_and_distinct() {
+        let a = alert_id("R", Namespace::Alert, "d", 5);
+        assert_eq!(a, alert_id("R", Namespace::Alert, "d", 5));
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, alert_id("R", Namespace::Error, "d", 5));
+        assert_ne!(a, alert_id("R", Namespace::Alert, "d", 6));
+        assert_ne!(
+            alert_id("ab", Namespace::Alert, "c", 0),
+            alert_id("a", Namespace::Alert, "bc", 0)
+        );
+    }
+}

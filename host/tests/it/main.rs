@@ -1,0 +1,3 @@
+//! Host integration tests: one binary, one module per area.
+
+mod util;

@@ -1,0 +1,1 @@
+//! Shared helpers: where the built components are, and how to run the CLI.

@@ -1,0 +1,130 @@
+//! [`Event`]: the event a rule function reads.
+
+use crate::Value;
+
+/// The event under evaluation.
+///
+/// Inside the sandbox it is a handle to the event the host parsed; each read is one call
+/// to the host. Natively (in `cargo test`) it wraps parsed JSON and applies the same lookup
+/// semantics through `rulehost-event`.
+pub struct Event<'a> {
+    #[cfg(target_arch = "wasm32")]
+    handle: &'a crate::bindings::rulehost::rules::event_api::Event,
+    #[cfg(not(target_arch = "wasm32"))]
+    json: std::borrow::Cow<'a, serde_json::Value>,
+}
+
+#[cfg(target_arch = "wasm32")]
+impl<'a> Event<'a> {
+    #[doc(hidden)]
+    pub fn from_handle(handle: &'a crate::bindings::rulehost::rules::event_api::Event) -> Self {
+        Event { handle }
+    }
+
+    fn lookup(&self, path: &[&str]) -> Option<Value> {
+        use crate::bindings::rulehost::rules::event_api::Value as Wit;
+        let path: Vec<String> = path.iter().map(|k| (*k).to_owned()).collect();
+        Some(match self.handle.get(&path)? {
+            Wit::Null => Value::Null,
+            Wit::Boolean(b) => Value::Bool(b),
+            Wit::Integer(i) => Value::Int(i),
+            Wit::Float(f) => Value::Float(f),
+            Wit::Text(s) => Value::Str(s),
+            Wit::Json(j) => Value::Json(j),
+        })
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Event<'static> {
+    /// Parses one JSON event, for native tests of rule logic.
+    pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
+        Ok(Self::from_value(serde_json::from_str(json)?))
+    }
+
+    /// Wraps an already parsed JSON event, for native tests of rule logic.
+    pub fn from_value(json: serde_json::Value) -> Self {
+        Event {
+            json: std::borrow::Cow::Owned(json),
+        }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Event<'_> {
+    fn lookup(&self, path: &[&str]) -> Option<Value> {
+        use serde_json::Value as Json;
+        Some(match rulehost_event::deep_get(&self.json, path)? {
+            Json::Null => Value::Null,
+            Json::Bool(b) => Value::Bool(*b),
+            Json::Number(n) => match n.as_i64() {
+                Some(i) => Value::Int(i),
+                None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Json::String(s) => Value::Str(s.clone()),
+            other => Value::Json(other.to_string()),
+        })
+    }
+}
+
+impl Event<'_> {
+    /// Python's `event.get(key)`: `None` when the key is missing, `Some(Value::Null)` when it
+    /// is present with a null value. The key falls back to a case-insensitive match.
+    pub fn get(&self, key: &str) -> Option<Value> {
+        self.lookup(&[key])
+    }
+
+    /// Panther's `event.deep_get(*path)`: walks nested objects; `None` when any key is
+    /// missing, a non-object is on the way, or the value is null.
+    pub fn deep_get(&self, path: &[&str]) -> Option<Value> {
+        self.lookup(path).filter(|v| !v.is_null())
+    }
+
+    /// `get(key)` when the value is a string.
+    pub fn get_str(&self, key: &str) -> Option<String> {
+        match self.get(key)? {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// `deep_get(path)` when the value is a string.
+    pub fn deep_get_str(&self, path: &[&str]) -> Option<String> {
+        match self.deep_get(path)? {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Python's `str(event.get(key, default))`: the default when the key is missing,
+    /// `"None"` when it is null, as an f-string would print it.
+    pub fn get_or(&self, key: &str, default: &str) -> String {
+        self.get(key)
+            .map_or_else(|| default.to_owned(), |v| v.to_python_string())
+    }
+
+    /// Python's `str(event.deep_get(*path, default=default))`: the default when the value is
+    /// missing or null.
+    pub fn deep_get_or(&self, path: &[&str], default: &str) -> String {
+        self.deep_get(path)
+            .map_or_else(|| default.to_owned(), |v| v.to_python_string())
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn get_and_deep_get_follow_python() {
+        let e = Event::from_json(r#"{"ws": null, "User": {"Email": "a@b.c"}, "n": 4}"#).unwrap();
+        assert_eq!(e.get("ws"), Some(Value::Null));
+        assert_eq!(e.deep_get(&["ws"]), None);
+        assert_eq!(e.get_or("ws", "dflt"), "None");
+        assert_eq!(e.get_or("missing", "dflt"), "dflt");
+        assert_eq!(e.deep_get_or(&["ws"], "dflt"), "dflt");
+        assert_eq!(e.deep_get_str(&["user", "email"]).as_deref(), Some("a@b.c"));
+        assert_eq!(e.get("N"), Some(Value::Int(4)));
+        assert_eq!(e.get_str("n"), None);
+    }
+}
