@@ -1,0 +1,399 @@
+//! Integrity pins (`rulehost lock`, `--locked`) and the compiled-code cache: a component
+//! that changed after review does not run, and cached code is only ever rulehost's own.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use rulehost::lock::{LOCK_FILE, Lockfile};
+use rulehost::runtime::{CacheOutcome, CodeCache};
+use sha2::{Digest, Sha256};
+
+use crate::util::*;
+
+const INSTALL_WASM: &str = "databricks_install_library_all_clusters.wasm";
+const MULTI_WASM: &str = "databricks_access_to_multiple_workspaces.wasm";
+const INSTALL_ID: &str = "Databricks.Audit.InstallLibraryAllClusters";
+const MULTI_ID: &str = "Databricks.Audit.AccessToMultipleWorkspaces";
+
+fn sha256_hex(path: &Path) -> String {
+    Sha256::digest(std::fs::read(path).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Both seed specs with their components copied next to them, so a test can change a
+/// component without touching `build/`.
+fn seeded_dir() -> tempfile::TempDir {
+    let dir = rule_dir(&[INSTALL, MULTI], &[]);
+    for wasm in [INSTALL_WASM, MULTI_WASM] {
+        std::fs::copy(components().join(wasm), dir.path().join(wasm)).unwrap();
+    }
+    dir
+}
+
+fn lock(dir: &Path) -> Output {
+    run(rulehost().arg("lock").arg(dir), "")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn hint(dir: &Path) -> String {
+    format!(
+        "\n\nhint: review the rules' components, then run `rulehost lock {}` to pin them\n",
+        dir.display()
+    )
+}
+
+#[test]
+fn lock_pins_every_rule_sorted_with_its_component_hash() {
+    let dir = seeded_dir();
+    let out = lock(dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = std::fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap();
+    let expected = format!(
+        r#"{{
+  "version": 1,
+  "rules": [
+    {{
+      "rule_id": "{MULTI_ID}",
+      "filename": "{MULTI_WASM}",
+      "sha256": "{}"
+    }},
+    {{
+      "rule_id": "{INSTALL_ID}",
+      "filename": "{INSTALL_WASM}",
+      "sha256": "{}"
+    }}
+  ]
+}}
+"#,
+        sha256_hex(&dir.path().join(MULTI_WASM)),
+        sha256_hex(&dir.path().join(INSTALL_WASM)),
+    );
+    assert_eq!(text, expected);
+    // Locking twice gives the same file.
+    assert_eq!(lock(dir.path()).status.code(), Some(0));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap(),
+        expected
+    );
+}
+
+#[test]
+fn locked_runs_when_every_component_matches() {
+    let dir = seeded_dir();
+    assert_eq!(lock(dir.path()).status.code(), Some(0));
+    let out = run(
+        rulehost()
+            .args(["eval", "--locked", "--rules"])
+            .arg(dir.path()),
+        "",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = run(rulehost().args(["test", "--locked"]).arg(dir.path()), "");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn locked_without_a_lock_file_refuses() {
+    let dir = seeded_dir();
+    for args in [&["eval", "--locked", "--rules"][..], &["test", "--locked"]] {
+        let out = run(rulehost().args(args).arg(dir.path()), "");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "error: `--locked` needs `{}`, which does not exist{}",
+                dir.path().join(LOCK_FILE).display(),
+                hint(dir.path())
+            ),
+            "{args:?}"
+        );
+    }
+    // Without `--locked`, no lock file is needed.
+    let out = run(rulehost().args(["eval", "--rules"]).arg(dir.path()), "");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn locked_refuses_a_changed_component() {
+    let dir = seeded_dir();
+    assert_eq!(lock(dir.path()).status.code(), Some(0));
+    let wasm = dir.path().join(INSTALL_WASM);
+    let locked = sha256_hex(&wasm);
+    // A different, perfectly valid rule under the pinned name.
+    std::fs::copy(test_components().join("hostile.wasm"), &wasm).unwrap();
+    let actual = sha256_hex(&wasm);
+    let expected = format!(
+        "error: rule `{INSTALL_ID}`: component `{}` has sha256 {actual}, but `{}` pins {locked}{}",
+        wasm.display(),
+        dir.path().join(LOCK_FILE).display(),
+        hint(dir.path())
+    );
+    for args in [&["eval", "--locked", "--rules"][..], &["test", "--locked"]] {
+        let out = run(rulehost().args(args).arg(dir.path()), "");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(stderr(&out), expected, "{args:?}");
+        // Nothing ran: no alerts, no test output.
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn debug_honours_locked_too() {
+    let dir = seeded_dir();
+    let debug = |extra: &[&str]| {
+        run(
+            rulehost()
+                .args([
+                    "debug",
+                    INSTALL_ID,
+                    "Library Installed on All Clusters",
+                    "--path",
+                ])
+                .arg(dir.path())
+                .args(extra),
+            "",
+        )
+    };
+    let out = debug(&["--locked"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr(&out).ends_with(&hint(dir.path())),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(lock(dir.path()).status.code(), Some(0));
+    let out = debug(&["--locked"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn locked_refuses_a_rule_missing_from_the_lock() {
+    let dir = rule_dir(&[INSTALL], &[]);
+    std::fs::copy(
+        components().join(INSTALL_WASM),
+        dir.path().join(INSTALL_WASM),
+    )
+    .unwrap();
+    assert_eq!(lock(dir.path()).status.code(), Some(0));
+    std::fs::copy(rules_tests().join(MULTI), dir.path().join(MULTI)).unwrap();
+    let component = components().join(MULTI_WASM);
+    let out = run(
+        rulehost()
+            .args(["eval", "--locked", "--rules"])
+            .arg(dir.path()),
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: rule `{MULTI_ID}` is not in `{}`: its component `{}` has sha256 {}, the \
+             lock has none{}",
+            dir.path().join(LOCK_FILE).display(),
+            component.display(),
+            sha256_hex(&component),
+            hint(dir.path())
+        )
+    );
+}
+
+#[test]
+fn locked_refuses_a_spec_pointing_at_another_file() {
+    let dir = seeded_dir();
+    assert_eq!(lock(dir.path()).status.code(), Some(0));
+    let spec = dir.path().join(INSTALL);
+    let text = std::fs::read_to_string(&spec).unwrap();
+    assert!(text.contains(INSTALL_WASM));
+    std::fs::write(&spec, text.replace(INSTALL_WASM, "hostile.wasm")).unwrap();
+    let out = run(rulehost().args(["test", "--locked"]).arg(dir.path()), "");
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: rule `{INSTALL_ID}`: spec names component `hostile.wasm` (sha256 {}), but \
+             `{}` pins `{INSTALL_WASM}` (sha256 {}){}",
+            sha256_hex(&test_components().join("hostile.wasm")),
+            dir.path().join(LOCK_FILE).display(),
+            sha256_hex(&dir.path().join(INSTALL_WASM)),
+            hint(dir.path())
+        )
+    );
+}
+
+#[test]
+fn a_damaged_lock_file_is_named_with_its_line() {
+    let dir = seeded_dir();
+    std::fs::write(
+        dir.path().join(LOCK_FILE),
+        "{\n  \"version\": 1,\n  \"rules\": [\n",
+    )
+    .unwrap();
+    let out = run(rulehost().args(["test", "--locked"]).arg(dir.path()), "");
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(&format!(
+            "error: invalid lock file `{}`\n  Caused by: EOF while parsing a list at line 4",
+            dir.path().join(LOCK_FILE).display()
+        )),
+        "{err}"
+    );
+    assert!(err.ends_with(&hint(dir.path())), "{err}");
+}
+
+#[test]
+fn lock_refuses_to_pin_a_folder_that_does_not_load() {
+    let dir = rule_dir(
+        &[INSTALL],
+        &[(
+            "reads.yml",
+            "AnalysisType: rule\nFilename: reads_file.wasm\nRuleID: Test.ReadsFile\nEnabled: true\nLogTypes: [X]\nSeverity: Low\n",
+        )],
+    );
+    let out = lock(dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("failed to load rule `Test.ReadsFile`") && err.contains("`wasi:filesystem/"),
+        "{err}"
+    );
+    assert!(!dir.path().join(LOCK_FILE).exists());
+}
+
+// --- the compiled-code cache ---
+
+fn cache_entries(dir: &Path) -> Vec<PathBuf> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn outcomes(cache: &Path) -> Vec<CacheOutcome> {
+    let runtime = runtime().with_cache(CodeCache::Dir(cache.to_owned()));
+    load(&runtime, &rules_tests())
+        .iter()
+        .map(|r| r.component.cache_outcome())
+        .collect()
+}
+
+#[test]
+fn second_load_hits_the_cache_and_runs_the_same() {
+    let cache = tempfile::tempdir().unwrap();
+    assert_eq!(outcomes(cache.path()), [CacheOutcome::Miss; 2]);
+    assert_eq!(cache_entries(cache.path()).len(), 2);
+    assert_eq!(outcomes(cache.path()), [CacheOutcome::Hit; 2]);
+
+    // Code from the cache gives the same alerts as freshly compiled code.
+    let events = [serde_json::json!({"timestamp": 1_704_067_200_000_i64,
+        "actionName": "installLibraryOnAllClusters", "workspaceId": "7",
+        "userIdentity": {"email": "dev@example.com"}})];
+    let cached = runtime().with_cache(CodeCache::Dir(cache.path().to_owned()));
+    let (from_cache, _, _) = evaluate(load(&cached, &rules_tests()), &events);
+    let (fresh, _, _) = evaluate(load(&runtime(), &rules_tests()), &events);
+    assert_eq!(from_cache.len(), 1);
+    assert_eq!(from_cache, fresh);
+}
+
+#[test]
+fn a_corrupt_cache_entry_is_recompiled_not_an_error() {
+    let cache = tempfile::tempdir().unwrap();
+    assert_eq!(outcomes(cache.path()), [CacheOutcome::Miss; 2]);
+    let entries = cache_entries(cache.path());
+    // One entry flipped in the middle of its code, the other truncated.
+    let mut bytes = std::fs::read(&entries[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&entries[0], &bytes).unwrap();
+    std::fs::write(&entries[1], b"").unwrap();
+    assert_eq!(outcomes(cache.path()), [CacheOutcome::Replaced; 2]);
+    assert_eq!(outcomes(cache.path()), [CacheOutcome::Hit; 2]);
+}
+
+#[test]
+fn a_disabled_cache_compiles_and_writes_nothing() {
+    assert_eq!(
+        load(&runtime(), &rules_tests())
+            .iter()
+            .map(|r| r.component.cache_outcome())
+            .collect::<Vec<_>>(),
+        [CacheOutcome::Disabled; 2]
+    );
+}
+
+#[test]
+fn refused_components_are_never_cached() {
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = runtime().with_cache(CodeCache::Dir(cache.path().to_owned()));
+    for name in ["reads_file.wasm", "opens_socket.wasm", "wrong_world.wasm"] {
+        assert!(runtime.load(&test_components().join(name)).is_err());
+    }
+    assert_eq!(cache_entries(cache.path()), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn cli_cache_location_and_no_cache() {
+    let explicit = tempfile::tempdir().unwrap();
+    let out = run(
+        rulehost()
+            .env("RULEHOST_CACHE_DIR", explicit.path())
+            .arg("test")
+            .arg(rules_tests()),
+        "",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(cache_entries(explicit.path()).len(), 2);
+
+    let xdg = tempfile::tempdir().unwrap();
+    let out = run(
+        rulehost()
+            .env_remove("RULEHOST_CACHE_DIR")
+            .env("XDG_CACHE_HOME", xdg.path())
+            .arg("test")
+            .arg(rules_tests()),
+        "",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(cache_entries(&xdg.path().join("rulehost")).len(), 2);
+
+    let home = tempfile::tempdir().unwrap();
+    let out = run(
+        rulehost()
+            .env_remove("RULEHOST_CACHE_DIR")
+            .env_remove("XDG_CACHE_HOME")
+            .env("HOME", home.path())
+            .arg("test")
+            .arg(rules_tests()),
+        "",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(cache_entries(&home.path().join(".cache/rulehost")).len(), 2);
+
+    let unused = tempfile::tempdir().unwrap();
+    let out = run(
+        rulehost()
+            .env("RULEHOST_CACHE_DIR", unused.path())
+            .args(["test", "--no-cache"])
+            .arg(rules_tests()),
+        "",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(cache_entries(unused.path()), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn lock_file_round_trips_through_the_library() {
+    let dir = seeded_dir();
+    let rules = load(&runtime(), dir.path());
+    let lock = Lockfile::pin(&rules);
+    lock.write(dir.path()).unwrap();
+    assert_eq!(Lockfile::read(dir.path()).unwrap(), lock);
+    assert!(lock.verify(dir.path(), &rules).is_empty());
+}
