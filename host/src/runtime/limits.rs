@@ -23,8 +23,15 @@ pub struct Limits {
     pub tables: usize,
     /// Memories per Store.
     pub memories: usize,
-    /// Bytes of stdout and of stderr kept per instance when output is captured.
+    /// Bytes of stdout and of stderr kept per instance when output is captured (by
+    /// `rulehost test`); the rest is dropped and counted, never an error. 64 KiB shows
+    /// any debugging print in full and bounds a rule that prints in a loop.
     pub captured_output: usize,
+    /// Bytes of data one call may hand the host: the strings `rule`'s error, `title`,
+    /// `dedup`, `unique`, ... return. Panther keeps 1,000 characters of a title and
+    /// 200 KiB of alert context, so 1 MiB only stops a rule that ships its memory out;
+    /// a larger result is a `ResourceLimit` failure and the host drops it.
+    pub max_returned_bytes: usize,
 }
 
 impl Default for Limits {
@@ -38,6 +45,7 @@ impl Default for Limits {
             tables: 16,
             memories: 4,
             captured_output: 64 << 10,
+            max_returned_bytes: 1 << 20,
         }
     }
 }
