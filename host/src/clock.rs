@@ -40,7 +40,9 @@ impl Clock {
     }
 }
 
-fn parse_time_ms(value: &Value) -> Option<i64> {
+/// A time as a JSON value: a number (epoch milliseconds), a string of digits (epoch
+/// milliseconds), RFC 3339, or `YYYY-MM-DD HH:MM:SS[.fff]` read as UTC.
+pub fn parse_time_ms(value: &Value) -> Option<i64> {
     match value {
         Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
         Value::String(s) => {
@@ -62,6 +64,21 @@ fn parse_time_ms(value: &Value) -> Option<i64> {
         }
         _ => None,
     }
+}
+
+/// A duration like `90s`, `+5m`, `3h` or `1d`, in milliseconds (a leading `+` is allowed).
+pub fn parse_offset_ms(text: &str) -> Option<i64> {
+    let text = text.trim().strip_prefix('+').unwrap_or(text.trim());
+    let unit = text.chars().last()?;
+    let n: i64 = text[..text.len() - unit.len_utf8()].parse().ok()?;
+    let scale = match unit {
+        's' => 1_000,
+        'm' => 60_000,
+        'h' => 3_600_000,
+        'd' => 86_400_000,
+        _ => return None,
+    };
+    (n >= 0).then(|| n.checked_mul(scale)).flatten()
 }
 
 /// Formats epoch milliseconds as RFC 3339 UTC (`2024-01-01T00:00:00Z`).
@@ -95,6 +112,16 @@ mod tests {
             Some(7)
         );
         assert_eq!(clock.event_time_ms(&json!({})), None);
+    }
+
+    #[test]
+    fn offsets() {
+        assert_eq!(parse_offset_ms("+1440m"), Some(86_400_000));
+        assert_eq!(parse_offset_ms("1d"), Some(86_400_000));
+        assert_eq!(parse_offset_ms("90s"), Some(90_000));
+        assert_eq!(parse_offset_ms("+5 minutes"), None);
+        assert_eq!(parse_offset_ms("-5m"), None);
+        assert_eq!(parse_offset_ms(""), None);
     }
 
     #[test]

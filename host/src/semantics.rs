@@ -39,16 +39,19 @@ pub fn title(spec: &Spec, called: &Called<String>) -> String {
     }
 }
 
-/// The dedup string: `dedup()` when it gives a non-empty string; otherwise the title from
-/// `title()` when the rule defines one (RuleID if it failed), else
-/// `defaultDedupString:<RuleID>`. Never the DisplayName.
+/// The dedup string (panther-core `_get_dedup`): `dedup()` when it gives a non-empty
+/// string; `defaultDedupString:<RuleID>` when it is defined but fails or returns `""`.
+/// Only when the rule defines no `dedup()`: the title from `title()` (RuleID if that
+/// failed), else `defaultDedupString:<RuleID>`. Never the DisplayName.
 pub fn dedup(spec: &Spec, called: &Called<String>, title_called: &Called<String>) -> String {
+    let default = || format!("defaultDedupString:{}", spec.rule_id);
     match called {
         Ok(Some(d)) if !d.is_empty() => truncate(d.clone()),
-        _ => match title_called {
+        Ok(Some(_)) | Err(_) => default(),
+        Ok(None) => match title_called {
             Ok(Some(t)) if !t.is_empty() => truncate(t.clone()),
             Err(_) => spec.rule_id.clone(),
-            _ => format!("defaultDedupString:{}", spec.rule_id),
+            Ok(_) => default(),
         },
     }
 }
@@ -164,9 +167,14 @@ mod tests {
             dedup(&s, &Ok(None), &Ok(Some("the title".into()))),
             "the title"
         );
+        // A defined dedup() that returns "" or fails never falls back to the title.
         assert_eq!(
             dedup(&s, &Ok(Some(String::new())), &Ok(Some("t".into()))),
-            "t"
+            "defaultDedupString:R.1"
+        );
+        assert_eq!(
+            dedup(&s, &Err(trap()), &Ok(Some("t".into()))),
+            "defaultDedupString:R.1"
         );
         assert_eq!(dedup(&s, &Ok(None), &Ok(None)), "defaultDedupString:R.1");
         assert_eq!(dedup(&s, &Err(trap()), &Ok(None)), "defaultDedupString:R.1");

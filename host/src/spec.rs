@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::filters::InlineFilters;
+
 /// Panther's default `Threshold`.
 pub const DEFAULT_THRESHOLD: u64 = 1;
 /// Panther's default `DedupPeriodMinutes`.
@@ -65,7 +67,8 @@ impl<'de> Deserialize<'de> for Severity {
     }
 }
 
-/// One `Tests:` entry.
+/// One `Tests:` entry: Panther's fields plus optional assertions on the outputs
+/// (pypanther's `expected_*`, which `pat test` lacks).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 pub struct TestCase {
@@ -78,6 +81,95 @@ pub struct TestCase {
     /// Legacy Panther field, ignored (as Panther ignores it).
     #[serde(default)]
     pub log_type: Option<String>,
+    /// Panther's `Mocks:`: refused, since rules are pure components with nothing to patch.
+    #[serde(default)]
+    mocks: Option<serde_yaml_ng::Value>,
+    /// The title the alert must have.
+    #[serde(default)]
+    pub expected_title: Option<String>,
+    /// The dedup string the alert must have (after fallbacks).
+    #[serde(default)]
+    pub expected_dedup: Option<String>,
+    /// The severity the alert must have (any case; after `DEFAULT` and fallbacks).
+    #[serde(default)]
+    pub expected_severity: Option<Severity>,
+    /// The value `unique` must return.
+    #[serde(default)]
+    pub expected_unique: Option<String>,
+    /// Keys the alert context must contain with these values (a subset match).
+    #[serde(default)]
+    pub expected_alert_context: Option<serde_json::Value>,
+    /// The destinations the alert must have.
+    #[serde(default)]
+    pub expected_destinations: Option<Vec<String>>,
+}
+
+impl TestCase {
+    /// Whether the case asserts anything beyond `ExpectedResult`.
+    pub fn has_output_assertions(&self) -> bool {
+        self.expected_title.is_some()
+            || self.expected_dedup.is_some()
+            || self.expected_severity.is_some()
+            || self.expected_unique.is_some()
+            || self.expected_alert_context.is_some()
+            || self.expected_destinations.is_some()
+    }
+}
+
+/// One `Scenarios:` entry: a sequence of events with times, and the alerts the rule's
+/// windows must produce from them. Panther has no equivalent; thresholds, dedup periods
+/// and `unique` need one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct Scenario {
+    /// The scenario's name.
+    pub name: String,
+    /// Time that `+offset` event times count from; default `2024-01-01T00:00:00Z`.
+    #[serde(default)]
+    pub start: Option<serde_json::Value>,
+    /// The events, in order.
+    pub events: Vec<ScenarioEvent>,
+    /// Every alert the run must write, in any order; no others may appear.
+    pub expected_alerts: Vec<ExpectedAlert>,
+}
+
+/// One event of a scenario.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct ScenarioEvent {
+    /// When it happened: RFC 3339, epoch milliseconds, or `+N[s|m|h|d]` after `Start`.
+    /// Without it the event's own time fields are read, as `rulehost eval` does.
+    #[serde(default)]
+    pub time: Option<serde_json::Value>,
+    /// Send the same event this many times (default 1), each `Every` apart.
+    #[serde(default)]
+    pub repeat: Option<u32>,
+    /// Spacing of repeats, `N[s|m|h|d]` (default 0).
+    #[serde(default)]
+    pub every: Option<String>,
+    /// The event.
+    pub log: serde_json::Value,
+}
+
+/// What one expected alert must look like; absent fields are not checked.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct ExpectedAlert {
+    /// The dedup string.
+    #[serde(default)]
+    pub dedup: Option<String>,
+    /// The title.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// The severity.
+    #[serde(default)]
+    pub severity: Option<Severity>,
+    /// Matches counted in the window.
+    #[serde(default)]
+    pub event_count: Option<u64>,
+    /// Distinct unique values counted.
+    #[serde(default)]
+    pub unique_count: Option<u64>,
 }
 
 /// The YAML keys rulehost reads, in Panther's spelling. Unknown keys are errors, as in
@@ -117,7 +209,13 @@ struct RawSpec {
     #[serde(default)]
     created_by: Option<String>,
     #[serde(default)]
+    create_alert: Option<bool>,
+    #[serde(default)]
+    inline_filters: Option<InlineFilters>,
+    #[serde(default)]
     tests: Vec<TestCase>,
+    #[serde(default)]
+    scenarios: Vec<Scenario>,
 }
 
 /// A validated rule spec.
@@ -157,8 +255,16 @@ pub struct Spec {
     pub dedup_period_minutes: u64,
     /// `OutputIds`.
     pub output_ids: Vec<String>,
+    /// `CreateAlert` (default true): false makes the rule a signal: its matches are
+    /// recorded, but no alert is raised.
+    pub create_alert: bool,
+    /// `InlineFilters`: evaluated by the host before `rule`; an event they rule out is no
+    /// match.
+    pub inline_filters: Option<InlineFilters>,
     /// `Tests`.
     pub tests: Vec<TestCase>,
+    /// `Scenarios` (rulehost's multi-event tests).
+    pub scenarios: Vec<Scenario>,
 }
 
 /// A spec could not be loaded.
@@ -257,6 +363,60 @@ impl Spec {
                     test.name
                 )));
             }
+            if test.mocks.is_some() {
+                return Err(invalid(format!(
+                    "Tests: `{}`: Mocks are not supported: a rule is a pure component with no \
+                     globals to patch; put the value in the Log instead",
+                    test.name
+                )));
+            }
+            if test
+                .expected_alert_context
+                .as_ref()
+                .is_some_and(|c| !c.is_object())
+            {
+                return Err(invalid(format!(
+                    "Tests: `{}`: ExpectedAlertContext must be a mapping",
+                    test.name
+                )));
+            }
+        }
+        for scenario in &raw.scenarios {
+            if !names.insert(scenario.name.as_str()) {
+                return Err(invalid(format!(
+                    "Scenarios: duplicate test name `{}`",
+                    scenario.name
+                )));
+            }
+            let bad = |what: String| invalid(format!("Scenarios: `{}`: {what}", scenario.name));
+            if let Some(start) = &scenario.start
+                && crate::clock::parse_time_ms(start).is_none()
+            {
+                return Err(bad(format!(
+                    "Start `{start}` is not RFC 3339 or epoch milliseconds"
+                )));
+            }
+            for event in &scenario.events {
+                if !event.log.is_object() {
+                    return Err(bad("Log must be a mapping".into()));
+                }
+                if let Some(time) = &event.time
+                    && crate::clock::parse_time_ms(time).is_none()
+                    && time
+                        .as_str()
+                        .and_then(crate::clock::parse_offset_ms)
+                        .is_none()
+                {
+                    return Err(bad(format!(
+                        "Time `{time}` is not RFC 3339, epoch milliseconds or +N[s|m|h|d]"
+                    )));
+                }
+                if let Some(every) = &event.every
+                    && crate::clock::parse_offset_ms(every).is_none()
+                {
+                    return Err(bad(format!("Every `{every}` is not N[s|m|h|d]")));
+                }
+            }
         }
         let _ = raw.created_by;
         Ok(Spec {
@@ -283,7 +443,10 @@ impl Spec {
                 .filter(|&m| m > 0)
                 .unwrap_or(DEFAULT_DEDUP_PERIOD_MINUTES),
             output_ids: raw.output_ids,
+            create_alert: raw.create_alert.unwrap_or(true),
+            inline_filters: raw.inline_filters.filter(|f| !f.is_empty()),
             tests: raw.tests,
+            scenarios: raw.scenarios,
         })
     }
 
@@ -415,6 +578,42 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "rule spec `r.yml`: component `r.wasm` not found; looked for `r.wasm`, `/nowhere/r.wasm`"
+        );
+    }
+
+    #[test]
+    fn mocks_are_refused_with_a_reason() {
+        let text = format!(
+            "{MINIMAL}Tests:\n  - Name: t\n    ExpectedResult: true\n    Log: {{a: 1}}\n    \
+             Mocks:\n      - objectName: f\n        returnValue: x\n"
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("Mocks are not supported"), "{err}");
+    }
+
+    #[test]
+    fn assertions_and_scenarios_parse_and_validate() {
+        let text = format!(
+            "{MINIMAL}CreateAlert: false\nTests:\n  - Name: t\n    ExpectedResult: true\n    \
+             Log: {{a: 1}}\n    ExpectedTitle: x\n    ExpectedSeverity: HIGH\n    \
+             ExpectedAlertContext: {{k: v}}\nScenarios:\n  - Name: s\n    Events:\n      \
+             - Time: +5m\n        Repeat: 3\n        Every: 1h\n        Log: {{a: 1}}\n    \
+             ExpectedAlerts:\n      - EventCount: 3\n"
+        );
+        let spec = parse(&text).unwrap();
+        assert!(!spec.create_alert);
+        assert_eq!(spec.tests[0].expected_severity, Some(Severity::High));
+        assert!(spec.tests[0].has_output_assertions());
+        assert_eq!(spec.scenarios[0].events[0].repeat, Some(3));
+        let bad = text.replace("+5m", "+5 minutes");
+        let err = parse(&bad).unwrap_err().to_string();
+        assert!(err.contains("Time `\"+5 minutes\"`"), "{err}");
+        let dup = text.replace("Name: s", "Name: t");
+        assert!(
+            parse(&dup)
+                .unwrap_err()
+                .to_string()
+                .contains("duplicate test name `t`")
         );
     }
 

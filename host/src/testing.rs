@@ -1,37 +1,82 @@
-//! [`run_rule_tests`]: runs a spec's `Tests:` through its component, with `pat test`'s
-//! pass rules, and [`SpecFilter`] for `--filter`.
+//! [`run_rule`]: runs a spec's `Tests:` and `Scenarios:` through its component, with
+//! `pat test`'s pass rules plus output assertions, and [`SpecFilter`] for `--filter`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use serde::Serialize;
 use serde_json::Value;
 
+use crate::clock::{Clock, parse_offset_ms, parse_time_ms};
+use crate::eval::{Evaluator, Location};
 use crate::ruleset::LoadedRule;
-use crate::runtime::{Output, RuleFailure, RuleInstance};
+use crate::runtime::{CapturedOutput, Output, RuleFailure, RuleInstance};
 use crate::semantics::{self, Called};
-use crate::spec::{Spec, TestCase};
+use crate::spec::{ExpectedAlert, Scenario, Severity, Spec, TestCase};
 
-/// The outcome of one function in one test.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The outcome of one function (or one assertion) in one test.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FunctionResult {
-    /// `rule`, `title`, `dedup`, `alertContext`, ... (Panther's names).
-    pub function: &'static str,
+    /// `rule`, `title`, `dedup`, `alertContext`, ... (Panther's names), or `alerts` and
+    /// `alert N` for scenarios.
+    pub function: String,
     /// Whether it counts as passing.
     pub passed: bool,
-    /// The value shown, or the error.
+    /// The value shown, or what went wrong.
     pub text: String,
 }
 
-/// The outcome of one test case.
-#[derive(Debug, Clone)]
+/// Which kind of test a [`CaseResult`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseKind {
+    /// One event from `Tests:`.
+    Test,
+    /// A sequence of events from `Scenarios:`.
+    Scenario,
+}
+
+/// The outcome of one test case or scenario.
+#[derive(Debug, Clone, Serialize)]
 pub struct CaseResult {
     /// The test's `Name`.
     pub name: String,
+    /// Test or scenario.
+    pub kind: CaseKind,
     /// Whether the whole test passed.
     pub passed: bool,
     /// Per-function results, in Panther's display order.
     pub functions: Vec<FunctionResult>,
-    /// What the rule printed: (stdout, stderr).
-    pub output: (String, String),
+    /// What the rule printed to stdout.
+    pub stdout: String,
+    /// What the rule printed to stderr.
+    pub stderr: String,
+    /// Bytes of stdout dropped past the capture limit
+    /// ([`crate::runtime::Limits::captured_output`]).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub stdout_dropped: u64,
+    /// Bytes of stderr dropped past the capture limit.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub stderr_dropped: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl CaseResult {
+    fn new(name: &str, kind: CaseKind, functions: Vec<FunctionResult>) -> Self {
+        let passed = functions.iter().all(|f| f.passed);
+        CaseResult {
+            name: name.to_owned(),
+            kind,
+            passed,
+            functions,
+            stdout: String::new(),
+            stderr: String::new(),
+            stdout_dropped: 0,
+            stderr_dropped: 0,
+        }
+    }
 }
 
 /// Runs every function of a rule on an event, replacing the instance after a trap (a trap
@@ -39,8 +84,9 @@ pub struct CaseResult {
 struct Runner<'a> {
     rule: &'a LoadedRule,
     instance: Option<RuleInstance>,
-    stdout: String,
-    stderr: String,
+    /// The event's time ([`Clock::default`], else 0), which the rule's clocks report.
+    time_ms: i64,
+    output: CapturedOutput,
 }
 
 impl Runner<'_> {
@@ -58,6 +104,7 @@ impl Runner<'_> {
             self.instance = Some(inst);
         }
         let inst = self.instance.as_mut().expect("instantiated above");
+        inst.set_event_time(self.time_ms);
         let result = f(inst, event);
         if result
             .as_ref()
@@ -70,11 +117,56 @@ impl Runner<'_> {
 
     fn collect_output(&mut self) {
         if let Some(inst) = self.instance.take()
-            && let Some((out, err)) = inst.captured_output()
+            && let Some(captured) = inst.captured_output()
         {
-            self.stdout.push_str(&out);
-            self.stderr.push_str(&err);
+            self.output.stdout.push_str(&captured.stdout);
+            self.output.stderr.push_str(&captured.stderr);
+            self.output.stdout_dropped += captured.stdout_dropped;
+            self.output.stderr_dropped += captured.stderr_dropped;
         }
+    }
+}
+
+/// Shows a result and, when the test asserts a value, compares it.
+fn line<T: PartialEq + std::fmt::Display>(
+    function: &str,
+    value: Result<Option<T>, String>,
+    expected: Option<&T>,
+) -> Option<FunctionResult> {
+    let function = function.to_owned();
+    Some(match (value, expected) {
+        (Err(text), _) => FunctionResult {
+            function,
+            passed: false,
+            text,
+        },
+        (Ok(None), None) => return None,
+        (Ok(None), Some(want)) => FunctionResult {
+            function,
+            passed: false,
+            text: format!("not defined, expected `{want}`"),
+        },
+        (Ok(Some(got)), Some(want)) if got != *want => FunctionResult {
+            function,
+            passed: false,
+            text: format!("`{got}`, expected `{want}`"),
+        },
+        (Ok(Some(got)), _) => FunctionResult {
+            function,
+            passed: true,
+            text: got.to_string(),
+        },
+    })
+}
+
+/// Whether every key of `want` is in `got` with an equal value (objects compared the same
+/// way, recursively).
+pub fn is_subset(want: &Value, got: &Value) -> bool {
+    match (want, got) {
+        (Value::Object(w), Value::Object(g)) => w
+            .iter()
+            .all(|(k, wv)| g.get(k).is_some_and(|gv| is_subset(wv, gv))),
+        _ => want == got,
     }
 }
 
@@ -82,16 +174,27 @@ impl Runner<'_> {
 /// - `ExpectedResult: true` passes when `rule` returns true and no function failed,
 ///   `unique` included (pat ignores a failing `unique`: a known bug);
 /// - `ExpectedResult: false` passes when `rule` returns false without failing.
+///
+/// `InlineFilters` run first, as in production (pat ignores them without a backend).
+/// The optional `Expected*` fields are checked whatever `ExpectedResult` is.
 pub fn run_case(rule: &LoadedRule, case: &TestCase) -> CaseResult {
     let spec = &rule.spec;
     let event = Arc::new(case.log.clone());
     let mut runner = Runner {
         rule,
         instance: None,
-        stdout: String::new(),
-        stderr: String::new(),
+        time_ms: Clock::default().event_time_ms(&event).unwrap_or(0),
+        output: CapturedOutput::default(),
     };
-    let matched = runner.call(&event, RuleInstance::rule);
+    let filtered_out = spec
+        .inline_filters
+        .as_ref()
+        .is_some_and(|f| !f.matches(&event));
+    let matched = if filtered_out {
+        Ok(false)
+    } else {
+        runner.call(&event, RuleInstance::rule)
+    };
     let title = runner.call(&event, RuleInstance::call_title);
     let dedup = runner.call(&event, RuleInstance::call_dedup);
     let context = runner.call(&event, RuleInstance::call_alert_context);
@@ -105,89 +208,370 @@ pub fn run_case(rule: &LoadedRule, case: &TestCase) -> CaseResult {
 
     let rule_line = match &matched {
         Ok(m) => FunctionResult {
-            function: "rule",
+            function: "rule".into(),
             passed: *m == case.expected_result,
-            text: m.to_string(),
+            text: if filtered_out {
+                "false (ruled out by InlineFilters)".into()
+            } else {
+                m.to_string()
+            },
         },
         Err(f) => FunctionResult {
-            function: "rule",
+            function: "rule".into(),
             passed: false,
             text: f.to_string(),
         },
     };
     let mut functions = vec![rule_line];
-    if case.expected_result {
-        let mut push = |function: &'static str, called: Result<Option<String>, String>| match called
-        {
-            Ok(Some(text)) => functions.push(FunctionResult {
-                function,
-                passed: true,
-                text,
-            }),
-            Ok(None) => {}
-            Err(text) => functions.push(FunctionResult {
-                function,
-                passed: false,
-                text,
-            }),
+    let show_all = case.expected_result || case.has_output_assertions();
+    let plain = |c: &Called<String>| c.clone().map_err(|f| f.to_string());
+    if show_all && spec.create_alert {
+        let resolved_title = match &title {
+            Err(f) => Err(f.to_string()),
+            Ok(None) if case.expected_title.is_some() => Ok(Some(semantics::title(spec, &title))),
+            Ok(t) => Ok(t.clone()),
         };
-        let plain = |c: &Called<String>| c.clone().map_err(|f| f.to_string());
-        push("title", plain(&title));
+        functions.extend(line("title", resolved_title, case.expected_title.as_ref()));
         // The dedup line always shows, with its fallback, as pat prints it.
-        push(
-            "dedup",
-            match &dedup {
-                Err(f) => Err(f.to_string()),
-                Ok(_) => Ok(Some(semantics::dedup(spec, &dedup, &title))),
-            },
-        );
-        push(
-            "alertContext",
-            match &context {
-                Ok(None) => Ok(None),
-                _ => match semantics::alert_context(&context) {
-                    (v, None) => Ok(Some(v.to_string())),
-                    (_, Some(e)) => Err(e),
-                },
-            },
-        );
-        push("description", plain(&description));
-        push("reference", plain(&reference));
-        push(
-            "severity",
-            match &severity {
-                Ok(None) => Ok(None),
-                _ => match semantics::severity(spec, &severity) {
-                    (sev, None) => Ok(Some(sev.as_str().to_owned())),
-                    (_, Some(e)) => Err(e),
-                },
-            },
-        );
-        push("runbook", plain(&runbook));
-        push(
-            "destinations",
-            destinations
-                .map(|d| d.map(|d| format!("{d:?}")))
-                .map_err(|f| f.to_string()),
-        );
-        push("unique", plain(&unique));
+        let resolved_dedup = match &dedup {
+            Err(f) => Err(f.to_string()),
+            Ok(_) => Ok(Some(semantics::dedup(spec, &dedup, &title))),
+        };
+        functions.extend(line("dedup", resolved_dedup, case.expected_dedup.as_ref()));
     }
-    let passed = functions.iter().all(|f| f.passed);
-    CaseResult {
-        name: case.name.clone(),
-        passed,
-        functions,
-        output: (runner.stdout, runner.stderr),
+    if show_all {
+        let context_line = match &context {
+            Ok(None) if case.expected_alert_context.is_none() => None,
+            _ => Some(
+                match (
+                    semantics::alert_context(&context),
+                    &case.expected_alert_context,
+                ) {
+                    ((_, Some(e)), _) => FunctionResult {
+                        function: "alertContext".into(),
+                        passed: false,
+                        text: e,
+                    },
+                    ((v, None), Some(want)) if !is_subset(want, &v) => FunctionResult {
+                        function: "alertContext".into(),
+                        passed: false,
+                        text: format!("{v}, expected it to contain {want}"),
+                    },
+                    ((v, None), _) => FunctionResult {
+                        function: "alertContext".into(),
+                        passed: true,
+                        text: v.to_string(),
+                    },
+                },
+            ),
+        };
+        functions.extend(context_line);
+    }
+    if show_all && spec.create_alert {
+        functions.extend(line("description", plain(&description), None));
+        functions.extend(line("reference", plain(&reference), None));
+        let resolved_severity = match &severity {
+            Ok(None) if case.expected_severity.is_none() => Ok(None),
+            _ => match semantics::severity(spec, &severity) {
+                (sev, None) => Ok(Some(SeverityText(sev))),
+                (_, Some(e)) => Err(e),
+            },
+        };
+        let want_severity = case.expected_severity.map(SeverityText);
+        functions.extend(line("severity", resolved_severity, want_severity.as_ref()));
+        functions.extend(line("runbook", plain(&runbook), None));
+        let resolved_destinations = match &destinations {
+            Err(f) => Err(f.to_string()),
+            Ok(None) if case.expected_destinations.is_none() => Ok(None),
+            Ok(_) => Ok(Some(ListText(
+                semantics::destinations(spec, &destinations).0,
+            ))),
+        };
+        let want_destinations = case.expected_destinations.clone().map(ListText);
+        functions.extend(line(
+            "destinations",
+            resolved_destinations,
+            want_destinations.as_ref(),
+        ));
+        functions.extend(line(
+            "unique",
+            plain(&unique),
+            case.expected_unique.as_ref(),
+        ));
+    }
+    let mut result = CaseResult::new(&case.name, CaseKind::Test, functions);
+    let output = runner.output;
+    result.stdout = output.stdout;
+    result.stderr = output.stderr;
+    result.stdout_dropped = output.stdout_dropped;
+    result.stderr_dropped = output.stderr_dropped;
+    result
+}
+
+/// A severity shown and compared by its upper-case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SeverityText(Severity);
+
+impl std::fmt::Display for SeverityText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.as_str())
     }
 }
 
-/// Runs every test of a rule, in spec order.
-pub fn run_rule_tests(rule: &LoadedRule) -> Vec<CaseResult> {
-    rule.spec
+/// A list shown as `["a", "b"]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ListText(Vec<String>);
+
+impl std::fmt::Display for ListText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+/// Runs a scenario: its events go through the same [`Evaluator`] as `rulehost eval`, with
+/// this rule alone, and the alerts written must match `ExpectedAlerts` one to one.
+pub fn run_scenario(rule: &LoadedRule, scenario: &Scenario) -> CaseResult {
+    let warnings = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = warnings.clone();
+    let mut out = Vec::new();
+    let mut eval = Evaluator::new(
+        vec![rule.clone()],
+        Clock::default(),
+        &mut out,
+        Box::new(move |w: &str| sink.lock().expect("not poisoned").push(w.to_owned())),
+    );
+    let start = scenario
+        .start
+        .as_ref()
+        .and_then(parse_time_ms)
+        .unwrap_or(DEFAULT_SCENARIO_START);
+    let file: Arc<str> = format!("{}#{}", rule.spec.path.display(), scenario.name).into();
+    let mut number = 0;
+    let mut write_error = None;
+    for event in &scenario.events {
+        let base = event.time.as_ref().and_then(|t| {
+            parse_time_ms(t).or_else(|| t.as_str().and_then(parse_offset_ms).map(|o| start + o))
+        });
+        let every = event
+            .every
+            .as_deref()
+            .and_then(parse_offset_ms)
+            .unwrap_or(0);
+        for i in 0..event.repeat.unwrap_or(1) {
+            number += 1;
+            let time = base.map(|t| t + i64::from(i) * every);
+            let location = Location {
+                file: file.clone(),
+                line: number,
+            };
+            if let Err(e) = eval.event_at(&location, event.log.clone(), time) {
+                write_error = Some(e);
+            }
+        }
+    }
+    let summary = eval.finish();
+    let mut functions = Vec::new();
+    if let Some(e) = write_error.or_else(|| {
+        summary
+            .as_ref()
+            .err()
+            .map(|e| std::io::Error::other(e.to_string()))
+    }) {
+        functions.push(FunctionResult {
+            function: "alerts".into(),
+            passed: false,
+            text: e.to_string(),
+        });
+    }
+    for warning in warnings.lock().expect("not poisoned").iter() {
+        functions.push(FunctionResult {
+            function: "rule".into(),
+            passed: false,
+            text: warning.clone(),
+        });
+    }
+    let records: Vec<Value> = String::from_utf8_lossy(&out)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let mut alerts: Vec<Option<&Value>> = records
+        .iter()
+        .filter(|r| r["kind"] == "alert")
+        .map(Some)
+        .collect();
+    let count_ok = alerts.len() == scenario.expected_alerts.len();
+    functions.push(FunctionResult {
+        function: "alerts".into(),
+        passed: count_ok,
+        text: if count_ok {
+            format!("{} alert(s)", alerts.len())
+        } else {
+            format!(
+                "{} alert(s), expected {}",
+                alerts.len(),
+                scenario.expected_alerts.len()
+            )
+        },
+    });
+    for (i, want) in scenario.expected_alerts.iter().enumerate() {
+        let found = alerts
+            .iter_mut()
+            .find(|a| a.is_some_and(|a| alert_matches(want, a)))
+            .and_then(Option::take);
+        functions.push(FunctionResult {
+            function: format!("alert {}", i + 1),
+            passed: found.is_some(),
+            text: match found {
+                Some(a) => describe_alert(a),
+                None => format!("no alert with {}", describe_expected(want)),
+            },
+        });
+    }
+    for extra in alerts.into_iter().flatten() {
+        functions.push(FunctionResult {
+            function: "unexpected alert".into(),
+            passed: false,
+            text: describe_alert(extra),
+        });
+    }
+    CaseResult::new(&scenario.name, CaseKind::Scenario, functions)
+}
+
+/// Where `+offset` scenario times count from when `Start` is not given.
+pub const DEFAULT_SCENARIO_START: i64 = 1_704_067_200_000; // 2024-01-01T00:00:00Z
+
+fn alert_matches(want: &ExpectedAlert, got: &Value) -> bool {
+    want.dedup
+        .as_ref()
+        .is_none_or(|d| got["dedup"] == *d.as_str())
+        && want
+            .title
+            .as_ref()
+            .is_none_or(|t| got["title"] == *t.as_str())
+        && want.severity.is_none_or(|s| got["severity"] == s.as_str())
+        && want.event_count.is_none_or(|n| got["event_count"] == n)
+        && want.unique_count.is_none_or(|n| got["unique_count"] == n)
+}
+
+fn describe_alert(a: &Value) -> String {
+    let mut text = format!("dedup={} event_count={}", a["dedup"], a["event_count"]);
+    if let Some(u) = a.get("unique_count") {
+        text.push_str(&format!(" unique_count={u}"));
+    }
+    text.push_str(&format!(
+        " window={}..{}",
+        a["window_start"].as_str().unwrap_or(""),
+        a["window_end"].as_str().unwrap_or("")
+    ));
+    text
+}
+
+fn describe_expected(want: &ExpectedAlert) -> String {
+    let mut parts = Vec::new();
+    if let Some(d) = &want.dedup {
+        parts.push(format!("dedup={d:?}"));
+    }
+    if let Some(t) = &want.title {
+        parts.push(format!("title={t:?}"));
+    }
+    if let Some(s) = want.severity {
+        parts.push(format!("severity={}", s.as_str()));
+    }
+    if let Some(n) = want.event_count {
+        parts.push(format!("event_count={n}"));
+    }
+    if let Some(n) = want.unique_count {
+        parts.push(format!("unique_count={n}"));
+    }
+    if parts.is_empty() {
+        "any fields".to_owned()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// How a rule came out of a test run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleStatus {
+    /// Every selected test passed.
+    Passed,
+    /// A test failed, or the rule broke a `--minimum-tests` requirement.
+    Failed,
+    /// `--test-names` selected none of its tests.
+    Skipped,
+}
+
+/// One rule's results.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleReport {
+    /// `RuleID`.
+    pub rule_id: String,
+    /// The spec file.
+    pub path: String,
+    /// The verdict.
+    pub status: RuleStatus,
+    /// Test and scenario results, tests first, in spec order.
+    pub cases: Vec<CaseResult>,
+    /// Rule-level failures, such as too few tests.
+    pub problems: Vec<String>,
+}
+
+/// Which tests to run and what a rule must have.
+#[derive(Debug, Clone, Default)]
+pub struct TestSelection {
+    /// Only tests and scenarios with these names (all when empty).
+    pub names: Vec<String>,
+    /// Fewer `Tests:` than this fails the rule; above 1 it also needs one positive and one
+    /// negative test.
+    pub minimum_tests: usize,
+}
+
+/// Runs a rule's selected tests and scenarios.
+pub fn run_rule(rule: &LoadedRule, selection: &TestSelection) -> RuleReport {
+    let spec = &rule.spec;
+    let wanted =
+        |name: &str| selection.names.is_empty() || selection.names.iter().any(|n| n == name);
+    let mut cases: Vec<CaseResult> = spec
         .tests
         .iter()
-        .map(|case| run_case(rule, case))
-        .collect()
+        .filter(|c| wanted(&c.name))
+        .map(|c| run_case(rule, c))
+        .collect();
+    cases.extend(
+        spec.scenarios
+            .iter()
+            .filter(|s| wanted(&s.name))
+            .map(|s| run_scenario(rule, s)),
+    );
+    let mut problems = Vec::new();
+    let n = spec.tests.len();
+    if n < selection.minimum_tests {
+        problems.push(format!(
+            "has {n} test(s), needs at least {}",
+            selection.minimum_tests
+        ));
+    }
+    if selection.minimum_tests > 1
+        && !(spec.tests.iter().any(|t| t.expected_result)
+            && spec.tests.iter().any(|t| !t.expected_result))
+    {
+        problems.push("needs at least one `ExpectedResult: true` and one `false` test".to_owned());
+    }
+    let status = if !problems.is_empty() || cases.iter().any(|c| !c.passed) {
+        RuleStatus::Failed
+    } else if cases.is_empty() && !selection.names.is_empty() {
+        RuleStatus::Skipped
+    } else {
+        RuleStatus::Passed
+    };
+    RuleReport {
+        rule_id: spec.rule_id.clone(),
+        path: spec.path.display().to_string(),
+        status,
+        cases,
+        problems,
+    }
 }
 
 /// One `--filter KEY=V1,V2` (or `KEY!=V`): values are ORed and compared case-insensitively
@@ -282,6 +666,16 @@ mod tests {
              LogTypes: [Databricks.Audit]\nSeverity: Medium\nTags: [Execution, Persistence]\n",
         )
         .unwrap()
+    }
+
+    #[test]
+    fn subset_match_is_recursive() {
+        let got = serde_json::json!({"a": 1, "b": {"c": 2, "d": 3}, "e": [1]});
+        assert!(is_subset(&serde_json::json!({}), &got));
+        assert!(is_subset(&serde_json::json!({"b": {"c": 2}}), &got));
+        assert!(is_subset(&serde_json::json!({"e": [1]}), &got));
+        assert!(!is_subset(&serde_json::json!({"b": {"c": 3}}), &got));
+        assert!(!is_subset(&serde_json::json!({"z": null}), &got));
     }
 
     #[test]
