@@ -66,6 +66,38 @@ doc: ## Build the docs with warnings as errors
 demo-data: ## Regenerate the committed demo sample (deterministic)
 	python3 scripts/gen_databricks.py --events 2000 --seed 7 --hours 48 --roamers 3 --output $(DEMO_DATA)
 
+.PHONY: native
+native: ## Build rulehost-native, the plain-Rust baseline of the seed rules (bench/native)
+	$(CARGO) build --release -p rulehost-native
+
+.PHONY: bench
+bench: build native ## Time rulehost against native Rust on 1M generated events (bench-data/)
+	python3 scripts/bench.py
+
+.PHONY: bench-check
+bench-check: build native ## Check that rulehost-native writes rulehost's alerts byte for byte
+	python3 scripts/bench.py --check
+
+.PHONY: new-rule
+new-rule: ## Scaffold a rule crate and its spec: make new-rule NAME=snake_case_name
+	@test -n "$(NAME)" || { echo "usage: make new-rule NAME=snake_case_name"; exit 2; }
+	python3 scripts/new_rule.py $(NAME)
+
+FUZZ_SECONDS ?= 60
+# Target, then the read-only seed folders it starts from (new finds go to fuzz/corpus/).
+FUZZ_RUNS := parse_line:fuzz/seeds/parse_line spec_parse:rules-tests
+
+.PHONY: fuzz
+fuzz: ## Fuzz event ingestion and spec loading, FUZZ_SECONDS (60) per target; not in CI
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
+	@for run in $(FUZZ_RUNS); do \
+		target=$${run%%:*}; seeds=$${run#*:}; \
+		mkdir -p fuzz/corpus/$$target; \
+		echo "fuzz: $$target for $(FUZZ_SECONDS) s"; \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --fuzz-dir fuzz $$target fuzz/corpus/$$target $$seeds \
+			-- -max_total_time=$(FUZZ_SECONDS) -max_len=65536 || exit 1; \
+	done
+
 .PHONY: clean
 clean: ## Remove build outputs
 	$(CARGO) clean

@@ -16,8 +16,14 @@ pub struct Cli {
 enum Command {
     /// Evaluate JSON-lines event files (or stdin) and print alerts as JSON lines.
     Eval(commands::eval::Eval),
-    /// Run the `Tests:` of Panther-format rule specs through their components.
+    /// Run the `Tests:` and `Scenarios:` of Panther-format rule specs.
     Test(commands::test::Test),
+    /// Run one test of one rule and show what the rule printed.
+    Debug(commands::debug::Debug),
+    /// Show a component's imports, exports, sha256 and whether rulehost would load it.
+    Inspect(commands::inspect::Inspect),
+    /// Pin the sha256 of every rule's component in `DIR/rulehost.lock`.
+    Lock(commands::lock::Lock),
 }
 
 /// What a run concluded.
@@ -46,5 +52,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     match cli.command {
         Command::Eval(cmd) => cmd.run(),
         Command::Test(cmd) => cmd.run(),
+        Command::Debug(cmd) => cmd.run(),
+        Command::Inspect(cmd) => cmd.run(),
+        Command::Lock(cmd) => cmd.run(),
     }
 }

@@ -1,14 +1,20 @@
 //! One module per subcommand, each a clap struct with `run`.
 
+pub mod debug;
 pub mod eval;
+pub mod inspect;
+pub mod lock;
 pub mod test;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
 
-use crate::runtime::Limits;
+use crate::eval::{DEFAULT_QUARANTINE_AFTER, Quarantine};
+use crate::lock::Lockfile;
+use crate::ruleset::LoadedRule;
+use crate::runtime::{CodeCache, Limits, Runtime};
 
 /// Options shared by commands that load rules.
 #[derive(Debug, Args)]
@@ -27,6 +33,40 @@ pub struct RuleArgs {
     /// Linear memory cap per rule instance, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 64)]
     pub memory_mib: usize,
+    /// Most bytes one call may hand back (a title, dedup, error message, ...); a larger
+    /// result is a `ResourceLimit` failure.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_returned_bytes)]
+    pub max_returned_bytes: usize,
+    /// Stop calling a rule after it failed on this many events in a row (0: never).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_QUARANTINE_AFTER)]
+    pub quarantine_after: u32,
+    /// Refuse to run unless every rule's component matches `DIR/rulehost.lock` (written by
+    /// `rulehost lock DIR`).
+    #[arg(long)]
+    pub locked: bool,
+    /// Compile every component afresh instead of using the compiled-code cache
+    /// (`$RULEHOST_CACHE_DIR`, else `$XDG_CACHE_HOME/rulehost`, else `~/.cache/rulehost`).
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+/// Whether rules must match `rulehost.lock` before they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockPolicy {
+    /// No check (the default).
+    Ignore,
+    /// `--locked`: every rule must be pinned, with the same component file and sha256.
+    Enforce,
+}
+
+/// What [`check_lock`] concluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum LockCheck {
+    /// The rules may run.
+    Passed,
+    /// The problems were printed; the command must exit with [`ExitStatus::Error`](crate::cli::ExitStatus::Error).
+    Refused,
 }
 
 impl RuleArgs {
@@ -34,8 +74,70 @@ impl RuleArgs {
     pub fn limits(&self) -> Limits {
         Limits {
             timeout: Duration::from_millis(self.timeout_ms),
-            memory_bytes: self.memory_mib << 20,
+            memory_bytes: self.memory_mib.saturating_mul(1 << 20),
+            max_returned_bytes: self.max_returned_bytes,
             ..Limits::default()
         }
     }
+
+    /// When a failing rule is quarantined (`eval`; `test` runs every case regardless).
+    pub fn quarantine(&self) -> Quarantine {
+        Quarantine::after(self.quarantine_after)
+    }
+
+    /// The compiled-code cache these flags describe.
+    pub fn cache(&self) -> CodeCache {
+        if self.no_cache {
+            CodeCache::Disabled
+        } else {
+            CodeCache::from_env()
+        }
+    }
+
+    /// Whether `--locked` was given.
+    pub fn lock_policy(&self) -> LockPolicy {
+        if self.locked {
+            LockPolicy::Enforce
+        } else {
+            LockPolicy::Ignore
+        }
+    }
+
+    /// The runtime these flags describe: limits and cache.
+    pub fn runtime(&self) -> anyhow::Result<Runtime> {
+        Ok(Runtime::new(self.limits())?.with_cache(self.cache()))
+    }
+}
+
+/// Under [`LockPolicy::Enforce`], checks `rules` against `DIR/rulehost.lock`, printing
+/// every difference and a hint to stderr.
+pub fn check_lock(policy: LockPolicy, dir: &Path, rules: &[LoadedRule]) -> LockCheck {
+    if policy == LockPolicy::Ignore {
+        return LockCheck::Passed;
+    }
+    let problems: Vec<Box<dyn std::error::Error>> = match Lockfile::read(dir) {
+        Ok(lock) => lock
+            .verify(dir, rules)
+            .into_iter()
+            .map(|m| Box::new(m) as _)
+            .collect(),
+        Err(e) => vec![Box::new(e)],
+    };
+    if problems.is_empty() {
+        return LockCheck::Passed;
+    }
+    for problem in &problems {
+        eprintln!("error: {problem}");
+        let mut source = problem.source();
+        while let Some(cause) = source {
+            eprintln!("  Caused by: {cause}");
+            source = cause.source();
+        }
+    }
+    eprintln!();
+    eprintln!(
+        "hint: review the rules' components, then run `rulehost lock {}` to pin them",
+        dir.display()
+    );
+    LockCheck::Refused
 }

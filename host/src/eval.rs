@@ -8,12 +8,15 @@
 
 use std::fmt;
 use std::io::{self, Write};
+use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::clock::{Clock, format_ms};
+use crate::input::{Line, parse_line};
 use crate::ruleset::LoadedRule;
 use crate::runtime::{Output, RuleFailure, RuleInstance};
 use crate::semantics::{self, Called};
@@ -45,6 +48,10 @@ impl fmt::Display for Location {
 pub struct RuleStats {
     /// Events for which `rule` returned true.
     pub matches: u64,
+    /// Events ruled out by the spec's `InlineFilters` before `rule` was called.
+    pub filtered: u64,
+    /// Signal records written (matches of a `CreateAlert: false` rule).
+    pub signals: u64,
     /// Alerts written.
     pub alerts: u64,
     /// Events on which `rule` failed (trap, timeout, returned error).
@@ -53,6 +60,38 @@ pub struct RuleStats {
     pub aux_errors: u64,
     /// Times the instance was replaced after a trap.
     pub restarts: u64,
+    /// Where the rule was quarantined ([`Quarantine`]), if it was.
+    pub quarantined_at: Option<Location>,
+    /// Events the rule was not called on because it was quarantined.
+    pub skipped: u64,
+}
+
+/// When a failing rule stops being called, so that a broken or hostile rule cannot spend
+/// a deadline on every event of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quarantine {
+    /// Never: the rule is called on every event however often it fails.
+    Never,
+    /// After this many consecutive events on which a call into the rule failed (trap,
+    /// timeout, resource limit, returned error); an event whose calls all succeed resets
+    /// the count. The rule is then skipped for the rest of the run.
+    After(NonZeroU32),
+}
+
+/// The default of [`Quarantine::After`] (`--quarantine-after`).
+pub const DEFAULT_QUARANTINE_AFTER: u32 = 10;
+
+impl Quarantine {
+    /// `After(n)`, or `Never` for 0 (the CLI's `--quarantine-after 0`).
+    pub fn after(n: u32) -> Self {
+        NonZeroU32::new(n).map_or(Quarantine::Never, Quarantine::After)
+    }
+}
+
+impl Default for Quarantine {
+    fn default() -> Self {
+        Quarantine::after(DEFAULT_QUARANTINE_AFTER)
+    }
 }
 
 /// What the alert keeps from the window's first match.
@@ -125,19 +164,47 @@ pub struct AlertRecord<'a> {
     pub error: Option<&'a str>,
 }
 
+/// A match of a `CreateAlert: false` rule: recorded, never alerted.
+#[derive(Debug, Serialize)]
+pub struct SignalRecord<'a> {
+    /// Always `signal`.
+    pub kind: &'static str,
+    /// `RuleID`.
+    pub rule_id: &'a str,
+    /// The YAML severity.
+    pub severity: &'static str,
+    /// The event's time, RFC 3339.
+    pub event_time: String,
+    /// File and line of the event.
+    pub event_location: String,
+    /// The event itself, for correlation downstream.
+    pub event: &'a Value,
+}
+
+/// One rule's instance inside a worker, and what the worker learned about it.
 struct Slot {
     rule: LoadedRule,
     instance: Option<RuleInstance>,
-    stats: RuleStats,
-    /// Failures already printed to stderr (the rest are only counted).
-    reported: u32,
+    /// Whether `title`, `dedup`, `unique` are defined, learned from the first call: a
+    /// function's definedness may not depend on the event (wit/rulehost.wit), so an
+    /// undefined function is never called again.
+    defines_title: Option<bool>,
+    defines_dedup: Option<bool>,
+    defines_unique: Option<bool>,
 }
 
-/// At most this many failures per rule are printed; all are counted.
-const MAX_REPORTED_FAILURES: u32 = 5;
-
 impl Slot {
-    fn instance(&mut self) -> Result<&mut RuleInstance, RuleFailure> {
+    fn new(rule: LoadedRule) -> Self {
+        Slot {
+            rule,
+            instance: None,
+            defines_title: None,
+            defines_dedup: None,
+            defines_unique: None,
+        }
+    }
+
+    fn instance(&mut self, time_ms: i64) -> Result<&mut RuleInstance, RuleFailure> {
         if self.instance.is_none() {
             let inst = self
                 .rule
@@ -146,217 +213,344 @@ impl Slot {
                 .map_err(|e| RuleFailure::Trap(format!("failed to instantiate: {e:#}")))?;
             self.instance = Some(inst);
         }
-        Ok(self.instance.as_mut().expect("instantiated above"))
+        let inst = self.instance.as_mut().expect("instantiated above");
+        inst.set_event_time(time_ms);
+        Ok(inst)
     }
 
-    fn after_failure(&mut self, failure: &RuleFailure) {
-        if failure.needs_fresh_instance() {
-            self.instance = None;
-            self.stats.restarts += 1;
-        }
-    }
-
-    /// Calls an optional export; a failure is counted and the instance replaced.
-    fn aux<T>(
+    /// Calls one export; a failure that poisons the Store drops the instance.
+    fn call<T>(
         &mut self,
         event: &Arc<Value>,
-        call: impl FnOnce(&mut RuleInstance, &Arc<Value>) -> Called<T>,
-    ) -> Called<T> {
-        let result = self.instance().and_then(|inst| call(inst, event));
-        if let Err(f) = &result {
-            self.stats.aux_errors += 1;
-            self.after_failure(f);
+        time_ms: i64,
+        call: impl FnOnce(&mut RuleInstance, &Arc<Value>) -> Result<T, RuleFailure>,
+    ) -> Result<T, RuleFailure> {
+        let result = self.instance(time_ms).and_then(|inst| call(inst, event));
+        if result
+            .as_ref()
+            .is_err_and(RuleFailure::needs_fresh_instance)
+        {
+            self.instance = None;
         }
         result
     }
 
-    fn freeze(&mut self, event: &Arc<Value>, title: &Called<String>) -> Frozen {
-        let severity = self.aux(event, RuleInstance::call_severity);
-        let context = self.aux(event, RuleInstance::call_alert_context);
-        let description = self.aux(event, RuleInstance::call_description);
-        let reference = self.aux(event, RuleInstance::call_reference);
-        let runbook = self.aux(event, RuleInstance::call_runbook);
-        let destinations = self.aux(event, RuleInstance::call_destinations);
-        let spec = &self.rule.spec;
-        let (severity_value, severity_error) = semantics::severity(spec, &severity);
-        let (alert_context, context_error) = semantics::alert_context(&context);
-        // Failed calls were counted by `aux`; invalid values returned are errors too.
-        self.stats.aux_errors += u64::from(severity.is_ok() && severity_error.is_some())
-            + u64::from(context.is_ok() && context_error.is_some());
-        let (destinations, suppressed) = semantics::destinations(spec, &destinations);
-        Frozen {
-            title: semantics::title(spec, title),
-            severity: severity_value,
-            alert_context,
-            description: semantics::text(&description, &spec.description),
-            reference: semantics::text(&reference, &spec.reference),
-            runbook: semantics::text(&runbook, &spec.runbook),
-            destinations,
-            suppressed,
-            error: None,
+    /// Calls an optional export unless it is known to be undefined.
+    fn optional(
+        &mut self,
+        defined: fn(&mut Slot) -> &mut Option<bool>,
+        event: &Arc<Value>,
+        time_ms: i64,
+        call: fn(&mut RuleInstance, &Arc<Value>) -> Called<String>,
+    ) -> Called<String> {
+        if *defined(self) == Some(false) {
+            return Ok(None);
+        }
+        let result = self.call(event, time_ms, call);
+        if let Ok(value) = &result {
+            *defined(self) = Some(value.is_some());
+        }
+        result
+    }
+
+    /// Runs the rule on one event: filters, `rule`, then on a match what every match needs
+    /// (`dedup`, `unique`, and `title` when it stands in for an undefined `dedup`).
+    fn evaluate(&mut self, event: &Arc<Value>, time_ms: i64) -> Outcome {
+        if let Some(filters) = &self.rule.spec.inline_filters
+            && !filters.matches(event)
+        {
+            return Outcome::Filtered;
+        }
+        match self.call(event, time_ms, RuleInstance::rule) {
+            Ok(false) => Outcome::NoMatch,
+            Err(failure) => Outcome::Failed(failure),
+            Ok(true) if !self.rule.spec.create_alert => Outcome::Signal,
+            Ok(true) => {
+                let dedup = self.optional(
+                    |s| &mut s.defines_dedup,
+                    event,
+                    time_ms,
+                    RuleInstance::call_dedup,
+                );
+                let title = match dedup {
+                    Ok(None) => Some(self.optional(
+                        |s| &mut s.defines_title,
+                        event,
+                        time_ms,
+                        RuleInstance::call_title,
+                    )),
+                    _ => None,
+                };
+                let unique = self.optional(
+                    |s| &mut s.defines_unique,
+                    event,
+                    time_ms,
+                    RuleInstance::call_unique,
+                );
+                Outcome::Match(Box::new(MatchInfo {
+                    dedup,
+                    title,
+                    unique,
+                }))
+            }
         }
     }
 }
 
-/// Totals over a run.
-#[derive(Debug, Clone, Default)]
-pub struct Summary {
-    /// Input files read.
-    pub files: u64,
-    /// Events evaluated.
-    pub events: u64,
-    /// Blank lines skipped.
-    pub blank_lines: u64,
-    /// Lines skipped as unreadable (bad JSON, not an object, too long, bad UTF-8, I/O).
-    pub bad_lines: u64,
-    /// Events without a readable time (they were given the newest time seen).
-    pub events_without_time: u64,
-    /// Per rule, in rule order: (RuleID, counts).
-    pub rules: Vec<(String, RuleStats)>,
+/// What one rule made of one event, in a worker.
+enum Outcome {
+    /// Ruled out by `InlineFilters`; the rule was not called.
+    Filtered,
+    /// `rule` returned false.
+    NoMatch,
+    /// `rule` failed.
+    Failed(RuleFailure),
+    /// A match of a `CreateAlert: false` rule.
+    Signal,
+    /// A match.
+    Match(Box<MatchInfo>),
+    /// Not evaluated: the rule is quarantined.
+    Skipped,
 }
 
-impl Summary {
-    /// Whether anything was skipped or failed.
-    pub fn has_errors(&self) -> bool {
-        self.bad_lines > 0
-            || self
-                .rules
-                .iter()
-                .any(|(_, s)| s.rule_errors > 0 || s.aux_errors > 0)
-    }
+/// The calls every match needs. `title` is `None` when it was not needed (the rule's
+/// `dedup` gave a value): the alert stage calls it only if the match opens a window.
+struct MatchInfo {
+    dedup: Called<String>,
+    title: Option<Called<String>>,
+    unique: Called<String>,
+}
 
-    /// Total alerts.
-    pub fn alerts(&self) -> u64 {
-        self.rules.iter().map(|(_, s)| s.alerts).sum()
+impl MatchInfo {
+    fn failures(&self) -> impl Iterator<Item = &RuleFailure> {
+        [Some(&self.dedup), self.title.as_ref(), Some(&self.unique)]
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_ref().err())
     }
 }
 
-/// Evaluates events against a set of rules and writes alert records as JSON lines.
-pub struct Evaluator<W: Write> {
+/// One input item after a worker has seen it.
+enum Evaluated {
+    /// An event and each rule's outcome, in rule order.
+    Event {
+        location: Location,
+        event: Arc<Value>,
+        time: Option<i64>,
+        outcomes: Vec<Outcome>,
+    },
+    /// A line that was not an event.
+    Bad { location: Location, reason: String },
+    /// A blank line.
+    Blank,
+    /// A new input file.
+    FileStarted,
+}
+
+/// Evaluates events against every rule; owns one instance per rule.
+struct Worker {
     slots: Vec<Slot>,
-    state: AlertState<Location, Frozen>,
     clock: Clock,
+    /// Set by the alert stage when it quarantines a rule, so workers stop calling it.
+    quarantined: Arc<[AtomicBool]>,
+}
+
+impl Worker {
+    fn event(&mut self, location: Location, event: Value, time: Option<i64>) -> Evaluated {
+        let time = time.or_else(|| self.clock.event_time_ms(&event));
+        let event = Arc::new(event);
+        // Rules without a readable event time see the epoch; the stage assigns the real
+        // fallback (the newest time seen), which a worker cannot know.
+        let call_time = time.unwrap_or(0);
+        let outcomes = self
+            .slots
+            .iter_mut()
+            .zip(self.quarantined.iter())
+            .map(|(slot, q)| {
+                if q.load(Ordering::Relaxed) {
+                    Outcome::Skipped
+                } else {
+                    slot.evaluate(&event, call_time)
+                }
+            })
+            .collect();
+        Evaluated::Event {
+            location,
+            event,
+            time,
+            outcomes,
+        }
+    }
+
+    fn line(&mut self, location: Location, line: Line) -> Evaluated {
+        match line {
+            Line::Event(event) => self.event(location, event, None),
+            Line::Blank => Evaluated::Blank,
+            Line::Bad(reason) => Evaluated::Bad {
+                location,
+                reason: reason.to_string(),
+            },
+        }
+    }
+}
+
+/// Per-rule bookkeeping of the alert stage.
+struct StageRule {
+    /// Instance used to freeze alert fields when a window opens.
+    slot: Slot,
+    stats: RuleStats,
+    /// Failures already printed to stderr (the rest are only counted).
+    reported: u32,
+    /// Consecutive events on which a call failed ([`Quarantine`]).
+    failing_streak: u32,
+}
+
+/// At most this many failures per rule are printed; all are counted.
+const MAX_REPORTED_FAILURES: u32 = 5;
+
+/// Applies workers' outcomes in input order: windows, alerts, counts, quarantine.
+struct Stage<W: Write> {
+    rules: Vec<StageRule>,
+    state: AlertState<Location, Frozen>,
     out: W,
     summary: Summary,
     warn: Box<dyn FnMut(&str) + Send>,
+    quarantine: Quarantine,
+    quarantined: Arc<[AtomicBool]>,
 }
 
-impl<W: Write> Evaluator<W> {
-    /// `warn` receives one line per reported problem (stderr in the CLI).
-    pub fn new(
-        rules: Vec<LoadedRule>,
-        clock: Clock,
-        out: W,
-        warn: Box<dyn FnMut(&str) + Send>,
-    ) -> Self {
-        let slots = rules
-            .into_iter()
-            .map(|rule| Slot {
-                rule,
-                instance: None,
-                stats: RuleStats::default(),
-                reported: 0,
-            })
-            .collect();
-        Evaluator {
-            slots,
-            state: AlertState::default(),
-            clock,
-            out,
-            summary: Summary::default(),
-            warn,
-        }
-    }
-
-    /// Counts an input file.
-    pub fn file_started(&mut self) {
-        self.summary.files += 1;
-    }
-
-    /// Counts a blank line.
-    pub fn blank_line(&mut self) {
-        self.summary.blank_lines += 1;
-    }
-
-    /// Counts and reports a skipped line.
-    pub fn bad_line(&mut self, location: &Location, reason: &dyn fmt::Display) {
-        self.summary.bad_lines += 1;
-        (self.warn)(&format!("`{location}`: skipped: {reason}"));
-    }
-
-    /// Evaluates one event.
-    pub fn event(&mut self, location: &Location, event: Value) -> io::Result<()> {
-        self.summary.events += 1;
-        let time = match self.clock.event_time_ms(&event) {
-            Some(t) => t,
-            None => {
-                self.summary.events_without_time += 1;
-                self.state.watermark().unwrap_or(0)
+impl<W: Write> Stage<W> {
+    fn apply(&mut self, item: Evaluated) -> io::Result<()> {
+        match item {
+            Evaluated::FileStarted => self.summary.files += 1,
+            Evaluated::Blank => self.summary.blank_lines += 1,
+            Evaluated::Bad { location, reason } => {
+                self.summary.bad_lines += 1;
+                (self.warn)(&format!("`{location}`: skipped: {reason}"));
             }
-        };
-        self.state.advance(time);
-        self.write_closed()?;
-        let event = Arc::new(event);
-        for index in 0..self.slots.len() {
-            self.evaluate(index, &event, time, location);
+            Evaluated::Event {
+                location,
+                event,
+                time,
+                outcomes,
+            } => {
+                self.summary.events += 1;
+                let time = match time {
+                    Some(t) => t,
+                    None => {
+                        self.summary.events_without_time += 1;
+                        self.state.watermark().unwrap_or(0)
+                    }
+                };
+                self.state.advance(time);
+                self.write_closed()?;
+                for (index, outcome) in outcomes.into_iter().enumerate() {
+                    self.apply_outcome(index, outcome, &event, time, &location)?;
+                }
+            }
         }
         Ok(())
     }
 
-    fn evaluate(&mut self, index: usize, event: &Arc<Value>, time: i64, location: &Location) {
-        let slot = &mut self.slots[index];
-        let matched = slot.instance().and_then(|inst| inst.rule(event));
-        match matched {
-            Ok(false) => return,
-            Ok(true) => {}
-            Err(failure) => {
-                slot.stats.rule_errors += 1;
-                slot.after_failure(&failure);
-                if slot.reported < MAX_REPORTED_FAILURES {
-                    slot.reported += 1;
-                    (self.warn)(&format!(
-                        "rule `{}` failed on `{location}`: {failure}",
-                        slot.rule.spec.rule_id
-                    ));
-                }
-                let key = WindowKey {
-                    rule: index,
-                    namespace: Namespace::Error,
-                    dedup: failure.kind().to_owned(),
+    fn apply_outcome(
+        &mut self,
+        index: usize,
+        outcome: Outcome,
+        event: &Arc<Value>,
+        time: i64,
+        location: &Location,
+    ) -> io::Result<()> {
+        let rule = &mut self.rules[index];
+        if rule.stats.quarantined_at.is_some() {
+            rule.stats.skipped += 1;
+            return Ok(());
+        }
+        let mut failed = false;
+        // Only an event on which the rule was called moves its failure streak.
+        let called = !matches!(outcome, Outcome::Filtered);
+        match outcome {
+            Outcome::Skipped => {
+                unreachable!("a rule is skipped only after the stage quarantines it")
+            }
+            Outcome::Filtered => rule.stats.filtered += 1,
+            Outcome::NoMatch => {}
+            Outcome::Failed(failure) => {
+                failed = true;
+                self.rule_error(index, &failure, time, location);
+            }
+            Outcome::Signal => {
+                rule.stats.matches += 1;
+                rule.stats.signals += 1;
+                let record = SignalRecord {
+                    kind: "signal",
+                    rule_id: &rule.slot.rule.spec.rule_id,
+                    severity: rule.slot.rule.spec.severity.as_str(),
+                    event_time: format_ms(time),
+                    event_location: location.to_string(),
+                    event,
                 };
-                let hit = Hit {
-                    time_ms: time,
-                    location: location.clone(),
-                    unique: None,
-                };
-                if !self.state.add(&key, hit.clone()) {
-                    let spec = &slot.rule.spec;
-                    let frozen = Frozen {
-                        title: format!("{}: {failure}", spec.rule_id),
-                        severity: spec.severity,
-                        alert_context: Value::Object(Default::default()),
-                        description: spec.description.clone(),
-                        reference: spec.reference.clone(),
-                        runbook: spec.runbook.clone(),
-                        destinations: spec.output_ids.clone(),
-                        suppressed: false,
-                        error: Some(failure.to_string()),
-                    };
-                    // Rule errors alert at the first occurrence, within the rule's period.
-                    self.state
-                        .open(key, hit, spec.dedup_period_ms(), 1, false, frozen);
-                }
-                return;
+                serde_json::to_writer(&mut self.out, &record)?;
+                self.out.write_all(b"\n")?;
+            }
+            Outcome::Match(info) => {
+                failed = self.apply_match(index, &info, event, time, location);
             }
         }
-        slot.stats.matches += 1;
-        let title = slot.aux(event, RuleInstance::call_title);
-        let dedup = slot.aux(event, RuleInstance::call_dedup);
-        let dedup = semantics::dedup(&slot.rule.spec, &dedup, &title);
-        let unique = slot.aux(event, RuleInstance::call_unique);
+        let rule = &mut self.rules[index];
+        if called {
+            rule.failing_streak = if failed { rule.failing_streak + 1 } else { 0 };
+        }
+        if let Quarantine::After(n) = self.quarantine
+            && rule.failing_streak >= n.get()
+        {
+            rule.stats.quarantined_at = Some(location.clone());
+            rule.slot.instance = None;
+            self.quarantined[index].store(true, Ordering::Relaxed);
+            (self.warn)(&format!(
+                "rule `{}` quarantined at `{location}` after failing on {} events in a row: \
+                 it is not called for the rest of the run",
+                rule.slot.rule.spec.rule_id, rule.failing_streak
+            ));
+        }
+        Ok(())
+    }
+
+    /// Counts a failed aux call; true if it failed.
+    fn count_aux(stats: &mut RuleStats, failure: Option<&RuleFailure>) -> bool {
+        match failure {
+            Some(f) => {
+                stats.aux_errors += 1;
+                stats.restarts += u64::from(f.needs_fresh_instance());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Returns whether any call for this match failed.
+    fn apply_match(
+        &mut self,
+        index: usize,
+        info: &MatchInfo,
+        event: &Arc<Value>,
+        time: i64,
+        location: &Location,
+    ) -> bool {
+        let rule = &mut self.rules[index];
+        rule.stats.matches += 1;
+        let mut failed = false;
+        for failure in info.failures() {
+            failed |= Self::count_aux(&mut rule.stats, Some(failure));
+        }
+        let no_title: Called<String> = Ok(None);
+        let dedup = semantics::dedup(
+            &rule.slot.rule.spec,
+            &info.dedup,
+            info.title.as_ref().unwrap_or(&no_title),
+        );
         // A rule defines `unique` when the call returned a value or failed; a failed call
         // counts the event but adds no value (Panther: `None`).
-        let counts_unique = !matches!(unique, Ok(None));
+        let counts_unique = !matches!(info.unique, Ok(None));
         let key = WindowKey {
             rule: index,
             namespace: Namespace::Alert,
@@ -365,14 +559,70 @@ impl<W: Write> Evaluator<W> {
         let hit = Hit {
             time_ms: time,
             location: location.clone(),
-            unique: semantics::unique(&unique),
+            unique: semantics::unique(&info.unique),
+        };
+        if self.state.add(&key, hit.clone()) {
+            return failed;
+        }
+        // This match opens a window: freeze the alert's fields from it.
+        let title = match &info.title {
+            Some(t) => t.clone(),
+            None => {
+                let t = rule.slot.optional(
+                    |s| &mut s.defines_title,
+                    event,
+                    time,
+                    RuleInstance::call_title,
+                );
+                failed |= Self::count_aux(&mut rule.stats, t.as_ref().err());
+                t
+            }
+        };
+        let (frozen, freeze_failed) = freeze(rule, event, time, &title);
+        let spec = &rule.slot.rule.spec;
+        let (period, threshold) = (spec.dedup_period_ms(), spec.threshold);
+        self.state
+            .open(key, hit, period, threshold, counts_unique, frozen);
+        failed || freeze_failed
+    }
+
+    fn rule_error(&mut self, index: usize, failure: &RuleFailure, time: i64, location: &Location) {
+        let rule = &mut self.rules[index];
+        rule.stats.rule_errors += 1;
+        rule.stats.restarts += u64::from(failure.needs_fresh_instance());
+        if rule.reported < MAX_REPORTED_FAILURES {
+            rule.reported += 1;
+            (self.warn)(&format!(
+                "rule `{}` failed on `{location}`: {failure}",
+                rule.slot.rule.spec.rule_id
+            ));
+        }
+        let key = WindowKey {
+            rule: index,
+            namespace: Namespace::Error,
+            dedup: failure.kind().to_owned(),
+        };
+        let hit = Hit {
+            time_ms: time,
+            location: location.clone(),
+            unique: None,
         };
         if !self.state.add(&key, hit.clone()) {
-            let frozen = slot.freeze(event, &title);
-            let spec = &slot.rule.spec;
-            let (period, threshold) = (spec.dedup_period_ms(), spec.threshold);
+            let spec = &rule.slot.rule.spec;
+            let frozen = Frozen {
+                title: format!("{}: {failure}", spec.rule_id),
+                severity: spec.severity,
+                alert_context: Value::Object(Default::default()),
+                description: spec.description.clone(),
+                reference: spec.reference.clone(),
+                runbook: spec.runbook.clone(),
+                destinations: spec.output_ids.clone(),
+                suppressed: false,
+                error: Some(failure.to_string()),
+            };
+            // Rule errors alert at the first occurrence, within the rule's period.
             self.state
-                .open(key, hit, period, threshold, counts_unique, frozen);
+                .open(key, hit, spec.dedup_period_ms(), 1, false, frozen);
         }
     }
 
@@ -384,8 +634,8 @@ impl<W: Write> Evaluator<W> {
     }
 
     fn write(&mut self, closed: &Closed<Location, Frozen>) -> io::Result<()> {
-        let slot = &mut self.slots[closed.key.rule];
-        let spec: &Spec = &slot.rule.spec;
+        let rule = &mut self.rules[closed.key.rule];
+        let spec: &Spec = &rule.slot.rule.spec;
         let w = &closed.window;
         let f = &w.fields;
         let is_error = closed.key.namespace == Namespace::Error;
@@ -423,13 +673,12 @@ impl<W: Write> Evaluator<W> {
         serde_json::to_writer(&mut self.out, &record)?;
         self.out.write_all(b"\n")?;
         if !is_error {
-            slot.stats.alerts += 1;
+            rule.stats.alerts += 1;
         }
         Ok(())
     }
 
-    /// Closes every window, writes the remaining alerts and returns the totals.
-    pub fn finish(mut self) -> io::Result<Summary> {
+    fn finish(mut self) -> io::Result<Summary> {
         self.write_closed()?;
         for closed in self.state.close_all() {
             self.write(&closed)?;
@@ -437,10 +686,287 @@ impl<W: Write> Evaluator<W> {
         self.out.flush()?;
         let mut summary = self.summary;
         summary.rules = self
-            .slots
+            .rules
             .into_iter()
-            .map(|s| (s.rule.spec.rule_id.clone(), s.stats))
+            .map(|r| (r.slot.rule.spec.rule_id.clone(), r.stats))
             .collect();
         Ok(summary)
     }
+}
+
+/// Calls the functions whose values an alert keeps, for the match that opens a window.
+/// Returns the fields and whether any call failed or returned an invalid value (counted).
+fn freeze(
+    rule: &mut StageRule,
+    event: &Arc<Value>,
+    time: i64,
+    title: &Called<String>,
+) -> (Frozen, bool) {
+    let slot = &mut rule.slot;
+    let severity = slot.call(event, time, RuleInstance::call_severity);
+    let context = slot.call(event, time, RuleInstance::call_alert_context);
+    let description = slot.call(event, time, RuleInstance::call_description);
+    let reference = slot.call(event, time, RuleInstance::call_reference);
+    let runbook = slot.call(event, time, RuleInstance::call_runbook);
+    let destinations = slot.call(event, time, RuleInstance::call_destinations);
+    let mut failed = false;
+    for failure in [
+        severity.as_ref().err(),
+        context.as_ref().err(),
+        description.as_ref().err(),
+        reference.as_ref().err(),
+        runbook.as_ref().err(),
+        destinations.as_ref().err(),
+    ] {
+        failed |= Stage::<Vec<u8>>::count_aux(&mut rule.stats, failure);
+    }
+    let spec = &slot.rule.spec;
+    let (severity_value, severity_error) = semantics::severity(spec, &severity);
+    let (alert_context, context_error) = semantics::alert_context(&context);
+    // Failed calls were counted above; invalid values returned are errors too.
+    let invalid = u64::from(severity.is_ok() && severity_error.is_some())
+        + u64::from(context.is_ok() && context_error.is_some());
+    rule.stats.aux_errors += invalid;
+    let (destinations, suppressed) = semantics::destinations(spec, &destinations);
+    let frozen = Frozen {
+        title: semantics::title(spec, title),
+        severity: severity_value,
+        alert_context,
+        description: semantics::text(&description, &spec.description),
+        reference: semantics::text(&reference, &spec.reference),
+        runbook: semantics::text(&runbook, &spec.runbook),
+        destinations,
+        suppressed,
+        error: None,
+    };
+    (frozen, failed || invalid > 0)
+}
+
+/// Totals over a run.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// Input files read.
+    pub files: u64,
+    /// Events evaluated.
+    pub events: u64,
+    /// Blank lines skipped.
+    pub blank_lines: u64,
+    /// Lines skipped as unreadable (bad JSON, not an object, too long, bad UTF-8, I/O).
+    pub bad_lines: u64,
+    /// Events without a readable time (they were given the newest time seen).
+    pub events_without_time: u64,
+    /// Per rule, in rule order: (RuleID, counts).
+    pub rules: Vec<(String, RuleStats)>,
+}
+
+impl Summary {
+    /// Whether anything was skipped or failed.
+    pub fn has_errors(&self) -> bool {
+        self.bad_lines > 0
+            || self
+                .rules
+                .iter()
+                .any(|(_, s)| s.rule_errors > 0 || s.aux_errors > 0)
+    }
+
+    /// Total alerts.
+    pub fn alerts(&self) -> u64 {
+        self.rules.iter().map(|(_, s)| s.alerts).sum()
+    }
+}
+
+/// Evaluates events against a set of rules and writes alert records as JSON lines.
+///
+/// [`Evaluator::event`] evaluates in the calling thread; [`run_parallel`] spreads the rule
+/// calls over worker threads and gives byte-identical output.
+pub struct Evaluator<W: Write> {
+    worker: Worker,
+    stage: Stage<W>,
+}
+
+impl<W: Write> Evaluator<W> {
+    /// `warn` receives one line per reported problem (stderr in the CLI).
+    pub fn new(
+        rules: Vec<LoadedRule>,
+        clock: Clock,
+        out: W,
+        warn: Box<dyn FnMut(&str) + Send>,
+    ) -> Self {
+        let quarantined: Arc<[AtomicBool]> = rules.iter().map(|_| AtomicBool::new(false)).collect();
+        let worker = Worker {
+            slots: rules.iter().cloned().map(Slot::new).collect(),
+            clock,
+            quarantined: quarantined.clone(),
+        };
+        let stage = Stage {
+            rules: rules
+                .into_iter()
+                .map(|rule| StageRule {
+                    slot: Slot::new(rule),
+                    stats: RuleStats::default(),
+                    reported: 0,
+                    failing_streak: 0,
+                })
+                .collect(),
+            state: AlertState::default(),
+            out,
+            summary: Summary::default(),
+            warn,
+            quarantine: Quarantine::default(),
+            quarantined,
+        };
+        Evaluator { worker, stage }
+    }
+
+    /// Sets when a failing rule is quarantined (default: after 10 failing events).
+    pub fn with_quarantine(mut self, quarantine: Quarantine) -> Self {
+        self.stage.quarantine = quarantine;
+        self
+    }
+
+    /// Counts an input file.
+    pub fn file_started(&mut self) {
+        self.stage.summary.files += 1;
+    }
+
+    /// Counts a blank line.
+    pub fn blank_line(&mut self) {
+        self.stage.summary.blank_lines += 1;
+    }
+
+    /// Counts and reports a skipped line.
+    pub fn bad_line(&mut self, location: &Location, reason: &dyn fmt::Display) {
+        let reason = reason.to_string();
+        // Writing only happens for events.
+        let _ = self.stage.apply(Evaluated::Bad {
+            location: location.clone(),
+            reason,
+        });
+    }
+
+    /// Evaluates one event at the time its own fields give ([`Clock`]).
+    pub fn event(&mut self, location: &Location, event: Value) -> io::Result<()> {
+        self.event_at(location, event, None)
+    }
+
+    /// Evaluates one event at `time` (epoch ms) when given, else at the time its own
+    /// fields give; an event without either gets the newest time seen (and is counted).
+    pub fn event_at(
+        &mut self,
+        location: &Location,
+        event: Value,
+        time: Option<i64>,
+    ) -> io::Result<()> {
+        let evaluated = self.worker.event(location.clone(), event, time);
+        self.stage.apply(evaluated)
+    }
+
+    /// Closes every window, writes the remaining alerts and returns the totals.
+    pub fn finish(self) -> io::Result<Summary> {
+        self.stage.finish()
+    }
+}
+
+/// One item of input for [`run_parallel`].
+#[derive(Debug)]
+pub enum Input {
+    /// A new file begins.
+    FileStarted,
+    /// A line to parse and evaluate.
+    Line(Location, Vec<u8>),
+    /// A line already classified (too long, unreadable).
+    Bad(Location, String),
+}
+
+/// Lines per batch handed to a worker: large enough to amortise the channel, small enough
+/// to keep both cores busy on short inputs.
+const BATCH: usize = 256;
+
+/// Evaluates `input` with `threads` worker threads (at least 1) and an ordered alert stage:
+/// the output is byte-identical to [`Evaluator::event`] over the same input.
+pub fn run_parallel<W: Write + Send>(
+    evaluator: Evaluator<W>,
+    threads: usize,
+    input: impl Iterator<Item = Input>,
+) -> io::Result<Summary> {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    use std::sync::mpsc::sync_channel;
+
+    let Evaluator { worker, mut stage } = evaluator;
+    let threads = threads.max(1);
+    let (work_tx, work_rx) = sync_channel::<(u64, Vec<Input>)>(threads * 4);
+    let work_rx = Arc::new(Mutex::new(work_rx));
+    let (done_tx, done_rx) = sync_channel::<(u64, Vec<Evaluated>)>(threads * 4);
+    std::thread::scope(|scope| -> io::Result<Summary> {
+        for _ in 0..threads {
+            let mut worker = Worker {
+                slots: worker
+                    .slots
+                    .iter()
+                    .map(|s| Slot::new(s.rule.clone()))
+                    .collect(),
+                clock: worker.clock.clone(),
+                quarantined: worker.quarantined.clone(),
+            };
+            let rx = work_rx.clone();
+            let tx = done_tx.clone();
+            scope.spawn(move || {
+                loop {
+                    let next = rx.lock().expect("worker queue").recv();
+                    let Ok((seq, batch)) = next else { break };
+                    let evaluated = batch
+                        .into_iter()
+                        .map(|item| match item {
+                            Input::FileStarted => Evaluated::FileStarted,
+                            Input::Bad(location, reason) => Evaluated::Bad { location, reason },
+                            Input::Line(location, bytes) => {
+                                worker.line(location, parse_line(&bytes))
+                            }
+                        })
+                        .collect();
+                    if tx.send((seq, evaluated)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        let stage_thread = scope.spawn(move || -> io::Result<Summary> {
+            let mut pending: BTreeMap<u64, Vec<Evaluated>> = BTreeMap::new();
+            let mut next = 0u64;
+            for (seq, batch) in done_rx {
+                pending.insert(seq, batch);
+                while let Some(batch) = pending.remove(&next) {
+                    for item in batch {
+                        stage.apply(item)?;
+                    }
+                    next += 1;
+                }
+            }
+            stage.finish()
+        });
+        let mut seq = 0u64;
+        let mut batch = Vec::with_capacity(BATCH);
+        for item in input {
+            batch.push(item);
+            if batch.len() == BATCH {
+                if work_tx
+                    .send((
+                        seq,
+                        std::mem::replace(&mut batch, Vec::with_capacity(BATCH)),
+                    ))
+                    .is_err()
+                {
+                    break;
+                }
+                seq += 1;
+            }
+        }
+        if !batch.is_empty() {
+            let _ = work_tx.send((seq, batch));
+        }
+        drop(work_tx);
+        stage_thread.join().expect("alert stage thread")
+    })
 }

@@ -48,6 +48,15 @@ impl std::fmt::Display for BadLine {
     }
 }
 
+/// One line's bytes, before parsing.
+#[derive(Debug)]
+pub enum RawLine {
+    /// The line without its newline.
+    Bytes(Vec<u8>),
+    /// The line was longer than this cap; its bytes were not kept.
+    TooLong(usize),
+}
+
 /// Reads events line by line.
 pub struct LineReader {
     reader: Box<dyn BufRead + Send>,
@@ -101,6 +110,26 @@ impl LineReader {
             return Some(Ok((number, Line::Bad(BadLine::TooLong(self.max_line)))));
         }
         Some(Ok((number, parse_line(&self.buf))))
+    }
+}
+
+impl LineReader {
+    /// Like [`LineReader::next_line`], but hands out the bytes unparsed, so parsing can
+    /// happen on another thread.
+    pub fn next_raw(&mut self) -> Option<Result<(u64, RawLine), (u64, io::Error)>> {
+        self.buf.clear();
+        let number = self.line_number + 1;
+        let too_long = match read_capped_line(&mut self.reader, &mut self.buf, self.max_line) {
+            Ok(None) => return None,
+            Ok(Some(too_long)) => too_long,
+            Err(e) => return Some(Err((number, e))),
+        };
+        self.line_number = number;
+        Some(Ok(if too_long {
+            (number, RawLine::TooLong(self.max_line))
+        } else {
+            (number, RawLine::Bytes(std::mem::take(&mut self.buf)))
+        }))
     }
 }
 

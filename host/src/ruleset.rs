@@ -40,7 +40,9 @@ pub fn load(runtime: &Runtime, dir: &Path, components: &[PathBuf]) -> anyhow::Re
                 let component = match compiled.get(&wasm) {
                     Some(c) => c.clone(),
                     None => {
-                        let c = runtime.load(&wasm)?;
+                        let c = runtime
+                            .load(&wasm)
+                            .with_context(|| format!("failed to load rule `{}`", spec.rule_id))?;
                         compiled.insert(wasm, c.clone());
                         c
                     }

@@ -11,11 +11,10 @@ use clap::Parser;
 
 use crate::cli::ExitStatus;
 use crate::clock::Clock;
-use crate::commands::RuleArgs;
-use crate::eval::{Evaluator, Location, Summary};
-use crate::input::{DEFAULT_MAX_LINE_BYTES, Line, LineReader};
+use crate::commands::{self, LockCheck, RuleArgs};
+use crate::eval::{Evaluator, Input, Location, Quarantine, Summary, run_parallel};
+use crate::input::{BadLine, DEFAULT_MAX_LINE_BYTES, LineReader, RawLine};
 use crate::ruleset;
-use crate::runtime::Runtime;
 
 /// Evaluate JSON-lines event files (or stdin) and print alerts as JSON lines.
 ///
@@ -43,6 +42,10 @@ pub struct Eval {
     /// Exit with 1 when any alert was raised.
     #[arg(long)]
     fail_on_alerts: bool,
+    /// Worker threads that parse events and call rules (default: one per core). Alerts are
+    /// the same, in the same order, for any number.
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
     #[command(flatten)]
     rule_args: RuleArgs,
 }
@@ -62,6 +65,8 @@ struct Settings {
     clock: Clock,
     max_line_bytes: usize,
     alert_exit: AlertExit,
+    quarantine: Quarantine,
+    threads: usize,
 }
 
 /// Shows at most this many warnings; the rest are only counted in the summary.
@@ -88,6 +93,11 @@ impl Eval {
             } else {
                 AlertExit::Ignore
             },
+            quarantine: self.rule_args.quarantine(),
+            threads: self
+                .threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+                .max(1),
         }
     }
 
@@ -95,8 +105,12 @@ impl Eval {
     pub fn run(self) -> anyhow::Result<ExitStatus> {
         let settings = self.settings();
         let started = Instant::now();
-        let runtime = Runtime::new(self.rule_args.limits())?;
+        let runtime = self.rule_args.runtime()?;
         let set = ruleset::load(&runtime, &settings.rules, &self.rule_args.components)?;
+        let lock = self.rule_args.lock_policy();
+        if commands::check_lock(lock, &settings.rules, &set.rules) == LockCheck::Refused {
+            return Ok(ExitStatus::Error);
+        }
         if !set.invalid.is_empty() {
             for (_, err) in &set.invalid {
                 eprintln!("error: {err:#}");
@@ -137,55 +151,20 @@ impl Eval {
                 eprintln!("warning: further problems are counted in the summary, not shown");
             }
         });
-        let mut eval = Evaluator::new(rules, settings.clock.clone(), out, warn);
+        let eval = Evaluator::new(rules, settings.clock.clone(), out, warn)
+            .with_quarantine(settings.quarantine);
         let mut unreadable = 0u64;
+        let mut readers = Vec::new();
         for path in &settings.inputs {
-            let name: Arc<str> = path.display().to_string().into();
-            let mut reader = match LineReader::open(path, settings.max_line_bytes) {
-                Ok(r) => r,
+            match LineReader::open(path, settings.max_line_bytes) {
+                Ok(reader) => readers.push((Arc::<str>::from(path.display().to_string()), reader)),
                 Err(e) => {
                     eprintln!("error: failed to open `{}`: {e}", path.display());
                     unreadable += 1;
-                    continue;
-                }
-            };
-            eval.file_started();
-            while let Some(item) = reader.next_line() {
-                match item {
-                    Ok((line, Line::Event(event))) => {
-                        eval.event(
-                            &Location {
-                                file: name.clone(),
-                                line,
-                            },
-                            event,
-                        )?;
-                    }
-                    Ok((_, Line::Blank)) => eval.blank_line(),
-                    Ok((line, Line::Bad(reason))) => {
-                        eval.bad_line(
-                            &Location {
-                                file: name.clone(),
-                                line,
-                            },
-                            &reason,
-                        );
-                    }
-                    Err((line, e)) => {
-                        let reason = format!("read error, rest of file skipped: {e}");
-                        eval.bad_line(
-                            &Location {
-                                file: name.clone(),
-                                line,
-                            },
-                            &reason,
-                        );
-                        break;
-                    }
                 }
             }
         }
-        let summary = eval.finish()?;
+        let summary = run_parallel(eval, settings.threads, inputs(readers))?;
         print_summary(&summary, rule_count, started.elapsed().as_secs_f64());
         Ok(if summary.has_errors() || unreadable > 0 {
             ExitStatus::Error
@@ -228,4 +207,41 @@ fn print_summary(summary: &Summary, rules: usize, seconds: f64) {
             s.matches, s.alerts, s.rule_errors, s.aux_errors
         );
     }
+    for (id, s) in &summary.rules {
+        if let Some(at) = &s.quarantined_at {
+            eprintln!(
+                "  quarantined: `{id}` at `{at}`; {} not evaluated",
+                plural(s.skipped, "later event")
+            );
+        }
+    }
+}
+
+/// Every line of every opened file, in order, as [`Input`] items for the workers.
+fn inputs(readers: Vec<(Arc<str>, LineReader)>) -> impl Iterator<Item = Input> {
+    readers.into_iter().flat_map(|(name, mut reader)| {
+        let mut done = false;
+        std::iter::once(Input::FileStarted).chain(std::iter::from_fn(move || {
+            if done {
+                return None;
+            }
+            let location = |line| Location {
+                file: name.clone(),
+                line,
+            };
+            Some(match reader.next_raw()? {
+                Ok((line, RawLine::Bytes(bytes))) => Input::Line(location(line), bytes),
+                Ok((line, RawLine::TooLong(max))) => {
+                    Input::Bad(location(line), BadLine::TooLong(max).to_string())
+                }
+                Err((line, e)) => {
+                    done = true;
+                    Input::Bad(
+                        location(line),
+                        format!("read error, rest of file skipped: {e}"),
+                    )
+                }
+            })
+        }))
+    })
 }

@@ -5,25 +5,38 @@
 //! [`RuleInstance`] with its own [`Store`], because a trap poisons a whole Store
 //! (../shared/reference/wasm-costs.md, "Limits and traps"). After a [`RuleFailure`] the
 //! caller drops the instance and instantiates a fresh one.
+//!
+//! At run time a rule sees a virtual WASI (`wasi.rs`): no environment, arguments, files or
+//! network; clocks that read the event's time ([`RuleInstance::set_event_time`]); random
+//! numbers from a fixed seed; bounded captured output. Each call is bounded by [`Limits`].
+//!
+//! Loading refuses what a third party could slip in: files that are not `.wasm`
+//! components, components of another world or version, and imports beyond the short list
+//! in [`audit`]. Compiled code is kept in rulehost's own [`CodeCache`].
 
+pub mod audit;
+mod cache;
 mod limits;
+mod wasi;
 
 use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::{Config, Engine, Store, StoreLimits, Trap};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::rulehost::rules::event_api;
 use crate::bindings::{Rule, RulePre, WitValue};
 
+pub use audit::{Audit, ImportVerdict, Provision, WorldMismatch};
+pub use cache::{CacheOutcome, CodeCache};
 pub use limits::Limits;
 
 /// The host side of the WIT `event` resource. Its handles carry no data: the event a call
-/// reads is the one installed in the calling Store ([`HostState::event`]).
+/// reads is the one installed in the calling Store for the duration of the call.
 pub struct EventHandle;
 
 /// Everything a rule's Store holds.
@@ -33,6 +46,8 @@ struct HostState {
     limits: StoreLimits,
     /// The event of the call in progress; `None` between calls.
     event: Option<Arc<Json>>,
+    /// The event time and call count the virtual clocks and random generators read.
+    virt: wasi::Virtual,
 }
 
 impl WasiView for HostState {
@@ -114,7 +129,7 @@ impl std::fmt::Display for RuleFailure {
     }
 }
 
-/// A component failed to load.
+/// A component failed to load, or was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The file could not be read.
@@ -125,6 +140,74 @@ pub enum LoadError {
         /// The I/O error.
         #[source]
         source: std::io::Error,
+    },
+    /// The file name does not end in `.wasm`. rulehost compiles components itself and
+    /// never loads precompiled code (`.cwasm`) from rule authors.
+    #[error(
+        "rule component `{}` is not a `.wasm` file; rulehost compiles components itself and never loads precompiled artifacts",
+        path.display()
+    )]
+    NotDotWasm {
+        /// The component path.
+        path: PathBuf,
+    },
+    /// The bytes are a wasmtime precompiled artifact, whatever the file is called.
+    #[error(
+        "rule component `{}` is a precompiled wasmtime artifact, not a component; only `.wasm` components are loaded",
+        path.display()
+    )]
+    Precompiled {
+        /// The component path.
+        path: PathBuf,
+    },
+    /// The bytes are not WebAssembly.
+    #[error("rule component `{}` is not WebAssembly", path.display())]
+    NotWasm {
+        /// The component path.
+        path: PathBuf,
+    },
+    /// A core WebAssembly module, not a component.
+    #[error(
+        "rule component `{}` is a core WebAssembly module, not a component (build rules for `wasm32-wasip2`)",
+        path.display()
+    )]
+    CoreModule {
+        /// The component path.
+        path: PathBuf,
+    },
+    /// A component of another world: no `rulehost:rules/detection@0.1.x` export with the
+    /// rule functions.
+    #[error("rule component `{}` is not a rulehost rule: {mismatch}", path.display())]
+    WrongWorld {
+        /// The component path.
+        path: PathBuf,
+        /// What does not fit.
+        mismatch: WorldMismatch,
+    },
+    /// `rulehost:rules` imported or exported at a version line this host does not speak.
+    #[error(
+        "rule component `{}` was built for `{name}`, but this rulehost speaks `rulehost:rules@0.1.x`",
+        path.display()
+    )]
+    IncompatibleVersion {
+        /// The component path.
+        path: PathBuf,
+        /// The first incompatible import or export.
+        name: String,
+    },
+    /// Imports outside the allowed list ([`audit::WASI_ALLOWED`] and `event-api`). The
+    /// allowed `wasi:clocks` and `wasi:random` are virtualised to the event's time and a
+    /// fixed seed; the other allowed WASI interfaces carry no capability.
+    #[error(
+        "rule component `{}` imports {}, which rules may not use",
+        path.display(),
+        audit::backticked(imports)
+    )]
+    ForbiddenImports {
+        /// The component path.
+        path: PathBuf,
+        /// Every refused import, sorted.
+        imports: Vec<String>,
     },
     /// The bytes are not a valid component, or the component does not fit the rule world.
     #[error("invalid rule component `{}`: {message}", path.display())]
@@ -152,6 +235,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     limits: Limits,
+    cache: CodeCache,
     _ticker: Ticker,
 }
 
@@ -170,6 +254,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| wasm_err(&e))?;
         event_api::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| wasm_err(&e))?;
+        wasi::shadow_sleep(&mut linker).map_err(|e| wasm_err(&e))?;
 
         let stop = Arc::new(AtomicBool::new(false));
         let weak = engine.weak();
@@ -190,8 +275,15 @@ impl Runtime {
             engine,
             linker,
             limits,
+            cache: CodeCache::Disabled,
             _ticker: Ticker { stop },
         })
+    }
+
+    /// Keeps compiled components in `cache` (none by default).
+    pub fn with_cache(mut self, cache: CodeCache) -> Self {
+        self.cache = cache;
+        self
     }
 
     /// The limits every instance runs under.
@@ -199,29 +291,114 @@ impl Runtime {
         &self.limits
     }
 
-    /// Compiles a component file and checks that it fits the `rule` world.
+    /// Compiles a `.wasm` component file (or takes it from the cache), audits its imports
+    /// and checks that it fits the `rule` world.
     pub fn load(&self, path: &Path) -> Result<RuleComponent, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        self.load_bytes(path, &bytes)
+        check_extension(path)?;
+        self.load_bytes(path, &read(path)?)
     }
 
-    /// Compiles component bytes; `path` names them in errors.
+    /// Compiles component bytes (or takes them from the cache), audits their imports and
+    /// checks that they fit the `rule` world; `path` names them in errors.
     pub fn load_bytes(&self, path: &Path, bytes: &[u8]) -> Result<RuleComponent, LoadError> {
-        let invalid = |e: wasmtime::Error| LoadError::Invalid {
-            path: path.to_owned(),
-            message: flatten(&e),
+        audit::check_header(path, bytes)?;
+        let sha256 = cache::hex(&Sha256::digest(bytes));
+        let (component, cache) = match self.cache.get(&self.engine, &sha256) {
+            Ok(component) => (component, CacheOutcome::Hit),
+            Err(outcome) => (self.compile(path, bytes)?, outcome),
         };
-        let component = Component::from_binary(&self.engine, bytes).map_err(invalid)?;
-        let pre = self.linker.instantiate_pre(&component).map_err(invalid)?;
-        let pre = RulePre::new(pre).map_err(invalid)?;
+        // Before linking: a refused import must be named as such, not as a link error.
+        Audit::of(&self.engine, &component).check(path)?;
+        let pre = self.link(path, &component)?;
+        if matches!(cache, CacheOutcome::Miss | CacheOutcome::Replaced) {
+            // Only accepted components are stored.
+            self.cache.put(&self.engine, &sha256, &component);
+        }
         Ok(RuleComponent {
             pre,
             path: path.to_owned(),
             limits: self.limits.clone(),
+            sha256,
+            cache,
         })
+    }
+
+    /// Describes a component file and the load verdict, without the cache; only a file
+    /// that cannot be read is an error.
+    pub fn inspect(&self, path: &Path) -> Result<Inspection, LoadError> {
+        let bytes = read(path)?;
+        let mut inspection = Inspection {
+            size: bytes.len() as u64,
+            sha256: cache::hex(&Sha256::digest(&bytes)),
+            audit: None,
+            problems: Vec::new(),
+        };
+        let checked = check_extension(path)
+            .and(audit::check_header(path, &bytes))
+            .and_then(|()| self.compile(path, &bytes));
+        match checked {
+            Ok(component) => {
+                let audit = Audit::of(&self.engine, &component);
+                inspection.problems = audit.problems(path);
+                if inspection.problems.is_empty()
+                    && let Err(e) = self.link(path, &component)
+                {
+                    inspection.problems.push(e);
+                }
+                inspection.audit = Some(audit);
+            }
+            Err(e) => inspection.problems.push(e),
+        }
+        Ok(inspection)
+    }
+
+    fn compile(&self, path: &Path, bytes: &[u8]) -> Result<Component, LoadError> {
+        Component::from_binary(&self.engine, bytes).map_err(|e| invalid(path, &e))
+    }
+
+    fn link(&self, path: &Path, component: &Component) -> Result<RulePre<HostState>, LoadError> {
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| invalid(path, &e))?;
+        RulePre::new(pre).map_err(|e| invalid(path, &e))
+    }
+}
+
+/// What `rulehost inspect` shows about a component file.
+#[derive(Debug)]
+pub struct Inspection {
+    /// File size in bytes.
+    pub size: u64,
+    /// sha256 of the file, lowercase hex.
+    pub sha256: String,
+    /// Imports and exports, when the file compiled as a component.
+    pub audit: Option<Audit>,
+    /// Every reason the component is refused; empty when it loads.
+    pub problems: Vec<LoadError>,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
+    std::fs::read(path).map_err(|source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Only `.wasm` files: a `.cwasm` (or anything else) named in `Filename:` is refused.
+fn check_extension(path: &Path) -> Result<(), LoadError> {
+    match path.extension() {
+        Some(ext) if ext.eq_ignore_ascii_case("wasm") => Ok(()),
+        _ => Err(LoadError::NotDotWasm {
+            path: path.to_owned(),
+        }),
+    }
+}
+
+fn invalid(path: &Path, error: &wasmtime::Error) -> LoadError {
+    LoadError::Invalid {
+        path: path.to_owned(),
+        message: flatten(error),
     }
 }
 
@@ -231,6 +408,8 @@ pub struct RuleComponent {
     pre: RulePre<HostState>,
     path: PathBuf,
     limits: Limits,
+    sha256: String,
+    cache: CacheOutcome,
 }
 
 /// Where a rule's stdout and stderr go.
@@ -248,23 +427,33 @@ impl RuleComponent {
         &self.path
     }
 
+    /// sha256 of exactly the bytes that were compiled, lowercase hex (what
+    /// `rulehost.lock` pins).
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// Whether the compiled code came from the cache.
+    pub fn cache_outcome(&self) -> CacheOutcome {
+        self.cache
+    }
+
     /// A fresh instance in its own Store.
     pub fn instantiate(&self, output: Output) -> anyhow::Result<RuleInstance> {
-        let mut wasi = WasiCtx::builder();
         let captured = match output {
             Output::Discard => None,
-            Output::Capture => {
-                let out = MemoryOutputPipe::new(self.limits.captured_output);
-                let err = MemoryOutputPipe::new(self.limits.captured_output);
-                wasi.stdout(out.clone()).stderr(err.clone());
-                Some((out, err))
-            }
+            Output::Capture => Some((
+                wasi::BoundedOutput::new(self.limits.captured_output),
+                wasi::BoundedOutput::new(self.limits.captured_output),
+            )),
         };
+        let virt = wasi::Virtual::default();
         let state = HostState {
-            wasi: wasi.build(),
+            wasi: wasi::context(&virt, captured.as_ref().map(|(o, e)| (o, e))),
             table: ResourceTable::new(),
             limits: self.limits.store_limits(),
             event: None,
+            virt,
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
@@ -279,6 +468,7 @@ impl RuleComponent {
             bindings,
             captured,
             deadline: self.limits.deadline_ticks(),
+            max_returned_bytes: self.limits.max_returned_bytes,
         })
     }
 }
@@ -287,8 +477,22 @@ impl RuleComponent {
 pub struct RuleInstance {
     store: Store<HostState>,
     bindings: Rule,
-    captured: Option<(MemoryOutputPipe, MemoryOutputPipe)>,
+    captured: Option<(wasi::BoundedOutput, wasi::BoundedOutput)>,
     deadline: u64,
+    max_returned_bytes: usize,
+}
+
+/// What a rule printed, when its output is captured.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CapturedOutput {
+    /// The first [`Limits::captured_output`] bytes of stdout (invalid UTF-8 replaced).
+    pub stdout: String,
+    /// The first [`Limits::captured_output`] bytes of stderr.
+    pub stderr: String,
+    /// Bytes of stdout dropped past the limit.
+    pub stdout_dropped: u64,
+    /// Bytes of stderr dropped past the limit.
+    pub stderr_dropped: u64,
 }
 
 /// Generates a typed wrapper per optional export: they all share one shape.
@@ -304,6 +508,12 @@ macro_rules! optional_exports {
 }
 
 impl RuleInstance {
+    /// Sets the time the rule's wall and monotonic clocks report, in milliseconds since
+    /// the Unix epoch: the time of the event the next calls are about (0 until set).
+    pub fn set_event_time(&mut self, ms: i64) {
+        self.store.data().virt.set_event_time(ms);
+    }
+
     /// Calls `rule`.
     pub fn rule(&mut self, event: &Arc<Json>) -> Result<bool, RuleFailure> {
         self.call(event, |b, s, e| {
@@ -333,27 +543,81 @@ impl RuleInstance {
         call_destinations -> Vec<String>;
     }
 
-    /// What the rule printed so far, if output is captured: (stdout, stderr).
-    pub fn captured_output(&self) -> Option<(String, String)> {
+    /// What the rule printed so far, if output is captured.
+    pub fn captured_output(&self) -> Option<CapturedOutput> {
         self.captured.as_ref().map(|(out, err)| {
-            (
-                String::from_utf8_lossy(&out.contents()).into_owned(),
-                String::from_utf8_lossy(&err.contents()).into_owned(),
-            )
+            let (stdout, stdout_dropped) = out.contents();
+            let (stderr, stderr_dropped) = err.contents();
+            CapturedOutput {
+                stdout: String::from_utf8_lossy(&stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&stderr).into_owned(),
+                stdout_dropped,
+                stderr_dropped,
+            }
         })
     }
 
-    fn call<T>(
+    fn call<T: Returned>(
         &mut self,
         event: &Arc<Json>,
         f: impl FnOnce(&Rule, &mut Store<HostState>, Resource<EventHandle>) -> wasmtime::Result<T>,
     ) -> Result<T, RuleFailure> {
         self.store.data_mut().event = Some(event.clone());
+        self.store.data().virt.begin_call();
         // Re-armed before every call: the deadline counts from now, not from instantiation.
         self.store.set_epoch_deadline(self.deadline);
         let result = f(&self.bindings, &mut self.store, Resource::new_borrow(0));
         self.store.data_mut().event = None;
-        result.map_err(|e| classify(&e))
+        let value = result.map_err(|e| classify(&e))?;
+        // The value is already copied out of the guest; over the cap it is dropped here.
+        let size = value.returned_bytes();
+        if size > self.max_returned_bytes {
+            return Err(RuleFailure::ResourceLimit(format!(
+                "returned {size} bytes in one call; the limit is {} bytes",
+                self.max_returned_bytes
+            )));
+        }
+        Ok(value)
+    }
+}
+
+/// The bytes of data a call's result hands the host, checked against
+/// [`Limits::max_returned_bytes`]. A list element counts its 8-byte pointer and length as
+/// well, so a list of a million empty strings is not free.
+trait Returned {
+    fn returned_bytes(&self) -> usize;
+}
+
+impl Returned for bool {
+    fn returned_bytes(&self) -> usize {
+        0
+    }
+}
+
+impl Returned for String {
+    fn returned_bytes(&self) -> usize {
+        self.len()
+    }
+}
+
+impl<T: Returned> Returned for Option<T> {
+    fn returned_bytes(&self) -> usize {
+        self.as_ref().map_or(0, T::returned_bytes)
+    }
+}
+
+impl<T: Returned> Returned for Vec<T> {
+    fn returned_bytes(&self) -> usize {
+        self.iter().map(|item| 8 + item.returned_bytes()).sum()
+    }
+}
+
+impl<T: Returned, E: Returned> Returned for Result<T, E> {
+    fn returned_bytes(&self) -> usize {
+        match self {
+            Ok(v) => v.returned_bytes(),
+            Err(e) => e.returned_bytes(),
+        }
     }
 }
 
@@ -375,7 +639,17 @@ fn flatten(error: &wasmtime::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in error.chain() {
         let text = cause.to_string();
-        let first = text.lines().next().unwrap_or_default().trim().to_owned();
+        let first = text
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .trim_end_matches(':');
+        // The backtrace preamble says nothing the trap message below it does not.
+        if first.starts_with("error while executing at wasm backtrace") {
+            continue;
+        }
+        let first = first.to_owned();
         if !first.is_empty() && !parts.contains(&first) {
             parts.push(first);
         }

@@ -1,12 +1,26 @@
 //! Host integration tests: one binary, one module per area. Run through `make test`, which
 //! builds the components and points `RULEHOST_COMPONENTS`/`RULEHOST_TEST_COMPONENTS` at them.
 
+/// The load-time audit: forbidden imports, wrong worlds and versions, core modules and
+/// precompiled artifacts are refused with clear errors; `rulehost inspect`.
+mod audit;
+/// Bad input (malformed, oversized, deeply nested or non-object lines, empty, truncated
+/// or missing files) is counted and reported, and the good lines around it still alert.
+mod bad_input;
 /// The `rulehost` command line, pinned by golden transcripts.
 mod cli;
+/// `rulehost lock` and `--locked`, and the compiled-code cache.
+mod integrity;
 /// The library API as the crate docs show it.
 mod library;
 /// Hostile rules: loops, panics, memory bombs cost only themselves.
 mod sandbox;
+/// Panther's fallbacks, limits, rule errors, signals and inline filters.
+mod semantics;
+/// `rulehost test` and `rulehost debug`: assertions, scenarios, selection, JSON.
+mod test_runner;
+/// `--threads N` gives the same alerts as one thread.
+mod threads;
 /// Shared helpers.
 mod util;
 /// Panther's dedup windows, thresholds and unique counts with the real seed components.

@@ -56,7 +56,14 @@ pub fn rulehost() -> Command {
         format!("{}:{}", components().display(), test_components().display()),
     );
     cmd.env("NO_COLOR", "1");
+    // Never the developer's own `~/.cache/rulehost`; entries are shared by the whole run.
+    cmd.env("RULEHOST_CACHE_DIR", test_cache_dir());
     cmd
+}
+
+/// The compiled-code cache of CLI runs in this test build (under `target/tmp`).
+pub fn test_cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("rulehost-cache")
 }
 
 /// Runs the CLI with `stdin` and returns its output.
@@ -166,11 +173,12 @@ pub fn transcript(output: &Output, temp: Option<&Path>) -> String {
         text = text.replace(&temp.display().to_string(), "<test-dir>");
     }
     text = text.replace(&components().display().to_string(), "<components>");
-    text = text.replace(&repo().display().to_string(), "<repo>");
     text = text.replace(
         &test_components().display().to_string(),
         "<test-components>",
     );
+    // Last: the component folders usually sit inside the repository.
+    text = text.replace(&repo().display().to_string(), "<repo>");
     // Wall time is the one nondeterministic part of the summary.
     let re_time = |s: &str| -> String {
         s.lines()

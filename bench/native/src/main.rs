@@ -1,0 +1,27 @@
+//! The `rulehost-native` command: parse arguments, run, map the outcome to an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use rulehost::cli::ExitStatus;
+use rulehost_native::Cli;
+
+fn main() -> ExitCode {
+    match rulehost_native::run(Cli::parse()) {
+        Ok(status) => status.into(),
+        Err(err) => {
+            // A closed pipe (`rulehost-native ... | head`) is not an error.
+            if err.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitStatus::Success.into();
+            }
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  Caused by: {cause}");
+            }
+            ExitStatus::Error.into()
+        }
+    }
+}
