@@ -9,7 +9,9 @@ TEST_COMPONENTS := build/test-components
 # Rule crates and test (hostile) components: every folder with a Cargo.toml.
 RULE_CRATES := $(patsubst plugins/rules/%/Cargo.toml,%,$(wildcard plugins/rules/*/Cargo.toml))
 TEST_CRATES := $(patsubst plugins/test-components/%/Cargo.toml,%,$(wildcard plugins/test-components/*/Cargo.toml))
-RULEHOST := target/release/rulehost
+# Cargo's output folder: honours CARGO_TARGET_DIR like cargo itself.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+RULEHOST := $(TARGET_DIR)/release/rulehost
 DEMO_DATA := demo/databricks-audit-sample.jsonl
 
 export RULEHOST_COMPONENTS := $(abspath $(COMPONENTS))
@@ -27,13 +29,13 @@ wasm-target: ## Install the wasm32-wasip2 Rust target if missing
 plugins: wasm-target ## Build every rule under plugins/rules into build/components
 	$(CARGO) build --profile plugin --target $(WASM_TARGET) $(addprefix -p ,$(subst _,-,$(RULE_CRATES)))
 	@mkdir -p $(COMPONENTS)
-	@for c in $(RULE_CRATES); do cp target/$(WASM_TARGET)/plugin/$$c.wasm $(COMPONENTS)/; done
+	@for c in $(RULE_CRATES); do cp $(TARGET_DIR)/$(WASM_TARGET)/plugin/$$c.wasm $(COMPONENTS)/; done
 
 .PHONY: test-components
 test-components: wasm-target ## Build the hostile test components into build/test-components
 	$(CARGO) build --profile plugin --target $(WASM_TARGET) $(addprefix -p ,$(subst _,-,$(TEST_CRATES)))
 	@mkdir -p $(TEST_COMPONENTS)
-	@for c in $(TEST_CRATES); do cp target/$(WASM_TARGET)/plugin/$$c.wasm $(TEST_COMPONENTS)/; done
+	@for c in $(TEST_CRATES); do cp $(TARGET_DIR)/$(WASM_TARGET)/plugin/$$c.wasm $(TEST_COMPONENTS)/; done
 
 .PHONY: build
 build: plugins ## Build the rulehost binary and the rule components
@@ -72,11 +74,11 @@ native: ## Build rulehost-native, the plain-Rust baseline of the seed rules (ben
 
 .PHONY: bench
 bench: build native ## Time rulehost against native Rust on 1M generated events (bench-data/)
-	python3 scripts/bench.py
+	python3 scripts/bench.py --rulehost $(RULEHOST) --native $(TARGET_DIR)/release/rulehost-native
 
 .PHONY: bench-check
 bench-check: build native ## Check that rulehost-native writes rulehost's alerts byte for byte
-	python3 scripts/bench.py --check
+	python3 scripts/bench.py --check --rulehost $(RULEHOST) --native $(TARGET_DIR)/release/rulehost-native
 
 .PHONY: new-rule
 new-rule: ## Scaffold a rule crate and its spec: make new-rule NAME=snake_case_name
