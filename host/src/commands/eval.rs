@@ -198,13 +198,13 @@ fn print_summary(summary: &Summary, rules: usize, seconds: f64) {
         .unwrap_or(4)
         .max(4);
     eprintln!(
-        "  {:width$}  {:>8}  {:>6}  {:>11}  {:>10}",
-        "RULE", "MATCHES", "ALERTS", "RULE ERRORS", "AUX ERRORS"
+        "  {:width$}  {:>8}  {:>6}  {:>7}  {:>11}  {:>10}  {:>8}",
+        "RULE", "MATCHES", "ALERTS", "SIGNALS", "RULE ERRORS", "AUX ERRORS", "FILTERED"
     );
     for (id, s) in &summary.rules {
         eprintln!(
-            "  {id:width$}  {:>8}  {:>6}  {:>11}  {:>10}",
-            s.matches, s.alerts, s.rule_errors, s.aux_errors
+            "  {id:width$}  {:>8}  {:>6}  {:>7}  {:>11}  {:>10}  {:>8}",
+            s.matches, s.alerts, s.signals, s.rule_errors, s.aux_errors, s.filtered
         );
     }
     for (id, s) in &summary.rules {
