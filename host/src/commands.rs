@@ -37,6 +37,12 @@ pub struct RuleArgs {
     /// result is a `ResourceLimit` failure.
     #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_returned_bytes)]
     pub max_returned_bytes: usize,
+    /// Most elements one table of a rule instance may hold (indirect-call tables).
+    #[arg(long, value_name = "N", default_value_t = Limits::default().table_elements)]
+    pub max_table_elements: usize,
+    /// Most core instances, tables and memories each, per rule instance.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().instances)]
+    pub max_instances: usize,
     /// Stop calling a rule after it failed on this many events in a row (0: never).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_QUARANTINE_AFTER)]
     pub quarantine_after: u32,
@@ -76,6 +82,8 @@ impl RuleArgs {
             timeout: Duration::from_millis(self.timeout_ms),
             memory_bytes: self.memory_mib.saturating_mul(1 << 20),
             max_returned_bytes: self.max_returned_bytes,
+            table_elements: self.max_table_elements,
+            instances: self.max_instances,
             ..Limits::default()
         }
     }

@@ -98,22 +98,15 @@ impl LineReader {
     /// truncated gzip stream) ends the file: it is returned with the number of the line
     /// being read.
     pub fn next_line(&mut self) -> Option<Result<(u64, Line), (u64, io::Error)>> {
-        self.buf.clear();
-        let number = self.line_number + 1;
-        let too_long = match read_capped_line(&mut self.reader, &mut self.buf, self.max_line) {
-            Ok(None) => return None,
-            Ok(Some(too_long)) => too_long,
-            Err(e) => return Some(Err((number, e))),
-        };
-        self.line_number = number;
-        if too_long {
-            return Some(Ok((number, Line::Bad(BadLine::TooLong(self.max_line)))));
-        }
-        Some(Ok((number, parse_line(&self.buf))))
+        Some(self.next_raw()?.map(|(number, raw)| {
+            let line = match raw {
+                RawLine::Bytes(bytes) => parse_line(&bytes),
+                RawLine::TooLong(max) => Line::Bad(BadLine::TooLong(max)),
+            };
+            (number, line)
+        }))
     }
-}
 
-impl LineReader {
     /// Like [`LineReader::next_line`], but hands out the bytes unparsed, so parsing can
     /// happen on another thread.
     pub fn next_raw(&mut self) -> Option<Result<(u64, RawLine), (u64, io::Error)>> {

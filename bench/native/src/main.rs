@@ -6,6 +6,9 @@ use clap::Parser;
 use rulehost::cli::ExitStatus;
 use rulehost_native::Cli;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     match rulehost_native::run(Cli::parse()) {
         Ok(status) => status.into(),

@@ -5,6 +5,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use rulehost::cli::{Cli, ExitStatus};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match rulehost::cli::run(cli) {
