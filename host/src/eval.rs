@@ -94,19 +94,27 @@ impl Default for Quarantine {
     }
 }
 
-/// What the alert keeps from the window's first match.
+/// What an alert keeps from its window's first match, after Panther's fallbacks.
 #[derive(Debug, Clone)]
-struct Frozen {
-    title: String,
-    severity: Severity,
-    alert_context: Value,
-    description: String,
-    reference: String,
-    runbook: String,
-    destinations: Vec<String>,
-    suppressed: bool,
+pub struct AlertFields {
+    /// Title.
+    pub title: String,
+    /// Severity.
+    pub severity: Severity,
+    /// Alert context (a JSON object).
+    pub alert_context: Value,
+    /// Description.
+    pub description: String,
+    /// Reference.
+    pub reference: String,
+    /// Runbook.
+    pub runbook: String,
+    /// Destinations.
+    pub destinations: Vec<String>,
+    /// True when `destinations()` returned an empty list.
+    pub suppressed: bool,
     /// For rule-error windows: the error of the first event.
-    error: Option<String>,
+    pub error: Option<String>,
 }
 
 /// One alert (or rule-error) record, as written to the output.
@@ -162,6 +170,48 @@ pub struct AlertRecord<'a> {
     /// For rule errors: what went wrong on the first event.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'a str>,
+}
+
+impl<'a> AlertRecord<'a> {
+    /// The record of a closed window: an alert, or a rule error for the error namespace.
+    pub fn from_closed(spec: &'a Spec, closed: &'a Closed<Location, AlertFields>) -> Self {
+        let w = &closed.window;
+        let f = &w.fields;
+        AlertRecord {
+            kind: match closed.key.namespace {
+                Namespace::Alert => "alert",
+                Namespace::Error => "rule_error",
+            },
+            alert_id: alert_id(
+                &spec.rule_id,
+                closed.key.namespace,
+                &closed.key.dedup,
+                w.start_ms,
+            ),
+            rule_id: &spec.rule_id,
+            severity: f.severity.as_str(),
+            title: &f.title,
+            dedup: &closed.key.dedup,
+            first_event_time: format_ms(w.first_event_ms),
+            last_event_time: format_ms(w.last_event_ms),
+            window_start: format_ms(w.start_ms),
+            window_end: format_ms(w.end_ms),
+            created_at: format_ms(w.created_ms.unwrap_or(w.start_ms)),
+            event_count: w.event_count,
+            unique_count: w.uniques.as_ref().map(|u| u.len() as u64),
+            threshold: w.threshold,
+            alert_context: &f.alert_context,
+            description: &f.description,
+            runbook: &f.runbook,
+            reference: &f.reference,
+            tags: &spec.tags,
+            reports: &spec.reports,
+            destinations: &f.destinations,
+            suppressed: f.suppressed,
+            first_event: w.first_location.to_string(),
+            error: f.error.as_deref(),
+        }
+    }
 }
 
 /// A match of a `CreateAlert: false` rule: recorded, never alerted.
@@ -411,7 +461,7 @@ const MAX_REPORTED_FAILURES: u32 = 5;
 /// Applies workers' outcomes in input order: windows, alerts, counts, quarantine.
 struct Stage<W: Write> {
     rules: Vec<StageRule>,
-    state: AlertState<Location, Frozen>,
+    state: AlertState<Location, AlertFields>,
     out: W,
     summary: Summary,
     warn: Box<dyn FnMut(&str) + Send>,
@@ -609,7 +659,7 @@ impl<W: Write> Stage<W> {
         };
         if !self.state.add(&key, hit.clone()) {
             let spec = &rule.slot.rule.spec;
-            let frozen = Frozen {
+            let frozen = AlertFields {
                 title: format!("{}: {failure}", spec.rule_id),
                 severity: spec.severity,
                 alert_context: Value::Object(Default::default()),
@@ -633,43 +683,10 @@ impl<W: Write> Stage<W> {
         Ok(())
     }
 
-    fn write(&mut self, closed: &Closed<Location, Frozen>) -> io::Result<()> {
+    fn write(&mut self, closed: &Closed<Location, AlertFields>) -> io::Result<()> {
         let rule = &mut self.rules[closed.key.rule];
-        let spec: &Spec = &rule.slot.rule.spec;
-        let w = &closed.window;
-        let f = &w.fields;
         let is_error = closed.key.namespace == Namespace::Error;
-        let record = AlertRecord {
-            kind: if is_error { "rule_error" } else { "alert" },
-            alert_id: alert_id(
-                &spec.rule_id,
-                closed.key.namespace,
-                &closed.key.dedup,
-                w.start_ms,
-            ),
-            rule_id: &spec.rule_id,
-            severity: f.severity.as_str(),
-            title: &f.title,
-            dedup: &closed.key.dedup,
-            first_event_time: format_ms(w.first_event_ms),
-            last_event_time: format_ms(w.last_event_ms),
-            window_start: format_ms(w.start_ms),
-            window_end: format_ms(w.end_ms),
-            created_at: format_ms(w.created_ms.unwrap_or(w.start_ms)),
-            event_count: w.event_count,
-            unique_count: w.uniques.as_ref().map(|u| u.len() as u64),
-            threshold: w.threshold,
-            alert_context: &f.alert_context,
-            description: &f.description,
-            runbook: &f.runbook,
-            reference: &f.reference,
-            tags: &spec.tags,
-            reports: &spec.reports,
-            destinations: &f.destinations,
-            suppressed: f.suppressed,
-            first_event: w.first_location.to_string(),
-            error: f.error.as_deref(),
-        };
+        let record = AlertRecord::from_closed(&rule.slot.rule.spec, closed);
         serde_json::to_writer(&mut self.out, &record)?;
         self.out.write_all(b"\n")?;
         if !is_error {
@@ -701,7 +718,7 @@ fn freeze(
     event: &Arc<Value>,
     time: i64,
     title: &Called<String>,
-) -> (Frozen, bool) {
+) -> (AlertFields, bool) {
     let slot = &mut rule.slot;
     let severity = slot.call(event, time, RuleInstance::call_severity);
     let context = slot.call(event, time, RuleInstance::call_alert_context);
@@ -728,7 +745,7 @@ fn freeze(
         + u64::from(context.is_ok() && context_error.is_some());
     rule.stats.aux_errors += invalid;
     let (destinations, suppressed) = semantics::destinations(spec, &destinations);
-    let frozen = Frozen {
+    let frozen = AlertFields {
         title: semantics::title(spec, title),
         severity: severity_value,
         alert_context,

@@ -12,11 +12,11 @@ use std::io::{self, Write};
 use std::sync::Arc;
 
 use rulehost::clock::format_ms;
-use rulehost::eval::{AlertRecord, Location, RuleStats, SignalRecord, Summary};
+use rulehost::eval::{AlertFields, AlertRecord, Location, RuleStats, SignalRecord, Summary};
 use rulehost::input::{Line, parse_line};
 use rulehost::semantics;
-use rulehost::spec::{Severity, Spec};
-use rulehost::state::{AlertState, Closed, Hit, Namespace, WindowKey, alert_id};
+use rulehost::spec::Spec;
+use rulehost::state::{AlertState, Closed, Hit, Namespace, WindowKey};
 use serde_json::Value;
 
 use crate::rules::NativeRule;
@@ -112,24 +112,11 @@ impl<'a> EventRef<'a> {
     }
 }
 
-/// What the alert keeps from the window's first match (`eval::Frozen`).
-#[derive(Debug)]
-struct Frozen {
-    title: String,
-    severity: Severity,
-    alert_context: Value,
-    description: String,
-    reference: String,
-    runbook: String,
-    destinations: Vec<String>,
-    suppressed: bool,
-}
-
 /// Stage 2: dedup windows and output, fed events in input order.
 pub struct Windows<W: Write> {
     rules: Arc<[Rule]>,
     stats: Vec<RuleStats>,
-    state: AlertState<Location, Frozen>,
+    state: AlertState<Location, AlertFields>,
     out: W,
     summary: Summary,
 }
@@ -249,7 +236,7 @@ impl<W: Write> Windows<W> {
         self.out.write_all(b"\n")
     }
 
-    fn freeze(&mut self, index: usize, event: &Value) -> Frozen {
+    fn freeze(&mut self, index: usize, event: &Value) -> AlertFields {
         let Rule { spec, logic } = &self.rules[index];
         // The context goes through the same checks as a component's JSON text (object,
         // at most 200 KiB of characters).
@@ -259,7 +246,7 @@ impl<W: Write> Windows<W> {
         let (alert_context, context_error) = semantics::alert_context(&Ok(context));
         self.stats[index].aux_errors += u64::from(context_error.is_some());
         let (destinations, suppressed) = semantics::destinations(spec, &Ok(None));
-        Frozen {
+        AlertFields {
             title: semantics::title(spec, &Ok(logic.title(event))),
             severity: semantics::severity(spec, &Ok(None)).0,
             alert_context,
@@ -268,6 +255,7 @@ impl<W: Write> Windows<W> {
             runbook: semantics::text(&Ok(None), &spec.runbook),
             destinations,
             suppressed,
+            error: None,
         }
     }
 
@@ -278,41 +266,9 @@ impl<W: Write> Windows<W> {
         Ok(())
     }
 
-    fn write(&mut self, closed: &Closed<Location, Frozen>) -> io::Result<()> {
+    fn write(&mut self, closed: &Closed<Location, AlertFields>) -> io::Result<()> {
         let spec = &self.rules[closed.key.rule].spec;
-        let w = &closed.window;
-        let f = &w.fields;
-        let record = AlertRecord {
-            kind: "alert",
-            alert_id: alert_id(
-                &spec.rule_id,
-                closed.key.namespace,
-                &closed.key.dedup,
-                w.start_ms,
-            ),
-            rule_id: &spec.rule_id,
-            severity: f.severity.as_str(),
-            title: &f.title,
-            dedup: &closed.key.dedup,
-            first_event_time: format_ms(w.first_event_ms),
-            last_event_time: format_ms(w.last_event_ms),
-            window_start: format_ms(w.start_ms),
-            window_end: format_ms(w.end_ms),
-            created_at: format_ms(w.created_ms.unwrap_or(w.start_ms)),
-            event_count: w.event_count,
-            unique_count: w.uniques.as_ref().map(|u| u.len() as u64),
-            threshold: w.threshold,
-            alert_context: &f.alert_context,
-            description: &f.description,
-            runbook: &f.runbook,
-            reference: &f.reference,
-            tags: &spec.tags,
-            reports: &spec.reports,
-            destinations: &f.destinations,
-            suppressed: f.suppressed,
-            first_event: w.first_location.to_string(),
-            error: None,
-        };
+        let record = AlertRecord::from_closed(spec, closed);
         serde_json::to_writer(&mut self.out, &record)?;
         self.out.write_all(b"\n")?;
         self.stats[closed.key.rule].alerts += 1;
