@@ -23,8 +23,7 @@ impl<'a> Event<'a> {
 
     fn lookup(&self, path: &[&str]) -> Option<Value> {
         use crate::bindings::rulehost::rules::event_api::Value as Wit;
-        let path: Vec<String> = path.iter().map(|k| (*k).to_owned()).collect();
-        Some(match self.handle.get(&path)? {
+        Some(match self.handle.get(path)? {
             Wit::Null => Value::Null,
             Wit::Boolean(b) => Value::Bool(b),
             Wit::Integer(i) => Value::Int(i),

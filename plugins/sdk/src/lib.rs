@@ -46,6 +46,9 @@ pub mod bindings {
         pub_export_macro: true,
         export_macro_name: "__export_rule_world",
         default_bindings_module: "rulehost_sdk::bindings",
+        // Imports borrow their arguments: `get` takes the path as `&[&str]`, so reading a
+        // field allocates nothing in the guest.
+        ownership: Borrowing { duplicate_if_necessary: true },
     });
 }
 
