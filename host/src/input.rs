@@ -126,20 +126,26 @@ impl LineReader {
     }
 }
 
-/// Reads one line into `buf` (without its newline), keeping at most `max` bytes.
-/// Returns `None` at end of input, else whether the line was longer than `max`.
-fn read_capped_line(
+/// Appends one line to `buf` (without its newline), keeping at most `max` bytes of it.
+/// Returns `None` at end of input, else whether the line was longer than `max`; an overlong
+/// line, or an I/O error, leaves `buf` as it was before the call. Shared with the native
+/// bench baseline, which reads whole batches into one buffer.
+pub fn read_capped_line(
     reader: &mut dyn BufRead,
     buf: &mut Vec<u8>,
     max: usize,
 ) -> io::Result<Option<bool>> {
+    let start = buf.len();
     let mut seen_any = false;
     let mut too_long = false;
     loop {
         let chunk = match reader.fill_buf() {
             Ok(c) => c,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => {
+                buf.truncate(start);
+                return Err(e);
+            }
         };
         if chunk.is_empty() {
             return Ok(seen_any.then_some(too_long));
@@ -150,9 +156,9 @@ fn read_capped_line(
             None => (chunk.len(), false),
         };
         if !too_long {
-            if buf.len() + take > max {
+            if buf.len() - start + take > max {
                 too_long = true;
-                buf.clear();
+                buf.truncate(start);
             } else {
                 buf.extend_from_slice(&chunk[..take]);
             }

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use rulehost::clock::Clock;
 use rulehost::eval::{Location, Summary};
-use rulehost::input::{BadLine, Line, LineReader, parse_line};
+use rulehost::input::{BadLine, Line, LineReader, parse_line, read_capped_line};
 
 use crate::engine::{EventRef, Match, Rule, Windows, match_event};
 
@@ -255,48 +255,15 @@ fn read_batch(
 ) -> io::Result<bool> {
     while batch.lines.len() < BATCH_LINES {
         let start = batch.bytes.len();
-        let mut seen_any = false;
-        let mut too_long = false;
-        loop {
-            let chunk = match reader.fill_buf() {
-                Ok(c) => c,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    batch.bytes.truncate(start);
-                    return Err(e);
-                }
-            };
-            if chunk.is_empty() {
-                if seen_any {
-                    *number += 1;
-                    batch
-                        .lines
-                        .push((*number, start, batch.bytes.len(), too_long));
-                }
-                return Ok(true);
-            }
-            seen_any = true;
-            let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
-                Some(i) => (i, true),
-                None => (chunk.len(), false),
-            };
-            if !too_long {
-                if batch.bytes.len() - start + take > max {
-                    too_long = true;
-                    batch.bytes.truncate(start);
-                } else {
-                    batch.bytes.extend_from_slice(&chunk[..take]);
-                }
-            }
-            reader.consume(if done { take + 1 } else { take });
-            if done {
-                break;
+        match read_capped_line(reader, &mut batch.bytes, max)? {
+            None => return Ok(true),
+            Some(too_long) => {
+                *number += 1;
+                batch
+                    .lines
+                    .push((*number, start, batch.bytes.len(), too_long));
             }
         }
-        *number += 1;
-        batch
-            .lines
-            .push((*number, start, batch.bytes.len(), too_long));
     }
     Ok(false)
 }
