@@ -565,18 +565,6 @@ impl<W: Write> Stage<W> {
         Ok(())
     }
 
-    /// Counts a failed aux call; true if it failed.
-    fn count_aux(stats: &mut RuleStats, failure: Option<&RuleFailure>) -> bool {
-        match failure {
-            Some(f) => {
-                stats.aux_errors += 1;
-                stats.restarts += u64::from(f.needs_fresh_instance());
-                true
-            }
-            None => false,
-        }
-    }
-
     /// Returns whether any call for this match failed.
     fn apply_match(
         &mut self,
@@ -590,7 +578,7 @@ impl<W: Write> Stage<W> {
         rule.stats.matches += 1;
         let mut failed = false;
         for failure in info.failures() {
-            failed |= Self::count_aux(&mut rule.stats, Some(failure));
+            failed |= count_aux(&mut rule.stats, Some(failure));
         }
         let no_title: Called<String> = Ok(None);
         let dedup = semantics::dedup(
@@ -624,7 +612,7 @@ impl<W: Write> Stage<W> {
                     time,
                     RuleInstance::call_title,
                 );
-                failed |= Self::count_aux(&mut rule.stats, t.as_ref().err());
+                failed |= count_aux(&mut rule.stats, t.as_ref().err());
                 t
             }
         };
@@ -711,6 +699,18 @@ impl<W: Write> Stage<W> {
     }
 }
 
+/// Counts a failed aux call; true if it failed.
+fn count_aux(stats: &mut RuleStats, failure: Option<&RuleFailure>) -> bool {
+    match failure {
+        Some(f) => {
+            stats.aux_errors += 1;
+            stats.restarts += u64::from(f.needs_fresh_instance());
+            true
+        }
+        None => false,
+    }
+}
+
 /// Calls the functions whose values an alert keeps, for the match that opens a window.
 /// Returns the fields and whether any call failed or returned an invalid value (counted).
 fn freeze(
@@ -735,7 +735,7 @@ fn freeze(
         runbook.as_ref().err(),
         destinations.as_ref().err(),
     ] {
-        failed |= Stage::<Vec<u8>>::count_aux(&mut rule.stats, failure);
+        failed |= count_aux(&mut rule.stats, failure);
     }
     let spec = &slot.rule.spec;
     let (severity_value, severity_error) = semantics::severity(spec, &severity);
