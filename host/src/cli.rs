@@ -24,6 +24,8 @@ enum Command {
     Inspect(commands::inspect::Inspect),
     /// Pin the sha256 of every rule's component in `DIR/rulehost.lock`.
     Lock(commands::lock::Lock),
+    /// Show the alert state kept by `eval --state`, or clear a rule's windows from it.
+    State(commands::state::State),
 }
 
 /// What a run concluded.
@@ -55,5 +57,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Debug(cmd) => cmd.run(),
         Command::Inspect(cmd) => cmd.run(),
         Command::Lock(cmd) => cmd.run(),
+        Command::State(cmd) => cmd.run(),
     }
 }

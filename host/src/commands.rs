@@ -4,6 +4,7 @@ pub mod debug;
 pub mod eval;
 pub mod inspect;
 pub mod lock;
+pub mod state;
 pub mod test;
 
 use std::path::{Path, PathBuf};

@@ -22,6 +22,7 @@ use crate::runtime::{Output, RuleFailure, RuleInstance};
 use crate::semantics::{self, Called};
 use crate::spec::{Severity, Spec};
 use crate::state::{AlertState, Closed, Hit, Namespace, WindowKey, alert_id};
+use crate::store::{AtEnd, Checkpointer, Restored, StoreError};
 
 /// Where an event came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -392,7 +393,7 @@ enum Evaluated {
     /// A line that was not an event.
     Bad { location: Location, reason: String },
     /// A blank line.
-    Blank,
+    Blank(Location),
     /// A new input file.
     FileStarted,
 }
@@ -435,7 +436,7 @@ impl Worker {
     fn line(&mut self, location: Location, line: Line) -> Evaluated {
         match line {
             Line::Event(event) => self.event(location, event, None),
-            Line::Blank => Evaluated::Blank,
+            Line::Blank => Evaluated::Blank(location),
             Line::Bad(reason) => Evaluated::Bad {
                 location,
                 reason: reason.to_string(),
@@ -462,7 +463,9 @@ const MAX_REPORTED_FAILURES: u32 = 5;
 struct Stage<W: Write> {
     rules: Vec<StageRule>,
     state: AlertState<Location, AlertFields>,
-    out: W,
+    out: Counted<W>,
+    /// With `--state`: commits the state every so many lines and at the end.
+    checkpoints: Option<Checkpointer>,
     summary: Summary,
     warn: Box<dyn FnMut(&str) + Send>,
     quarantine: Quarantine,
@@ -471,12 +474,19 @@ struct Stage<W: Write> {
 
 impl<W: Write> Stage<W> {
     fn apply(&mut self, item: Evaluated) -> io::Result<()> {
-        match item {
-            Evaluated::FileStarted => self.summary.files += 1,
-            Evaluated::Blank => self.summary.blank_lines += 1,
+        let location = match item {
+            Evaluated::FileStarted => {
+                self.summary.files += 1;
+                return Ok(());
+            }
+            Evaluated::Blank(location) => {
+                self.summary.blank_lines += 1;
+                location
+            }
             Evaluated::Bad { location, reason } => {
                 self.summary.bad_lines += 1;
                 (self.warn)(&format!("`{location}`: skipped: {reason}"));
+                location
             }
             Evaluated::Event {
                 location,
@@ -497,9 +507,26 @@ impl<W: Write> Stage<W> {
                 for (index, outcome) in outcomes.into_iter().enumerate() {
                     self.apply_outcome(index, outcome, &event, time, &location)?;
                 }
+                location
             }
+        };
+        if let Some(checkpoints) = &mut self.checkpoints
+            && checkpoints.saw(&location)
+        {
+            self.checkpoint(false)?;
         }
         Ok(())
+    }
+
+    /// Flushes the alerts written so far and commits the state with them.
+    fn checkpoint(&mut self, finished: bool) -> io::Result<()> {
+        let Some(checkpoints) = &mut self.checkpoints else {
+            return Ok(());
+        };
+        self.out.flush()?;
+        checkpoints
+            .commit(&mut self.state, self.out.written, finished)
+            .map_err(io::Error::other)
     }
 
     fn apply_outcome(
@@ -685,11 +712,24 @@ impl<W: Write> Stage<W> {
 
     fn finish(mut self) -> io::Result<Summary> {
         self.write_closed()?;
-        for closed in self.state.close_all() {
-            self.write(&closed)?;
+        let at_end = self
+            .checkpoints
+            .as_ref()
+            .map_or(AtEnd::CloseWindows, Checkpointer::at_end);
+        if at_end == AtEnd::CloseWindows {
+            for closed in self.state.close_all() {
+                self.write(&closed)?;
+            }
         }
         self.out.flush()?;
+        self.checkpoint(true)?;
         let mut summary = self.summary;
+        if self.checkpoints.is_some() {
+            summary.kept = Some(KeptWindows {
+                live: self.state.live_windows() as u64,
+                pending_alerts: self.state.pending_alerts() as u64,
+            });
+        }
         summary.rules = self
             .rules
             .into_iter()
@@ -774,6 +814,37 @@ pub struct Summary {
     pub events_without_time: u64,
     /// Per rule, in rule order: (RuleID, counts).
     pub rules: Vec<(String, RuleStats)>,
+    /// With a persistent state: the windows left open for the next run.
+    pub kept: Option<KeptWindows>,
+}
+
+/// Windows a run with `--state` left in the state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeptWindows {
+    /// Live windows.
+    pub live: u64,
+    /// Of them, windows that reached their threshold: their alerts are written when they
+    /// close (in a later run, or with `--flush`).
+    pub pending_alerts: u64,
+}
+
+/// A writer that counts the bytes written through it: the output length each checkpoint
+/// records.
+struct Counted<W> {
+    inner: W,
+    written: u64,
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 impl Summary {
@@ -826,7 +897,11 @@ impl<W: Write> Evaluator<W> {
                 })
                 .collect(),
             state: AlertState::default(),
-            out,
+            out: Counted {
+                inner: out,
+                written: 0,
+            },
+            checkpoints: None,
             summary: Summary::default(),
             warn,
             quarantine: Quarantine::default(),
@@ -841,24 +916,40 @@ impl<W: Write> Evaluator<W> {
         self
     }
 
+    /// Continues from the state `checkpoints` keeps (`eval --state`) and commits to it as it
+    /// goes. Returns the rules with windows in the state that this evaluator does not run.
+    pub fn with_checkpoints(
+        mut self,
+        mut checkpoints: Checkpointer,
+    ) -> Result<(Self, Vec<(String, u64)>), StoreError> {
+        let rule_ids = self
+            .stage
+            .rules
+            .iter()
+            .map(|r| r.slot.rule.spec.rule_id.clone())
+            .collect();
+        let Restored { state, other_rules } = checkpoints.restore(rule_ids)?;
+        self.stage.state = state;
+        self.stage.checkpoints = Some(checkpoints);
+        Ok((self, other_rules))
+    }
+
     /// Counts an input file.
     pub fn file_started(&mut self) {
         self.stage.summary.files += 1;
     }
 
     /// Counts a blank line.
-    pub fn blank_line(&mut self) {
-        self.stage.summary.blank_lines += 1;
+    pub fn blank_line(&mut self, location: &Location) -> io::Result<()> {
+        self.stage.apply(Evaluated::Blank(location.clone()))
     }
 
     /// Counts and reports a skipped line.
-    pub fn bad_line(&mut self, location: &Location, reason: &dyn fmt::Display) {
-        let reason = reason.to_string();
-        // Writing only happens for events.
-        let _ = self.stage.apply(Evaluated::Bad {
+    pub fn bad_line(&mut self, location: &Location, reason: &dyn fmt::Display) -> io::Result<()> {
+        self.stage.apply(Evaluated::Bad {
             location: location.clone(),
-            reason,
-        });
+            reason: reason.to_string(),
+        })
     }
 
     /// Evaluates one event at the time its own fields give ([`Clock`]).

@@ -68,20 +68,7 @@ pub struct LineReader {
 impl LineReader {
     /// Opens `path` (`-` for stdin); `.gz` files are decompressed.
     pub fn open(path: &Path, max_line: usize) -> io::Result<Self> {
-        let reader: Box<dyn BufRead + Send> = if path == Path::new("-") {
-            Box::new(BufReader::new(io::stdin()))
-        } else {
-            let file = File::open(path)?;
-            if path.extension().is_some_and(|e| e == "gz") {
-                Box::new(BufReader::with_capacity(
-                    256 << 10,
-                    flate2::read::MultiGzDecoder::new(BufReader::new(file)),
-                ))
-            } else {
-                Box::new(BufReader::with_capacity(256 << 10, file))
-            }
-        };
-        Ok(Self::new(reader, max_line))
+        Ok(Self::new(open_text(path)?, max_line))
     }
 
     /// Reads from any buffered reader.
@@ -124,6 +111,39 @@ impl LineReader {
             (number, RawLine::Bytes(std::mem::take(&mut self.buf)))
         }))
     }
+}
+
+/// `path` (`-` for stdin) as text: `.gz` files are decompressed.
+fn open_text(path: &Path) -> io::Result<Box<dyn BufRead + Send>> {
+    Ok(if path == Path::new("-") {
+        Box::new(BufReader::new(io::stdin()))
+    } else {
+        let file = File::open(path)?;
+        if path.extension().is_some_and(|e| e == "gz") {
+            Box::new(BufReader::with_capacity(
+                256 << 10,
+                flate2::read::MultiGzDecoder::new(BufReader::new(file)),
+            ))
+        } else {
+            Box::new(BufReader::with_capacity(256 << 10, file))
+        }
+    })
+}
+
+/// How much of a file's first line [`head_digest`] reads.
+const HEAD_BYTES: u64 = 4096;
+
+/// A digest of the file's first line (at most 4 KiB of it, decompressed): `eval --state`
+/// resumes a file only if this is unchanged, so a new file at an old path (a rotated log)
+/// is evaluated from its start. Appending to a file keeps its digest.
+pub fn head_digest(path: &Path) -> io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut head = Vec::new();
+    open_text(path)?
+        .take(HEAD_BYTES)
+        .read_until(b'\n', &mut head)?;
+    let digest = Sha256::digest(&head);
+    Ok(digest[..16].iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Appends one line to `buf` (without its newline), keeping at most `max` bytes of it.

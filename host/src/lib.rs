@@ -30,4 +30,5 @@ pub mod runtime;
 pub mod semantics;
 pub mod spec;
 pub mod state;
+pub mod store;
 pub mod testing;

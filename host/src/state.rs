@@ -8,6 +8,10 @@
 //! in the window count into that alert. Alert fields come from the window's first match.
 //! A window closes when the newest event time seen reaches its end; closed windows are
 //! dropped, so memory follows live windows, not input size.
+//!
+//! With `eval --state` the live windows outlive a run: [`AlertState::track_changes`] makes
+//! the state remember which windows changed, and `crate::store` writes just those at each
+//! checkpoint and restores them with [`AlertState::restore`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -70,7 +74,8 @@ pub struct Window<L, F> {
     pub alert_seq: Option<u64>,
     /// Time of the match that reached the threshold.
     pub created_ms: Option<i64>,
-    seq: u64,
+    /// Opening order: windows that end at the same time close in this order.
+    pub seq: u64,
 }
 
 impl<L, F> Window<L, F> {
@@ -89,7 +94,7 @@ impl<L, F> Window<L, F> {
 }
 
 /// A closed window that raised an alert.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Closed<L, F> {
     /// Its key.
     pub key: WindowKey,
@@ -110,6 +115,21 @@ pub struct AlertState<L, F> {
     ready: Vec<Closed<L, F>>,
     /// Windows opened and closed without reaching their threshold.
     pub expired_without_alert: u64,
+    /// Keys whose window was opened, counted into or closed since the last
+    /// [`AlertState::take_changed`]; `None` unless [`AlertState::track_changes`] was called.
+    changed: Option<HashSet<WindowKey>>,
+}
+
+/// What [`AlertState::restore`] needs besides the windows: the counters that decide the
+/// order of later windows and alerts, so that a resumed run orders them as one run would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counters {
+    /// The newest event time seen.
+    pub watermark: Option<i64>,
+    /// The next window's opening order.
+    pub next_seq: u64,
+    /// The next alert's creation order.
+    pub next_alert: u64,
 }
 
 impl<L, F> Default for AlertState<L, F> {
@@ -122,6 +142,7 @@ impl<L, F> Default for AlertState<L, F> {
             next_alert: 0,
             ready: Vec::new(),
             expired_without_alert: 0,
+            changed: None,
         }
     }
 }
@@ -159,6 +180,9 @@ impl<L: Clone, F> AlertState<L, F> {
             return false;
         };
         Self::count_into(window, hit, &mut self.next_alert);
+        if let Some(changed) = &mut self.changed {
+            changed.insert(key.clone());
+        }
         true
     }
 
@@ -192,6 +216,9 @@ impl<L: Clone, F> AlertState<L, F> {
         };
         Self::count_into(&mut window, hit, &mut self.next_alert);
         self.by_end.insert((window.end_ms, seq), key.clone());
+        if let Some(changed) = &mut self.changed {
+            changed.insert(key.clone());
+        }
         if let Some(old) = self.windows.insert(key, window) {
             // Only reachable if a caller opens over a live window; keep its alert anyway.
             self.by_end.remove(&(old.end_ms, old.seq));
@@ -215,6 +242,9 @@ impl<L: Clone, F> AlertState<L, F> {
 
     fn close(&mut self, key: WindowKey) {
         if let Some(window) = self.windows.remove(&key) {
+            if let Some(changed) = &mut self.changed {
+                changed.insert(key.clone());
+            }
             self.finish(Some(key), window);
         }
     }
@@ -246,6 +276,60 @@ impl<L: Clone, F> AlertState<L, F> {
     /// Number of live windows.
     pub fn live_windows(&self) -> usize {
         self.windows.len()
+    }
+
+    /// Live windows that have reached their threshold: their alerts are written when they
+    /// close.
+    pub fn pending_alerts(&self) -> usize {
+        self.windows.values().filter(|w| w.alerted()).count()
+    }
+
+    /// Every live window.
+    pub fn windows(&self) -> impl Iterator<Item = (&WindowKey, &Window<L, F>)> {
+        self.windows.iter()
+    }
+
+    /// Starts remembering which windows change (see [`AlertState::take_changed`]).
+    pub fn track_changes(&mut self) {
+        self.changed.get_or_insert_with(HashSet::new);
+    }
+
+    /// The keys whose window was opened, counted into or closed since the last call: each is
+    /// now either live ([`AlertState::live`]) or gone.
+    pub fn take_changed(&mut self) -> Vec<WindowKey> {
+        self.changed
+            .as_mut()
+            .map(|c| c.drain().collect())
+            .unwrap_or_default()
+    }
+
+    /// The counters a later run needs to continue this one ([`AlertState::restore`]).
+    pub fn counters(&self) -> Counters {
+        Counters {
+            watermark: self.watermark,
+            next_seq: self.next_seq,
+            next_alert: self.next_alert,
+        }
+    }
+
+    /// A state holding `windows`, continuing from `counters`: what a run that had seen the
+    /// same events would hold. (A saved state never holds a window that ends at or before its
+    /// watermark: [`AlertState::advance`] closed it.)
+    pub fn restore(
+        windows: impl IntoIterator<Item = (WindowKey, Window<L, F>)>,
+        counters: Counters,
+    ) -> Self {
+        let mut state = AlertState::default();
+        for (key, window) in windows {
+            state
+                .by_end
+                .insert((window.end_ms, window.seq), key.clone());
+            state.windows.insert(key, window);
+        }
+        state.watermark = counters.watermark;
+        state.next_seq = counters.next_seq;
+        state.next_alert = counters.next_alert;
+        state
     }
 }
 
@@ -398,6 +482,89 @@ mod tests {
             assert!(state.live_windows() <= 1);
         }
         assert_eq!(state.expired_without_alert, 999);
+    }
+
+    #[test]
+    fn a_restored_state_continues_as_one_run_would() {
+        // Matches of two keys whose windows cross the split point, with uniques.
+        let matches: Vec<(i64, &str, Option<&str>)> = (0..40)
+            .map(|i| {
+                let dedup = if i % 3 == 0 { "a" } else { "b" };
+                (
+                    i * 20 * MIN,
+                    dedup,
+                    Some(["w1", "w2", "w3"][(i % 3) as usize]),
+                )
+            })
+            .collect();
+        let feed = |state: &mut State, part: &[(i64, &str, Option<&str>)], out: &mut Vec<_>| {
+            for &(t, dedup, u) in part {
+                state.advance(t);
+                out.extend(state.take_closed());
+                let hit = Hit {
+                    time_ms: t,
+                    location: 0,
+                    unique: u.map(str::to_owned),
+                };
+                if !state.add(&key(dedup), hit.clone()) {
+                    state.open(key(dedup), hit, 3 * 60 * MIN, 2, true, "f");
+                }
+            }
+        };
+        let summarize = |closed: Vec<Closed<u32, &str>>| -> Vec<_> {
+            closed
+                .into_iter()
+                .map(|c| (c.key.dedup, c.window.start_ms, c.window.count()))
+                .collect()
+        };
+        let mut one = State::default();
+        let mut out_one = Vec::new();
+        feed(&mut one, &matches, &mut out_one);
+        out_one.extend(one.close_all());
+
+        for split in [1, 7, 20, 39] {
+            let mut first = State::default();
+            first.track_changes();
+            let mut out = Vec::new();
+            feed(&mut first, &matches[..split], &mut out);
+            assert!(!first.take_changed().is_empty());
+            let saved: Vec<_> = first
+                .windows()
+                .map(|(k, w)| (k.clone(), w.clone()))
+                .collect();
+            let mut second = State::restore(saved, first.counters());
+            feed(&mut second, &matches[split..], &mut out);
+            out.extend(second.close_all());
+            assert_eq!(
+                summarize(out),
+                summarize(out_one.clone()),
+                "split at {split}"
+            );
+        }
+    }
+
+    #[test]
+    fn changes_name_opened_counted_and_closed_windows() {
+        let mut state = State::default();
+        state.track_changes();
+        let hit = |t| Hit {
+            time_ms: t,
+            location: 0,
+            unique: None,
+        };
+        state.open(key("a"), hit(0), MIN, 5, false, "f");
+        state.open(key("b"), hit(0), 10 * MIN, 5, false, "f");
+        let mut changed = state.take_changed();
+        changed.sort_by(|x, y| x.dedup.cmp(&y.dedup));
+        assert_eq!(changed, vec![key("a"), key("b")]);
+        assert!(state.take_changed().is_empty());
+        state.advance(2 * MIN); // closes `a`
+        assert!(state.add(&key("b"), hit(2 * MIN)));
+        let mut changed = state.take_changed();
+        changed.sort_by(|x, y| x.dedup.cmp(&y.dedup));
+        assert_eq!(changed, vec![key("a"), key("b")]);
+        assert!(state.live(&key("a")).is_none());
+        assert_eq!(state.live(&key("b")).unwrap().event_count, 2);
     }
 
     #[test]

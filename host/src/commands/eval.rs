@@ -1,8 +1,9 @@
 //! `rulehost eval`: evaluate JSON-lines files and print alerts.
 
-use std::fs::File;
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,8 +14,12 @@ use crate::cli::ExitStatus;
 use crate::clock::Clock;
 use crate::commands::{self, LockCheck, RuleArgs};
 use crate::eval::{Evaluator, Input, Location, Quarantine, Summary, run_parallel};
-use crate::input::{BadLine, DEFAULT_MAX_LINE_BYTES, LineReader, RawLine};
+use crate::input::{BadLine, DEFAULT_MAX_LINE_BYTES, LineReader, RawLine, head_digest};
 use crate::ruleset;
+use crate::store::{
+    AtEnd, Checkpointer, DEFAULT_CHECKPOINT_LINES, LockWait, StateStore, TrackedInput,
+    TrackedOutput,
+};
 
 /// Evaluate JSON-lines event files (or stdin) and print alerts as JSON lines.
 ///
@@ -46,6 +51,23 @@ pub struct Eval {
     /// the same, in the same order, for any number.
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// Keep alert state (windows, counts, unique values) in this SQLite file across runs,
+    /// with how far each input file was read: a run per hourly file then gives the alerts of
+    /// one run over all of them. Windows still open at the end stay in the state; `-o`
+    /// appends.
+    #[arg(long, value_name = "PATH")]
+    state: Option<PathBuf>,
+    /// With `--state`: at the end, close every live window and write its alert, as a run
+    /// without `--state` does (for the last file of a stream).
+    #[arg(long, requires = "state")]
+    flush: bool,
+    /// With `--state`: wait for another run that is using the state instead of failing.
+    #[arg(long, requires = "state")]
+    wait: bool,
+    /// With `--state`: commit the state at least every N input lines; a killed run is
+    /// resumed from its last commit.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CHECKPOINT_LINES)]
+    checkpoint_lines: u64,
     #[command(flatten)]
     rule_args: RuleArgs,
 }
@@ -67,6 +89,15 @@ struct Settings {
     alert_exit: AlertExit,
     quarantine: Quarantine,
     threads: usize,
+    state: Option<StateSettings>,
+}
+
+/// `--state` and its options.
+struct StateSettings {
+    path: PathBuf,
+    wait: LockWait,
+    at_end: AtEnd,
+    every_lines: u64,
 }
 
 /// Shows at most this many warnings; the rest are only counted in the summary.
@@ -98,6 +129,20 @@ impl Eval {
                 .threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
                 .max(1),
+            state: self.state.as_ref().map(|path| StateSettings {
+                path: path.clone(),
+                wait: if self.wait {
+                    LockWait::Wait
+                } else {
+                    LockWait::Fail
+                },
+                at_end: if self.flush {
+                    AtEnd::CloseWindows
+                } else {
+                    AtEnd::KeepWindows
+                },
+                every_lines: self.checkpoint_lines,
+            }),
         }
     }
 
@@ -134,13 +179,25 @@ impl Eval {
         }
         let rule_count = rules.len();
 
-        let out: Box<dyn Write + Send> = match &settings.output {
-            Some(path) => {
+        let mut store = match &settings.state {
+            Some(state) => Some(StateStore::open(&state.path, state.wait)?),
+            None => None,
+        };
+        if let Some(store) = &store {
+            recover_output(store)?;
+        }
+        let (out, tracked_output): (Box<dyn Write + Send>, _) = match (&settings.output, &store) {
+            (Some(path), None) => (
                 Box::new(BufWriter::new(File::create(path).with_context(|| {
                     format!("failed to create `{}`", path.display())
-                })?))
+                })?)),
+                None,
+            ),
+            (Some(path), Some(_)) => {
+                let (file, tracked) = open_appending(path)?;
+                (Box::new(BufWriter::new(file)), Some(tracked))
             }
-            None => Box::new(BufWriter::new(std::io::stdout())),
+            (None, _) => (Box::new(BufWriter::new(std::io::stdout())), None),
         };
         let mut shown = 0usize;
         let warn = Box::new(move |msg: &str| {
@@ -151,17 +208,41 @@ impl Eval {
                 eprintln!("warning: further problems are counted in the summary, not shown");
             }
         });
-        let eval = Evaluator::new(rules, settings.clock.clone(), out, warn)
+        let mut eval = Evaluator::new(rules, settings.clock.clone(), out, warn)
             .with_quarantine(settings.quarantine);
         let mut unreadable = 0u64;
         let mut readers = Vec::new();
         for path in &settings.inputs {
             match LineReader::open(path, settings.max_line_bytes) {
-                Ok(reader) => readers.push((Arc::<str>::from(path.display().to_string()), reader)),
+                Ok(reader) => readers.push(Reader {
+                    name: Arc::<str>::from(path.display().to_string()),
+                    path: path.clone(),
+                    reader,
+                    skip: 0,
+                }),
                 Err(e) => {
                     eprintln!("error: failed to open `{}`: {e}", path.display());
                     unreadable += 1;
                 }
+            }
+        }
+        if let (Some(mut store), Some(state)) = (store.take(), &settings.state) {
+            let tracked = track_inputs(&store, &mut readers)?;
+            store.begin_run(tracked_output.as_ref().map(|o| (o.path.as_path(), o.base)))?;
+            let checkpoints = Checkpointer::new(
+                store,
+                tracked,
+                tracked_output,
+                state.every_lines,
+                state.at_end,
+            );
+            let (with_state, other_rules) = eval.with_checkpoints(checkpoints)?;
+            eval = with_state;
+            for (rule_id, windows) in other_rules {
+                eprintln!(
+                    "note: the state holds {windows} live window(s) of rule `{rule_id}`, which \
+                     this run does not load; they are kept"
+                );
             }
         }
         let summary = run_parallel(eval, settings.threads, inputs(readers))?;
@@ -174,6 +255,106 @@ impl Eval {
             ExitStatus::Success
         })
     }
+}
+
+/// After a run that was killed, cuts its output file back to the length committed with the
+/// state: the alerts past it are written again by this run.
+fn recover_output(store: &StateStore) -> anyhow::Result<()> {
+    let Some((path, committed)) = store.interrupted_output()? else {
+        return Ok(());
+    };
+    let Ok(meta) = std::fs::metadata(&path) else {
+        return Ok(());
+    };
+    if meta.len() > committed {
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_len(committed).map(|()| f))
+            .with_context(|| format!("failed to truncate `{}`", path.display()))?;
+        file.sync_all()
+            .with_context(|| format!("failed to sync `{}`", path.display()))?;
+        eprintln!(
+            "note: the last run on this state was interrupted; removed {} byte(s) of alerts it \
+             wrote to `{}` after its last checkpoint (they are written again)",
+            meta.len() - committed,
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Opens the alert output for appending (runs with a state add to it).
+fn open_appending(path: &Path) -> anyhow::Result<(File, TrackedOutput)> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("failed to open `{}`", path.display()))?;
+    let base = file
+        .metadata()
+        .with_context(|| format!("failed to read `{}`", path.display()))?
+        .len();
+    let tracked = TrackedOutput {
+        path: std::fs::canonicalize(path)
+            .with_context(|| format!("failed to resolve `{}`", path.display()))?,
+        base,
+        file: file
+            .try_clone()
+            .with_context(|| format!("failed to open `{}`", path.display()))?,
+    };
+    Ok((file, tracked))
+}
+
+/// Looks up each input file in the state: a file whose first lines were evaluated before
+/// (same path, same first line) resumes after them. Returns the inputs to track, by name.
+fn track_inputs(
+    store: &StateStore,
+    readers: &mut Vec<Reader>,
+) -> anyhow::Result<HashMap<Arc<str>, TrackedInput>> {
+    let mut tracked = HashMap::new();
+    let mut seen = HashSet::new();
+    let mut keep = Vec::with_capacity(readers.len());
+    for mut reader in readers.drain(..) {
+        if &*reader.name == "-" {
+            eprintln!(
+                "note: stdin is not tracked in the state: giving the same events again counts \
+                 them again"
+            );
+            keep.push(reader);
+            continue;
+        }
+        let display = reader.path.display();
+        let key = std::fs::canonicalize(&reader.path)
+            .with_context(|| format!("failed to resolve `{display}`"))?
+            .to_string_lossy()
+            .into_owned();
+        if !seen.insert(key.clone()) {
+            eprintln!("note: `{display}` is given twice; it is evaluated once");
+            continue;
+        }
+        let head =
+            head_digest(&reader.path).with_context(|| format!("failed to read `{display}`"))?;
+        match store.input_progress(&key)? {
+            Some((old_head, lines)) if old_head == head && lines > 0 => {
+                eprintln!(
+                    "note: `{display}`: lines 1-{lines} are already in the state; evaluating \
+                     from line {}",
+                    lines + 1
+                );
+                reader.skip = lines;
+            }
+            Some((_, lines)) if lines > 0 => eprintln!(
+                "note: `{display}` changed since it was evaluated into the state (its first \
+                 line differs): evaluating it from the start"
+            ),
+            _ => {}
+        }
+        tracked.insert(reader.name.clone(), TrackedInput { key, head });
+        keep.push(reader);
+    }
+    *readers = keep;
+    Ok(tracked)
 }
 
 fn print_summary(summary: &Summary, rules: usize, seconds: f64) {
@@ -207,6 +388,14 @@ fn print_summary(summary: &Summary, rules: usize, seconds: f64) {
             s.matches, s.alerts, s.signals, s.rule_errors, s.aux_errors, s.filtered
         );
     }
+    if let Some(kept) = summary.kept {
+        eprintln!(
+            "  state: {} kept for the next run ({} reached their threshold: their alerts are \
+             written when the window closes, or with --flush)",
+            plural(kept.live, "live window"),
+            kept.pending_alerts
+        );
+    }
     for (id, s) in &summary.rules {
         if let Some(at) = &s.quarantined_at {
             eprintln!(
@@ -217,9 +406,25 @@ fn print_summary(summary: &Summary, rules: usize, seconds: f64) {
     }
 }
 
+/// An opened input.
+struct Reader {
+    /// As given; locations carry it.
+    name: Arc<str>,
+    path: PathBuf,
+    reader: LineReader,
+    /// Lines already in the state, read past without evaluating.
+    skip: u64,
+}
+
 /// Every line of every opened file, in order, as [`Input`] items for the workers.
-fn inputs(readers: Vec<(Arc<str>, LineReader)>) -> impl Iterator<Item = Input> {
-    readers.into_iter().flat_map(|(name, mut reader)| {
+fn inputs(readers: Vec<Reader>) -> impl Iterator<Item = Input> {
+    readers.into_iter().flat_map(|input| {
+        let Reader {
+            name,
+            mut reader,
+            skip,
+            ..
+        } = input;
         let mut done = false;
         std::iter::once(Input::FileStarted).chain(std::iter::from_fn(move || {
             if done {
@@ -229,7 +434,13 @@ fn inputs(readers: Vec<(Arc<str>, LineReader)>) -> impl Iterator<Item = Input> {
                 file: name.clone(),
                 line,
             };
-            Some(match reader.next_raw()? {
+            let mut next = reader.next_raw()?;
+            while let Ok((line, _)) = &next
+                && *line <= skip
+            {
+                next = reader.next_raw()?;
+            }
+            Some(match next {
                 Ok((line, RawLine::Bytes(bytes))) => Input::Line(location(line), bytes),
                 Ok((line, RawLine::TooLong(max))) => {
                     Input::Bad(location(line), BadLine::TooLong(max).to_string())

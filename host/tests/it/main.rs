@@ -17,6 +17,9 @@ mod library;
 mod sandbox;
 /// Panther's fallbacks, limits, rule errors, signals and inline filters.
 mod semantics;
+/// `eval --state`: split runs equal one run, crash safety with a killed process, expiry,
+/// locking, `rulehost state`.
+mod state;
 /// `rulehost test` and `rulehost debug`: assertions, scenarios, selection, JSON.
 mod test_runner;
 /// `--threads N` gives the same alerts as one thread.

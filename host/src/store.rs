@@ -1,0 +1,806 @@
+//! [`StateStore`]: alert state that outlives a run (`rulehost eval --state PATH`), kept in an
+//! embedded SQLite database.
+//!
+//! What is stored: every live window ([`crate::state::Window`]: counts, unique values,
+//! frozen alert fields, first event), the counters that order later windows and alerts, how
+//! many lines of each input file are already in the state, and how long the alert output
+//! was at the last checkpoint.
+//!
+//! Crash safety: a [`Checkpointer`] commits all of that in one transaction, after the alerts
+//! written so far reached the disk. A run killed between checkpoints leaves the state of the
+//! last one: the next run truncates the output file back to the length recorded with it and
+//! evaluates again from the line after it. Alert ids depend only on (rule, dedup, window
+//! start), so the redone alerts are the same records.
+//!
+//! Exclusivity: a writer holds an advisory lock on `PATH.lock` for its whole run, so a second
+//! process fails with [`StoreError::Busy`] (or waits, [`LockWait::Wait`]); SQLite's own locking
+//! keeps readers such as `rulehost state` consistent meanwhile.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::eval::{AlertFields, Location};
+use crate::spec::Severity;
+use crate::state::{AlertState, Counters, Namespace, Window, WindowKey};
+
+/// The layout this rulehost writes and reads.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// The default of `eval --checkpoint-lines`.
+pub const DEFAULT_CHECKPOINT_LINES: u64 = 50_000;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value ANY
+);
+-- One row per live window; a window is deleted when it closes, so the table holds live
+-- windows only.
+CREATE TABLE IF NOT EXISTS windows (
+    rule_id TEXT NOT NULL,
+    namespace INTEGER NOT NULL,        -- 0 alert, 1 rule error
+    dedup TEXT NOT NULL,
+    seq INTEGER NOT NULL,              -- opening order
+    start_ms INTEGER NOT NULL,
+    end_ms INTEGER NOT NULL,
+    threshold INTEGER NOT NULL,
+    first_file TEXT NOT NULL,
+    first_line INTEGER NOT NULL,
+    first_event_ms INTEGER NOT NULL,
+    last_event_ms INTEGER NOT NULL,
+    event_count INTEGER NOT NULL,
+    uniques TEXT,                      -- JSON array of distinct values, NULL if not counted
+    alert_seq INTEGER,                 -- set once the threshold was reached
+    created_ms INTEGER,
+    fields TEXT NOT NULL,              -- the alert fields frozen from the first match (JSON)
+    PRIMARY KEY (rule_id, namespace, dedup)
+) WITHOUT ROWID;
+-- Lines of each input file already evaluated into this state.
+CREATE TABLE IF NOT EXISTS inputs (
+    path TEXT PRIMARY KEY,
+    head TEXT NOT NULL,                -- digest of the first line: a new file at the same path differs
+    lines INTEGER NOT NULL
+);
+";
+
+/// Errors of the state database; each names its file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process holds the state.
+    #[error("state `{}` is in use by another rulehost run{}", path.display(), holder_text(*holder))]
+    Busy {
+        /// The database.
+        path: PathBuf,
+        /// The pid written by the process holding it, if readable.
+        holder: Option<u32>,
+    },
+    /// `rulehost state` on a file that does not exist.
+    #[error("no state at `{}`", path.display())]
+    Missing {
+        /// The database.
+        path: PathBuf,
+    },
+    /// Locking, syncing or truncating a file failed.
+    #[error("failed to use `{}`", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// SQLite failed (not a database, disk full, ...).
+    #[error("failed to use state `{}`", path.display())]
+    Sql {
+        /// The database.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// Written by a rulehost with another layout.
+    #[error(
+        "state `{}` has layout version {found}; this rulehost reads version {SCHEMA_VERSION}",
+        path.display()
+    )]
+    Schema {
+        /// The database.
+        path: PathBuf,
+        /// The version found.
+        found: i64,
+    },
+    /// A stored window could not be read back.
+    #[error("state `{}` holds an unreadable window of rule `{rule}`", path.display())]
+    Corrupt {
+        /// The database.
+        path: PathBuf,
+        /// The window's rule.
+        rule: String,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn holder_text(holder: Option<u32>) -> String {
+    holder
+        .map(|pid| format!(" (pid {pid})"))
+        .unwrap_or_default()
+}
+
+/// What a writer does when another process holds the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockWait {
+    /// Fail at once with [`StoreError::Busy`].
+    Fail,
+    /// Block until the other process is done.
+    Wait,
+}
+
+/// An open state database.
+pub struct StateStore {
+    conn: Connection,
+    path: PathBuf,
+    /// Held for the store's lifetime by writers; `None` for readers.
+    _lock: Option<File>,
+}
+
+impl std::fmt::Debug for StateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The alert fields as stored.
+#[derive(Serialize, Deserialize)]
+struct StoredFields {
+    title: String,
+    severity: String,
+    alert_context: Value,
+    description: String,
+    reference: String,
+    runbook: String,
+    destinations: Vec<String>,
+    suppressed: bool,
+    error: Option<String>,
+}
+
+impl From<&AlertFields> for StoredFields {
+    fn from(f: &AlertFields) -> Self {
+        StoredFields {
+            title: f.title.clone(),
+            severity: f.severity.as_str().to_owned(),
+            alert_context: f.alert_context.clone(),
+            description: f.description.clone(),
+            reference: f.reference.clone(),
+            runbook: f.runbook.clone(),
+            destinations: f.destinations.clone(),
+            suppressed: f.suppressed,
+            error: f.error.clone(),
+        }
+    }
+}
+
+impl StoredFields {
+    fn into_fields(self) -> Result<AlertFields, serde_json::Error> {
+        let severity = Severity::parse(&self.severity).ok_or_else(|| {
+            <serde_json::Error as serde::de::Error>::custom(format!(
+                "invalid severity `{}`",
+                self.severity
+            ))
+        })?;
+        Ok(AlertFields {
+            title: self.title,
+            severity,
+            alert_context: self.alert_context,
+            description: self.description,
+            reference: self.reference,
+            runbook: self.runbook,
+            destinations: self.destinations,
+            suppressed: self.suppressed,
+            error: self.error,
+        })
+    }
+}
+
+/// The windows of one state, restored for the rules of this run.
+pub struct Restored {
+    /// The live windows of the loaded rules, and the counters.
+    pub state: AlertState<Location, AlertFields>,
+    /// Rules with windows in the state that this run does not load: (RuleID, windows).
+    /// Their windows are kept as they are.
+    pub other_rules: Vec<(String, u64)>,
+}
+
+/// One rule's part of a [`StateSummary`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleSummary {
+    /// `RuleID`.
+    pub rule_id: String,
+    /// Live windows (alerts and rule errors).
+    pub windows: u64,
+    /// Live windows that reached their threshold: alerts written when they close.
+    pub pending_alerts: u64,
+    /// Start of the oldest live window, epoch ms.
+    pub oldest_window_ms: i64,
+    /// End of the window that closes last, epoch ms.
+    pub last_end_ms: i64,
+}
+
+/// What `rulehost state` prints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StateSummary {
+    /// The newest event time evaluated, epoch ms.
+    pub watermark_ms: Option<i64>,
+    /// Per rule with live windows, by RuleID.
+    pub rules: Vec<RuleSummary>,
+    /// Input files tracked.
+    pub inputs: u64,
+    /// Lines of them evaluated.
+    pub input_lines: u64,
+    /// Whether the last run stopped before its end (it is resumed by the next).
+    pub interrupted: bool,
+}
+
+impl StateStore {
+    /// Opens (creating if needed) the state at `path` for a run that changes it, holding
+    /// `PATH.lock` until dropped.
+    pub fn open(path: &Path, wait: LockWait) -> Result<Self, StoreError> {
+        let lock = lock_file(path, wait)?;
+        let conn = Connection::open(path).map_err(|source| sql(path, source))?;
+        let store = StateStore {
+            conn,
+            path: path.to_owned(),
+            _lock: Some(lock),
+        };
+        store.prepare()?;
+        Ok(store)
+    }
+
+    /// Opens an existing state to read it, without taking the lock: SQLite shows the last
+    /// committed checkpoint even while a run is writing.
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing {
+                path: path.to_owned(),
+            });
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| sql(path, source))?;
+        let store = StateStore {
+            conn,
+            path: path.to_owned(),
+            _lock: None,
+        };
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sql(&self, source: rusqlite::Error) -> StoreError {
+        sql(&self.path, source)
+    }
+
+    fn prepare(&self) -> Result<(), StoreError> {
+        // A killed run must leave the last checkpoint intact: WAL commits are atomic, and
+        // `synchronous=FULL` makes each commit durable before the next alerts are written.
+        self.conn
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|e| self.sql(e))?;
+        self.conn
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| self.sql(e))?;
+        self.conn
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| self.sql(e))?;
+        self.conn.execute_batch(SCHEMA).map_err(|e| self.sql(e))?;
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?1)",
+                params![SCHEMA_VERSION],
+            )
+            .map_err(|e| self.sql(e))?;
+        self.check_schema()
+    }
+
+    fn check_schema(&self) -> Result<(), StoreError> {
+        let found: Option<i64> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        match found {
+            Some(SCHEMA_VERSION) => Ok(()),
+            Some(found) => Err(StoreError::Schema {
+                path: self.path.clone(),
+                found,
+            }),
+            None => Err(StoreError::Schema {
+                path: self.path.clone(),
+                found: 0,
+            }),
+        }
+    }
+
+    fn meta<T: rusqlite::types::FromSql>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.sql(e))
+    }
+
+    /// The windows of `rule_ids` (index `i` becomes `WindowKey::rule == i`) and the counters.
+    pub fn load(&self, rule_ids: &[String]) -> Result<Restored, StoreError> {
+        let index: HashMap<&str, usize> = rule_ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.as_str(), i))
+            .collect();
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT rule_id, namespace, dedup, seq, start_ms, end_ms, threshold, first_file,
+                        first_line, first_event_ms, last_event_ms, event_count, uniques,
+                        alert_seq, created_ms, fields
+                 FROM windows",
+            )
+            .map_err(|e| self.sql(e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.sql(e))?;
+        let mut windows = Vec::new();
+        let mut other: BTreeMap<String, u64> = BTreeMap::new();
+        while let Some(row) = rows.next().map_err(|e| self.sql(e))? {
+            let rule_id: String = row.get(0).map_err(|e| self.sql(e))?;
+            let Some(&rule) = index.get(rule_id.as_str()) else {
+                *other.entry(rule_id).or_default() += 1;
+                continue;
+            };
+            let (window, key) = read_window(row, rule).map_err(|e| match e {
+                ReadError::Sql(e) => self.sql(e),
+                ReadError::Json(source) => StoreError::Corrupt {
+                    path: self.path.clone(),
+                    rule: rule_id.clone(),
+                    source,
+                },
+            })?;
+            windows.push((key, window));
+        }
+        let counters = Counters {
+            watermark: self.meta("watermark")?,
+            next_seq: self.meta::<i64>("next_seq")?.unwrap_or(0) as u64,
+            next_alert: self.meta::<i64>("next_alert")?.unwrap_or(0) as u64,
+        };
+        Ok(Restored {
+            state: AlertState::restore(windows, counters),
+            other_rules: other.into_iter().collect(),
+        })
+    }
+
+    /// How many lines of the input `key` are in the state, if its first line still has the
+    /// digest `head` (else the file at that path is not the one evaluated before).
+    pub fn input_progress(&self, key: &str) -> Result<Option<(String, u64)>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT head, lines FROM inputs WHERE path = ?1",
+                [key],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))
+    }
+
+    /// The output file and its committed length, when the last run stopped before its end:
+    /// anything it wrote past that length was not committed and will be written again.
+    pub fn interrupted_output(&self) -> Result<Option<(PathBuf, u64)>, StoreError> {
+        if self.meta::<String>("run")?.as_deref() != Some("running") {
+            return Ok(None);
+        }
+        let path: Option<String> = self.meta("output_path")?;
+        let len: Option<i64> = self.meta("output_len")?;
+        Ok(path.zip(len).map(|(p, l)| (PathBuf::from(p), l as u64)))
+    }
+
+    /// Records that a run starts, writing alerts to `output` (a file and its length now) or
+    /// to a stream (`None`).
+    pub fn begin_run(&mut self, output: Option<(&Path, u64)>) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().map_err(|e| sql(&self.path, e))?;
+        set_meta(&tx, "run", "running").map_err(|e| sql(&self.path, e))?;
+        match output {
+            Some((path, len)) => set_meta(&tx, "output_path", path.to_string_lossy().as_ref())
+                .and_then(|()| set_meta(&tx, "output_len", len as i64)),
+            None => tx
+                .execute(
+                    "DELETE FROM meta WHERE key IN ('output_path', 'output_len')",
+                    [],
+                )
+                .map(drop),
+        }
+        .map_err(|e| sql(&self.path, e))?;
+        tx.commit().map_err(|e| sql(&self.path, e))
+    }
+
+    /// Writes the windows that changed, the counters, the input progress and the output
+    /// length, in one transaction.
+    fn commit(
+        &mut self,
+        state: &mut AlertState<Location, AlertFields>,
+        rule_ids: &[String],
+        progress: &HashMap<String, (String, u64)>,
+        output_len: Option<u64>,
+        finished: bool,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |e| sql(&path, e);
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut upsert = tx
+                .prepare(
+                    "INSERT OR REPLACE INTO windows (rule_id, namespace, dedup, seq, start_ms,
+                        end_ms, threshold, first_file, first_line, first_event_ms,
+                        last_event_ms, event_count, uniques, alert_seq, created_ms, fields)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                )
+                .map_err(err)?;
+            let mut delete = tx
+                .prepare("DELETE FROM windows WHERE rule_id = ?1 AND namespace = ?2 AND dedup = ?3")
+                .map_err(err)?;
+            for key in state.take_changed() {
+                let rule_id = &rule_ids[key.rule];
+                let namespace = namespace_code(key.namespace);
+                match state.live(&key) {
+                    None => {
+                        delete
+                            .execute(params![rule_id, namespace, key.dedup])
+                            .map_err(err)?;
+                    }
+                    Some(w) => {
+                        let uniques = w.uniques.as_ref().map(|set| {
+                            let mut values: Vec<&String> = set.iter().collect();
+                            values.sort();
+                            serde_json::to_string(&values).expect("strings serialize")
+                        });
+                        let fields = serde_json::to_string(&StoredFields::from(&w.fields))
+                            .expect("alert fields serialize");
+                        upsert
+                            .execute(params![
+                                rule_id,
+                                namespace,
+                                key.dedup,
+                                w.seq as i64,
+                                w.start_ms,
+                                w.end_ms,
+                                w.threshold as i64,
+                                &*w.first_location.file,
+                                w.first_location.line as i64,
+                                w.first_event_ms,
+                                w.last_event_ms,
+                                w.event_count as i64,
+                                uniques,
+                                w.alert_seq.map(|s| s as i64),
+                                w.created_ms,
+                                fields,
+                            ])
+                            .map_err(err)?;
+                    }
+                }
+            }
+            let mut input = tx
+                .prepare("INSERT OR REPLACE INTO inputs (path, head, lines) VALUES (?1, ?2, ?3)")
+                .map_err(err)?;
+            for (key, (head, lines)) in progress {
+                input
+                    .execute(params![key, head, *lines as i64])
+                    .map_err(err)?;
+            }
+        }
+        let counters = state.counters();
+        if let Some(w) = counters.watermark {
+            set_meta(&tx, "watermark", w).map_err(err)?;
+        }
+        set_meta(&tx, "next_seq", counters.next_seq as i64).map_err(err)?;
+        set_meta(&tx, "next_alert", counters.next_alert as i64).map_err(err)?;
+        if let Some(len) = output_len {
+            set_meta(&tx, "output_len", len as i64).map_err(err)?;
+        }
+        if finished {
+            set_meta(&tx, "run", "finished").map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        if finished {
+            // Fold the write-ahead log back into the database so the file alone is the state.
+            self.conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .map_err(|e| self.sql(e))?;
+        }
+        Ok(())
+    }
+
+    /// Rules, live windows and inputs, for `rulehost state`.
+    pub fn summary(&self) -> Result<StateSummary, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT rule_id, COUNT(*), COUNT(alert_seq), MIN(start_ms), MAX(end_ms)
+                 FROM windows GROUP BY rule_id ORDER BY rule_id",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rules = stmt
+            .query_map([], |r| {
+                Ok(RuleSummary {
+                    rule_id: r.get(0)?,
+                    windows: r.get::<_, i64>(1)? as u64,
+                    pending_alerts: r.get::<_, i64>(2)? as u64,
+                    oldest_window_ms: r.get(3)?,
+                    last_end_ms: r.get(4)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.sql(e))?;
+        let (inputs, input_lines) = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(lines), 0) FROM inputs",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+            )
+            .map_err(|e| self.sql(e))?;
+        Ok(StateSummary {
+            watermark_ms: self.meta("watermark")?,
+            rules,
+            inputs,
+            input_lines,
+            interrupted: self.meta::<String>("run")?.as_deref() == Some("running"),
+        })
+    }
+
+    /// Deletes every window of `rule_id`; returns how many there were.
+    pub fn clear_rule(&mut self, rule_id: &str) -> Result<u64, StoreError> {
+        let n = self
+            .conn
+            .execute("DELETE FROM windows WHERE rule_id = ?1", [rule_id])
+            .map_err(|e| self.sql(e))?;
+        Ok(n as u64)
+    }
+}
+
+fn sql(path: &Path, source: rusqlite::Error) -> StoreError {
+    StoreError::Sql {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn set_meta(conn: &Connection, key: &str, value: impl rusqlite::ToSql) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+        params![key, value],
+    )
+    .map(drop)
+}
+
+fn namespace_code(namespace: Namespace) -> i64 {
+    match namespace {
+        Namespace::Alert => 0,
+        Namespace::Error => 1,
+    }
+}
+
+enum ReadError {
+    Sql(rusqlite::Error),
+    Json(serde_json::Error),
+}
+
+fn read_window(
+    row: &rusqlite::Row<'_>,
+    rule: usize,
+) -> Result<(Window<Location, AlertFields>, WindowKey), ReadError> {
+    let get_i64 = |i| row.get::<_, i64>(i).map_err(ReadError::Sql);
+    let namespace = match get_i64(1)? {
+        0 => Namespace::Alert,
+        _ => Namespace::Error,
+    };
+    let key = WindowKey {
+        rule,
+        namespace,
+        dedup: row.get(2).map_err(ReadError::Sql)?,
+    };
+    let uniques: Option<String> = row.get(12).map_err(ReadError::Sql)?;
+    let uniques = uniques
+        .map(|text| serde_json::from_str::<HashSet<String>>(&text))
+        .transpose()
+        .map_err(ReadError::Json)?;
+    let fields: String = row.get(15).map_err(ReadError::Sql)?;
+    let fields = serde_json::from_str::<StoredFields>(&fields)
+        .and_then(StoredFields::into_fields)
+        .map_err(ReadError::Json)?;
+    let file: String = row.get(7).map_err(ReadError::Sql)?;
+    let window = Window {
+        start_ms: get_i64(4)?,
+        end_ms: get_i64(5)?,
+        threshold: get_i64(6)? as u64,
+        fields,
+        first_location: Location {
+            file: Arc::from(file),
+            line: get_i64(8)? as u64,
+        },
+        first_event_ms: get_i64(9)?,
+        last_event_ms: get_i64(10)?,
+        event_count: get_i64(11)? as u64,
+        uniques,
+        alert_seq: row
+            .get::<_, Option<i64>>(13)
+            .map_err(ReadError::Sql)?
+            .map(|s| s as u64),
+        created_ms: row.get(14).map_err(ReadError::Sql)?,
+        seq: get_i64(3)? as u64,
+    };
+    Ok((window, key))
+}
+
+/// Takes `PATH.lock`, writing this process's pid into it for the next one's message.
+fn lock_file(path: &Path, wait: LockWait) -> Result<File, StoreError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let io_err = |source| StoreError::Io {
+        path: lock_path.clone(),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(io_err)?;
+    match wait {
+        LockWait::Wait => file.lock().map_err(io_err)?,
+        LockWait::Fail => match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                return Err(StoreError::Busy {
+                    path: path.to_owned(),
+                    holder: text.trim().parse().ok(),
+                });
+            }
+            Err(TryLockError::Error(e)) => return Err(io_err(e)),
+        },
+    }
+    file.set_len(0).map_err(io_err)?;
+    writeln!(file, "{}", std::process::id()).map_err(io_err)?;
+    Ok(file)
+}
+
+/// An input file whose progress is kept.
+#[derive(Debug, Clone)]
+pub struct TrackedInput {
+    /// Its canonical path: the key in the state.
+    pub key: String,
+    /// Digest of its first line ([`crate::input::head_digest`]).
+    pub head: String,
+}
+
+/// The alert output file, when alerts go to a file.
+#[derive(Debug)]
+pub struct TrackedOutput {
+    /// Canonical path.
+    pub path: PathBuf,
+    /// Its length when the run started: alerts are appended.
+    pub base: u64,
+    /// A handle to sync it before each checkpoint.
+    pub file: File,
+}
+
+/// What happens to live windows at the end of a run with a state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtEnd {
+    /// They stay in the state for the next run (the default).
+    KeepWindows,
+    /// They close and write their alerts, as at the end of a run without a state
+    /// (`--flush`).
+    CloseWindows,
+}
+
+/// Commits the alert stage's state every `every_lines` input lines and at the end.
+#[derive(Debug)]
+pub struct Checkpointer {
+    store: StateStore,
+    rule_ids: Vec<String>,
+    inputs: HashMap<Arc<str>, TrackedInput>,
+    /// Per tracked input (by key): head and last line applied since the last commit.
+    progress: HashMap<String, (String, u64)>,
+    output: Option<TrackedOutput>,
+    every_lines: u64,
+    since: u64,
+    at_end: AtEnd,
+}
+
+impl Checkpointer {
+    /// A checkpointer for `store`. `inputs` maps each input's name as given (the file of
+    /// each [`Location`]) to its key; inputs not in it (stdin) are not tracked.
+    pub fn new(
+        store: StateStore,
+        inputs: HashMap<Arc<str>, TrackedInput>,
+        output: Option<TrackedOutput>,
+        every_lines: u64,
+        at_end: AtEnd,
+    ) -> Self {
+        Checkpointer {
+            store,
+            rule_ids: Vec::new(),
+            inputs,
+            progress: HashMap::new(),
+            output,
+            every_lines: every_lines.max(1),
+            since: 0,
+            at_end,
+        }
+    }
+
+    /// Restores the windows of `rule_ids` (in the evaluator's rule order).
+    pub fn restore(&mut self, rule_ids: Vec<String>) -> Result<Restored, StoreError> {
+        let mut restored = self.store.load(&rule_ids)?;
+        restored.state.track_changes();
+        self.rule_ids = rule_ids;
+        Ok(restored)
+    }
+
+    /// What happens to live windows at the end.
+    pub fn at_end(&self) -> AtEnd {
+        self.at_end
+    }
+
+    /// Records that the line at `location` was applied; true when a checkpoint is due.
+    pub fn saw(&mut self, location: &Location) -> bool {
+        if let Some(input) = self.inputs.get(&location.file) {
+            self.progress
+                .insert(input.key.clone(), (input.head.clone(), location.line));
+        }
+        self.since += 1;
+        self.since >= self.every_lines
+    }
+
+    /// Commits: syncs the output (whose writer the caller flushed, `written` bytes into this
+    /// run), then writes state, progress and output length in one transaction.
+    pub fn commit(
+        &mut self,
+        state: &mut AlertState<Location, AlertFields>,
+        written: u64,
+        finished: bool,
+    ) -> Result<(), StoreError> {
+        let output_len = match &self.output {
+            Some(out) => {
+                out.file.sync_data().map_err(|source| StoreError::Io {
+                    path: out.path.clone(),
+                    source,
+                })?;
+                Some(out.base + written)
+            }
+            None => None,
+        };
+        self.store
+            .commit(state, &self.rule_ids, &self.progress, output_len, finished)?;
+        self.progress.clear();
+        self.since = 0;
+        Ok(())
+    }
+}
