@@ -66,7 +66,7 @@ pub struct Eval {
     wait: bool,
     /// With `--state`: commit the state at least every N input lines; a killed run is
     /// resumed from its last commit.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_CHECKPOINT_LINES)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CHECKPOINT_LINES, requires = "state")]
     checkpoint_lines: u64,
     #[command(flatten)]
     rule_args: RuleArgs,
