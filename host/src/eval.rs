@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::clock::{Clock, format_ms};
-use crate::input::{Line, parse_line};
+use crate::input::{BadLine, Line, LineBatch, parse_line};
 use crate::ruleset::LoadedRule;
 use crate::runtime::{Output, RuleFailure, RuleInstance};
 use crate::semantics::{self, Called};
@@ -389,12 +389,50 @@ enum Evaluated {
         time: Option<i64>,
         outcomes: Vec<Outcome>,
     },
+    /// A batch of lines of one file.
+    Lines(EvaluatedLines),
     /// A line that was not an event.
     Bad { location: Location, reason: String },
-    /// A blank line.
-    Blank,
     /// A new input file.
     FileStarted,
+}
+
+/// A [`LineBatch`] after a worker has seen it. The parsed events were dropped on the
+/// worker that allocated them; the stage parses a line again in the rare case it needs
+/// the event (a match that opens a window, a signal).
+struct EvaluatedLines {
+    file: Arc<str>,
+    batch: LineBatch,
+    items: Vec<LineItem>,
+    /// Each event's outcomes, one per rule, events in order.
+    outcomes: Vec<Outcome>,
+}
+
+/// What a worker made of one line of a batch.
+enum LineItem {
+    /// An event: index of its line in the batch, and its time if it had one.
+    Event { line: usize, time: Option<i64> },
+    /// A blank line.
+    Blank,
+    /// A line that was not an event.
+    Bad { number: u64, reason: String },
+}
+
+/// The event the stage hands to rule calls: parsed already, or its line, parsed on first
+/// use.
+struct StageEvent<'a> {
+    line: &'a [u8],
+    parsed: Option<Arc<Value>>,
+}
+
+impl StageEvent<'_> {
+    fn get(&mut self) -> &Arc<Value> {
+        let line = self.line;
+        self.parsed.get_or_insert_with(|| match parse_line(line) {
+            Line::Event(event) => Arc::new(event),
+            _ => unreachable!("the line parsed as an event on the worker"),
+        })
+    }
 }
 
 /// Evaluates events against every rule; owns one instance per rule.
@@ -406,24 +444,30 @@ struct Worker {
 }
 
 impl Worker {
-    fn event(&mut self, location: Location, event: Value, time: Option<i64>) -> Evaluated {
-        let time = time.or_else(|| self.clock.event_time_ms(&event));
-        let event = Arc::new(event);
+    /// Appends each rule's outcome on `event`, in rule order, to `out`.
+    fn outcomes(&mut self, event: &Arc<Value>, time: Option<i64>, out: &mut Vec<Outcome>) {
         // Rules without a readable event time see the epoch; the stage assigns the real
         // fallback (the newest time seen), which a worker cannot know.
         let call_time = time.unwrap_or(0);
-        let outcomes = self
-            .slots
-            .iter_mut()
-            .zip(self.quarantined.iter())
-            .map(|(slot, q)| {
-                if q.load(Ordering::Relaxed) {
-                    Outcome::Skipped
-                } else {
-                    slot.evaluate(&event, call_time)
-                }
-            })
-            .collect();
+        out.extend(
+            self.slots
+                .iter_mut()
+                .zip(self.quarantined.iter())
+                .map(|(slot, q)| {
+                    if q.load(Ordering::Relaxed) {
+                        Outcome::Skipped
+                    } else {
+                        slot.evaluate(event, call_time)
+                    }
+                }),
+        );
+    }
+
+    fn event(&mut self, location: Location, event: Value, time: Option<i64>) -> Evaluated {
+        let time = time.or_else(|| self.clock.event_time_ms(&event));
+        let event = Arc::new(event);
+        let mut outcomes = Vec::with_capacity(self.slots.len());
+        self.outcomes(&event, time, &mut outcomes);
         Evaluated::Event {
             location,
             event,
@@ -432,15 +476,36 @@ impl Worker {
         }
     }
 
-    fn line(&mut self, location: Location, line: Line) -> Evaluated {
-        match line {
-            Line::Event(event) => self.event(location, event, None),
-            Line::Blank => Evaluated::Blank,
-            Line::Bad(reason) => Evaluated::Bad {
-                location,
-                reason: reason.to_string(),
-            },
+    /// Parses and evaluates a batch of lines; each event is dropped here, on the thread
+    /// that allocated it.
+    fn lines(&mut self, file: Arc<str>, batch: LineBatch, max_line: usize) -> Evaluated {
+        let mut items = Vec::with_capacity(batch.lines.len());
+        let mut outcomes = Vec::with_capacity(batch.lines.len() * self.slots.len());
+        for (index, line) in batch.lines.iter().enumerate() {
+            let parsed = if line.too_long {
+                Line::Bad(BadLine::TooLong(max_line))
+            } else {
+                parse_line(batch.bytes_of(line))
+            };
+            items.push(match parsed {
+                Line::Event(event) => {
+                    let time = self.clock.event_time_ms(&event);
+                    self.outcomes(&Arc::new(event), time, &mut outcomes);
+                    LineItem::Event { line: index, time }
+                }
+                Line::Blank => LineItem::Blank,
+                Line::Bad(reason) => LineItem::Bad {
+                    number: line.number,
+                    reason: reason.to_string(),
+                },
+            });
         }
+        Evaluated::Lines(EvaluatedLines {
+            file,
+            batch,
+            items,
+            outcomes,
+        })
     }
 }
 
@@ -473,7 +538,6 @@ impl<W: Write> Stage<W> {
     fn apply(&mut self, item: Evaluated) -> io::Result<()> {
         match item {
             Evaluated::FileStarted => self.summary.files += 1,
-            Evaluated::Blank => self.summary.blank_lines += 1,
             Evaluated::Bad { location, reason } => {
                 self.summary.bad_lines += 1;
                 (self.warn)(&format!("`{location}`: skipped: {reason}"));
@@ -484,20 +548,63 @@ impl<W: Write> Stage<W> {
                 time,
                 outcomes,
             } => {
-                self.summary.events += 1;
-                let time = match time {
-                    Some(t) => t,
-                    None => {
-                        self.summary.events_without_time += 1;
-                        self.state.watermark().unwrap_or(0)
-                    }
+                let event = StageEvent {
+                    line: &[],
+                    parsed: Some(event),
                 };
-                self.state.advance(time);
-                self.write_closed()?;
-                for (index, outcome) in outcomes.into_iter().enumerate() {
-                    self.apply_outcome(index, outcome, &event, time, &location)?;
+                self.apply_event(&location, event, time, outcomes)?;
+            }
+            Evaluated::Lines(lines) => {
+                let mut outcomes = lines.outcomes.into_iter();
+                for item in lines.items {
+                    let number = |line: usize| lines.batch.lines[line].number;
+                    match item {
+                        LineItem::Event { line, time } => {
+                            let location = Location {
+                                file: lines.file.clone(),
+                                line: number(line),
+                            };
+                            let event = StageEvent {
+                                line: lines.batch.bytes_of(&lines.batch.lines[line]),
+                                parsed: None,
+                            };
+                            let n = self.rules.len();
+                            self.apply_event(&location, event, time, outcomes.by_ref().take(n))?;
+                        }
+                        LineItem::Blank => self.summary.blank_lines += 1,
+                        LineItem::Bad { number, reason } => {
+                            let location = Location {
+                                file: lines.file.clone(),
+                                line: number,
+                            };
+                            self.apply(Evaluated::Bad { location, reason })?;
+                        }
+                    }
                 }
             }
+        }
+        Ok(())
+    }
+
+    fn apply_event(
+        &mut self,
+        location: &Location,
+        mut event: StageEvent<'_>,
+        time: Option<i64>,
+        outcomes: impl IntoIterator<Item = Outcome>,
+    ) -> io::Result<()> {
+        self.summary.events += 1;
+        let time = match time {
+            Some(t) => t,
+            None => {
+                self.summary.events_without_time += 1;
+                self.state.watermark().unwrap_or(0)
+            }
+        };
+        self.state.advance(time);
+        self.write_closed()?;
+        for (index, outcome) in outcomes.into_iter().enumerate() {
+            self.apply_outcome(index, outcome, &mut event, time, location)?;
         }
         Ok(())
     }
@@ -506,7 +613,7 @@ impl<W: Write> Stage<W> {
         &mut self,
         index: usize,
         outcome: Outcome,
-        event: &Arc<Value>,
+        event: &mut StageEvent<'_>,
         time: i64,
         location: &Location,
     ) -> io::Result<()> {
@@ -537,7 +644,7 @@ impl<W: Write> Stage<W> {
                     severity: rule.slot.rule.spec.severity.as_str(),
                     event_time: format_ms(time),
                     event_location: location.to_string(),
-                    event,
+                    event: event.get(),
                 };
                 serde_json::to_writer(&mut self.out, &record)?;
                 self.out.write_all(b"\n")?;
@@ -570,7 +677,7 @@ impl<W: Write> Stage<W> {
         &mut self,
         index: usize,
         info: &MatchInfo,
-        event: &Arc<Value>,
+        event: &mut StageEvent<'_>,
         time: i64,
         location: &Location,
     ) -> bool {
@@ -603,6 +710,7 @@ impl<W: Write> Stage<W> {
             return failed;
         }
         // This match opens a window: freeze the alert's fields from it.
+        let event = event.get();
         let title = match &info.title {
             Some(t) => t.clone(),
             None => {
@@ -889,15 +997,21 @@ impl<W: Write> Evaluator<W> {
 pub enum Input {
     /// A new file begins.
     FileStarted,
-    /// A line to parse and evaluate.
-    Line(Location, Vec<u8>),
-    /// A line already classified (too long, unreadable).
+    /// Lines of the current file, to parse and evaluate ([`LineReader::read_batch`]:
+    /// a few hundred lines in one buffer, so that channels and allocations are per batch).
+    ///
+    /// [`LineReader::read_batch`]: crate::input::LineReader::read_batch
+    Lines {
+        /// The file's name as given.
+        file: Arc<str>,
+        /// The lines.
+        batch: LineBatch,
+        /// The cap the reader applied, for the message of a line that was too long.
+        max_line: usize,
+    },
+    /// A line already classified (unreadable).
     Bad(Location, String),
 }
-
-/// Lines per batch handed to a worker: large enough to amortise the channel, small enough
-/// to keep both cores busy on short inputs.
-const BATCH: usize = 256;
 
 /// Evaluates `input` with `threads` worker threads (at least 1) and an ordered alert stage:
 /// the output is byte-identical to [`Evaluator::event`] over the same input.
@@ -912,9 +1026,9 @@ pub fn run_parallel<W: Write + Send>(
 
     let Evaluator { worker, mut stage } = evaluator;
     let threads = threads.max(1);
-    let (work_tx, work_rx) = sync_channel::<(u64, Vec<Input>)>(threads * 4);
+    let (work_tx, work_rx) = sync_channel::<(u64, Input)>(threads * 4);
     let work_rx = Arc::new(Mutex::new(work_rx));
-    let (done_tx, done_rx) = sync_channel::<(u64, Vec<Evaluated>)>(threads * 4);
+    let (done_tx, done_rx) = sync_channel::<(u64, Evaluated)>(threads * 4);
     std::thread::scope(|scope| -> io::Result<Summary> {
         for _ in 0..threads {
             let mut worker = Worker {
@@ -931,17 +1045,16 @@ pub fn run_parallel<W: Write + Send>(
             scope.spawn(move || {
                 loop {
                     let next = rx.lock().expect("worker queue").recv();
-                    let Ok((seq, batch)) = next else { break };
-                    let evaluated = batch
-                        .into_iter()
-                        .map(|item| match item {
-                            Input::FileStarted => Evaluated::FileStarted,
-                            Input::Bad(location, reason) => Evaluated::Bad { location, reason },
-                            Input::Line(location, bytes) => {
-                                worker.line(location, parse_line(&bytes))
-                            }
-                        })
-                        .collect();
+                    let Ok((seq, item)) = next else { break };
+                    let evaluated = match item {
+                        Input::FileStarted => Evaluated::FileStarted,
+                        Input::Bad(location, reason) => Evaluated::Bad { location, reason },
+                        Input::Lines {
+                            file,
+                            batch,
+                            max_line,
+                        } => worker.lines(file, batch, max_line),
+                    };
                     if tx.send((seq, evaluated)).is_err() {
                         break;
                     }
@@ -950,38 +1063,21 @@ pub fn run_parallel<W: Write + Send>(
         }
         drop(done_tx);
         let stage_thread = scope.spawn(move || -> io::Result<Summary> {
-            let mut pending: BTreeMap<u64, Vec<Evaluated>> = BTreeMap::new();
+            let mut pending: BTreeMap<u64, Evaluated> = BTreeMap::new();
             let mut next = 0u64;
-            for (seq, batch) in done_rx {
-                pending.insert(seq, batch);
-                while let Some(batch) = pending.remove(&next) {
-                    for item in batch {
-                        stage.apply(item)?;
-                    }
+            for (seq, item) in done_rx {
+                pending.insert(seq, item);
+                while let Some(item) = pending.remove(&next) {
+                    stage.apply(item)?;
                     next += 1;
                 }
             }
             stage.finish()
         });
-        let mut seq = 0u64;
-        let mut batch = Vec::with_capacity(BATCH);
-        for item in input {
-            batch.push(item);
-            if batch.len() == BATCH {
-                if work_tx
-                    .send((
-                        seq,
-                        std::mem::replace(&mut batch, Vec::with_capacity(BATCH)),
-                    ))
-                    .is_err()
-                {
-                    break;
-                }
-                seq += 1;
+        for (seq, item) in (0u64..).zip(input) {
+            if work_tx.send((seq, item)).is_err() {
+                break;
             }
-        }
-        if !batch.is_empty() {
-            let _ = work_tx.send((seq, batch));
         }
         drop(work_tx);
         stage_thread.join().expect("alert stage thread")

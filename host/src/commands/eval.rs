@@ -13,7 +13,7 @@ use crate::cli::ExitStatus;
 use crate::clock::Clock;
 use crate::commands::{self, LockCheck, RuleArgs};
 use crate::eval::{Evaluator, Input, Location, Quarantine, Summary, run_parallel};
-use crate::input::{BadLine, DEFAULT_MAX_LINE_BYTES, LineReader, RawLine};
+use crate::input::{DEFAULT_MAX_LINE_BYTES, LineBatch, LineReader};
 use crate::ruleset;
 
 /// Evaluate JSON-lines event files (or stdin) and print alerts as JSON lines.
@@ -164,7 +164,11 @@ impl Eval {
                 }
             }
         }
-        let summary = run_parallel(eval, settings.threads, inputs(readers))?;
+        let summary = run_parallel(
+            eval,
+            settings.threads,
+            inputs(readers, settings.max_line_bytes),
+        )?;
         print_summary(&summary, rule_count, started.elapsed().as_secs_f64());
         Ok(if summary.has_errors() || unreadable > 0 {
             ExitStatus::Error
@@ -217,30 +221,37 @@ fn print_summary(summary: &Summary, rules: usize, seconds: f64) {
     }
 }
 
-/// Every line of every opened file, in order, as [`Input`] items for the workers.
-fn inputs(readers: Vec<(Arc<str>, LineReader)>) -> impl Iterator<Item = Input> {
-    readers.into_iter().flat_map(|(name, mut reader)| {
+/// Lines per [`Input::Lines`] batch: large enough to amortise channels and allocations,
+/// small enough to keep every worker busy on short inputs.
+const BATCH_LINES: usize = 1024;
+
+/// Every line of every opened file, in order, in batches of [`Input`] for the workers.
+fn inputs(readers: Vec<(Arc<str>, LineReader)>, max_line: usize) -> impl Iterator<Item = Input> {
+    readers.into_iter().flat_map(move |(file, mut reader)| {
+        let mut error = None;
         let mut done = false;
         std::iter::once(Input::FileStarted).chain(std::iter::from_fn(move || {
-            if done {
-                return None;
+            if !done {
+                let mut batch = LineBatch::default();
+                match reader.read_batch(&mut batch, BATCH_LINES) {
+                    Ok(end) => done = end,
+                    Err(e) => (done, error) = (true, Some(e)),
+                }
+                if !batch.lines.is_empty() {
+                    return Some(Input::Lines {
+                        file: file.clone(),
+                        batch,
+                        max_line,
+                    });
+                }
             }
-            let location = |line| Location {
-                file: name.clone(),
-                line,
-            };
-            Some(match reader.next_raw()? {
-                Ok((line, RawLine::Bytes(bytes))) => Input::Line(location(line), bytes),
-                Ok((line, RawLine::TooLong(max))) => {
-                    Input::Bad(location(line), BadLine::TooLong(max).to_string())
-                }
-                Err((line, e)) => {
-                    done = true;
-                    Input::Bad(
-                        location(line),
-                        format!("read error, rest of file skipped: {e}"),
-                    )
-                }
+            // The lines read before an I/O error go first, then the error.
+            error.take().map(|(line, e)| {
+                let location = Location {
+                    file: file.clone(),
+                    line,
+                };
+                Input::Bad(location, format!("read error, rest of file skipped: {e}"))
             })
         }))
     })
