@@ -13,11 +13,21 @@
 
 use serde_json::{Map, Value};
 
+/// Up to this many keys, an exact lookup compares keys in order instead of hashing `key`:
+/// an event object has a few dozen keys at most, and comparing lengths first rejects
+/// almost every key in one instruction, while the map's SipHash costs more than the scan.
+const LINEAR_SCAN_MAX: usize = 32;
+
 /// Looks up `key` in an object: the exact key first, then the first key in document order
 /// that matches case-insensitively (Panther's `ImmutableCaseInsensitiveDict`).
 pub fn get<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    if let Some(v) = object.get(key) {
-        return Some(v);
+    let exact = if object.len() <= LINEAR_SCAN_MAX {
+        object.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    } else {
+        object.get(key)
+    };
+    if exact.is_some() {
+        return exact;
     }
     if key.is_ascii() {
         object

@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::clock::{Clock, format_ms};
-use crate::input::{Line, parse_line};
+use crate::input::{BadLine, Line, LineBatch, parse_line};
 use crate::ruleset::LoadedRule;
 use crate::runtime::{Output, RuleFailure, RuleInstance};
 use crate::semantics::{self, Called};
@@ -312,6 +312,24 @@ impl Slot {
         {
             return Outcome::Filtered;
         }
+        if self.rule.spec.create_alert {
+            // The fast path: one call instead of one per function.
+            match self.call(event, time_ms, RuleInstance::evaluate) {
+                Ok(Ok(None)) => return Outcome::NoMatch,
+                Ok(Err(message)) => return Outcome::Failed(RuleFailure::Returned(message)),
+                Ok(Ok(Some(m))) => {
+                    let title = m.dedup.is_none().then_some(Ok(m.title));
+                    return Outcome::Match(Box::new(MatchInfo {
+                        dedup: Ok(m.dedup),
+                        title,
+                        unique: Ok(m.unique),
+                    }));
+                }
+                // Which function failed is unknown: `self.call` dropped the instance, and
+                // the calls below, one by one on a fresh instance, attribute the failure.
+                Err(_) => {}
+            }
+        }
         match self.call(event, time_ms, RuleInstance::rule) {
             Ok(false) => Outcome::NoMatch,
             Err(failure) => Outcome::Failed(failure),
@@ -390,12 +408,52 @@ enum Evaluated {
         time: Option<i64>,
         outcomes: Vec<Outcome>,
     },
+    /// A batch of lines of one file.
+    Lines(EvaluatedLines),
     /// A line that was not an event.
     Bad { location: Location, reason: String },
     /// A blank line.
     Blank(Location),
     /// A new input file.
     FileStarted,
+}
+
+/// A [`LineBatch`] after a worker has seen it. The parsed events were dropped on the
+/// worker that allocated them; the stage parses a line again in the rare case it needs
+/// the event (a match that opens a window, a signal).
+struct EvaluatedLines {
+    file: Arc<str>,
+    batch: LineBatch,
+    items: Vec<LineItem>,
+    /// Each event's outcomes, one per rule, events in order.
+    outcomes: Vec<Outcome>,
+}
+
+/// What a worker made of one line of a batch.
+enum LineItem {
+    /// An event: index of its line in the batch, and its time if it had one.
+    Event { line: usize, time: Option<i64> },
+    /// A blank line.
+    Blank { number: u64 },
+    /// A line that was not an event.
+    Bad { number: u64, reason: String },
+}
+
+/// The event the stage hands to rule calls: parsed already, or its line, parsed on first
+/// use.
+struct StageEvent<'a> {
+    line: &'a [u8],
+    parsed: Option<Arc<Value>>,
+}
+
+impl StageEvent<'_> {
+    fn get(&mut self) -> &Arc<Value> {
+        let line = self.line;
+        self.parsed.get_or_insert_with(|| match parse_line(line) {
+            Line::Event(event) => Arc::new(event),
+            _ => unreachable!("the line parsed as an event on the worker"),
+        })
+    }
 }
 
 /// Evaluates events against every rule; owns one instance per rule.
@@ -407,24 +465,30 @@ struct Worker {
 }
 
 impl Worker {
-    fn event(&mut self, location: Location, event: Value, time: Option<i64>) -> Evaluated {
-        let time = time.or_else(|| self.clock.event_time_ms(&event));
-        let event = Arc::new(event);
+    /// Appends each rule's outcome on `event`, in rule order, to `out`.
+    fn outcomes(&mut self, event: &Arc<Value>, time: Option<i64>, out: &mut Vec<Outcome>) {
         // Rules without a readable event time see the epoch; the stage assigns the real
         // fallback (the newest time seen), which a worker cannot know.
         let call_time = time.unwrap_or(0);
-        let outcomes = self
-            .slots
-            .iter_mut()
-            .zip(self.quarantined.iter())
-            .map(|(slot, q)| {
-                if q.load(Ordering::Relaxed) {
-                    Outcome::Skipped
-                } else {
-                    slot.evaluate(&event, call_time)
-                }
-            })
-            .collect();
+        out.extend(
+            self.slots
+                .iter_mut()
+                .zip(self.quarantined.iter())
+                .map(|(slot, q)| {
+                    if q.load(Ordering::Relaxed) {
+                        Outcome::Skipped
+                    } else {
+                        slot.evaluate(event, call_time)
+                    }
+                }),
+        );
+    }
+
+    fn event(&mut self, location: Location, event: Value, time: Option<i64>) -> Evaluated {
+        let time = time.or_else(|| self.clock.event_time_ms(&event));
+        let event = Arc::new(event);
+        let mut outcomes = Vec::with_capacity(self.slots.len());
+        self.outcomes(&event, time, &mut outcomes);
         Evaluated::Event {
             location,
             event,
@@ -433,15 +497,38 @@ impl Worker {
         }
     }
 
-    fn line(&mut self, location: Location, line: Line) -> Evaluated {
-        match line {
-            Line::Event(event) => self.event(location, event, None),
-            Line::Blank => Evaluated::Blank(location),
-            Line::Bad(reason) => Evaluated::Bad {
-                location,
-                reason: reason.to_string(),
-            },
+    /// Parses and evaluates a batch of lines; each event is dropped here, on the thread
+    /// that allocated it.
+    fn lines(&mut self, file: Arc<str>, batch: LineBatch, max_line: usize) -> Evaluated {
+        let mut items = Vec::with_capacity(batch.lines.len());
+        let mut outcomes = Vec::with_capacity(batch.lines.len() * self.slots.len());
+        for (index, line) in batch.lines.iter().enumerate() {
+            let parsed = if line.too_long {
+                Line::Bad(BadLine::TooLong(max_line))
+            } else {
+                parse_line(batch.bytes_of(line))
+            };
+            items.push(match parsed {
+                Line::Event(event) => {
+                    let time = self.clock.event_time_ms(&event);
+                    self.outcomes(&Arc::new(event), time, &mut outcomes);
+                    LineItem::Event { line: index, time }
+                }
+                Line::Blank => LineItem::Blank {
+                    number: line.number,
+                },
+                Line::Bad(reason) => LineItem::Bad {
+                    number: line.number,
+                    reason: reason.to_string(),
+                },
+            });
         }
+        Evaluated::Lines(EvaluatedLines {
+            file,
+            batch,
+            items,
+            outcomes,
+        })
     }
 }
 
@@ -474,19 +561,16 @@ struct Stage<W: Write> {
 
 impl<W: Write> Stage<W> {
     fn apply(&mut self, item: Evaluated) -> io::Result<()> {
-        let location = match item {
-            Evaluated::FileStarted => {
-                self.summary.files += 1;
-                return Ok(());
-            }
+        match item {
+            Evaluated::FileStarted => self.summary.files += 1,
             Evaluated::Blank(location) => {
                 self.summary.blank_lines += 1;
-                location
+                self.line_done(&location)?;
             }
             Evaluated::Bad { location, reason } => {
                 self.summary.bad_lines += 1;
                 (self.warn)(&format!("`{location}`: skipped: {reason}"));
-                location
+                self.line_done(&location)?;
             }
             Evaluated::Event {
                 location,
@@ -494,24 +578,56 @@ impl<W: Write> Stage<W> {
                 time,
                 outcomes,
             } => {
-                self.summary.events += 1;
-                let time = match time {
-                    Some(t) => t,
-                    None => {
-                        self.summary.events_without_time += 1;
-                        self.state.watermark().unwrap_or(0)
-                    }
+                let event = StageEvent {
+                    line: &[],
+                    parsed: Some(event),
                 };
-                self.state.advance(time);
-                self.write_closed()?;
-                for (index, outcome) in outcomes.into_iter().enumerate() {
-                    self.apply_outcome(index, outcome, &event, time, &location)?;
-                }
-                location
+                self.apply_event(&location, event, time, outcomes)?;
+                self.line_done(&location)?;
             }
-        };
+            Evaluated::Lines(lines) => {
+                let mut outcomes = lines.outcomes.into_iter();
+                for item in lines.items {
+                    let number = |line: usize| lines.batch.lines[line].number;
+                    match item {
+                        LineItem::Event { line, time } => {
+                            let location = Location {
+                                file: lines.file.clone(),
+                                line: number(line),
+                            };
+                            let event = StageEvent {
+                                line: lines.batch.bytes_of(&lines.batch.lines[line]),
+                                parsed: None,
+                            };
+                            let n = self.rules.len();
+                            self.apply_event(&location, event, time, outcomes.by_ref().take(n))?;
+                            self.line_done(&location)?;
+                        }
+                        LineItem::Blank { number } => {
+                            self.summary.blank_lines += 1;
+                            self.line_done(&Location {
+                                file: lines.file.clone(),
+                                line: number,
+                            })?;
+                        }
+                        LineItem::Bad { number, reason } => {
+                            let location = Location {
+                                file: lines.file.clone(),
+                                line: number,
+                            };
+                            self.apply(Evaluated::Bad { location, reason })?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a line as applied; commits the state when a checkpoint is due.
+    fn line_done(&mut self, location: &Location) -> io::Result<()> {
         if let Some(checkpoints) = &mut self.checkpoints
-            && checkpoints.saw(&location)
+            && checkpoints.saw(location)
         {
             self.checkpoint(false)?;
         }
@@ -529,11 +645,34 @@ impl<W: Write> Stage<W> {
             .map_err(io::Error::other)
     }
 
+    fn apply_event(
+        &mut self,
+        location: &Location,
+        mut event: StageEvent<'_>,
+        time: Option<i64>,
+        outcomes: impl IntoIterator<Item = Outcome>,
+    ) -> io::Result<()> {
+        self.summary.events += 1;
+        let time = match time {
+            Some(t) => t,
+            None => {
+                self.summary.events_without_time += 1;
+                self.state.watermark().unwrap_or(0)
+            }
+        };
+        self.state.advance(time);
+        self.write_closed()?;
+        for (index, outcome) in outcomes.into_iter().enumerate() {
+            self.apply_outcome(index, outcome, &mut event, time, location)?;
+        }
+        Ok(())
+    }
+
     fn apply_outcome(
         &mut self,
         index: usize,
         outcome: Outcome,
-        event: &Arc<Value>,
+        event: &mut StageEvent<'_>,
         time: i64,
         location: &Location,
     ) -> io::Result<()> {
@@ -564,7 +703,7 @@ impl<W: Write> Stage<W> {
                     severity: rule.slot.rule.spec.severity.as_str(),
                     event_time: format_ms(time),
                     event_location: location.to_string(),
-                    event,
+                    event: event.get(),
                 };
                 serde_json::to_writer(&mut self.out, &record)?;
                 self.out.write_all(b"\n")?;
@@ -597,7 +736,7 @@ impl<W: Write> Stage<W> {
         &mut self,
         index: usize,
         info: &MatchInfo,
-        event: &Arc<Value>,
+        event: &mut StageEvent<'_>,
         time: i64,
         location: &Location,
     ) -> bool {
@@ -630,6 +769,7 @@ impl<W: Write> Stage<W> {
             return failed;
         }
         // This match opens a window: freeze the alert's fields from it.
+        let event = event.get();
         let title = match &info.title {
             Some(t) => t.clone(),
             None => {
@@ -980,15 +1120,21 @@ impl<W: Write> Evaluator<W> {
 pub enum Input {
     /// A new file begins.
     FileStarted,
-    /// A line to parse and evaluate.
-    Line(Location, Vec<u8>),
-    /// A line already classified (too long, unreadable).
+    /// Lines of the current file, to parse and evaluate ([`LineReader::read_batch`]:
+    /// a few hundred lines in one buffer, so that channels and allocations are per batch).
+    ///
+    /// [`LineReader::read_batch`]: crate::input::LineReader::read_batch
+    Lines {
+        /// The file's name as given.
+        file: Arc<str>,
+        /// The lines.
+        batch: LineBatch,
+        /// The cap the reader applied, for the message of a line that was too long.
+        max_line: usize,
+    },
+    /// A line already classified (unreadable).
     Bad(Location, String),
 }
-
-/// Lines per batch handed to a worker: large enough to amortise the channel, small enough
-/// to keep both cores busy on short inputs.
-const BATCH: usize = 256;
 
 /// Evaluates `input` with `threads` worker threads (at least 1) and an ordered alert stage:
 /// the output is byte-identical to [`Evaluator::event`] over the same input.
@@ -1003,9 +1149,9 @@ pub fn run_parallel<W: Write + Send>(
 
     let Evaluator { worker, mut stage } = evaluator;
     let threads = threads.max(1);
-    let (work_tx, work_rx) = sync_channel::<(u64, Vec<Input>)>(threads * 4);
+    let (work_tx, work_rx) = sync_channel::<(u64, Input)>(threads * 4);
     let work_rx = Arc::new(Mutex::new(work_rx));
-    let (done_tx, done_rx) = sync_channel::<(u64, Vec<Evaluated>)>(threads * 4);
+    let (done_tx, done_rx) = sync_channel::<(u64, Evaluated)>(threads * 4);
     std::thread::scope(|scope| -> io::Result<Summary> {
         for _ in 0..threads {
             let mut worker = Worker {
@@ -1022,17 +1168,16 @@ pub fn run_parallel<W: Write + Send>(
             scope.spawn(move || {
                 loop {
                     let next = rx.lock().expect("worker queue").recv();
-                    let Ok((seq, batch)) = next else { break };
-                    let evaluated = batch
-                        .into_iter()
-                        .map(|item| match item {
-                            Input::FileStarted => Evaluated::FileStarted,
-                            Input::Bad(location, reason) => Evaluated::Bad { location, reason },
-                            Input::Line(location, bytes) => {
-                                worker.line(location, parse_line(&bytes))
-                            }
-                        })
-                        .collect();
+                    let Ok((seq, item)) = next else { break };
+                    let evaluated = match item {
+                        Input::FileStarted => Evaluated::FileStarted,
+                        Input::Bad(location, reason) => Evaluated::Bad { location, reason },
+                        Input::Lines {
+                            file,
+                            batch,
+                            max_line,
+                        } => worker.lines(file, batch, max_line),
+                    };
                     if tx.send((seq, evaluated)).is_err() {
                         break;
                     }
@@ -1041,38 +1186,21 @@ pub fn run_parallel<W: Write + Send>(
         }
         drop(done_tx);
         let stage_thread = scope.spawn(move || -> io::Result<Summary> {
-            let mut pending: BTreeMap<u64, Vec<Evaluated>> = BTreeMap::new();
+            let mut pending: BTreeMap<u64, Evaluated> = BTreeMap::new();
             let mut next = 0u64;
-            for (seq, batch) in done_rx {
-                pending.insert(seq, batch);
-                while let Some(batch) = pending.remove(&next) {
-                    for item in batch {
-                        stage.apply(item)?;
-                    }
+            for (seq, item) in done_rx {
+                pending.insert(seq, item);
+                while let Some(item) = pending.remove(&next) {
+                    stage.apply(item)?;
                     next += 1;
                 }
             }
             stage.finish()
         });
-        let mut seq = 0u64;
-        let mut batch = Vec::with_capacity(BATCH);
-        for item in input {
-            batch.push(item);
-            if batch.len() == BATCH {
-                if work_tx
-                    .send((
-                        seq,
-                        std::mem::replace(&mut batch, Vec::with_capacity(BATCH)),
-                    ))
-                    .is_err()
-                {
-                    break;
-                }
-                seq += 1;
+        for (seq, item) in (0u64..).zip(input) {
+            if work_tx.send((seq, item)).is_err() {
+                break;
             }
-        }
-        if !batch.is_empty() {
-            let _ = work_tx.send((seq, batch));
         }
         drop(work_tx);
         stage_thread.join().expect("alert stage thread")

@@ -146,10 +146,77 @@ pub fn head_digest(path: &Path) -> io::Result<String> {
     Ok(digest[..16].iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// Lines of one input, all in one buffer: what [`LineReader::read_batch`] fills. One
+/// allocation per batch instead of one per line, and the buffer can be reused.
+#[derive(Debug, Default)]
+pub struct LineBatch {
+    /// Every line's bytes, back to back, without newlines.
+    pub bytes: Vec<u8>,
+    /// Each line in order: its 1-based number and its byte range in `bytes`, or
+    /// [`RawLine::TooLong`]'s cap when the line was longer (its bytes were not kept).
+    pub lines: Vec<BatchLine>,
+}
+
+/// One line of a [`LineBatch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLine {
+    /// 1-based line number.
+    pub number: u64,
+    /// Start of the line in [`LineBatch::bytes`].
+    pub start: usize,
+    /// End (exclusive) of the line in [`LineBatch::bytes`].
+    pub end: usize,
+    /// The line was longer than the reader's cap; it has no bytes.
+    pub too_long: bool,
+}
+
+impl LineBatch {
+    /// A line's bytes (empty for a line that was too long).
+    pub fn bytes_of(&self, line: &BatchLine) -> &[u8] {
+        &self.bytes[line.start..line.end]
+    }
+
+    /// Empties the batch, keeping its buffers.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.lines.clear();
+    }
+}
+
+impl LineReader {
+    /// Appends up to `max_lines` lines to `batch`, numbered on from the last line read.
+    /// Returns `Ok(true)` at the end of the input. An I/O error ends the input: the lines
+    /// read before it stay in `batch`, and the error comes with the number of the line
+    /// being read.
+    pub fn read_batch(
+        &mut self,
+        batch: &mut LineBatch,
+        max_lines: usize,
+    ) -> Result<bool, (u64, io::Error)> {
+        for _ in 0..max_lines {
+            let start = batch.bytes.len();
+            let number = self.line_number + 1;
+            match read_capped_line(&mut self.reader, &mut batch.bytes, self.max_line) {
+                Ok(None) => return Ok(true),
+                Ok(Some(too_long)) => {
+                    self.line_number = number;
+                    batch.lines.push(BatchLine {
+                        number,
+                        start,
+                        end: batch.bytes.len(),
+                        too_long,
+                    });
+                }
+                Err(e) => return Err((number, e)),
+            }
+        }
+        Ok(false)
+    }
+}
+
 /// Appends one line to `buf` (without its newline), keeping at most `max` bytes of it.
 /// Returns `None` at end of input, else whether the line was longer than `max`; an overlong
-/// line, or an I/O error, leaves `buf` as it was before the call. Shared with the native
-/// bench baseline, which reads whole batches into one buffer.
+/// line, or an I/O error, leaves `buf` as it was before the call.
 pub fn read_capped_line(
     reader: &mut dyn BufRead,
     buf: &mut Vec<u8>,
@@ -171,7 +238,7 @@ pub fn read_capped_line(
             return Ok(seen_any.then_some(too_long));
         }
         seen_any = true;
-        let (take, done) = match memchr_newline(chunk) {
+        let (take, done) = match memchr::memchr(b'\n', chunk) {
             Some(i) => (i, true),
             None => (chunk.len(), false),
         };
@@ -188,10 +255,6 @@ pub fn read_capped_line(
             return Ok(Some(too_long));
         }
     }
-}
-
-fn memchr_newline(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&b| b == b'\n')
 }
 
 /// Classifies one line's bytes.
@@ -262,6 +325,31 @@ mod tests {
             got,
             vec!["1:bad:line longer than 10 bytes", r#"2:event:{"b":1}"#]
         );
+    }
+
+    #[test]
+    fn batches_number_lines_on_and_keep_overlong_ones_as_markers() {
+        let mut r = from_reader(&b"{\"a\":1}\n0123456789ab\n\n{\"b\":2}\n{\"c\":3}"[..], 10);
+        let mut batch = LineBatch::default();
+        assert!(!r.read_batch(&mut batch, 3).unwrap());
+        let got: Vec<_> = batch
+            .lines
+            .iter()
+            .map(|l| (l.number, l.too_long, batch.bytes_of(l).to_vec()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, false, b"{\"a\":1}".to_vec()),
+                (2, true, Vec::new()),
+                (3, false, Vec::new()),
+            ]
+        );
+        batch.clear();
+        assert!(r.read_batch(&mut batch, 3).unwrap());
+        let numbers: Vec<_> = batch.lines.iter().map(|l| l.number).collect();
+        assert_eq!(numbers, vec![4, 5]);
+        assert_eq!(batch.bytes_of(&batch.lines[1]), b"{\"c\":3}");
     }
 
     #[test]

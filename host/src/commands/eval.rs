@@ -14,7 +14,7 @@ use crate::cli::ExitStatus;
 use crate::clock::Clock;
 use crate::commands::{self, LockCheck, RuleArgs};
 use crate::eval::{Evaluator, Input, Location, Quarantine, Summary, run_parallel};
-use crate::input::{BadLine, DEFAULT_MAX_LINE_BYTES, LineReader, RawLine, head_digest};
+use crate::input::{DEFAULT_MAX_LINE_BYTES, LineBatch, LineReader, head_digest};
 use crate::ruleset;
 use crate::store::{
     AtEnd, Checkpointer, DEFAULT_CHECKPOINT_LINES, LockWait, StateStore, TrackedInput,
@@ -245,7 +245,11 @@ impl Eval {
                 );
             }
         }
-        let summary = run_parallel(eval, settings.threads, inputs(readers))?;
+        let summary = run_parallel(
+            eval,
+            settings.threads,
+            inputs(readers, settings.max_line_bytes),
+        )?;
         print_summary(&summary, rule_count, started.elapsed().as_secs_f64());
         Ok(if summary.has_errors() || unreadable > 0 {
             ExitStatus::Error
@@ -416,42 +420,46 @@ struct Reader {
     skip: u64,
 }
 
-/// Every line of every opened file, in order, as [`Input`] items for the workers.
-fn inputs(readers: Vec<Reader>) -> impl Iterator<Item = Input> {
-    readers.into_iter().flat_map(|input| {
+/// Lines per [`Input::Lines`] batch: large enough to amortise channels and allocations,
+/// small enough to keep every worker busy on short inputs.
+const BATCH_LINES: usize = 1024;
+
+/// Every line of every opened file, in order, in batches of [`Input`] for the workers;
+/// the first `skip` lines of each are read past.
+fn inputs(readers: Vec<Reader>, max_line: usize) -> impl Iterator<Item = Input> {
+    readers.into_iter().flat_map(move |input| {
         let Reader {
-            name,
+            name: file,
             mut reader,
             skip,
             ..
         } = input;
+        let mut error = None;
         let mut done = false;
         std::iter::once(Input::FileStarted).chain(std::iter::from_fn(move || {
-            if done {
-                return None;
-            }
-            let location = |line| Location {
-                file: name.clone(),
-                line,
-            };
-            let mut next = reader.next_raw()?;
-            while let Ok((line, _)) = &next
-                && *line <= skip
-            {
-                next = reader.next_raw()?;
-            }
-            Some(match next {
-                Ok((line, RawLine::Bytes(bytes))) => Input::Line(location(line), bytes),
-                Ok((line, RawLine::TooLong(max))) => {
-                    Input::Bad(location(line), BadLine::TooLong(max).to_string())
+            while !done {
+                let mut batch = LineBatch::default();
+                match reader.read_batch(&mut batch, BATCH_LINES) {
+                    Ok(end) => done = end,
+                    Err(e) => (done, error) = (true, Some(e)),
                 }
-                Err((line, e)) => {
-                    done = true;
-                    Input::Bad(
-                        location(line),
-                        format!("read error, rest of file skipped: {e}"),
-                    )
+                // Lines already in the state: their bytes stay unused in the buffer.
+                batch.lines.retain(|line| line.number > skip);
+                if !batch.lines.is_empty() {
+                    return Some(Input::Lines {
+                        file: file.clone(),
+                        batch,
+                        max_line,
+                    });
                 }
+            }
+            // The lines read before an I/O error go first, then the error.
+            error.take().map(|(line, e)| {
+                let location = Location {
+                    file: file.clone(),
+                    line,
+                };
+                Input::Bad(location, format!("read error, rest of file skipped: {e}"))
             })
         }))
     })

@@ -29,6 +29,7 @@ const WASI_LINE: VersionLine = VersionLine(0, 2);
 pub const DETECTION: &str = "rulehost:rules/detection@0.1.0";
 /// The functions of `detection` (wit/rulehost.wit; a unit test keeps the two in step).
 const DETECTION_FUNCTIONS: &[&str] = &[
+    "evaluate",
     "rule",
     "title",
     "dedup",

@@ -28,6 +28,7 @@ use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::{Config, Engine, Store, StoreLimits, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::bindings::exports::rulehost::rules::detection::Matched;
 use crate::bindings::rulehost::rules::event_api;
 use crate::bindings::{Rule, RulePre, WitValue};
 
@@ -522,6 +523,19 @@ impl RuleInstance {
         .map_err(RuleFailure::Returned)
     }
 
+    /// Calls `evaluate`: `rule`, then on a match `dedup`, `title` (when `dedup` is not
+    /// defined) and `unique`, in one call. `Ok(Err(_))` is `rule`'s error; a failure does
+    /// not say which function failed, so callers redo the calls one by one on a fresh
+    /// instance.
+    pub fn evaluate(
+        &mut self,
+        event: &Arc<Json>,
+    ) -> Result<Result<Option<Matched>, String>, RuleFailure> {
+        self.call(event, |b, s, e| {
+            b.rulehost_rules_detection().call_evaluate(s, e)
+        })
+    }
+
     optional_exports! {
         /// Calls `title`.
         call_title -> String;
@@ -597,6 +611,12 @@ impl Returned for bool {
 impl Returned for String {
     fn returned_bytes(&self) -> usize {
         self.len()
+    }
+}
+
+impl Returned for Matched {
+    fn returned_bytes(&self) -> usize {
+        self.dedup.returned_bytes() + self.title.returned_bytes() + self.unique.returned_bytes()
     }
 }
 

@@ -10,18 +10,52 @@ use crate::Value;
 pub struct Event<'a> {
     #[cfg(target_arch = "wasm32")]
     handle: &'a crate::bindings::rulehost::rules::event_api::Event,
+    /// Values already read during this export call, when several rule functions run in
+    /// one call (`evaluate`): `dedup` reading a field `rule` read costs no second host
+    /// call. Lives only as long as the call, so rules stay stateless.
+    #[cfg(target_arch = "wasm32")]
+    memo: Option<Memo>,
     #[cfg(not(target_arch = "wasm32"))]
     json: std::borrow::Cow<'a, serde_json::Value>,
 }
+
+/// Each path read during one call, and what it gave.
+#[cfg(target_arch = "wasm32")]
+type Memo = std::cell::RefCell<Vec<(Vec<String>, Option<Value>)>>;
 
 #[cfg(target_arch = "wasm32")]
 impl<'a> Event<'a> {
     #[doc(hidden)]
     pub fn from_handle(handle: &'a crate::bindings::rulehost::rules::event_api::Event) -> Self {
-        Event { handle }
+        Event { handle, memo: None }
+    }
+
+    /// Like [`Event::from_handle`], remembering every value read for the life of the
+    /// `Event` (one export call that runs several rule functions).
+    #[doc(hidden)]
+    pub fn from_handle_memoized(
+        handle: &'a crate::bindings::rulehost::rules::event_api::Event,
+    ) -> Self {
+        Event {
+            handle,
+            memo: Some(Default::default()),
+        }
     }
 
     fn lookup(&self, path: &[&str]) -> Option<Value> {
+        let Some(memo) = &self.memo else {
+            return self.read(path);
+        };
+        if let Some((_, value)) = memo.borrow().iter().find(|(p, _)| p == path) {
+            return value.clone();
+        }
+        let value = self.read(path);
+        let key = path.iter().map(|k| (*k).to_owned()).collect();
+        memo.borrow_mut().push((key, value.clone()));
+        value
+    }
+
+    fn read(&self, path: &[&str]) -> Option<Value> {
         use crate::bindings::rulehost::rules::event_api::Value as Wit;
         Some(match self.handle.get(path)? {
             Wit::Null => Value::Null,

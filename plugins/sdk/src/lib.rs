@@ -142,6 +142,30 @@ macro_rules! __export_component {
     ($rule:ident) => {
         struct Component;
         impl $crate::bindings::exports::rulehost::rules::detection::Guest for Component {
+            fn evaluate(
+                e: &$crate::bindings::rulehost::rules::event_api::Event,
+            ) -> Result<
+                Option<$crate::bindings::exports::rulehost::rules::detection::Matched>,
+                String,
+            > {
+                let event = $crate::Event::from_handle_memoized(e);
+                if !($rule.rule)(&event)? {
+                    return Ok(None);
+                }
+                let dedup = $rule.dedup.map(|f| f(&event));
+                let title = match dedup {
+                    None => $rule.title.map(|f| f(&event)),
+                    Some(_) => None,
+                };
+                let unique = $rule.unique.map(|f| f(&event));
+                Ok(Some(
+                    $crate::bindings::exports::rulehost::rules::detection::Matched {
+                        dedup,
+                        title,
+                        unique,
+                    },
+                ))
+            }
             fn rule(e: &$crate::bindings::rulehost::rules::event_api::Event) -> Result<bool, String> {
                 ($rule.rule)(&$crate::Event::from_handle(e))
             }
