@@ -17,7 +17,7 @@ use crate::eval::{Evaluator, Input, Location, Quarantine, Summary, run_parallel}
 use crate::input::{DEFAULT_MAX_LINE_BYTES, LineBatch, LineReader, head_digest};
 use crate::ruleset;
 use crate::store::{
-    AtEnd, Checkpointer, DEFAULT_CHECKPOINT_LINES, LockWait, StateStore, TrackedInput,
+    AtEnd, Checkpointer, DEFAULT_CHECKPOINT_LINES, LockWait, StateStore, StoreError, TrackedInput,
     TrackedOutput,
 };
 
@@ -180,7 +180,17 @@ impl Eval {
         let rule_count = rules.len();
 
         let mut store = match &settings.state {
-            Some(state) => Some(StateStore::open(&state.path, state.wait)?),
+            Some(state) => match StateStore::open(&state.path, state.wait) {
+                Ok(store) => Some(store),
+                Err(busy @ StoreError::Busy { .. }) => {
+                    eprintln!(
+                        "error: {busy}\n\nhint: wait for that run to finish, or pass `--wait` \
+                         to start when it does"
+                    );
+                    return Ok(ExitStatus::Error);
+                }
+                Err(e) => return Err(e.into()),
+            },
             None => None,
         };
         if let Some(store) = &store {

@@ -7,7 +7,7 @@ use clap::Parser;
 use crate::cli::ExitStatus;
 use crate::clock::format_ms;
 use crate::commands::test::Format;
-use crate::store::{LockWait, StateStore, StateSummary};
+use crate::store::{LockWait, StateStore, StateSummary, StoreError};
 
 /// Show the alert state kept by `eval --state`: rules, live windows, the oldest window, the
 /// inputs read; `--clear` deletes a rule's windows.
@@ -34,7 +34,14 @@ impl State {
             if !self.path.exists() {
                 anyhow::bail!("no state at `{}`", self.path.display());
             }
-            let mut store = StateStore::open(&self.path, LockWait::Fail)?;
+            let mut store = match StateStore::open(&self.path, LockWait::Fail) {
+                Ok(store) => store,
+                Err(busy @ StoreError::Busy { .. }) => {
+                    eprintln!("error: {busy}\n\nhint: clear rules when no run is using the state");
+                    return Ok(ExitStatus::Error);
+                }
+                Err(e) => return Err(e.into()),
+            };
             for rule_id in &self.clear {
                 let n = store.clear_rule(rule_id)?;
                 eprintln!("cleared {n} live window(s) of rule `{rule_id}`");

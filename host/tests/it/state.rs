@@ -413,6 +413,7 @@ fn a_second_process_on_the_same_state_fails_clearly_or_waits() {
         )),
         "{stderr}"
     );
+    assert!(stderr.contains("hint: wait for that run to finish, or pass `--wait`"));
     let clear = run(
         rulehost().arg("state").arg(&state).args(["--clear", "X"]),
         "",
