@@ -730,14 +730,18 @@ impl<W: Write> Stage<W> {
             rule.stats.skipped += 1;
             return Ok(());
         }
+        if let Outcome::Filtered = outcome {
+            // The most common outcome with many rules. Only an event on which the rule was
+            // called moves its failure streak, so the quarantine cannot change either.
+            rule.stats.filtered += 1;
+            return Ok(());
+        }
         let mut failed = false;
-        // Only an event on which the rule was called moves its failure streak.
-        let called = !matches!(outcome, Outcome::Filtered);
         match outcome {
             Outcome::Skipped => {
                 unreachable!("a rule is skipped only after the stage quarantines it")
             }
-            Outcome::Filtered => rule.stats.filtered += 1,
+            Outcome::Filtered => unreachable!("handled above"),
             Outcome::NoMatch => {}
             Outcome::Failed(failure) => {
                 failed = true;
@@ -762,9 +766,7 @@ impl<W: Write> Stage<W> {
             }
         }
         let rule = &mut self.rules[index];
-        if called {
-            rule.failing_streak = if failed { rule.failing_streak + 1 } else { 0 };
-        }
+        rule.failing_streak = if failed { rule.failing_streak + 1 } else { 0 };
         if let Quarantine::After(n) = self.quarantine
             && rule.failing_streak >= n.get()
         {
