@@ -86,18 +86,18 @@ impl event_api::Host for HostState {
         self.fields.push(path);
         u32::try_from(self.fields.len() - 1).ok()
     }
+
+    fn get_field(&mut self, id: u32) -> Option<WitValue> {
+        let event = self.event.as_deref()?;
+        let path = self.fields.get(usize::try_from(id).ok()?)?;
+        rulehost_event::deep_get(event, path).map(to_wit)
+    }
 }
 
 impl event_api::HostEvent for HostState {
     fn get(&mut self, _event: Resource<EventHandle>, path: Vec<String>) -> Option<WitValue> {
         let event = self.event.as_deref()?;
         rulehost_event::deep_get(event, &path).map(to_wit)
-    }
-
-    fn get_field(&mut self, _event: Resource<EventHandle>, id: u32) -> Option<WitValue> {
-        let event = self.event.as_deref()?;
-        let path = self.fields.get(usize::try_from(id).ok()?)?;
-        rulehost_event::deep_get(event, path).map(to_wit)
     }
 
     fn drop(&mut self, _event: Resource<EventHandle>) -> wasmtime::Result<()> {
@@ -743,13 +743,13 @@ mod tests {
         let email = s.field(path(&["user", "email"])).unwrap();
         assert_eq!(s.field(path(&["n"])), Some(email + 1));
         assert_eq!(s.field(path(&["user", "email"])), Some(email));
-        let by_id = s.get_field(Resource::new_borrow(0), email);
+        let by_id = s.get_field(email);
         let by_path = s.get(Resource::new_borrow(0), path(&["user", "email"]));
         assert!(matches!(&by_id, Some(WitValue::Text(t)) if t == "a@b.c"));
         assert_eq!(format!("{by_id:?}"), format!("{by_path:?}"));
-        let null = s.get_field(Resource::new_borrow(0), email + 1);
+        let null = s.get_field(email + 1);
         assert!(matches!(null, Some(WitValue::Null)));
-        assert!(s.get_field(Resource::new_borrow(0), 99).is_none());
+        assert!(s.get_field(99).is_none());
     }
 
     #[test]

@@ -84,12 +84,12 @@ impl<'a> Event<'a> {
             return from_wit(self.handle.get(path));
         };
         let Some(memo) = &self.memo else {
-            return from_wit(self.handle.get_field(id));
+            return from_wit(crate::bindings::rulehost::rules::event_api::get_field(id));
         };
         if let Some((_, value)) = memo.borrow().iter().find(|(i, _)| *i == id) {
             return value.clone();
         }
-        let value = from_wit(self.handle.get_field(id));
+        let value = from_wit(crate::bindings::rulehost::rules::event_api::get_field(id));
         memo.borrow_mut().push((id, value.clone()));
         value
     }
