@@ -173,14 +173,14 @@ impl Event<'_> {
     /// `"None"` when it is null, as an f-string would print it.
     pub fn get_or(&self, key: &str, default: &str) -> String {
         self.get(key)
-            .map_or_else(|| default.to_owned(), |v| v.to_python_string())
+            .map_or_else(|| default.to_owned(), Value::into_python_string)
     }
 
     /// Python's `str(event.deep_get(*path, default=default))`: the default when the value is
     /// missing or null.
     pub fn deep_get_or(&self, path: &[&str], default: &str) -> String {
         self.deep_get(path)
-            .map_or_else(|| default.to_owned(), |v| v.to_python_string())
+            .map_or_else(|| default.to_owned(), Value::into_python_string)
     }
 }
 
