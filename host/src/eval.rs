@@ -6,6 +6,7 @@
 //! severity, alert context, description, reference, runbook, destinations). That is
 //! Panther's "fields come from the window's first match", at a fraction of the calls.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Write};
 use std::num::NonZeroU32;
@@ -304,14 +305,10 @@ impl Slot {
         result
     }
 
-    /// Runs the rule on one event: filters, `rule`, then on a match what every match needs
+    /// Runs the rule on one event: `rule`, then on a match what every match needs
     /// (`dedup`, `unique`, and `title` when it stands in for an undefined `dedup`).
+    /// The caller has applied the rule's `InlineFilters` ([`Worker::outcomes`]).
     fn evaluate(&mut self, event: &Arc<Value>, time_ms: i64) -> Outcome {
-        if let Some(filters) = &self.rule.spec.inline_filters
-            && !filters.matches(event)
-        {
-            return Outcome::Filtered;
-        }
         if self.rule.spec.create_alert {
             // The fast path: one call instead of one per function.
             match self.call(event, time_ms, RuleInstance::evaluate) {
@@ -462,26 +459,78 @@ struct Worker {
     clock: Clock,
     /// Set by the alert stage when it quarantines a rule, so workers stop calling it.
     quarantined: Arc<[AtomicBool]>,
+    /// Each rule's `InlineFilters`, as an index into `filter_results`; rules with the same
+    /// filters share one ([`FilterGroups`]).
+    filters: FilterGroups,
+    /// Each distinct filter's result on the current event, computed on first use.
+    filter_results: Vec<Option<bool>>,
+}
+
+/// Which rules have the same `InlineFilters`: a filter depends only on the event, so rules
+/// that share one (the same log type, action or service) evaluate it once per event.
+#[derive(Clone)]
+struct FilterGroups {
+    /// Per rule: the index of its filters among the distinct ones, or `None` without filters.
+    of_rule: Arc<[Option<usize>]>,
+    distinct: usize,
+}
+
+impl FilterGroups {
+    fn new(rules: &[LoadedRule]) -> Self {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let of_rule = rules
+            .iter()
+            .map(|rule| {
+                // The derived `Debug` shows every field of the parsed filters, so equal text
+                // means equal filters.
+                let text = format!("{:?}", rule.spec.inline_filters.as_ref()?);
+                let next = seen.len();
+                Some(*seen.entry(text).or_insert(next))
+            })
+            .collect();
+        FilterGroups {
+            of_rule,
+            distinct: seen.len(),
+        }
+    }
 }
 
 impl Worker {
+    fn new(rules: &[LoadedRule], clock: Clock, quarantined: Arc<[AtomicBool]>) -> Self {
+        let filters = FilterGroups::new(rules);
+        Worker {
+            slots: rules.iter().cloned().map(Slot::new).collect(),
+            clock,
+            quarantined,
+            filter_results: vec![None; filters.distinct],
+            filters,
+        }
+    }
+
     /// Appends each rule's outcome on `event`, in rule order, to `out`.
     fn outcomes(&mut self, event: &Arc<Value>, time: Option<i64>, out: &mut Vec<Outcome>) {
         // Rules without a readable event time see the epoch; the stage assigns the real
         // fallback (the newest time seen), which a worker cannot know.
         let call_time = time.unwrap_or(0);
-        out.extend(
-            self.slots
-                .iter_mut()
-                .zip(self.quarantined.iter())
-                .map(|(slot, q)| {
-                    if q.load(Ordering::Relaxed) {
-                        Outcome::Skipped
-                    } else {
-                        slot.evaluate(event, call_time)
-                    }
-                }),
-        );
+        self.filter_results.fill(None);
+        let rules = self
+            .slots
+            .iter_mut()
+            .zip(self.quarantined.iter())
+            .zip(self.filters.of_rule.iter());
+        for ((slot, quarantined), group) in rules {
+            let outcome = if quarantined.load(Ordering::Relaxed) {
+                Outcome::Skipped
+            } else if let Some(group) = *group
+                && let Some(filters) = &slot.rule.spec.inline_filters
+                && !*self.filter_results[group].get_or_insert_with(|| filters.matches(event))
+            {
+                Outcome::Filtered
+            } else {
+                slot.evaluate(event, call_time)
+            };
+            out.push(outcome);
+        }
     }
 
     fn event(&mut self, location: Location, event: Value, time: Option<i64>) -> Evaluated {
@@ -681,14 +730,18 @@ impl<W: Write> Stage<W> {
             rule.stats.skipped += 1;
             return Ok(());
         }
+        if let Outcome::Filtered = outcome {
+            // The most common outcome with many rules. Only an event on which the rule was
+            // called moves its failure streak, so the quarantine cannot change either.
+            rule.stats.filtered += 1;
+            return Ok(());
+        }
         let mut failed = false;
-        // Only an event on which the rule was called moves its failure streak.
-        let called = !matches!(outcome, Outcome::Filtered);
         match outcome {
             Outcome::Skipped => {
                 unreachable!("a rule is skipped only after the stage quarantines it")
             }
-            Outcome::Filtered => rule.stats.filtered += 1,
+            Outcome::Filtered => unreachable!("handled above"),
             Outcome::NoMatch => {}
             Outcome::Failed(failure) => {
                 failed = true;
@@ -713,9 +766,7 @@ impl<W: Write> Stage<W> {
             }
         }
         let rule = &mut self.rules[index];
-        if called {
-            rule.failing_streak = if failed { rule.failing_streak + 1 } else { 0 };
-        }
+        rule.failing_streak = if failed { rule.failing_streak + 1 } else { 0 };
         if let Quarantine::After(n) = self.quarantine
             && rule.failing_streak >= n.get()
         {
@@ -1021,11 +1072,7 @@ impl<W: Write> Evaluator<W> {
         warn: Box<dyn FnMut(&str) + Send>,
     ) -> Self {
         let quarantined: Arc<[AtomicBool]> = rules.iter().map(|_| AtomicBool::new(false)).collect();
-        let worker = Worker {
-            slots: rules.iter().cloned().map(Slot::new).collect(),
-            clock,
-            quarantined: quarantined.clone(),
-        };
+        let worker = Worker::new(&rules, clock, quarantined.clone());
         let stage = Stage {
             rules: rules
                 .into_iter()
@@ -1162,6 +1209,8 @@ pub fn run_parallel<W: Write + Send>(
                     .collect(),
                 clock: worker.clock.clone(),
                 quarantined: worker.quarantined.clone(),
+                filters: worker.filters.clone(),
+                filter_results: worker.filter_results.clone(),
             };
             let rx = work_rx.clone();
             let tx = done_tx.clone();

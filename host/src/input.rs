@@ -171,6 +171,16 @@ pub struct BatchLine {
 }
 
 impl LineBatch {
+    /// An empty batch with room for `lines` lines of `bytes` bytes in all: a reader that
+    /// sizes each batch like the last one does not grow the buffer by doubling (a
+    /// reallocation and a copy each time).
+    pub fn with_capacity(bytes: usize, lines: usize) -> Self {
+        LineBatch {
+            bytes: Vec::with_capacity(bytes),
+            lines: Vec::with_capacity(lines),
+        }
+    }
+
     /// A line's bytes (empty for a line that was too long).
     pub fn bytes_of(&self, line: &BatchLine) -> &[u8] {
         &self.bytes[line.start..line.end]

@@ -205,8 +205,13 @@ fn read_inputs(settings: &Settings, tx: &SyncSender<Chunk>) {
             return;
         }
         let mut number = 0;
+        // Sized like rulehost's batches: room for the batch before plus 1/8.
+        let mut last_size = 0;
         loop {
-            let mut batch = RawLines::default();
+            let mut batch = RawLines {
+                bytes: Vec::with_capacity(last_size + last_size / 8),
+                lines: Vec::with_capacity(BATCH_LINES),
+            };
             let result = read_batch(
                 &mut reader,
                 settings.max_line_bytes,
@@ -214,6 +219,7 @@ fn read_inputs(settings: &Settings, tx: &SyncSender<Chunk>) {
                 &mut batch,
             );
             let end = !matches!(result, Ok(false));
+            last_size = batch.bytes.len();
             if !batch.lines.is_empty() && !send(&file, Body::Raw(batch)) {
                 return;
             }

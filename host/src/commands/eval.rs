@@ -446,13 +446,17 @@ fn inputs(readers: Vec<Reader>, max_line: usize) -> impl Iterator<Item = Input> 
         } = input;
         let mut error = None;
         let mut done = false;
+        // Each batch gets room for the one before plus 1/8 (batches go to other threads,
+        // so one buffer cannot simply be reused).
+        let mut last_size = 0;
         std::iter::once(Input::FileStarted).chain(std::iter::from_fn(move || {
             while !done {
-                let mut batch = LineBatch::default();
+                let mut batch = LineBatch::with_capacity(last_size + last_size / 8, BATCH_LINES);
                 match reader.read_batch(&mut batch, BATCH_LINES) {
                     Ok(end) => done = end,
                     Err(e) => (done, error) = (true, Some(e)),
                 }
+                last_size = batch.bytes.len();
                 // Lines already in the state: their bytes stay unused in the buffer.
                 batch.lines.retain(|line| line.number > skip);
                 if !batch.lines.is_empty() {

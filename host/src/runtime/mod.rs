@@ -49,7 +49,20 @@ struct HostState {
     event: Option<Arc<Json>>,
     /// The event time and call count the virtual clocks and random generators read.
     virt: wasi::Virtual,
+    /// Paths registered with `field`, indexed by id; they live as long as the instance.
+    fields: Vec<Vec<String>>,
+    /// Bytes of path keys in `fields`, against [`MAX_FIELD_BYTES`].
+    field_bytes: usize,
 }
+
+/// Paths one instance may register with `field`. A rule reads a few dozen fields; the cap
+/// bounds what a hostile guest makes the host keep (and the linear search of `field`,
+/// which runs once per path and instance, not per event). Past it `field` gives `none` and
+/// the SDK reads with `get`.
+const MAX_FIELDS: usize = 256;
+/// Bytes of path keys one instance may register, for the same reason: 256 paths of 256
+/// bytes.
+const MAX_FIELD_BYTES: usize = 64 << 10;
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
@@ -60,7 +73,26 @@ impl WasiView for HostState {
     }
 }
 
-impl event_api::Host for HostState {}
+impl event_api::Host for HostState {
+    fn field(&mut self, path: Vec<String>) -> Option<u32> {
+        if let Some(id) = self.fields.iter().position(|p| *p == path) {
+            return u32::try_from(id).ok();
+        }
+        let bytes: usize = path.iter().map(String::len).sum();
+        if self.fields.len() >= MAX_FIELDS || self.field_bytes + bytes > MAX_FIELD_BYTES {
+            return None;
+        }
+        self.field_bytes += bytes;
+        self.fields.push(path);
+        u32::try_from(self.fields.len() - 1).ok()
+    }
+
+    fn get_field(&mut self, id: u32) -> Option<WitValue> {
+        let event = self.event.as_deref()?;
+        let path = self.fields.get(usize::try_from(id).ok()?)?;
+        rulehost_event::deep_get(event, path).map(to_wit)
+    }
+}
 
 impl event_api::HostEvent for HostState {
     fn get(&mut self, _event: Resource<EventHandle>, path: Vec<String>) -> Option<WitValue> {
@@ -455,6 +487,8 @@ impl RuleComponent {
             limits: self.limits.store_limits(),
             event: None,
             virt,
+            fields: Vec::new(),
+            field_bytes: 0,
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
@@ -679,4 +713,56 @@ fn flatten(error: &wasmtime::Error) -> String {
 
 fn wasm_err(error: &wasmtime::Error) -> anyhow::Error {
     anyhow::anyhow!(flatten(error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use event_api::{Host, HostEvent};
+
+    fn state(event: &str) -> HostState {
+        let virt = wasi::Virtual::default();
+        HostState {
+            wasi: wasi::context(&virt, None),
+            table: ResourceTable::new(),
+            limits: Limits::default().store_limits(),
+            event: Some(Arc::new(serde_json::from_str(event).unwrap())),
+            virt,
+            fields: Vec::new(),
+            field_bytes: 0,
+        }
+    }
+
+    fn path(keys: &[&str]) -> Vec<String> {
+        keys.iter().map(|k| (*k).to_owned()).collect()
+    }
+
+    #[test]
+    fn fields_are_registered_once_and_read_like_get() {
+        let mut s = state(r#"{"User": {"Email": "a@b.c"}, "n": null}"#);
+        let email = s.field(path(&["user", "email"])).unwrap();
+        assert_eq!(s.field(path(&["n"])), Some(email + 1));
+        assert_eq!(s.field(path(&["user", "email"])), Some(email));
+        let by_id = s.get_field(email);
+        let by_path = s.get(Resource::new_borrow(0), path(&["user", "email"]));
+        assert!(matches!(&by_id, Some(WitValue::Text(t)) if t == "a@b.c"));
+        assert_eq!(format!("{by_id:?}"), format!("{by_path:?}"));
+        let null = s.get_field(email + 1);
+        assert!(matches!(null, Some(WitValue::Null)));
+        assert!(s.get_field(99).is_none());
+    }
+
+    #[test]
+    fn fields_are_capped() {
+        let mut s = state("{}");
+        for i in 0..MAX_FIELDS {
+            assert!(s.field(path(&[&i.to_string()])).is_some());
+        }
+        assert_eq!(s.field(path(&["one more"])), None);
+        assert_eq!(s.field(path(&["0"])), Some(0), "known paths keep their id");
+        let mut s = state("{}");
+        let long = "k".repeat(MAX_FIELD_BYTES);
+        assert!(s.field(path(&[&long])).is_some());
+        assert_eq!(s.field(path(&["k"])), None);
+    }
 }

@@ -19,9 +19,46 @@ pub struct Event<'a> {
     json: std::borrow::Cow<'a, serde_json::Value>,
 }
 
-/// Each path read during one call, and what it gave.
+/// Each field read during one call (by its `field` id), and what it gave.
 #[cfg(target_arch = "wasm32")]
-type Memo = std::cell::RefCell<Vec<(Vec<String>, Option<Value>)>>;
+type Memo = std::cell::RefCell<Vec<(u32, Option<Value>)>>;
+
+/// Paths this SDK registers with the host's `field` per instance; past it a path is read
+/// with `get`. The list is searched on every read, so it stays short.
+#[cfg(target_arch = "wasm32")]
+const MAX_FIELDS: usize = 64;
+
+/// A registered path and the id the host gave it.
+#[cfg(target_arch = "wasm32")]
+type Registered = (Box<[Box<str>]>, Option<u32>);
+
+#[cfg(target_arch = "wasm32")]
+thread_local! {
+    /// The paths registered in this instance and the id the host gave each (`None`: the
+    /// host refused, read with `get`). An instance is replaced with its memory after a
+    /// trap, so the ids always belong to the instance that registered them.
+    static FIELDS: std::cell::RefCell<Vec<Registered>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The id of `path` for `get-field`, registering it on first use.
+#[cfg(target_arch = "wasm32")]
+fn field_id(path: &[&str]) -> Option<u32> {
+    FIELDS.with_borrow_mut(|fields| {
+        let known = fields
+            .iter()
+            .find(|(p, _)| p.len() == path.len() && p.iter().zip(path).all(|(a, b)| **a == **b));
+        if let Some((_, id)) = known {
+            return *id;
+        }
+        if fields.len() >= MAX_FIELDS {
+            return None;
+        }
+        let id = crate::bindings::rulehost::rules::event_api::field(path);
+        fields.push((path.iter().map(|k| Box::from(*k)).collect(), id));
+        id
+    })
+}
 
 #[cfg(target_arch = "wasm32")]
 impl<'a> Event<'a> {
@@ -43,29 +80,32 @@ impl<'a> Event<'a> {
     }
 
     fn lookup(&self, path: &[&str]) -> Option<Value> {
-        let Some(memo) = &self.memo else {
-            return self.read(path);
+        let Some(id) = field_id(path) else {
+            return from_wit(self.handle.get(path));
         };
-        if let Some((_, value)) = memo.borrow().iter().find(|(p, _)| p == path) {
+        let Some(memo) = &self.memo else {
+            return from_wit(crate::bindings::rulehost::rules::event_api::get_field(id));
+        };
+        if let Some((_, value)) = memo.borrow().iter().find(|(i, _)| *i == id) {
             return value.clone();
         }
-        let value = self.read(path);
-        let key = path.iter().map(|k| (*k).to_owned()).collect();
-        memo.borrow_mut().push((key, value.clone()));
+        let value = from_wit(crate::bindings::rulehost::rules::event_api::get_field(id));
+        memo.borrow_mut().push((id, value.clone()));
         value
     }
+}
 
-    fn read(&self, path: &[&str]) -> Option<Value> {
-        use crate::bindings::rulehost::rules::event_api::Value as Wit;
-        Some(match self.handle.get(path)? {
-            Wit::Null => Value::Null,
-            Wit::Boolean(b) => Value::Bool(b),
-            Wit::Integer(i) => Value::Int(i),
-            Wit::Float(f) => Value::Float(f),
-            Wit::Text(s) => Value::Str(s),
-            Wit::Json(j) => Value::Json(j),
-        })
-    }
+#[cfg(target_arch = "wasm32")]
+fn from_wit(value: Option<crate::bindings::rulehost::rules::event_api::Value>) -> Option<Value> {
+    use crate::bindings::rulehost::rules::event_api::Value as Wit;
+    Some(match value? {
+        Wit::Null => Value::Null,
+        Wit::Boolean(b) => Value::Bool(b),
+        Wit::Integer(i) => Value::Int(i),
+        Wit::Float(f) => Value::Float(f),
+        Wit::Text(s) => Value::Str(s),
+        Wit::Json(j) => Value::Json(j),
+    })
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -133,14 +173,14 @@ impl Event<'_> {
     /// `"None"` when it is null, as an f-string would print it.
     pub fn get_or(&self, key: &str, default: &str) -> String {
         self.get(key)
-            .map_or_else(|| default.to_owned(), |v| v.to_python_string())
+            .map_or_else(|| default.to_owned(), Value::into_python_string)
     }
 
     /// Python's `str(event.deep_get(*path, default=default))`: the default when the value is
     /// missing or null.
     pub fn deep_get_or(&self, path: &[&str], default: &str) -> String {
         self.deep_get(path)
-            .map_or_else(|| default.to_owned(), |v| v.to_python_string())
+            .map_or_else(|| default.to_owned(), Value::into_python_string)
     }
 }
 

@@ -48,6 +48,14 @@ impl Value {
         }
     }
 
+    /// [`Value::to_python_string`] that moves a string out instead of copying it.
+    pub fn into_python_string(self) -> String {
+        match self {
+            Value::Str(s) | Value::Json(s) => s,
+            other => other.to_python_string(),
+        }
+    }
+
     /// The value as JSON text.
     pub fn to_json(&self) -> String {
         let mut out = String::new();
@@ -138,6 +146,9 @@ mod tests {
         assert_eq!(Value::Float(2.0).to_python_string(), "2.0");
         assert_eq!(Value::Float(0.5).to_python_string(), "0.5");
         assert_eq!(Value::Str("a b".into()).to_python_string(), "a b");
+        assert_eq!(Value::Str("a b".into()).into_python_string(), "a b");
+        assert_eq!(Value::Json("[1]".into()).into_python_string(), "[1]");
+        assert_eq!(Value::Null.into_python_string(), "None");
     }
 
     #[test]
