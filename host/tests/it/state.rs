@@ -60,6 +60,13 @@ fn eval_cmd(dir: &Path) -> Command {
     cmd
 }
 
+/// `eval` with `--state STATE`.
+fn state_cmd(dir: &Path, state: &Path) -> Command {
+    let mut cmd = eval_cmd(dir);
+    cmd.arg("--state").arg(state);
+    cmd
+}
+
 /// The last line of the state's summary as `rulehost state --format json` prints it.
 fn summary(state: &Path) -> serde_json::Value {
     let out = run(
@@ -74,10 +81,18 @@ fn summary(state: &Path) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// The per-rule entries of a summary.
+fn rules(summary: &serde_json::Value) -> &[serde_json::Value] {
+    summary["rules"].as_array().unwrap()
+}
+
+/// The summary's entry for `rule_id`, if the rule has live windows.
+fn rule<'a>(summary: &'a serde_json::Value, rule_id: &str) -> Option<&'a serde_json::Value> {
+    rules(summary).iter().find(|r| r["rule_id"] == rule_id)
+}
+
 fn live_windows(summary: &serde_json::Value) -> u64 {
-    summary["rules"]
-        .as_array()
-        .unwrap()
+    rules(summary)
         .iter()
         .map(|r| r["windows"].as_u64().unwrap())
         .sum()
@@ -122,8 +137,8 @@ fn a_run_per_hourly_file_gives_the_alerts_of_one_run_over_all_files() {
     let state = dir.path().join("state.db");
     let mut split_alerts = String::new();
     for (i, name) in names.iter().enumerate() {
-        let mut cmd = eval_cmd(dir.path());
-        cmd.arg("--state").arg(&state).arg(name);
+        let mut cmd = state_cmd(dir.path(), &state);
+        cmd.arg(name);
         if i + 1 == names.len() {
             cmd.arg("--flush");
         }
@@ -153,15 +168,9 @@ fn the_same_file_twice_is_evaluated_once() {
     let dir = tempfile::tempdir().unwrap();
     let file = generate(dir.path(), "events.jsonl", 3_000, 4, 24);
     let state = dir.path().join("state.db");
-    let first = run(
-        eval_cmd(dir.path()).arg("--state").arg(&state).arg(&file),
-        "",
-    );
+    let first = run(state_cmd(dir.path(), &state).arg(&file), "");
     assert!(first.status.success());
-    let again = run(
-        eval_cmd(dir.path()).arg("--state").arg(&state).arg(&file),
-        "",
-    );
+    let again = run(state_cmd(dir.path(), &state).arg(&file), "");
     assert!(again.status.success());
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(
@@ -173,10 +182,7 @@ fn the_same_file_twice_is_evaluated_once() {
 
     // A different file at the same path (a rotated log) is evaluated from its start.
     std::fs::copy(generate(dir.path(), "other.jsonl", 500, 5, 24), &file).unwrap();
-    let rotated = run(
-        eval_cmd(dir.path()).arg("--state").arg(&state).arg(&file),
-        "",
-    );
+    let rotated = run(state_cmd(dir.path(), &state).arg(&file), "");
     let stderr = String::from_utf8_lossy(&rotated.stderr);
     assert!(
         stderr.contains("changed since it was evaluated"),
@@ -188,10 +194,8 @@ fn the_same_file_twice_is_evaluated_once() {
 /// Starts `eval --state` with output to `out`, waits until it has committed at least
 /// `lines` lines, and kills it with SIGKILL.
 fn kill_after(dir: &Path, input: &Path, state: &Path, out: &Path, lines: u64) {
-    let mut child = eval_cmd(dir)
+    let mut child = state_cmd(dir, state)
         .args(["--threads", "1", "--checkpoint-lines", "2000"])
-        .arg("--state")
-        .arg(state)
         .arg("-o")
         .arg(out)
         .arg(input)
@@ -228,9 +232,7 @@ fn a_run_killed_mid_file_and_rerun_loses_and_repeats_no_alert() {
     let input = generate(dir.path(), "events.jsonl", 100_000, 5, 48);
     let expected_path = dir.path().join("expected.jsonl");
     let clean = run(
-        eval_cmd(dir.path())
-            .arg("--state")
-            .arg(dir.path().join("clean.db"))
+        state_cmd(dir.path(), &dir.path().join("clean.db"))
             .arg("--flush")
             .arg("-o")
             .arg(&expected_path)
@@ -264,9 +266,7 @@ fn a_run_killed_mid_file_and_rerun_loses_and_repeats_no_alert() {
 
         // Rerun the same command: it resumes after the last checkpoint.
         let rerun = run(
-            eval_cmd(dir.path())
-                .arg("--state")
-                .arg(&state)
+            state_cmd(dir.path(), &state)
                 .arg("--flush")
                 .arg("-o")
                 .arg(&out)
@@ -304,9 +304,7 @@ fn a_run_killed_mid_file_and_rerun_loses_and_repeats_no_alert() {
     let second = dir.path().join("second.jsonl");
     kill_after(dir.path(), &input, &state, &first, 25_000);
     let rerun = run(
-        eval_cmd(dir.path())
-            .arg("--state")
-            .arg(&state)
+        state_cmd(dir.path(), &state)
             .arg("--flush")
             .arg("-o")
             .arg(&second)
@@ -328,10 +326,7 @@ fn expired_windows_are_purged_so_the_database_follows_live_windows() {
     let mut sizes = Vec::new();
     let mut windows = Vec::new();
     for file in &files {
-        let out = run(
-            eval_cmd(dir.path()).arg("--state").arg(&state).arg(file),
-            "",
-        );
+        let out = run(state_cmd(dir.path(), &state).arg(file), "");
         assert!(out.status.success());
         // The write-ahead log is folded into the database at the end of each run.
         let wal = dir.path().join("state.db-wal");
@@ -340,7 +335,7 @@ fn expired_windows_are_purged_so_the_database_follows_live_windows() {
         let s = summary(&state);
         // No stored window has ended: every one is live at the newest event time.
         let watermark = s["watermark_ms"].as_i64().unwrap();
-        for rule in s["rules"].as_array().unwrap() {
+        for rule in rules(&s) {
             assert!(rule["last_end_ms"].as_i64().unwrap() > watermark);
         }
         windows.push(live_windows(&s));
@@ -379,9 +374,7 @@ fn a_second_process_on_the_same_state_fails_clearly_or_waits() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.db");
     // The first run reads stdin, so it holds the state until stdin closes.
-    let mut holder = eval_cmd(dir.path())
-        .arg("--state")
-        .arg(&state)
+    let mut holder = state_cmd(dir.path(), &state)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -402,7 +395,7 @@ fn a_second_process_on_the_same_state_fails_clearly_or_waits() {
     }
     let event = r#"{"timestamp": 1704067200000, "actionName": "installLibraryOnAllClusters", "serviceName": "clusters", "userIdentity": {"email": "a@example.com"}, "workspaceId": "1"}"#;
 
-    let second = run(eval_cmd(dir.path()).arg("--state").arg(&state), event);
+    let second = run(&mut state_cmd(dir.path(), &state), event);
     assert_eq!(second.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&second.stderr);
     let pid = holder.id();
@@ -421,9 +414,7 @@ fn a_second_process_on_the_same_state_fails_clearly_or_waits() {
     assert_eq!(clear.status.code(), Some(2));
 
     // With --wait it blocks until the first run is done, then runs.
-    let mut waiter = eval_cmd(dir.path())
-        .arg("--state")
-        .arg(&state)
+    let mut waiter = state_cmd(dir.path(), &state)
         .arg("--wait")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -451,12 +442,7 @@ fn a_second_process_on_the_same_state_fails_clearly_or_waits() {
     );
     // Both events went into the same window, one after the other.
     let s = summary(&state);
-    let install = s["rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["rule_id"] == "Databricks.Audit.InstallLibraryAllClusters")
-        .unwrap();
+    let install = rule(&s, "Databricks.Audit.InstallLibraryAllClusters").unwrap();
     assert_eq!(install["windows"], 1);
     assert_eq!(install["pending_alerts"], 1);
 }
@@ -466,10 +452,7 @@ fn state_prints_a_summary_and_clears_a_rule() {
     let dir = tempfile::tempdir().unwrap();
     let file = generate(dir.path(), "events.jsonl", 2_000, 4, 12);
     let state = dir.path().join("state.db");
-    let out = run(
-        eval_cmd(dir.path()).arg("--state").arg(&state).arg(&file),
-        "",
-    );
+    let out = run(state_cmd(dir.path(), &state).arg(&file), "");
     assert!(out.status.success());
 
     let text = run(rulehost().arg("state").arg(&state), "");
@@ -487,12 +470,7 @@ fn state_prints_a_summary_and_clears_a_rule() {
     assert!(text.contains("OLDEST WINDOW START"), "{text}");
 
     let before = summary(&state);
-    let multi = before["rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["rule_id"] == "Databricks.Audit.AccessToMultipleWorkspaces")
-        .unwrap()["windows"]
+    let multi = rule(&before, "Databricks.Audit.AccessToMultipleWorkspaces").unwrap()["windows"]
         .as_u64()
         .unwrap();
     assert!(multi > 0);
@@ -508,13 +486,7 @@ fn state_prints_a_summary_and_clears_a_rule() {
         "cleared {multi} live window(s) of rule `Databricks.Audit.AccessToMultipleWorkspaces`"
     )));
     let after = summary(&state);
-    assert!(
-        after["rules"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["rule_id"] != "Databricks.Audit.AccessToMultipleWorkspaces")
-    );
+    assert!(rule(&after, "Databricks.Audit.AccessToMultipleWorkspaces").is_none());
 
     let missing = run(rulehost().arg("state").arg(dir.path().join("nope.db")), "");
     assert_eq!(missing.status.code(), Some(2));
