@@ -266,14 +266,17 @@ impl StateStore {
         Ok(store)
     }
 
+    /// Like [`StateStore::open`], for a state that must exist already (`rulehost state
+    /// --clear`): a missing file is [`StoreError::Missing`], not a new empty state.
+    pub fn open_existing(path: &Path, wait: LockWait) -> Result<Self, StoreError> {
+        ensure_exists(path)?;
+        Self::open(path, wait)
+    }
+
     /// Opens an existing state to read it, without taking the lock: SQLite shows the last
     /// committed checkpoint even while a run is writing.
     pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
-        if !path.exists() {
-            return Err(StoreError::Missing {
-                path: path.to_owned(),
-            });
-        }
+        ensure_exists(path)?;
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -438,11 +441,11 @@ impl StateStore {
 
     /// Writes the windows that changed, the counters, the input progress and the output
     /// length, in one transaction.
-    fn commit(
+    fn commit<'a>(
         &mut self,
         state: &mut AlertState<Location, AlertFields>,
         rule_ids: &[String],
-        progress: &HashMap<String, (String, u64)>,
+        progress: impl Iterator<Item = (&'a TrackedInput, u64)>,
         output_len: Option<u64>,
         finished: bool,
     ) -> Result<(), StoreError> {
@@ -504,9 +507,9 @@ impl StateStore {
             let mut input = tx
                 .prepare("INSERT OR REPLACE INTO inputs (path, head, lines) VALUES (?1, ?2, ?3)")
                 .map_err(err)?;
-            for (key, (head, lines)) in progress {
+            for (tracked, lines) in progress {
                 input
-                    .execute(params![key, head, *lines as i64])
+                    .execute(params![tracked.key, tracked.head, lines as i64])
                     .map_err(err)?;
             }
         }
@@ -577,6 +580,16 @@ impl StateStore {
             .execute("DELETE FROM windows WHERE rule_id = ?1", [rule_id])
             .map_err(|e| self.sql(e))?;
         Ok(n as u64)
+    }
+}
+
+fn ensure_exists(path: &Path) -> Result<(), StoreError> {
+    if path.exists() {
+        Ok(())
+    } else {
+        Err(StoreError::Missing {
+            path: path.to_owned(),
+        })
     }
 }
 
@@ -726,8 +739,8 @@ pub struct Checkpointer {
     store: StateStore,
     rule_ids: Vec<String>,
     inputs: HashMap<Arc<str>, TrackedInput>,
-    /// Per tracked input (by key): head and last line applied since the last commit.
-    progress: HashMap<String, (String, u64)>,
+    /// Per tracked input (by name): the last line applied since the last commit.
+    progress: HashMap<Arc<str>, u64>,
     output: Option<TrackedOutput>,
     every_lines: u64,
     since: u64,
@@ -771,9 +784,10 @@ impl Checkpointer {
 
     /// Records that the line at `location` was applied; true when a checkpoint is due.
     pub fn saw(&mut self, location: &Location) -> bool {
-        if let Some(input) = self.inputs.get(&location.file) {
-            self.progress
-                .insert(input.key.clone(), (input.head.clone(), location.line));
+        if let Some(line) = self.progress.get_mut(&location.file) {
+            *line = location.line;
+        } else if self.inputs.contains_key(&location.file) {
+            self.progress.insert(location.file.clone(), location.line);
         }
         self.since += 1;
         self.since >= self.every_lines
@@ -797,8 +811,12 @@ impl Checkpointer {
             }
             None => None,
         };
+        let progress = self
+            .progress
+            .iter()
+            .map(|(name, &lines)| (&self.inputs[name], lines));
         self.store
-            .commit(state, &self.rule_ids, &self.progress, output_len, finished)?;
+            .commit(state, &self.rule_ids, progress, output_len, finished)?;
         self.progress.clear();
         self.since = 0;
         Ok(())

@@ -31,10 +31,7 @@ impl State {
         let store = if self.clear.is_empty() {
             StateStore::open_read_only(&self.path)?
         } else {
-            if !self.path.exists() {
-                anyhow::bail!("no state at `{}`", self.path.display());
-            }
-            let mut store = match StateStore::open(&self.path, LockWait::Fail) {
+            let mut store = match StateStore::open_existing(&self.path, LockWait::Fail) {
                 Ok(store) => store,
                 Err(busy @ StoreError::Busy { .. }) => {
                     eprintln!("error: {busy}\n\nhint: clear rules when no run is using the state");
