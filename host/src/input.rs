@@ -48,15 +48,6 @@ impl std::fmt::Display for BadLine {
     }
 }
 
-/// One line's bytes, before parsing.
-#[derive(Debug)]
-pub enum RawLine {
-    /// The line without its newline.
-    Bytes(Vec<u8>),
-    /// The line was longer than this cap; its bytes were not kept.
-    TooLong(usize),
-}
-
 /// Reads events line by line.
 pub struct LineReader {
     reader: Box<dyn BufRead + Send>,
@@ -83,20 +74,8 @@ impl LineReader {
 
     /// The next line and its 1-based number; `None` at the end. An I/O error (such as a
     /// truncated gzip stream) ends the file: it is returned with the number of the line
-    /// being read.
+    /// being read. (To parse on other threads, read with [`LineReader::read_batch`].)
     pub fn next_line(&mut self) -> Option<Result<(u64, Line), (u64, io::Error)>> {
-        Some(self.next_raw()?.map(|(number, raw)| {
-            let line = match raw {
-                RawLine::Bytes(bytes) => parse_line(&bytes),
-                RawLine::TooLong(max) => Line::Bad(BadLine::TooLong(max)),
-            };
-            (number, line)
-        }))
-    }
-
-    /// Like [`LineReader::next_line`], but hands out the bytes unparsed, so parsing can
-    /// happen on another thread.
-    pub fn next_raw(&mut self) -> Option<Result<(u64, RawLine), (u64, io::Error)>> {
         self.buf.clear();
         let number = self.line_number + 1;
         let too_long = match read_capped_line(&mut self.reader, &mut self.buf, self.max_line) {
@@ -105,11 +84,12 @@ impl LineReader {
             Err(e) => return Some(Err((number, e))),
         };
         self.line_number = number;
-        Some(Ok(if too_long {
-            (number, RawLine::TooLong(self.max_line))
+        let line = if too_long {
+            Line::Bad(BadLine::TooLong(self.max_line))
         } else {
-            (number, RawLine::Bytes(std::mem::take(&mut self.buf)))
-        }))
+            parse_line(&self.buf)
+        };
+        Some(Ok((number, line)))
     }
 }
 
@@ -153,7 +133,7 @@ pub struct LineBatch {
     /// Every line's bytes, back to back, without newlines.
     pub bytes: Vec<u8>,
     /// Each line in order: its 1-based number and its byte range in `bytes`, or
-    /// [`RawLine::TooLong`]'s cap when the line was longer (its bytes were not kept).
+    /// `too_long` when the line was longer than the reader's cap (its bytes were not kept).
     pub lines: Vec<BatchLine>,
 }
 
