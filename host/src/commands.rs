@@ -14,7 +14,7 @@ use clap::Args;
 
 use crate::eval::{DEFAULT_QUARANTINE_AFTER, Quarantine};
 use crate::lock::Lockfile;
-use crate::ruleset::LoadedRule;
+use crate::ruleset::{self, LoadedRule, RuleSet};
 use crate::runtime::{CodeCache, Limits, Runtime};
 
 /// Options shared by commands that load rules.
@@ -115,6 +115,19 @@ impl RuleArgs {
     /// The runtime these flags describe: limits and cache.
     pub fn runtime(&self) -> anyhow::Result<Runtime> {
         Ok(Runtime::new(self.limits())?.with_cache(self.cache()))
+    }
+
+    /// Loads the specs of `dir` with [`RuleArgs::runtime`] and, under `--locked`, checks
+    /// them against `DIR/rulehost.lock`: `None` when the lock refused them (every
+    /// difference was printed). Keep the runtime as long as the rules: its ticker drives
+    /// their deadlines.
+    pub fn load_rules(&self, dir: &Path) -> anyhow::Result<Option<(Runtime, RuleSet)>> {
+        let runtime = self.runtime()?;
+        let set = ruleset::load(&runtime, dir, &self.components)?;
+        Ok(match check_lock(self.lock_policy(), dir, &set.rules) {
+            LockCheck::Passed => Some((runtime, set)),
+            LockCheck::Refused => None,
+        })
     }
 }
 

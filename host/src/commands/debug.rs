@@ -6,8 +6,7 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use crate::cli::ExitStatus;
-use crate::commands::{self, LockCheck, RuleArgs};
-use crate::ruleset;
+use crate::commands::RuleArgs;
 use crate::testing::{TestSelection, run_rule};
 
 /// Run one test (or scenario) of one rule, passing through what the rule printed to its
@@ -31,12 +30,10 @@ pub struct Debug {
 impl Debug {
     /// Runs the command.
     pub fn run(self) -> anyhow::Result<ExitStatus> {
-        let runtime = self.rule_args.runtime()?;
-        let set = ruleset::load(&runtime, &self.path, &self.rule_args.components)?;
-        let lock = self.rule_args.lock_policy();
-        if commands::check_lock(lock, &self.path, &set.rules) == LockCheck::Refused {
+        // `_runtime` stays alive with the rules: it drives their deadlines.
+        let Some((_runtime, set)) = self.rule_args.load_rules(&self.path)? else {
             return Ok(ExitStatus::Error);
-        }
+        };
         let Some(rule) = set.rules.iter().find(|r| r.spec.rule_id == self.rule_id) else {
             let known: Vec<&str> = set.rules.iter().map(|r| r.spec.rule_id.as_str()).collect();
             anyhow::bail!(

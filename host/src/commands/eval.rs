@@ -12,10 +12,9 @@ use clap::Parser;
 
 use crate::cli::ExitStatus;
 use crate::clock::Clock;
-use crate::commands::{self, LockCheck, RuleArgs};
+use crate::commands::RuleArgs;
 use crate::eval::{Evaluator, Input, Location, Quarantine, Summary, run_parallel};
 use crate::input::{DEFAULT_MAX_LINE_BYTES, LineBatch, LineReader, head_digest};
-use crate::ruleset;
 use crate::store::{
     AtEnd, Checkpointer, DEFAULT_CHECKPOINT_LINES, LockWait, StateStore, StoreError, TrackedInput,
     TrackedOutput,
@@ -150,12 +149,10 @@ impl Eval {
     pub fn run(self) -> anyhow::Result<ExitStatus> {
         let settings = self.settings();
         let started = Instant::now();
-        let runtime = self.rule_args.runtime()?;
-        let set = ruleset::load(&runtime, &settings.rules, &self.rule_args.components)?;
-        let lock = self.rule_args.lock_policy();
-        if commands::check_lock(lock, &settings.rules, &set.rules) == LockCheck::Refused {
+        // `_runtime` stays alive with the rules: it drives their deadlines.
+        let Some((_runtime, set)) = self.rule_args.load_rules(&settings.rules)? else {
             return Ok(ExitStatus::Error);
-        }
+        };
         if !set.invalid.is_empty() {
             for (_, err) in &set.invalid {
                 eprintln!("error: {err:#}");

@@ -7,8 +7,7 @@ use clap::{Parser, ValueEnum};
 use serde::Serialize;
 
 use crate::cli::ExitStatus;
-use crate::commands::{self, LockCheck, RuleArgs};
-use crate::ruleset;
+use crate::commands::RuleArgs;
 use crate::testing::{RuleReport, RuleStatus, SpecFilter, TestSelection, run_rule};
 
 /// Run the `Tests:` and `Scenarios:` of Panther-format rule specs through their components.
@@ -85,12 +84,10 @@ struct Totals {
 impl Test {
     /// Runs the command.
     pub fn run(self) -> anyhow::Result<ExitStatus> {
-        let runtime = self.rule_args.runtime()?;
-        let set = ruleset::load(&runtime, &self.path, &self.rule_args.components)?;
-        let lock = self.rule_args.lock_policy();
-        if commands::check_lock(lock, &self.path, &set.rules) == LockCheck::Refused {
+        // `_runtime` stays alive with the rules: it drives their deadlines.
+        let Some((_runtime, set)) = self.rule_args.load_rules(&self.path)? else {
             return Ok(ExitStatus::Error);
-        }
+        };
         let selection = TestSelection {
             names: self.test_names.clone(),
             minimum_tests: self.minimum_tests,
