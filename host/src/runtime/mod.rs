@@ -279,6 +279,11 @@ impl Runtime {
         // Deadlines: epoch interruption costs ~1-2 % per call for thin guests, fuel 2-40 %
         // (wasm-costs.md, "Use epoch interruption for production deadlines").
         config.epoch_interruption(true);
+        // `RULEHOST_PERFMAP=1` (developers): write /tmp/perf-PID.map so that `perf report`
+        // names the rules' compiled functions.
+        if std::env::var_os("RULEHOST_PERFMAP").is_some_and(|v| v == "1") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| wasm_err(&e))?;
 
         let mut linker = Linker::new(&engine);
