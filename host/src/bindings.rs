@@ -7,9 +7,6 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "rule",
-    with: {
-        "rulehost:rules/event-api.event": crate::runtime::EventHandle,
-    },
 });
 
 pub use rulehost::rules::event_api::Value as WitValue;

@@ -1,7 +1,7 @@
 //! The load-time audit: [`Audit`] says what a component imports and exports, and whether
 //! a rule may be built from it.
 //!
-//! A rule may import only `rulehost:rules/event-api@0.1.x` and a short list of WASI 0.2.x
+//! A rule may import only `rulehost:rules/event-api@0.2.x` and a short list of WASI 0.2.x
 //! interfaces ([`WASI_ALLOWED`]) that Rust's `std` pulls in even for pure code. Anything
 //! else (`wasi:filesystem`, `wasi:sockets`, `wasi:http`, unknown packages, another version
 //! line of our own package) is refused before linking, with the import named, so a rule
@@ -20,13 +20,13 @@ use super::LoadError;
 
 /// Our own package: the rule world imports `event-api` and exports `detection` from it.
 const PACKAGE: &str = "rulehost:rules";
-/// The version line of [`PACKAGE`] this host speaks (`0.1.x`): wasmtime's linker accepts
-/// any semver-compatible patch, so a rule built against 0.1.3 links against our 0.1.0.
-const PACKAGE_LINE: VersionLine = VersionLine(0, 1);
+/// The version line of [`PACKAGE`] this host speaks (`0.2.x`): wasmtime's linker accepts
+/// any semver-compatible patch, so a rule built against 0.2.3 links against our 0.2.0.
+const PACKAGE_LINE: VersionLine = VersionLine(0, 2);
 /// The WASI version line the linker provides (`wasmtime-wasi` 48 serves 0.2.0 to 0.2.6).
 const WASI_LINE: VersionLine = VersionLine(0, 2);
 /// The export every rule must provide.
-pub const DETECTION: &str = "rulehost:rules/detection@0.1.0";
+pub const DETECTION: &str = "rulehost:rules/detection@0.2.0";
 /// The functions of `detection` (wit/rulehost.wit; a unit test keeps the two in step).
 const DETECTION_FUNCTIONS: &[&str] = &[
     "evaluate",
@@ -82,7 +82,7 @@ pub const WASI_ALLOWED: &[(&str, Provision)] = &[
 /// The audit's view of one import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImportVerdict {
-    /// `rulehost:rules/event-api@0.1.x`.
+    /// `rulehost:rules/event-api@0.2.x`.
     EventApi,
     /// An allowed WASI 0.2.x interface, served as described.
     Wasi(Provision),
@@ -95,7 +95,7 @@ pub enum ImportVerdict {
 /// Why a component does not fit the `rule` world.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WorldMismatch {
-    /// No `rulehost:rules/detection@0.1.x` export at all.
+    /// No `rulehost:rules/detection@0.2.x` export at all.
     NoDetection {
         /// What it exports instead.
         exports: Vec<String>,
@@ -216,7 +216,7 @@ impl Audit {
                 name: name.clone(),
             });
         }
-        // An incompatible `detection` is also "no detection@0.1": say it once.
+        // An incompatible `detection` is also "no detection@0.2": say it once.
         if let Some(mismatch) = &self.world
             && problems.is_empty()
         {
@@ -334,13 +334,14 @@ mod tests {
     fn imports_are_judged_by_name_and_version_line() {
         use ImportVerdict::*;
         for (name, verdict) in [
-            ("rulehost:rules/event-api@0.1.0", EventApi),
-            ("rulehost:rules/event-api@0.1.9", EventApi),
-            ("rulehost:rules/event-api@0.2.0", IncompatibleVersion),
+            ("rulehost:rules/event-api@0.2.0", EventApi),
+            ("rulehost:rules/event-api@0.2.9", EventApi),
+            ("rulehost:rules/event-api@0.1.0", IncompatibleVersion),
+            ("rulehost:rules/event-api@0.3.0", IncompatibleVersion),
             ("rulehost:rules/event-api@1.0.0", IncompatibleVersion),
             ("rulehost:rules/event-api", IncompatibleVersion),
-            ("rulehost:rules/detection@0.1.0", Forbidden),
-            ("rulehost:rules/secrets@0.1.0", Forbidden),
+            ("rulehost:rules/detection@0.2.0", Forbidden),
+            ("rulehost:rules/secrets@0.2.0", Forbidden),
             ("wasi:cli/stdout@0.2.0", Wasi(Provision::Empty)),
             ("wasi:io/streams@0.2.6", Wasi(Provision::Empty)),
             ("wasi:clocks/wall-clock@0.2.6", Wasi(Provision::EventTime)),

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, StoreLimits, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -35,10 +35,6 @@ use crate::bindings::{Rule, RulePre, WitValue};
 pub use audit::{Audit, ImportVerdict, Provision, WorldMismatch};
 pub use cache::{CacheOutcome, CodeCache};
 pub use limits::Limits;
-
-/// The host side of the WIT `event` resource. Its handles carry no data: the event a call
-/// reads is the one installed in the calling Store for the duration of the call.
-pub struct EventHandle;
 
 /// Everything a rule's Store holds.
 struct HostState {
@@ -53,6 +49,11 @@ struct HostState {
     fields: Vec<Vec<String>>,
     /// Bytes of path keys in `fields`, against [`MAX_FIELD_BYTES`].
     field_bytes: usize,
+    /// Ids of the fields `evaluate` calls of this instance read with `get-field`, in the
+    /// order first read: each `evaluate` call gets their values up front ([`pack`]).
+    prefetch: Vec<u32>,
+    /// Whether the call in progress is `evaluate` (whose reads join `prefetch`).
+    in_evaluate: bool,
 }
 
 /// Paths one instance may register with `field`. A rule reads a few dozen fields; the cap
@@ -63,6 +64,9 @@ const MAX_FIELDS: usize = 256;
 /// Bytes of path keys one instance may register, for the same reason: 256 paths of 256
 /// bytes.
 const MAX_FIELD_BYTES: usize = 64 << 10;
+/// Fields packed into each `evaluate` call at most. A rule that reads some fields only on
+/// rare branches gets them on every call once read; the cap bounds that waste.
+const MAX_PREFETCH: usize = 16;
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
@@ -90,19 +94,55 @@ impl event_api::Host for HostState {
     fn get_field(&mut self, id: u32) -> Option<WitValue> {
         let event = self.event.as_deref()?;
         let path = self.fields.get(usize::try_from(id).ok()?)?;
+        if self.in_evaluate && self.prefetch.len() < MAX_PREFETCH && !self.prefetch.contains(&id) {
+            self.prefetch.push(id);
+        }
         rulehost_event::deep_get(event, path).map(to_wit)
     }
-}
 
-impl event_api::HostEvent for HostState {
-    fn get(&mut self, _event: Resource<EventHandle>, path: Vec<String>) -> Option<WitValue> {
+    fn get(&mut self, path: Vec<String>) -> Option<WitValue> {
         let event = self.event.as_deref()?;
         rulehost_event::deep_get(event, &path).map(to_wit)
     }
+}
 
-    fn drop(&mut self, _event: Resource<EventHandle>) -> wasmtime::Result<()> {
-        // Rules only ever receive borrows; an owned handle is never handed out.
-        Ok(())
+/// Writes the values of the fields `ids` (registered `paths`) of `event` into `out`, in
+/// the format `evaluate`'s `fields` documents (wit/rulehost.wit): per field its id, a tag
+/// and a payload, each value exactly what [`to_wit`] gives `get-field`.
+fn pack(event: &Json, paths: &[Vec<String>], ids: &[u32], out: &mut Vec<u8>) {
+    out.clear();
+    for &id in ids {
+        let Some(path) = paths.get(id as usize) else {
+            continue;
+        };
+        let start = out.len();
+        out.extend_from_slice(&id.to_le_bytes());
+        let text = |out: &mut Vec<u8>, tag: u8, s: &str| match u32::try_from(s.len()) {
+            Ok(len) => {
+                out.push(tag);
+                out.extend_from_slice(&len.to_le_bytes());
+                out.extend_from_slice(s.as_bytes());
+            }
+            // Not representable: left out, so the rule reads it with `get-field`.
+            Err(_) => out.truncate(start),
+        };
+        match rulehost_event::deep_get(event, path) {
+            None => out.push(0),
+            Some(Json::Null) => out.push(1),
+            Some(Json::Bool(b)) => out.push(2 + u8::from(*b)),
+            Some(Json::Number(n)) => match n.as_i64() {
+                Some(i) => {
+                    out.push(4);
+                    out.extend_from_slice(&i.to_le_bytes());
+                }
+                None => {
+                    out.push(5);
+                    out.extend_from_slice(&n.as_f64().unwrap_or(f64::NAN).to_le_bytes());
+                }
+            },
+            Some(Json::String(s)) => text(out, 6, s),
+            Some(value) => text(out, 7, &value.to_string()),
+        }
     }
 }
 
@@ -208,7 +248,7 @@ pub enum LoadError {
         /// The component path.
         path: PathBuf,
     },
-    /// A component of another world: no `rulehost:rules/detection@0.1.x` export with the
+    /// A component of another world: no `rulehost:rules/detection@0.2.x` export with the
     /// rule functions.
     #[error("rule component `{}` is not a rulehost rule: {mismatch}", path.display())]
     WrongWorld {
@@ -219,7 +259,7 @@ pub enum LoadError {
     },
     /// `rulehost:rules` imported or exported at a version line this host does not speak.
     #[error(
-        "rule component `{}` was built for `{name}`, but this rulehost speaks `rulehost:rules@0.1.x`",
+        "rule component `{}` was built for `{name}`, but this rulehost speaks `rulehost:rules@0.2.x`",
         path.display()
     )]
     IncompatibleVersion {
@@ -494,6 +534,8 @@ impl RuleComponent {
             virt,
             fields: Vec::new(),
             field_bytes: 0,
+            prefetch: Vec::new(),
+            in_evaluate: false,
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
@@ -509,6 +551,7 @@ impl RuleComponent {
             captured,
             deadline: self.limits.deadline_ticks(),
             max_returned_bytes: self.limits.max_returned_bytes,
+            packed: Vec::new(),
         })
     }
 }
@@ -520,6 +563,8 @@ pub struct RuleInstance {
     captured: Option<(wasi::BoundedOutput, wasi::BoundedOutput)>,
     deadline: u64,
     max_returned_bytes: usize,
+    /// `evaluate`'s `fields`, kept to reuse the buffer.
+    packed: Vec<u8>,
 }
 
 /// What a rule printed, when its output is captured.
@@ -541,7 +586,7 @@ macro_rules! optional_exports {
         $(
             $(#[$doc])*
             pub fn $name(&mut self, event: &Arc<Json>) -> Result<Option<$ty>, RuleFailure> {
-                self.call(event, |b, s, e| b.rulehost_rules_detection().$name(s, e))
+                self.call(event, |b, s| b.rulehost_rules_detection().$name(s))
             }
         )*
     };
@@ -556,10 +601,8 @@ impl RuleInstance {
 
     /// Calls `rule`.
     pub fn rule(&mut self, event: &Arc<Json>) -> Result<bool, RuleFailure> {
-        self.call(event, |b, s, e| {
-            b.rulehost_rules_detection().call_rule(s, e)
-        })?
-        .map_err(RuleFailure::Returned)
+        self.call(event, |b, s| b.rulehost_rules_detection().call_rule(s))?
+            .map_err(RuleFailure::Returned)
     }
 
     /// Calls `evaluate`: `rule`, then on a match `dedup`, `title` (when `dedup` is not
@@ -570,9 +613,16 @@ impl RuleInstance {
         &mut self,
         event: &Arc<Json>,
     ) -> Result<Result<Option<Matched>, String>, RuleFailure> {
-        self.call(event, |b, s, e| {
-            b.rulehost_rules_detection().call_evaluate(s, e)
-        })
+        let state = self.store.data_mut();
+        pack(event, &state.fields, &state.prefetch, &mut self.packed);
+        state.in_evaluate = true;
+        let packed = std::mem::take(&mut self.packed);
+        let result = self.call(event, |b, s| {
+            b.rulehost_rules_detection().call_evaluate(s, &packed)
+        });
+        self.packed = packed;
+        self.store.data_mut().in_evaluate = false;
+        result
     }
 
     optional_exports! {
@@ -613,13 +663,13 @@ impl RuleInstance {
     fn call<T: Returned>(
         &mut self,
         event: &Arc<Json>,
-        f: impl FnOnce(&Rule, &mut Store<HostState>, Resource<EventHandle>) -> wasmtime::Result<T>,
+        f: impl FnOnce(&Rule, &mut Store<HostState>) -> wasmtime::Result<T>,
     ) -> Result<T, RuleFailure> {
         self.store.data_mut().event = Some(event.clone());
         self.store.data().virt.begin_call();
         // Re-armed before every call: the deadline counts from now, not from instantiation.
         self.store.set_epoch_deadline(self.deadline);
-        let result = f(&self.bindings, &mut self.store, Resource::new_borrow(0));
+        let result = f(&self.bindings, &mut self.store);
         self.store.data_mut().event = None;
         let value = result.map_err(|e| classify(&e))?;
         // The value is already copied out of the guest; over the cap it is dropped here.
@@ -723,7 +773,7 @@ fn wasm_err(error: &wasmtime::Error) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use event_api::{Host, HostEvent};
+    use event_api::Host;
 
     fn state(event: &str) -> HostState {
         let virt = wasi::Virtual::default();
@@ -735,6 +785,8 @@ mod tests {
             virt,
             fields: Vec::new(),
             field_bytes: 0,
+            prefetch: Vec::new(),
+            in_evaluate: false,
         }
     }
 
@@ -749,12 +801,64 @@ mod tests {
         assert_eq!(s.field(path(&["n"])), Some(email + 1));
         assert_eq!(s.field(path(&["user", "email"])), Some(email));
         let by_id = s.get_field(email);
-        let by_path = s.get(Resource::new_borrow(0), path(&["user", "email"]));
+        let by_path = s.get(path(&["user", "email"]));
         assert!(matches!(&by_id, Some(WitValue::Text(t)) if t == "a@b.c"));
         assert_eq!(format!("{by_id:?}"), format!("{by_path:?}"));
         let null = s.get_field(email + 1);
         assert!(matches!(null, Some(WitValue::Null)));
         assert!(s.get_field(99).is_none());
+    }
+
+    #[test]
+    fn evaluate_reads_are_prefetched_once_each_up_to_a_cap() {
+        let mut s = state(r#"{"a": 1}"#);
+        let ids: Vec<u32> = (0..MAX_PREFETCH + 2)
+            .map(|i| s.field(path(&[&i.to_string()])).unwrap())
+            .collect();
+        s.get_field(ids[0]);
+        assert!(
+            s.prefetch.is_empty(),
+            "reads outside `evaluate` are not prefetched"
+        );
+        s.in_evaluate = true;
+        for &id in ids.iter().rev().chain(&ids) {
+            s.get_field(id);
+        }
+        let expected: Vec<u32> = ids.iter().rev().take(MAX_PREFETCH).copied().collect();
+        assert_eq!(s.prefetch, expected);
+    }
+
+    #[test]
+    fn pack_writes_each_kind_of_value_as_documented() {
+        let event: Json = serde_json::from_str(
+            r#"{"s": "h\u00e9", "i": -2, "f": 1.5, "t": true, "n": null, "o": {"k": [1]},
+                "b": false, "big": 18446744073709551615}"#,
+        )
+        .unwrap();
+        let paths: Vec<Vec<String>> = ["s", "i", "f", "t", "n", "o", "b", "missing", "big"]
+            .iter()
+            .map(|k| path(&[k]))
+            .collect();
+        let mut out = vec![9, 9];
+        pack(&event, &paths, &[0, 1, 2, 3, 4, 5, 6, 7, 8, 42], &mut out);
+        let mut want = Vec::new();
+        let mut entry = |id: u32, tag: u8, payload: &[u8]| {
+            want.extend_from_slice(&id.to_le_bytes());
+            want.push(tag);
+            want.extend_from_slice(payload);
+        };
+        let text = |s: &str| [&(s.len() as u32).to_le_bytes()[..], s.as_bytes()].concat();
+        entry(0, 6, &text("hé"));
+        entry(1, 4, &(-2i64).to_le_bytes());
+        entry(2, 5, &1.5f64.to_le_bytes());
+        entry(3, 3, &[]);
+        entry(4, 1, &[]);
+        entry(5, 7, &text(r#"{"k":[1]}"#));
+        entry(6, 2, &[]);
+        entry(7, 0, &[]);
+        // Past i64: a float, as `get-field` gives it. Id 42 is not registered: left out.
+        entry(8, 5, &18446744073709551615f64.to_le_bytes());
+        assert_eq!(out, want);
     }
 
     #[test]

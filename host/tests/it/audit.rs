@@ -109,7 +109,7 @@ fn hostile_fixtures_import_and_export_what_they_are_meant_to() {
         let imports = imports_of(&path);
         assert!(
             imports.iter().any(
-                |(n, v)| n == "rulehost:rules/event-api@0.1.0" && *v == ImportVerdict::EventApi
+                |(n, v)| n == "rulehost:rules/event-api@0.2.0" && *v == ImportVerdict::EventApi
             ),
             "{imports:?}"
         );
@@ -177,7 +177,7 @@ fn a_component_of_another_world_is_refused_as_such() {
         err.to_string(),
         format!(
             "rule component `{}` is not a rulehost rule: it does not export \
-             `rulehost:rules/detection@0.1.0` (it exports `other:greeter/greet@1.0.0`)",
+             `rulehost:rules/detection@0.2.0` (it exports `other:greeter/greet@1.0.0`)",
             path.display()
         )
     );
@@ -198,18 +198,18 @@ fn a_detection_export_missing_functions_is_the_wrong_world() {
     assert_eq!(
         err.to_string(),
         "rule component `renamed.wasm` is not a rulehost rule: its \
-         `rulehost:rules/detection@0.1.0` lacks `destinations`"
+         `rulehost:rules/detection@0.2.0` lacks `destinations`"
     );
 }
 
 #[test]
 fn another_version_of_our_interface_is_refused() {
     let seed = std::fs::read(seed_component()).unwrap();
-    // A compatible patch release still loads: wasmtime matches 0.1.x semver-compatibly.
+    // A compatible patch release still loads: wasmtime matches 0.2.x semver-compatibly.
     let patch = patched(
         &seed,
-        "rulehost:rules/detection@0.1.0",
-        "rulehost:rules/detection@0.1.7",
+        "rulehost:rules/detection@0.2.0",
+        "rulehost:rules/detection@0.2.7",
     );
     runtime()
         .load_bytes(Path::new("patch.wasm"), &patch)
@@ -217,11 +217,16 @@ fn another_version_of_our_interface_is_refused() {
 
     for (from, to) in [
         (
-            "rulehost:rules/detection@0.1.0",
             "rulehost:rules/detection@0.2.0",
+            "rulehost:rules/detection@0.3.0",
+        ),
+        // Built for the previous line (0.1, whose exports took an event handle).
+        (
+            "rulehost:rules/detection@0.2.0",
+            "rulehost:rules/detection@0.1.0",
         ),
         (
-            "rulehost:rules/event-api@0.1.0",
+            "rulehost:rules/event-api@0.2.0",
             "rulehost:rules/event-api@1.0.0",
         ),
     ] {
@@ -238,7 +243,7 @@ fn another_version_of_our_interface_is_refused() {
             err.to_string(),
             format!(
                 "rule component `next.wasm` was built for `{to}`, but this rulehost speaks \
-                 `rulehost:rules@0.1.x`"
+                 `rulehost:rules@0.2.x`"
             )
         );
     }
@@ -372,7 +377,7 @@ fn eval_and_test_refuse_hostile_components_naming_rule_and_reason() {
         (
             "wrong_world.wasm",
             "Test.WrongWorld",
-            "is not a rulehost rule: it does not export `rulehost:rules/detection@0.1.0`",
+            "is not a rulehost rule: it does not export `rulehost:rules/detection@0.2.0`",
         ),
     ] {
         let dir = rule_dir(&[INSTALL], &[("hostile.yml", &spec(file, id))]);

@@ -43,6 +43,47 @@ fn hit(extra: Value) -> Value {
 }
 
 #[test]
+fn values_read_ahead_by_the_host_are_the_values_the_rule_would_read() {
+    // One instance evaluates every event (one thread): the first `evaluate` reads `dedup`
+    // with `get-field`; from the second on the host packs it into the call (`fields`).
+    // Each kind of value must read the same either way, twice over.
+    let values = [
+        (json!("text é"), "text é"),
+        (json!(-7), "Int(-7)"),
+        (json!(2.5), "Float(2.5)"),
+        (
+            json!(18446744073709551615u64),
+            "Float(1.8446744073709552e19)",
+        ),
+        (json!(true), "Bool(true)"),
+        (json!(false), "Bool(false)"),
+        (json!(null), "Null"),
+        (json!({"k": [1, "x"]}), r#"Json("{\"k\":[1,\"x\"]}")"#),
+        (json!([]), r#"Json("[]")"#),
+    ];
+    let mut events = Vec::new();
+    for round in 0..2 {
+        for (i, (value, _)) in values.iter().enumerate() {
+            let mut e = hit(json!({"dedup": value}));
+            e["timestamp"] = json!(T0 + (round * values.len() + i) as i64);
+            events.push(e);
+        }
+        // Missing: not in the event at all.
+        events.push(hit(json!({})));
+    }
+    let (records, stats) = eval_echo(ECHO_SPEC, &events);
+    assert_eq!(stats.matches, events.len() as u64);
+    for (_, dedup) in &values {
+        assert_eq!(by_dedup(&records, dedup)["event_count"], 2, "{dedup}");
+    }
+    assert_eq!(
+        by_dedup(&records, "defaultDedupString:Test.Echo")["event_count"],
+        2
+    );
+    assert_eq!(records.len(), values.len() + 1, "{records:#?}");
+}
+
+#[test]
 fn a_defined_dedup_that_fails_or_is_empty_gives_the_default_string() {
     let (records, stats) = eval_echo(
         ECHO_SPEC,

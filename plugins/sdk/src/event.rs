@@ -4,12 +4,14 @@ use crate::Value;
 
 /// The event under evaluation.
 ///
-/// Inside the sandbox it is a handle to the event the host parsed; each read is one call
-/// to the host. Natively (in `cargo test`) it wraps parsed JSON and applies the same lookup
+/// Inside the sandbox it stands for the event the host parsed for the call in progress;
+/// a read is a call to the host, unless the host packed the field's value into the call
+/// (`evaluate`'s `fields`). Natively (in `cargo test`) it wraps parsed JSON and applies the same lookup
 /// semantics through `rulehost-event`.
 pub struct Event<'a> {
+    /// `evaluate`'s `fields`: values the host read ahead (empty in other calls).
     #[cfg(target_arch = "wasm32")]
-    handle: &'a crate::bindings::rulehost::rules::event_api::Event,
+    packed: &'a [u8],
     /// Values already read during this export call, when several rule functions run in
     /// one call (`evaluate`): `dedup` reading a field `rule` read costs no second host
     /// call. Lives only as long as the call, so rules stay stateless.
@@ -62,27 +64,33 @@ fn field_id(path: &[&str]) -> Option<u32> {
 
 #[cfg(target_arch = "wasm32")]
 impl<'a> Event<'a> {
+    /// The event of the call in progress (`rule`, `title`, ...: one function per call).
     #[doc(hidden)]
-    pub fn from_handle(handle: &'a crate::bindings::rulehost::rules::event_api::Event) -> Self {
-        Event { handle, memo: None }
+    pub fn current() -> Self {
+        Event {
+            packed: &[],
+            memo: None,
+        }
     }
 
-    /// Like [`Event::from_handle`], remembering every value read for the life of the
-    /// `Event` (one export call that runs several rule functions).
+    /// The event of an `evaluate` call, which runs several rule functions: every value
+    /// read is remembered for the life of the `Event`, starting with those the host
+    /// packed into `fields`.
     #[doc(hidden)]
-    pub fn from_handle_memoized(
-        handle: &'a crate::bindings::rulehost::rules::event_api::Event,
-    ) -> Self {
+    pub fn for_evaluate(fields: &'a [u8]) -> Self {
         Event {
-            handle,
+            packed: fields,
             memo: Some(Default::default()),
         }
     }
 
     fn lookup(&self, path: &[&str]) -> Option<Value> {
         let Some(id) = field_id(path) else {
-            return from_wit(self.handle.get(path));
+            return from_wit(crate::bindings::rulehost::rules::event_api::get(path));
         };
+        if let Some(value) = crate::packed::find(self.packed, id) {
+            return value;
+        }
         let Some(memo) = &self.memo else {
             return from_wit(crate::bindings::rulehost::rules::event_api::get_field(id));
         };

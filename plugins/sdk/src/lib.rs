@@ -29,6 +29,8 @@ mod alloc;
 mod context;
 mod event;
 pub mod helpers;
+#[cfg(any(target_arch = "wasm32", test))]
+mod packed;
 mod value;
 
 pub use context::Context;
@@ -151,12 +153,12 @@ macro_rules! __export_component {
         struct Component;
         impl $crate::bindings::exports::rulehost::rules::detection::Guest for Component {
             fn evaluate(
-                e: &$crate::bindings::rulehost::rules::event_api::Event,
+                fields: ::std::vec::Vec<u8>,
             ) -> Result<
                 Option<$crate::bindings::exports::rulehost::rules::detection::Matched>,
                 String,
             > {
-                let event = $crate::Event::from_handle_memoized(e);
+                let event = $crate::Event::for_evaluate(&fields);
                 if !($rule.rule)(&event)? {
                     return Ok(None);
                 }
@@ -174,43 +176,35 @@ macro_rules! __export_component {
                     },
                 ))
             }
-            fn rule(e: &$crate::bindings::rulehost::rules::event_api::Event) -> Result<bool, String> {
-                ($rule.rule)(&$crate::Event::from_handle(e))
+            fn rule() -> Result<bool, String> {
+                ($rule.rule)(&$crate::Event::current())
             }
-            fn title(e: &$crate::bindings::rulehost::rules::event_api::Event) -> Option<String> {
-                $rule.title.map(|f| f(&$crate::Event::from_handle(e)))
+            fn title() -> Option<String> {
+                $rule.title.map(|f| f(&$crate::Event::current()))
             }
-            fn dedup(e: &$crate::bindings::rulehost::rules::event_api::Event) -> Option<String> {
-                $rule.dedup.map(|f| f(&$crate::Event::from_handle(e)))
+            fn dedup() -> Option<String> {
+                $rule.dedup.map(|f| f(&$crate::Event::current()))
             }
-            fn unique(e: &$crate::bindings::rulehost::rules::event_api::Event) -> Option<String> {
-                $rule.unique.map(|f| f(&$crate::Event::from_handle(e)))
+            fn unique() -> Option<String> {
+                $rule.unique.map(|f| f(&$crate::Event::current()))
             }
-            fn severity(e: &$crate::bindings::rulehost::rules::event_api::Event) -> Option<String> {
-                $rule.severity.map(|f| f(&$crate::Event::from_handle(e)))
+            fn severity() -> Option<String> {
+                $rule.severity.map(|f| f(&$crate::Event::current()))
             }
-            fn alert_context(
-                e: &$crate::bindings::rulehost::rules::event_api::Event,
-            ) -> Option<String> {
-                $rule.alert_context.map(|f| f(&$crate::Event::from_handle(e)).to_json())
+            fn alert_context() -> Option<String> {
+                $rule.alert_context.map(|f| f(&$crate::Event::current()).to_json())
             }
-            fn description(
-                e: &$crate::bindings::rulehost::rules::event_api::Event,
-            ) -> Option<String> {
-                $rule.description.map(|f| f(&$crate::Event::from_handle(e)))
+            fn description() -> Option<String> {
+                $rule.description.map(|f| f(&$crate::Event::current()))
             }
-            fn reference(
-                e: &$crate::bindings::rulehost::rules::event_api::Event,
-            ) -> Option<String> {
-                $rule.reference.map(|f| f(&$crate::Event::from_handle(e)))
+            fn reference() -> Option<String> {
+                $rule.reference.map(|f| f(&$crate::Event::current()))
             }
-            fn runbook(e: &$crate::bindings::rulehost::rules::event_api::Event) -> Option<String> {
-                $rule.runbook.map(|f| f(&$crate::Event::from_handle(e)))
+            fn runbook() -> Option<String> {
+                $rule.runbook.map(|f| f(&$crate::Event::current()))
             }
-            fn destinations(
-                e: &$crate::bindings::rulehost::rules::event_api::Event,
-            ) -> Option<Vec<String>> {
-                $rule.destinations.map(|f| f(&$crate::Event::from_handle(e)))
+            fn destinations() -> Option<Vec<String>> {
+                $rule.destinations.map(|f| f(&$crate::Event::current()))
             }
         }
         $crate::bindings::__export_rule_world!(Component with_types_in $crate::bindings);

@@ -2,7 +2,8 @@
 //! fallbacks and limits. Field `f` of the event drives function `f`:
 //! - `match`: `true`/`false` for `rule`; the string `"raise"` makes `rule` return an error;
 //! - `title`, `dedup`, `unique`, `severity`, `description`, `reference`, `runbook`: the
-//!   string to return; `"panic"` panics; `"big"` returns 100 KiB of `x`;
+//!   string to return; `"panic"` panics; `"big"` returns 100 KiB of `x`; a `dedup` that is
+//!   not a string returns the `Value` the rule read, as `{:?}` prints it;
 //! - `context`: returned as JSON text (a string value is returned verbatim, so invalid JSON
 //!   can be sent); `"big"` returns a 300 KiB object;
 //! - `destinations`: a comma-separated list; `""` is the empty list.
@@ -35,7 +36,12 @@ fn title(event: &Event) -> String {
 }
 
 fn dedup(event: &Event) -> String {
-    text(event, "dedup")
+    // A value that is not a string comes back as its `Value` (e.g. `Int(3)`, `Null`), so
+    // tests see exactly what the rule read.
+    match event.get("dedup") {
+        Some(Value::Str(_)) | None => text(event, "dedup"),
+        Some(other) => format!("{other:?}"),
+    }
 }
 
 fn unique(event: &Event) -> String {
