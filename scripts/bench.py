@@ -107,11 +107,12 @@ def synthetic_spec(i: int, filename: str = "synthetic_no_match.wasm") -> str:
         "Severity: Info\n"
         # The rule declares its condition as a host-side prefilter (issue 5: "let the host
         # skip a rule whose declared prefilter rules the event out"); the native baseline
-        # applies the same InlineFilters before its native rule.
+        # applies the same InlineFilters before its native rule. Each rule filters on its
+        # own value, as rules about different actions do, so no two share a filter.
         "InlineFilters:\n"
         "  - KeyPath: actionName\n"
         "    Condition: Equals\n"
-        "    Value: rulehost.synthetic.neverMatches\n"
+        f"    Value: rulehost.synthetic.neverMatches.{i:02}\n"
     )
 
 

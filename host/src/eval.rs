@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::clock::{Clock, format_ms};
+use crate::filters::FilterIndex;
 use crate::input::{BadLine, Line, LineBatch, parse_line};
 use crate::ruleset::LoadedRule;
 use crate::runtime::{Output, RuleFailure, RuleInstance};
@@ -467,30 +468,39 @@ struct Worker {
 }
 
 /// Which rules have the same `InlineFilters`: a filter depends only on the event, so rules
-/// that share one (the same log type, action or service) evaluate it once per event.
+/// that share one (the same log type, action or service) evaluate it once per event. The
+/// distinct filters that test one field for string equality are answered together, one
+/// lookup of the field per event ([`FilterIndex`]).
 #[derive(Clone)]
 struct FilterGroups {
     /// Per rule: the index of its filters among the distinct ones, or `None` without filters.
     of_rule: Arc<[Option<usize>]>,
     distinct: usize,
+    index: Arc<FilterIndex>,
 }
 
 impl FilterGroups {
     fn new(rules: &[LoadedRule]) -> Self {
         let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut distinct = Vec::new();
         let of_rule = rules
             .iter()
             .map(|rule| {
+                let filters = rule.spec.inline_filters.as_ref()?;
                 // The derived `Debug` shows every field of the parsed filters, so equal text
                 // means equal filters.
-                let text = format!("{:?}", rule.spec.inline_filters.as_ref()?);
                 let next = seen.len();
-                Some(*seen.entry(text).or_insert(next))
+                let group = *seen.entry(format!("{filters:?}")).or_insert(next);
+                if group == next {
+                    distinct.push(filters);
+                }
+                Some(group)
             })
             .collect();
         FilterGroups {
             of_rule,
             distinct: seen.len(),
+            index: Arc::new(FilterIndex::new(distinct)),
         }
     }
 }
@@ -513,6 +523,7 @@ impl Worker {
         // fallback (the newest time seen), which a worker cannot know.
         let call_time = time.unwrap_or(0);
         self.filter_results.fill(None);
+        self.filters.index.apply(event, &mut self.filter_results);
         let rules = self
             .slots
             .iter_mut()
