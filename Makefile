@@ -76,6 +76,10 @@ native: ## Build rulehost-native, the plain-Rust baseline of the seed rules (ben
 bench: build native ## Time rulehost against native Rust on 1M generated events (bench-data/)
 	python3 scripts/bench.py --rulehost $(RULEHOST) --native $(TARGET_DIR)/release/rulehost-native
 
+.PHONY: instructions
+instructions: build native ## Instructions per event under callgrind, rulehost and native (after make bench)
+	scripts/instructions.sh $(RULEHOST) $(TARGET_DIR)/release/rulehost-native
+
 .PHONY: bench-check
 bench-check: build native ## Check that rulehost-native writes rulehost's alerts byte for byte
 	python3 scripts/bench.py --check --rulehost $(RULEHOST) --native $(TARGET_DIR)/release/rulehost-native
