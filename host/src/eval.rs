@@ -20,7 +20,7 @@ use crate::clock::{Clock, format_ms};
 use crate::filters::FilterIndex;
 use crate::input::{BadLine, Line, LineBatch, parse_line};
 use crate::ruleset::LoadedRule;
-use crate::runtime::{Output, RuleFailure, RuleInstance};
+use crate::runtime::{BatchFailure, Matched, Output, RuleFailure, RuleInstance};
 use crate::semantics::{self, Called};
 use crate::spec::{Severity, Spec};
 use crate::state::{AlertState, Closed, Hit, Namespace, WindowKey, alert_id};
@@ -244,16 +244,20 @@ struct Slot {
     defines_title: Option<bool>,
     defines_dedup: Option<bool>,
     defines_unique: Option<bool>,
+    /// Whether events may go to `evaluate-batch`: alert rules, until a batch reads a clock
+    /// or a random number (whose values depend on the call), times out or hits a limit.
+    batchable: bool,
 }
 
 impl Slot {
     fn new(rule: LoadedRule) -> Self {
         Slot {
-            rule,
             instance: None,
             defines_title: None,
             defines_dedup: None,
             defines_unique: None,
+            batchable: rule.spec.create_alert,
+            rule,
         }
     }
 
@@ -312,20 +316,10 @@ impl Slot {
     fn evaluate(&mut self, event: &Arc<Value>, time_ms: i64) -> Outcome {
         if self.rule.spec.create_alert {
             // The fast path: one call instead of one per function.
-            match self.call(event, time_ms, RuleInstance::evaluate) {
-                Ok(Ok(None)) => return Outcome::NoMatch,
-                Ok(Err(message)) => return Outcome::Failed(RuleFailure::Returned(message)),
-                Ok(Ok(Some(m))) => {
-                    let title = m.dedup.is_none().then_some(Ok(m.title));
-                    return Outcome::Match(Box::new(MatchInfo {
-                        dedup: Ok(m.dedup),
-                        title,
-                        unique: Ok(m.unique),
-                    }));
-                }
-                // Which function failed is unknown: `self.call` dropped the instance, and
-                // the calls below, one by one on a fresh instance, attribute the failure.
-                Err(_) => {}
+            // On a failure, which function failed is unknown: `self.call` dropped the
+            // instance, and the calls below, one by one on a fresh instance, attribute it.
+            if let Ok(result) = self.call(event, time_ms, RuleInstance::evaluate) {
+                return evaluated(result);
             }
         }
         match self.call(event, time_ms, RuleInstance::rule) {
@@ -363,6 +357,78 @@ impl Slot {
         }
     }
 }
+
+impl Slot {
+    /// Runs the rule on `events` (each has passed its filters), appending one outcome per
+    /// event to `out`: one `evaluate-batch` call when the rule allows it, else, and when
+    /// that call fails, [`Slot::evaluate`] on each event. Rules are pure, so the outcomes
+    /// are the same either way; a batch only saves the cost of a call per event.
+    fn evaluate_many(&mut self, events: &[Arc<Value>], times: &[i64], out: &mut Vec<Outcome>) {
+        if self.batchable && events.len() > 1 {
+            let batch = self
+                .instance(times[0])
+                .map_err(BatchFailure::Call)
+                .and_then(|inst| inst.evaluate_batch(events));
+            match batch {
+                Ok(results) => {
+                    out.extend(results.into_iter().map(evaluated));
+                    return;
+                }
+                Err(BatchFailure::Call(failure)) => {
+                    if failure.needs_fresh_instance() {
+                        self.instance = None;
+                    }
+                    // A rule slow or big enough to hit a limit on a batch gains little from
+                    // batching, and would waste a batch's work on every later one.
+                    if matches!(
+                        failure,
+                        RuleFailure::Timeout | RuleFailure::ResourceLimit(_)
+                    ) {
+                        self.batchable = false;
+                    }
+                }
+                Err(BatchFailure::ReadClockOrRandom) => {
+                    self.batchable = false;
+                    self.instance = None;
+                }
+                Err(BatchFailure::TooMany) => {}
+            }
+        }
+        for (event, &time) in events.iter().zip(times) {
+            out.push(self.evaluate(event, time));
+        }
+    }
+}
+
+/// The outcome of one event's `evaluate` result.
+fn evaluated(result: Result<Option<Matched>, String>) -> Outcome {
+    match result {
+        Ok(None) => Outcome::NoMatch,
+        Err(message) => Outcome::Failed(RuleFailure::Returned(message)),
+        Ok(Some(m)) => {
+            let title = m.dedup.is_none().then_some(Ok(m.title));
+            Outcome::Match(Box::new(MatchInfo {
+                dedup: Ok(m.dedup),
+                title,
+                unique: Ok(m.unique),
+            }))
+        }
+    }
+}
+
+/// Events of a line batch whose rule calls are gathered, to be made one batch per rule
+/// ([`Worker::flush`]).
+#[derive(Default)]
+struct Pending {
+    /// Each event, its call time, and where its outcomes start in the batch's outcomes.
+    events: Vec<(Arc<Value>, i64, usize)>,
+    /// Per rule: the events (indices into `events`) that passed its filters.
+    calls: Vec<Vec<usize>>,
+}
+
+/// Events gathered per `evaluate-batch` call at most: enough to spread a call's fixed
+/// cost thin, few enough that the events stay in cache and a failed batch costs little.
+const BATCH_EVENTS: usize = 32;
 
 /// What one rule made of one event, in a worker.
 enum Outcome {
@@ -544,6 +610,75 @@ impl Worker {
         }
     }
 
+    /// Like [`Worker::outcomes`] for an event of a line batch, except that a rule the event
+    /// must be evaluated by gets a placeholder, and the event joins `pending` for that rule:
+    /// [`Worker::flush`] makes the calls.
+    fn defer(
+        &mut self,
+        event: Arc<Value>,
+        time: Option<i64>,
+        out: &mut Vec<Outcome>,
+        pending: &mut Pending,
+    ) {
+        self.filter_results.fill(None);
+        self.filters.index.apply(&event, &mut self.filter_results);
+        pending.calls.resize_with(self.slots.len(), Vec::new);
+        let at = pending.events.len();
+        let base = out.len();
+        let rules = self
+            .slots
+            .iter()
+            .zip(self.quarantined.iter())
+            .zip(self.filters.of_rule.iter())
+            .zip(pending.calls.iter_mut());
+        for (((slot, quarantined), group), calls) in rules {
+            let outcome = if quarantined.load(Ordering::Relaxed) {
+                Outcome::Skipped
+            } else if let Some(group) = *group
+                && let Some(filters) = &slot.rule.spec.inline_filters
+                && !*self.filter_results[group].get_or_insert_with(|| filters.matches(&event))
+            {
+                Outcome::Filtered
+            } else {
+                calls.push(at);
+                // A placeholder, replaced by `flush`.
+                Outcome::NoMatch
+            };
+            out.push(outcome);
+        }
+        // Rules without a readable event time see the epoch (as in `outcomes`).
+        pending.events.push((event, time.unwrap_or(0), base));
+    }
+
+    /// Makes the calls `pending` gathered, one batch per rule, puts each outcome in its
+    /// place in `out`, and drops the events.
+    fn flush(&mut self, pending: &mut Pending, out: &mut [Outcome]) {
+        let mut events = Vec::new();
+        let mut times = Vec::new();
+        let mut outcomes = Vec::new();
+        for (rule, (slot, calls)) in self.slots.iter_mut().zip(&mut pending.calls).enumerate() {
+            if calls.is_empty() {
+                continue;
+            }
+            events.clear();
+            times.clear();
+            for &at in calls.iter() {
+                let (event, time, _) = &pending.events[at];
+                events.push(event.clone());
+                times.push(*time);
+            }
+            outcomes.clear();
+            slot.evaluate_many(&events, &times, &mut outcomes);
+            debug_assert_eq!(outcomes.len(), calls.len());
+            for (&at, outcome) in calls.iter().zip(outcomes.drain(..)) {
+                out[pending.events[at].2 + rule] = outcome;
+            }
+            calls.clear();
+        }
+        events.clear();
+        pending.events.clear();
+    }
+
     fn event(&mut self, location: Location, event: Value, time: Option<i64>) -> Evaluated {
         let time = time.or_else(|| self.clock.event_time_ms(&event));
         let event = Arc::new(event);
@@ -562,6 +697,7 @@ impl Worker {
     fn lines(&mut self, file: Arc<str>, batch: LineBatch, max_line: usize) -> Evaluated {
         let mut items = Vec::with_capacity(batch.lines.len());
         let mut outcomes = Vec::with_capacity(batch.lines.len() * self.slots.len());
+        let mut pending = Pending::default();
         for (index, line) in batch.lines.iter().enumerate() {
             let parsed = if line.too_long {
                 Line::Bad(BadLine::TooLong(max_line))
@@ -571,7 +707,10 @@ impl Worker {
             items.push(match parsed {
                 Line::Event(event) => {
                     let time = self.clock.event_time_ms(&event);
-                    self.outcomes(&Arc::new(event), time, &mut outcomes);
+                    self.defer(Arc::new(event), time, &mut outcomes, &mut pending);
+                    if pending.events.len() == BATCH_EVENTS {
+                        self.flush(&mut pending, &mut outcomes);
+                    }
                     LineItem::Event { line: index, time }
                 }
                 Line::Blank => LineItem::Blank {
@@ -583,6 +722,7 @@ impl Worker {
                 },
             });
         }
+        self.flush(&mut pending, &mut outcomes);
         Evaluated::Lines(EvaluatedLines {
             file,
             batch,

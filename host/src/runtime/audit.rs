@@ -30,6 +30,7 @@ pub const DETECTION: &str = "rulehost:rules/detection@0.2.0";
 /// The functions of `detection` (wit/rulehost.wit; a unit test keeps the two in step).
 const DETECTION_FUNCTIONS: &[&str] = &[
     "evaluate",
+    "evaluate-batch",
     "rule",
     "title",
     "dedup",

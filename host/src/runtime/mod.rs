@@ -28,7 +28,7 @@ use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, StoreLimits, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::exports::rulehost::rules::detection::Matched;
+pub use crate::bindings::exports::rulehost::rules::detection::Matched;
 use crate::bindings::rulehost::rules::event_api;
 use crate::bindings::{Rule, RulePre, WitValue};
 
@@ -52,8 +52,11 @@ struct HostState {
     /// Ids of the fields `evaluate` calls of this instance read with `get-field`, in the
     /// order first read: each `evaluate` call gets their values up front ([`pack`]).
     prefetch: Vec<u32>,
-    /// Whether the call in progress is `evaluate` (whose reads join `prefetch`).
+    /// Whether the call in progress is `evaluate` or `evaluate-batch` (whose reads join
+    /// `prefetch`).
     in_evaluate: bool,
+    /// The events of the `evaluate-batch` call in progress (`select-event` picks one).
+    batch: Vec<Arc<Json>>,
 }
 
 /// Paths one instance may register with `field`. A rule reads a few dozen fields; the cap
@@ -103,6 +106,12 @@ impl event_api::Host for HostState {
     fn get(&mut self, path: Vec<String>) -> Option<WitValue> {
         let event = self.event.as_deref()?;
         rulehost_event::deep_get(event, &path).map(to_wit)
+    }
+
+    fn select_event(&mut self, index: u32) {
+        if let Some(event) = self.batch.get(index as usize) {
+            self.event = Some(event.clone());
+        }
     }
 }
 
@@ -171,6 +180,17 @@ pub enum RuleFailure {
     Trap(String),
     /// `rule` returned `err(message)`: the rule raised an error without crashing.
     Returned(String),
+}
+
+/// Why [`RuleInstance::evaluate_batch`] gave no results.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchFailure {
+    /// The call failed as any call can.
+    Call(RuleFailure),
+    /// The rule read a clock or a random number during the call.
+    ReadClockOrRandom,
+    /// More events or packed bytes than fit the call's `u32`s.
+    TooMany,
 }
 
 impl RuleFailure {
@@ -536,6 +556,7 @@ impl RuleComponent {
             field_bytes: 0,
             prefetch: Vec::new(),
             in_evaluate: false,
+            batch: Vec::new(),
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
@@ -623,6 +644,55 @@ impl RuleInstance {
         self.packed = packed;
         self.store.data_mut().in_evaluate = false;
         result
+    }
+
+    /// Calls `evaluate-batch` on `events` (one deadline and one call for all of them): one
+    /// result per event, as `evaluate` would give it. Fails as a whole, like any call, and
+    /// also with [`BatchFailure::ReadClockOrRandom`] when the rule read a clock or a random
+    /// number, whose values depend on the call: then the caller must evaluate the events
+    /// one by one, and need not try batches of this rule again.
+    pub fn evaluate_batch(
+        &mut self,
+        events: &[Arc<Json>],
+    ) -> Result<Vec<Result<Option<Matched>, String>>, BatchFailure> {
+        let Some(first) = events.first() else {
+            return Ok(Vec::new());
+        };
+        let count = u32::try_from(events.len()).map_err(|_| BatchFailure::TooMany)?;
+        let state = self.store.data_mut();
+        let mut packed = std::mem::take(&mut self.packed);
+        packed.clear();
+        let mut section = Vec::new();
+        for event in events {
+            pack(event, &state.fields, &state.prefetch, &mut section);
+            let len = u32::try_from(section.len()).map_err(|_| BatchFailure::TooMany)?;
+            packed.extend_from_slice(&len.to_le_bytes());
+            packed.extend_from_slice(&section);
+        }
+        state.in_evaluate = true;
+        state.batch = events.to_vec();
+        let reads = state.virt.reads();
+        let result = self.call(first, |b, s| {
+            b.rulehost_rules_detection()
+                .call_evaluate_batch(s, &packed, count)
+        });
+        self.packed = packed;
+        let state = self.store.data_mut();
+        state.in_evaluate = false;
+        state.batch.clear();
+        let read_clock_or_random = state.virt.reads() != reads;
+        let results = result.map_err(BatchFailure::Call)?;
+        if read_clock_or_random {
+            return Err(BatchFailure::ReadClockOrRandom);
+        }
+        if results.len() != events.len() {
+            return Err(BatchFailure::Call(RuleFailure::Trap(format!(
+                "`evaluate-batch` returned {} results for {} events",
+                results.len(),
+                events.len()
+            ))));
+        }
+        Ok(results)
     }
 
     optional_exports! {
@@ -787,6 +857,7 @@ mod tests {
             field_bytes: 0,
             prefetch: Vec::new(),
             in_evaluate: false,
+            batch: Vec::new(),
         }
     }
 

@@ -37,21 +37,42 @@ const INSECURE_SEED_VALUE: u128 = 0x7275_6c65_686f_7374_5f73_6565_6421_0000;
 const MAX_RANDOM_BYTES: u64 = 1 << 20;
 
 /// The per-Store handles the host uses to steer the virtual WASI between calls.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(super) struct Virtual {
     clock: EventClock,
     calls: Arc<AtomicU64>,
+    /// Clock and random reads so far: a call that reads either depends on which call it is.
+    reads: Arc<AtomicU64>,
+}
+
+impl Default for Virtual {
+    fn default() -> Self {
+        let reads = Arc::new(AtomicU64::new(0));
+        Virtual {
+            clock: EventClock {
+                ms: Arc::default(),
+                reads: reads.clone(),
+            },
+            calls: Arc::default(),
+            reads,
+        }
+    }
 }
 
 impl Virtual {
     /// Sets the time the clocks report from now on.
     pub(super) fn set_event_time(&self, ms: i64) {
-        self.clock.0.store(ms, Ordering::Relaxed);
+        self.clock.ms.store(ms, Ordering::Relaxed);
     }
 
     /// Starts a call: the random generators restart from their seeds.
     pub(super) fn begin_call(&self) {
         self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many times the rule read a clock or a random number so far.
+    pub(super) fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
     }
 }
 
@@ -66,8 +87,8 @@ pub(super) fn context(virt: &Virtual, output: Option<(&BoundedOutput, &BoundedOu
         .allow_ip_name_lookup(false)
         .wall_clock(virt.clock.clone())
         .monotonic_clock(virt.clock.clone())
-        .secure_random(CallSeededRng::new(SECURE_SEED, &virt.calls))
-        .insecure_random(CallSeededRng::new(INSECURE_SEED, &virt.calls))
+        .secure_random(CallSeededRng::new(SECURE_SEED, virt))
+        .insecure_random(CallSeededRng::new(INSECURE_SEED, virt))
         .insecure_random_seed(INSECURE_SEED_VALUE)
         .max_random_size(MAX_RANDOM_BYTES);
     if let Some((out, err)) = output {
@@ -80,11 +101,15 @@ pub(super) fn context(virt: &Virtual, output: Option<(&BoundedOutput, &BoundedOu
 /// before 1970 reads as the epoch (WASI clocks are unsigned). It does not move during a
 /// call, so a rule that measures elapsed time sees zero.
 #[derive(Clone, Default)]
-struct EventClock(Arc<AtomicI64>);
+struct EventClock {
+    ms: Arc<AtomicI64>,
+    reads: Arc<AtomicU64>,
+}
 
 impl EventClock {
     fn millis(&self) -> u64 {
-        u64::try_from(self.0.load(Ordering::Relaxed)).unwrap_or(0)
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        u64::try_from(self.ms.load(Ordering::Relaxed)).unwrap_or(0)
     }
 }
 
@@ -113,21 +138,24 @@ impl HostMonotonicClock for EventClock {
 struct CallSeededRng {
     seed: u64,
     calls: Arc<AtomicU64>,
+    reads: Arc<AtomicU64>,
     seen: u64,
     rng: StdRng,
 }
 
 impl CallSeededRng {
-    fn new(seed: u64, calls: &Arc<AtomicU64>) -> Self {
+    fn new(seed: u64, virt: &Virtual) -> Self {
         CallSeededRng {
             seed,
-            calls: calls.clone(),
-            seen: calls.load(Ordering::Relaxed),
+            calls: virt.calls.clone(),
+            reads: virt.reads.clone(),
+            seen: virt.calls.load(Ordering::Relaxed),
             rng: StdRng::seed_from_u64(seed),
         }
     }
 
     fn current(&mut self) -> &mut StdRng {
+        self.reads.fetch_add(1, Ordering::Relaxed);
         let calls = self.calls.load(Ordering::Relaxed);
         if calls != self.seen {
             self.seen = calls;
@@ -312,18 +340,20 @@ mod tests {
 
     #[test]
     fn random_restarts_at_every_call() {
-        let calls = Arc::new(AtomicU64::new(0));
-        let mut rng = CallSeededRng::new(1, &calls);
+        let virt = Virtual::default();
+        let mut rng = CallSeededRng::new(1, &virt);
         let first = (rng.next_u64(), rng.next_u64());
         assert_ne!(first.0, first.1);
-        calls.fetch_add(1, Ordering::Relaxed);
+        virt.begin_call();
         assert_eq!((rng.next_u64(), rng.next_u64()), first);
+        assert_eq!(virt.reads(), 4, "every draw counts as a read");
     }
 
     #[test]
     fn clocks_read_the_event_time() {
-        let clock = EventClock::default();
-        clock.0.store(1_704_067_200_250, Ordering::Relaxed);
+        let virt = Virtual::default();
+        let clock = virt.clock.clone();
+        virt.set_event_time(1_704_067_200_250);
         assert_eq!(
             HostWallClock::now(&clock),
             Duration::from_millis(1_704_067_200_250)
@@ -332,7 +362,8 @@ mod tests {
             HostMonotonicClock::now(&clock),
             1_704_067_200_250 * 1_000_000
         );
-        clock.0.store(-5, Ordering::Relaxed);
+        virt.set_event_time(-5);
         assert_eq!(HostWallClock::now(&clock), Duration::ZERO);
+        assert_eq!(virt.reads(), 3, "every clock read counts");
     }
 }

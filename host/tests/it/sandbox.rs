@@ -150,6 +150,18 @@ fn run_with(limits: Limits, events: &[Value]) -> Run {
             assert_eq!((stats.rule_errors, stats.aux_errors), (0, 0), "{id}");
         }
     }
+    // The path `rulehost eval` takes (line batches on a worker thread, up to 32 events per
+    // `evaluate-batch` call, one by one after a batch fails) gives the same records and
+    // counts, whatever the rule did.
+    let started = Instant::now();
+    let (batched, batched_summary, _) = evaluate_batched(load(&runtime, dir.path()), events, 50);
+    assert!(
+        started.elapsed() < RUN_BUDGET,
+        "batched: took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(batched, records, "batched records");
+    assert_eq!(batched_summary.rules, summary.rules, "batched counts");
     Run {
         records,
         summary,

@@ -24,6 +24,10 @@ fn eval_echo(spec: &str, events: &[Value]) -> (Vec<Value>, rulehost::eval::RuleS
     let runtime = runtime();
     let dir = rule_dir(&[], &[("echo.yml", spec)]);
     let (records, summary, _) = evaluate(load(&runtime, dir.path()), events);
+    // `rulehost eval`'s path (batches of events per call) gives the same.
+    let (batched, batched_summary, _) = evaluate_batched(load(&runtime, dir.path()), events, 50);
+    assert_eq!(batched, records, "batched records");
+    assert_eq!(batched_summary.rules, summary.rules, "batched counts");
     (records, summary.rules[0].1.clone())
 }
 

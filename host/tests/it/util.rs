@@ -8,7 +8,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
 use rulehost::clock::Clock;
-use rulehost::eval::{Evaluator, Location, Summary};
+use rulehost::eval::{Evaluator, Input, Location, Summary, run_parallel};
+use rulehost::input::{LineBatch, from_reader};
 use rulehost::ruleset::{self, LoadedRule};
 use rulehost::runtime::{Limits, Runtime};
 use serde_json::Value;
@@ -107,6 +108,50 @@ pub fn load(runtime: &Runtime, dir: &Path) -> Vec<LoadedRule> {
     let set = ruleset::load(runtime, dir, &[components(), test_components()]).unwrap();
     assert!(set.invalid.is_empty(), "invalid specs: {:?}", set.invalid);
     set.rules
+}
+
+/// Like [`evaluate`], by the path `rulehost eval` takes: the events as JSON lines, read in
+/// batches of `lines` and evaluated on a worker thread, which hands a rule up to 32 events
+/// per `evaluate-batch` call.
+pub fn evaluate_batched(
+    rules: Vec<LoadedRule>,
+    events: &[Value],
+    lines: usize,
+) -> (Vec<Value>, Summary, Vec<String>) {
+    let warnings = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = warnings.clone();
+    let mut out = Vec::new();
+    let eval = Evaluator::new(
+        rules,
+        Clock::default(),
+        &mut out,
+        Box::new(move |w: &str| sink.lock().unwrap().push(w.to_owned())),
+    );
+    let text: String = events.iter().map(|e| format!("{e}\n")).collect();
+    let mut reader = from_reader(std::io::Cursor::new(text.into_bytes()), 1 << 20);
+    let mut inputs = vec![Input::FileStarted];
+    loop {
+        let mut batch = LineBatch::default();
+        let end = reader.read_batch(&mut batch, lines).unwrap();
+        if !batch.lines.is_empty() {
+            inputs.push(Input::Lines {
+                file: "events.jsonl".into(),
+                batch,
+                max_line: 1 << 20,
+            });
+        }
+        if end {
+            break;
+        }
+    }
+    let summary = run_parallel(eval, 1, inputs.into_iter()).unwrap();
+    let records = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let warnings = warnings.lock().unwrap().clone();
+    (records, summary, warnings)
 }
 
 /// Evaluates events with the library API; returns the output records and the summary.

@@ -12,6 +12,9 @@ pub struct Event<'a> {
     /// `evaluate`'s `fields`: values the host read ahead (empty in other calls).
     #[cfg(target_arch = "wasm32")]
     packed: &'a [u8],
+    /// The event's index in the `evaluate-batch` call in progress, if that is the call.
+    #[cfg(target_arch = "wasm32")]
+    batch_index: Option<u32>,
     /// Values already read during this export call, when several rule functions run in
     /// one call (`evaluate`): `dedup` reading a field `rule` read costs no second host
     /// call. Lives only as long as the call, so rules stay stateless.
@@ -84,6 +87,7 @@ impl<'a> Event<'a> {
         Event {
             packed: &[],
             memo: None,
+            batch_index: None,
         }
     }
 
@@ -95,16 +99,36 @@ impl<'a> Event<'a> {
         Event {
             packed: fields,
             memo: Some(Default::default()),
+            batch_index: None,
+        }
+    }
+
+    /// Event `index` of an `evaluate-batch` call, with its section of `fields`.
+    #[doc(hidden)]
+    pub fn for_batch(fields: &'a [u8], index: u32) -> Self {
+        Event {
+            packed: fields,
+            memo: Some(Default::default()),
+            batch_index: Some(index),
+        }
+    }
+
+    /// Points the host's reads at this event (in a batch; a no-op otherwise).
+    fn select(&self) {
+        if let Some(index) = self.batch_index {
+            crate::bindings::rulehost::rules::event_api::select_event(index);
         }
     }
 
     fn lookup(&self, path: &[&str]) -> Option<Value> {
         let Some(id) = field_id(path) else {
+            self.select();
             return from_wit(crate::bindings::rulehost::rules::event_api::get(path));
         };
         if let Some(value) = crate::packed::find(self.packed, id) {
             return value;
         }
+        self.select();
         let Some(memo) = &self.memo else {
             return from_wit(crate::bindings::rulehost::rules::event_api::get_field(id));
         };

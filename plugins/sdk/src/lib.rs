@@ -31,6 +31,11 @@ mod event;
 pub mod helpers;
 #[cfg(any(target_arch = "wasm32", test))]
 mod packed;
+
+/// The sections of `evaluate-batch`'s `fields`, for [`export_rule!`].
+#[cfg(target_arch = "wasm32")]
+#[doc(hidden)]
+pub use packed::sections as __sections;
 mod value;
 
 pub use context::Context;
@@ -151,6 +156,30 @@ macro_rules! export_rule {
 macro_rules! __export_component {
     ($rule:ident) => {
         struct Component;
+        /// `rule`, then what a match needs: the body of `evaluate`, per event.
+        fn evaluate_event(
+            event: &$crate::Event,
+        ) -> Result<
+            Option<$crate::bindings::exports::rulehost::rules::detection::Matched>,
+            String,
+        > {
+            if !($rule.rule)(event)? {
+                return Ok(None);
+            }
+            let dedup = $rule.dedup.map(|f| f(event));
+            let title = match dedup {
+                None => $rule.title.map(|f| f(event)),
+                Some(_) => None,
+            };
+            let unique = $rule.unique.map(|f| f(event));
+            Ok(Some(
+                $crate::bindings::exports::rulehost::rules::detection::Matched {
+                    dedup,
+                    title,
+                    unique,
+                },
+            ))
+        }
         impl $crate::bindings::exports::rulehost::rules::detection::Guest for Component {
             fn evaluate(
                 fields: ::std::vec::Vec<u8>,
@@ -158,23 +187,23 @@ macro_rules! __export_component {
                 Option<$crate::bindings::exports::rulehost::rules::detection::Matched>,
                 String,
             > {
-                let event = $crate::Event::for_evaluate(&fields);
-                if !($rule.rule)(&event)? {
-                    return Ok(None);
-                }
-                let dedup = $rule.dedup.map(|f| f(&event));
-                let title = match dedup {
-                    None => $rule.title.map(|f| f(&event)),
-                    Some(_) => None,
-                };
-                let unique = $rule.unique.map(|f| f(&event));
-                Ok(Some(
-                    $crate::bindings::exports::rulehost::rules::detection::Matched {
-                        dedup,
-                        title,
-                        unique,
-                    },
-                ))
+                evaluate_event(&$crate::Event::for_evaluate(&fields))
+            }
+            fn evaluate_batch(
+                fields: ::std::vec::Vec<u8>,
+                count: u32,
+            ) -> ::std::vec::Vec<
+                Result<
+                    Option<$crate::bindings::exports::rulehost::rules::detection::Matched>,
+                    String,
+                >,
+            > {
+                $crate::__sections(&fields, count)
+                    .zip(0..)
+                    .map(|(section, index)| {
+                        evaluate_event(&$crate::Event::for_batch(section, index))
+                    })
+                    .collect()
             }
             fn rule() -> Result<bool, String> {
                 ($rule.rule)(&$crate::Event::current())

@@ -24,6 +24,28 @@ pub fn find(mut packed: &[u8], id: u32) -> Option<Option<Value>> {
     }
 }
 
+/// The `count` sections of `evaluate-batch`'s `fields`, one per event (each prefixed by
+/// its length). A malformed buffer gives empty sections from the first bad byte on: those
+/// events read every field from the host.
+pub fn sections(mut packed: &[u8], count: u32) -> impl Iterator<Item = &[u8]> {
+    (0..count).map(move |_| {
+        let section = packed.split_first_chunk::<4>().and_then(|(len, rest)| {
+            let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
+            Some((rest.get(..len)?, &rest[len..]))
+        });
+        match section {
+            Some((section, rest)) => {
+                packed = rest;
+                section
+            }
+            None => {
+                packed = &[];
+                &[]
+            }
+        }
+    })
+}
+
 fn decode(tag: u8, payload: &[u8]) -> Option<Option<Value>> {
     Some(match tag {
         0 => None,
@@ -100,6 +122,25 @@ mod tests {
         );
         assert_eq!(find(&buf, 8), None, "not in the buffer");
         assert_eq!(find(&[], 0), None);
+    }
+
+    #[test]
+    fn sections_split_a_batch_and_survive_damage() {
+        let mut one = Vec::new();
+        entry(&mut one, 3, 4, &7i64.to_le_bytes());
+        let mut buf = Vec::new();
+        for section in [&one[..], &[], &one[..]] {
+            buf.extend_from_slice(&(section.len() as u32).to_le_bytes());
+            buf.extend_from_slice(section);
+        }
+        let got: Vec<&[u8]> = sections(&buf, 3).collect();
+        assert_eq!(got, [&one[..], &[], &one[..]]);
+        // Asking for more sections than there are, or a cut buffer: empty ones.
+        let got: Vec<&[u8]> = sections(&buf, 4).collect();
+        assert_eq!(got.len(), 4);
+        assert!(got[3].is_empty());
+        let got: Vec<&[u8]> = sections(&buf[..buf.len() - 1], 3).collect();
+        assert_eq!(got, [&one[..], &[], &[]]);
     }
 
     #[test]
