@@ -324,7 +324,7 @@ impl Slot {
         }
         match self.call(event, time_ms, RuleInstance::rule) {
             Ok(false) => Outcome::NoMatch,
-            Err(failure) => Outcome::Failed(failure),
+            Err(failure) => Outcome::Failed(Box::new(failure)),
             Ok(true) if !self.rule.spec.create_alert => Outcome::Signal,
             Ok(true) => {
                 let dedup = self.optional(
@@ -404,7 +404,7 @@ impl Slot {
 fn evaluated(result: Result<Option<Matched>, String>) -> Outcome {
     match result {
         Ok(None) => Outcome::NoMatch,
-        Err(message) => Outcome::Failed(RuleFailure::Returned(message)),
+        Err(message) => Outcome::Failed(Box::new(RuleFailure::Returned(message))),
         Ok(Some(m)) => {
             let title = m.dedup.is_none().then_some(Ok(m.title));
             Outcome::Match(Box::new(MatchInfo {
@@ -436,8 +436,9 @@ enum Outcome {
     Filtered,
     /// `rule` returned false.
     NoMatch,
-    /// `rule` failed.
-    Failed(RuleFailure),
+    /// `rule` failed (boxed, like a match, to keep every outcome small: a worker sends one
+    /// per rule per event).
+    Failed(Box<RuleFailure>),
     /// A match of a `CreateAlert: false` rule.
     Signal,
     /// A match.
@@ -863,6 +864,17 @@ impl<W: Write> Stage<W> {
         self.state.advance(time);
         self.write_closed()?;
         for (index, outcome) in outcomes.into_iter().enumerate() {
+            if let Outcome::Filtered = outcome {
+                // The most common outcome with many rules, counted here. Only an event on
+                // which the rule was called moves its failure streak, so the quarantine
+                // cannot change either.
+                let stats = &mut self.rules[index].stats;
+                match stats.quarantined_at {
+                    Some(_) => stats.skipped += 1,
+                    None => stats.filtered += 1,
+                }
+                continue;
+            }
             self.apply_outcome(index, outcome, &mut event, time, location)?;
         }
         Ok(())
@@ -881,18 +893,12 @@ impl<W: Write> Stage<W> {
             rule.stats.skipped += 1;
             return Ok(());
         }
-        if let Outcome::Filtered = outcome {
-            // The most common outcome with many rules. Only an event on which the rule was
-            // called moves its failure streak, so the quarantine cannot change either.
-            rule.stats.filtered += 1;
-            return Ok(());
-        }
         let mut failed = false;
         match outcome {
             Outcome::Skipped => {
                 unreachable!("a rule is skipped only after the stage quarantines it")
             }
-            Outcome::Filtered => unreachable!("handled above"),
+            Outcome::Filtered => unreachable!("counted by `apply_event`"),
             Outcome::NoMatch => {}
             Outcome::Failed(failure) => {
                 failed = true;
