@@ -382,7 +382,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--events", type=int, default=1_000_000, help="events to generate (default 1M)")
     p.add_argument("--data", type=Path, help="use this JSON-lines file instead of generating")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     p.add_argument("--threads", type=int, help="threads when rulehost supports --threads "
                    "(default: CPU count)")
     p.add_argument("--rulehost", type=Path, default=ROOT / "target/release/rulehost")
