@@ -110,13 +110,11 @@ pub fn load(runtime: &Runtime, dir: &Path) -> Vec<LoadedRule> {
     set.rules
 }
 
-/// Like [`evaluate`], by the path `rulehost eval` takes: the events as JSON lines, read in
-/// batches of `lines` and evaluated on a worker thread, which hands a rule up to 32 events
-/// per `evaluate-batch` call.
-pub fn evaluate_batched(
+/// Runs `feed` on an evaluator of `rules` that writes to memory; returns the records, the
+/// summary `feed` returns and the warnings.
+fn collect(
     rules: Vec<LoadedRule>,
-    events: &[Value],
-    lines: usize,
+    feed: impl FnOnce(Evaluator<&mut Vec<u8>>) -> Summary,
 ) -> (Vec<Value>, Summary, Vec<String>) {
     let warnings = Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = warnings.clone();
@@ -127,6 +125,24 @@ pub fn evaluate_batched(
         &mut out,
         Box::new(move |w: &str| sink.lock().unwrap().push(w.to_owned())),
     );
+    let summary = feed(eval);
+    let records = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let warnings = warnings.lock().unwrap().clone();
+    (records, summary, warnings)
+}
+
+/// Like [`evaluate`], by the path `rulehost eval` takes: the events as JSON lines, read in
+/// batches of `lines` and evaluated on a worker thread, which hands a rule up to 32 events
+/// per `evaluate-batch` call.
+pub fn evaluate_batched(
+    rules: Vec<LoadedRule>,
+    events: &[Value],
+    lines: usize,
+) -> (Vec<Value>, Summary, Vec<String>) {
     let text: String = events.iter().map(|e| format!("{e}\n")).collect();
     let mut reader = from_reader(std::io::Cursor::new(text.into_bytes()), 1 << 20);
     let mut inputs = vec![Input::FileStarted];
@@ -144,43 +160,24 @@ pub fn evaluate_batched(
             break;
         }
     }
-    let summary = run_parallel(eval, 1, inputs.into_iter()).unwrap();
-    let records = String::from_utf8(out)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let warnings = warnings.lock().unwrap().clone();
-    (records, summary, warnings)
+    collect(rules, |eval| {
+        run_parallel(eval, 1, inputs.into_iter()).unwrap()
+    })
 }
 
 /// Evaluates events with the library API; returns the output records and the summary.
 pub fn evaluate(rules: Vec<LoadedRule>, events: &[Value]) -> (Vec<Value>, Summary, Vec<String>) {
-    let warnings = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = warnings.clone();
-    let mut out = Vec::new();
-    let mut eval = Evaluator::new(
-        rules,
-        Clock::default(),
-        &mut out,
-        Box::new(move |w: &str| sink.lock().unwrap().push(w.to_owned())),
-    );
-    let file: Arc<str> = "events.jsonl".into();
-    for (i, event) in events.iter().enumerate() {
-        let location = Location {
-            file: file.clone(),
-            line: i as u64 + 1,
-        };
-        eval.event(&location, event.clone()).unwrap();
-    }
-    let summary = eval.finish().unwrap();
-    let records = String::from_utf8(out)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let warnings = warnings.lock().unwrap().clone();
-    (records, summary, warnings)
+    collect(rules, |mut eval| {
+        let file: Arc<str> = "events.jsonl".into();
+        for (i, event) in events.iter().enumerate() {
+            let location = Location {
+                file: file.clone(),
+                line: i as u64 + 1,
+            };
+            eval.event(&location, event.clone()).unwrap();
+        }
+        eval.finish().unwrap()
+    })
 }
 
 /// A runtime with default limits.
