@@ -51,6 +51,21 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// Each limit at least as generous as in `other` (the epoch tick stays this one's).
+    pub(crate) fn at_least(&self, other: &Limits) -> Limits {
+        Limits {
+            timeout: self.timeout.max(other.timeout),
+            tick: self.tick,
+            memory_bytes: self.memory_bytes.max(other.memory_bytes),
+            table_elements: self.table_elements.max(other.table_elements),
+            instances: self.instances.max(other.instances),
+            tables: self.tables.max(other.tables),
+            memories: self.memories.max(other.memories),
+            captured_output: self.captured_output.max(other.captured_output),
+            max_returned_bytes: self.max_returned_bytes.max(other.max_returned_bytes),
+        }
+    }
+
     /// The deadline in epoch ticks, rounded up, plus one tick because the current tick may
     /// be about to end.
     pub fn deadline_ticks(&self) -> u64 {

@@ -459,7 +459,26 @@ impl Runtime {
             .linker
             .instantiate_pre(component)
             .map_err(|e| invalid(path, &e))?;
-        RulePre::new(pre).map_err(|e| invalid(path, &e))
+        let pre = RulePre::new(pre).map_err(|e| invalid(path, &e))?;
+        // wasmtime checks the exports' types when it makes an instance, not here: make one
+        // now, so that a component whose functions are named right but typed wrong is
+        // refused at load instead of failing on every event. Under limits at least as
+        // generous as the defaults: a rule that needs more than tighter `--max-*` limits
+        // allow stays a rule error at run time, as documented.
+        let trial = RuleComponent {
+            pre: pre.clone(),
+            path: path.to_owned(),
+            limits: self.limits.at_least(&Limits::default()),
+            sha256: String::new(),
+            cache: CacheOutcome::Disabled,
+        };
+        trial
+            .instantiate(Output::Discard)
+            .map_err(|e| LoadError::Invalid {
+                path: path.to_owned(),
+                message: format!("it cannot be instantiated: {e:#}"),
+            })?;
+        Ok(pre)
     }
 }
 

@@ -184,6 +184,26 @@ fn a_component_of_another_world_is_refused_as_such() {
 }
 
 #[test]
+fn functions_named_right_but_typed_wrong_are_refused_at_load() {
+    // `wrong_types` exports detection@0.2.0 with every function, but `evaluate` and
+    // `evaluate-batch` take no arguments: the audit (names, versions) passes it, and the
+    // load must still refuse it rather than fail on every event.
+    let path = test_component("wrong_types.wasm");
+    let err = refusal(&path);
+    assert!(matches!(&err, LoadError::Invalid { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "invalid rule component `{}`: it cannot be instantiated: ",
+            path.display()
+        )) && text.contains("type mismatch"),
+        "{text}"
+    );
+    let inspection = runtime().inspect(&path).unwrap();
+    assert_eq!(inspection.problems.len(), 1, "{:?}", inspection.problems);
+}
+
+#[test]
 fn a_detection_export_missing_functions_is_the_wrong_world() {
     // Renaming one function everywhere keeps the binary valid but breaks the world.
     let bytes = patched(
