@@ -48,6 +48,7 @@ TARGET_RATIO = 1.5  # rulehost wall <= 1.5x native
 TARGET_EPS = 300_000  # events/s on 2 cores
 TARGET_MANY = 1.3  # 50 rules <= 1.3x the 2-rule cost
 TARGET_LOAD_S = 0.100  # loading 50 cached components
+LOAD_WARM_RUNS = 5  # cached loads timed; the median counts
 
 
 def log(msg: str) -> None:
@@ -279,14 +280,15 @@ def bench(args) -> int:
             configs.append((f"native-2-t{threads}", f"native, 2 rules, {threads} threads "
                             "(info)", native(two, threads)))
 
-        # Load time: 50 component files, empty input, twice with a fresh code cache: the
-        # first run compiles (or has no cache), the second loads what the first cached.
+        # Load time: 50 component files, empty input, with a fresh code cache: the first run
+        # compiles (or has no cache), the next five load what it cached; their median is
+        # the figure (a single run on this kind of VM can take twice as long).
         empty = tmp / "empty.jsonl"
         empty.write_bytes(b"")
         load_rules = write_load_folder(tmp)
         os.environ["RULEHOST_CACHE_DIR"] = str(tmp / "code-cache")
         load = []
-        for _ in range(2):
+        for _ in range(1 + LOAD_WARM_RUNS):
             res = measure([*rulehost(load_rules), "--output", str(tmp / "load.jsonl"),
                            str(empty)], tmp / "load.jsonl", tmp / "load.err")
             if res["exit"] != 0:
@@ -294,6 +296,8 @@ def bench(args) -> int:
                 return 2
             load.append(res)
         del os.environ["RULEHOST_CACHE_DIR"]
+        warm = sorted(load[1:], key=lambda r: r["wall"])
+        load = [load[0], warm[len(warm) // 2]]
 
         runs: dict[str, list[dict]] = {key: [] for key, _, _ in configs}
         load_avg = [os.getloadavg()[0]]
@@ -345,7 +349,7 @@ def report(args, data, size, runs, configs, load, threaded, n_threads, load_avg)
         m = med[key]
         p(f"| {label} | {m['wall']:.2f} | {m['cpu']:.2f} | {fmt_eps(events / m['wall'])} | "
           f"{size / 1e6 / m['wall']:,.0f} | {m['rss_mb']:.0f} |")
-    p(f"| rulehost, load 50 components, empty input: 2nd run (1st) | {load[1]['wall']:.3f} "
+    p(f"| rulehost, load 50 components, empty input: cached, median of {LOAD_WARM_RUNS} (1st) | {load[1]['wall']:.3f} "
       f"({load[0]['wall']:.3f}) | {load[1]['cpu']:.2f} | | | {load[1]['rss_mb']:.0f} |")
     p()
     r2, r50, many = ratio("rulehost-2", "native-2"), ratio("rulehost-50", "native-50"), \
@@ -371,7 +375,7 @@ def report(args, data, size, runs, configs, load, threaded, n_threads, load_avg)
     p(f"| 48 extra rules <= {TARGET_MANY}x the 2-rule cost | {many:.2f}x "
       f"({per_rule_us:.2f} µs CPU per extra rule per event) | {verdict(many <= TARGET_MANY)} |")
     p(f"| load 50 cached components < {TARGET_LOAD_S * 1000:.0f} ms | "
-      f"{load[1]['wall'] * 1000:.0f} ms (whole process, 2nd run; 1st: "
+      f"{load[1]['wall'] * 1000:.0f} ms (whole process, cached, median of {LOAD_WARM_RUNS}; 1st: "
       f"{load[0]['wall'] * 1000:.0f} ms) | "
       f"{verdict(load[1]['wall'] < TARGET_LOAD_S)} |")
     if args.json:
