@@ -356,9 +356,7 @@ impl Slot {
             }
         }
     }
-}
 
-impl Slot {
     /// Runs the rule on `events` (each has passed its filters), appending one outcome per
     /// event to `out`: one `evaluate-batch` call when the rule allows it, else, and when
     /// that call fails, [`Slot::evaluate`] on each event. Rules are pure, so the outcomes
@@ -584,36 +582,9 @@ impl Worker {
         }
     }
 
-    /// Appends each rule's outcome on `event`, in rule order, to `out`.
-    fn outcomes(&mut self, event: &Arc<Value>, time: Option<i64>, out: &mut Vec<Outcome>) {
-        // Rules without a readable event time see the epoch; the stage assigns the real
-        // fallback (the newest time seen), which a worker cannot know.
-        let call_time = time.unwrap_or(0);
-        self.filter_results.fill(None);
-        self.filters.index.apply(event, &mut self.filter_results);
-        let rules = self
-            .slots
-            .iter_mut()
-            .zip(self.quarantined.iter())
-            .zip(self.filters.of_rule.iter());
-        for ((slot, quarantined), group) in rules {
-            let outcome = if quarantined.load(Ordering::Relaxed) {
-                Outcome::Skipped
-            } else if let Some(group) = *group
-                && let Some(filters) = &slot.rule.spec.inline_filters
-                && !*self.filter_results[group].get_or_insert_with(|| filters.matches(event))
-            {
-                Outcome::Filtered
-            } else {
-                slot.evaluate(event, call_time)
-            };
-            out.push(outcome);
-        }
-    }
-
-    /// Like [`Worker::outcomes`] for an event of a line batch, except that a rule the event
-    /// must be evaluated by gets a placeholder, and the event joins `pending` for that rule:
-    /// [`Worker::flush`] makes the calls.
+    /// Appends each rule's outcome on `event`, in rule order, to `out`, as far as filters
+    /// and quarantine decide it; a rule the event must be evaluated by gets a placeholder,
+    /// and the event joins `pending` for that rule: [`Worker::flush`] makes the calls.
     fn defer(
         &mut self,
         event: Arc<Value>,
@@ -647,7 +618,8 @@ impl Worker {
             };
             out.push(outcome);
         }
-        // Rules without a readable event time see the epoch (as in `outcomes`).
+        // Rules without a readable event time see the epoch; the stage assigns the real
+        // fallback (the newest time seen), which a worker cannot know.
         pending.events.push((event, time.unwrap_or(0), base));
     }
 
@@ -676,7 +648,6 @@ impl Worker {
             }
             calls.clear();
         }
-        events.clear();
         pending.events.clear();
     }
 
@@ -684,7 +655,10 @@ impl Worker {
         let time = time.or_else(|| self.clock.event_time_ms(&event));
         let event = Arc::new(event);
         let mut outcomes = Vec::with_capacity(self.slots.len());
-        self.outcomes(&event, time, &mut outcomes);
+        let mut pending = Pending::default();
+        self.defer(event.clone(), time, &mut outcomes, &mut pending);
+        // One event: each rule gets one `evaluate` call (`Slot::evaluate_many`).
+        self.flush(&mut pending, &mut outcomes);
         Evaluated::Event {
             location,
             event,

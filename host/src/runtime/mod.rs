@@ -653,15 +653,27 @@ impl RuleInstance {
         &mut self,
         event: &Arc<Json>,
     ) -> Result<Result<Option<Matched>, String>, RuleFailure> {
-        let state = self.store.data_mut();
-        pack(event, &state.fields, &state.prefetch, &mut self.packed);
-        state.in_evaluate = true;
-        let packed = std::mem::take(&mut self.packed);
-        let result = self.call(event, |b, s| {
-            b.rulehost_rules_detection().call_evaluate(s, &packed)
-        });
-        self.packed = packed;
+        let mut packed = std::mem::take(&mut self.packed);
+        let state = self.store.data();
+        pack(event, &state.fields, &state.prefetch, &mut packed);
+        self.call_packed(event, packed, |b, s, fields| {
+            b.rulehost_rules_detection().call_evaluate(s, fields)
+        })
+    }
+
+    /// [`RuleInstance::call`] for `evaluate` and `evaluate-batch`: hands `f` the packed
+    /// `fields`, has the call's `get-field` reads join the prefetch list, and keeps the
+    /// buffer for the next call.
+    fn call_packed<T: Returned>(
+        &mut self,
+        event: &Arc<Json>,
+        packed: Vec<u8>,
+        f: impl FnOnce(&Rule, &mut Store<HostState>, &[u8]) -> wasmtime::Result<T>,
+    ) -> Result<T, RuleFailure> {
+        self.store.data_mut().in_evaluate = true;
+        let result = self.call(event, |b, s| f(b, s, &packed));
         self.store.data_mut().in_evaluate = false;
+        self.packed = packed;
         result
     }
 
@@ -678,26 +690,26 @@ impl RuleInstance {
             return Ok(Vec::new());
         };
         let count = u32::try_from(events.len()).map_err(|_| BatchFailure::TooMany)?;
-        let state = self.store.data_mut();
         let mut packed = std::mem::take(&mut self.packed);
         packed.clear();
         let mut section = Vec::new();
+        let state = self.store.data_mut();
         for event in events {
             pack(event, &state.fields, &state.prefetch, &mut section);
-            let len = u32::try_from(section.len()).map_err(|_| BatchFailure::TooMany)?;
+            let Ok(len) = u32::try_from(section.len()) else {
+                self.packed = packed;
+                return Err(BatchFailure::TooMany);
+            };
             packed.extend_from_slice(&len.to_le_bytes());
             packed.extend_from_slice(&section);
         }
-        state.in_evaluate = true;
         state.batch = events.to_vec();
         let reads = state.virt.reads();
-        let result = self.call(first, |b, s| {
+        let result = self.call_packed(first, packed, |b, s, fields| {
             b.rulehost_rules_detection()
-                .call_evaluate_batch(s, &packed, count)
+                .call_evaluate_batch(s, fields, count)
         });
-        self.packed = packed;
         let state = self.store.data_mut();
-        state.in_evaluate = false;
         state.batch.clear();
         let read_clock_or_random = state.virt.reads() != reads;
         let results = result.map_err(BatchFailure::Call)?;

@@ -100,7 +100,8 @@ pub(super) fn context(virt: &Virtual, output: Option<(&BoundedOutput, &BoundedOu
 /// The event's time, in milliseconds since the Unix epoch, as both WASI clocks. A time
 /// before 1970 reads as the epoch (WASI clocks are unsigned). It does not move during a
 /// call, so a rule that measures elapsed time sees zero.
-#[derive(Clone, Default)]
+/// Made only by [`Virtual::default`], which shares its read counter.
+#[derive(Clone)]
 struct EventClock {
     ms: Arc<AtomicI64>,
     reads: Arc<AtomicU64>,

@@ -6,8 +6,8 @@ use crate::Value;
 ///
 /// Inside the sandbox it stands for the event the host parsed for the call in progress;
 /// a read is a call to the host, unless the host packed the field's value into the call
-/// (`evaluate`'s `fields`). Natively (in `cargo test`) it wraps parsed JSON and applies the same lookup
-/// semantics through `rulehost-event`.
+/// (`evaluate`'s `fields`). Natively (in `cargo test`) it wraps parsed JSON and applies the
+/// same lookup semantics through `rulehost-event`.
 pub struct Event<'a> {
     /// `evaluate`'s `fields`: values the host read ahead (empty in other calls).
     #[cfg(target_arch = "wasm32")]

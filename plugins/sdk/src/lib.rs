@@ -31,11 +31,6 @@ mod event;
 pub mod helpers;
 #[cfg(any(target_arch = "wasm32", test))]
 mod packed;
-
-/// The sections of `evaluate-batch`'s `fields`, for [`export_rule!`].
-#[cfg(target_arch = "wasm32")]
-#[doc(hidden)]
-pub use packed::sections as __sections;
 mod value;
 
 pub use context::Context;
@@ -101,6 +96,49 @@ impl Rule {
     }
 }
 
+/// The component's `evaluate` exports, for [`export_rule!`].
+#[cfg(target_arch = "wasm32")]
+impl Rule {
+    /// `rule`, then on a match `dedup`, `title` (only when `dedup` is not defined, as it
+    /// stands in for it) and `unique`: the body of `evaluate`, per event.
+    #[doc(hidden)]
+    pub fn evaluate(
+        &self,
+        event: &Event,
+    ) -> Result<Option<bindings::exports::rulehost::rules::detection::Matched>, String> {
+        if !(self.rule)(event)? {
+            return Ok(None);
+        }
+        let dedup = self.dedup.map(|f| f(event));
+        let title = match dedup {
+            None => self.title.map(|f| f(event)),
+            Some(_) => None,
+        };
+        let unique = self.unique.map(|f| f(event));
+        Ok(Some(
+            bindings::exports::rulehost::rules::detection::Matched {
+                dedup,
+                title,
+                unique,
+            },
+        ))
+    }
+
+    /// `evaluate-batch`: [`Rule::evaluate`] on each of the `count` events whose sections
+    /// `fields` holds.
+    #[doc(hidden)]
+    pub fn evaluate_batch(
+        &self,
+        fields: &[u8],
+        count: u32,
+    ) -> Vec<Result<Option<bindings::exports::rulehost::rules::detection::Matched>, String>> {
+        packed::sections(fields, count)
+            .zip(0..)
+            .map(|(section, index)| self.evaluate(&Event::for_batch(section, index)))
+            .collect()
+    }
+}
+
 /// What a `rule` function may return: a `bool`, or a `Result<bool, E>` whose error becomes
 /// a rule error (like an exception raised in a Python rule).
 pub trait RuleOutcome {
@@ -156,30 +194,6 @@ macro_rules! export_rule {
 macro_rules! __export_component {
     ($rule:ident) => {
         struct Component;
-        /// `rule`, then what a match needs: the body of `evaluate`, per event.
-        fn evaluate_event(
-            event: &$crate::Event,
-        ) -> Result<
-            Option<$crate::bindings::exports::rulehost::rules::detection::Matched>,
-            String,
-        > {
-            if !($rule.rule)(event)? {
-                return Ok(None);
-            }
-            let dedup = $rule.dedup.map(|f| f(event));
-            let title = match dedup {
-                None => $rule.title.map(|f| f(event)),
-                Some(_) => None,
-            };
-            let unique = $rule.unique.map(|f| f(event));
-            Ok(Some(
-                $crate::bindings::exports::rulehost::rules::detection::Matched {
-                    dedup,
-                    title,
-                    unique,
-                },
-            ))
-        }
         impl $crate::bindings::exports::rulehost::rules::detection::Guest for Component {
             fn evaluate(
                 fields: ::std::vec::Vec<u8>,
@@ -187,7 +201,7 @@ macro_rules! __export_component {
                 Option<$crate::bindings::exports::rulehost::rules::detection::Matched>,
                 String,
             > {
-                evaluate_event(&$crate::Event::for_evaluate(&fields))
+                $rule.evaluate(&$crate::Event::for_evaluate(&fields))
             }
             fn evaluate_batch(
                 fields: ::std::vec::Vec<u8>,
@@ -198,12 +212,7 @@ macro_rules! __export_component {
                     String,
                 >,
             > {
-                $crate::__sections(&fields, count)
-                    .zip(0..)
-                    .map(|(section, index)| {
-                        evaluate_event(&$crate::Event::for_batch(section, index))
-                    })
-                    .collect()
+                $rule.evaluate_batch(&fields, count)
             }
             fn rule() -> Result<bool, String> {
                 ($rule.rule)(&$crate::Event::current())
