@@ -312,7 +312,7 @@ impl Slot {
 
     /// Runs the rule on one event: `rule`, then on a match what every match needs
     /// (`dedup`, `unique`, and `title` when it stands in for an undefined `dedup`).
-    /// The caller has applied the rule's `InlineFilters` ([`Worker::outcomes`]).
+    /// The caller has applied the rule's `InlineFilters` ([`Worker::defer`]).
     fn evaluate(&mut self, event: &Arc<Value>, time_ms: i64) -> Outcome {
         if self.rule.spec.create_alert {
             // The fast path: one call instead of one per function.
