@@ -17,6 +17,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod alert;
 pub mod bindings;
 pub mod cli;
 pub mod clock;

@@ -9,6 +9,10 @@
 //! A window closes when the newest event time seen reaches its end; closed windows are
 //! dropped, so memory follows live windows, not input size.
 //!
+//! A rule cannot make the state grow without bound: [`Caps`] limit each rule's live
+//! windows, the unique values of each window and the bytes its windows keep (dedup strings,
+//! frozen alert fields, unique values). What a cap refuses is reported by the caller.
+//!
 //! With `eval --state` the live windows outlive a run: [`AlertState::track_changes`] makes
 //! the state remember which windows changed, and `crate::store` writes just those at each
 //! checkpoint and restores them with [`AlertState::restore`].
@@ -78,6 +82,14 @@ pub struct Window<L, F> {
     pub seq: u64,
 }
 
+impl<L, F: Weigh> Window<L, F> {
+    /// What this window counts against [`Caps::bytes`], with its key's dedup string.
+    fn weight(&self, key: &WindowKey) -> u64 {
+        let uniques: u64 = self.uniques.iter().flatten().map(|u| u.len() as u64).sum();
+        WINDOW_OVERHEAD + key.dedup.len() as u64 + self.fields.weigh() + uniques
+    }
+}
+
 impl<L, F> Window<L, F> {
     /// What the threshold is compared with.
     pub fn count(&self) -> u64 {
@@ -91,6 +103,115 @@ impl<L, F> Window<L, F> {
     pub fn alerted(&self) -> bool {
         self.alert_seq.is_some()
     }
+}
+
+/// The size of what a window keeps, for [`Caps::bytes`]: the bytes of its strings, not of
+/// the allocations around them.
+pub trait Weigh {
+    /// Bytes held.
+    fn weigh(&self) -> u64;
+}
+
+impl Weigh for &str {
+    fn weigh(&self) -> u64 {
+        self.len() as u64
+    }
+}
+
+/// Per-rule limits on the alert state (`eval --max-windows`, `--max-unique-values`,
+/// `--max-state-mib`). Rule-error windows (one per error kind per period) are not counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    /// Live windows of one rule.
+    pub windows: u64,
+    /// Distinct unique values counted in one window.
+    pub unique_values: u64,
+    /// Bytes the live windows of one rule keep: dedup strings, frozen alert fields and
+    /// unique values ([`Weigh`]), plus [`WINDOW_OVERHEAD`] per window.
+    pub bytes: u64,
+}
+
+/// The defaults: far above what a rule needs (a seed rule keeps a few hundred windows of
+/// a few hundred bytes), low enough that a rule minting a new dedup string and a 200 KiB
+/// alert context per event stops at 64 MiB instead of exhausting the host.
+impl Default for Caps {
+    fn default() -> Self {
+        Caps {
+            windows: 100_000,
+            unique_values: 10_000,
+            bytes: 64 << 20,
+        }
+    }
+}
+
+impl Caps {
+    /// No limits.
+    pub const UNLIMITED: Caps = Caps {
+        windows: u64::MAX,
+        unique_values: u64::MAX,
+        bytes: u64::MAX,
+    };
+}
+
+/// Bytes counted per window besides its strings, for the map entries and counters.
+pub const WINDOW_OVERHEAD: u64 = 256;
+
+/// Which [`Caps`] limit refused a match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapReached {
+    /// The rule has as many live windows as allowed: the match would open another.
+    Windows(u64),
+    /// The window counts as many unique values as allowed: the match's value is not added.
+    UniqueValues(u64),
+    /// The rule's windows keep as many bytes as allowed.
+    Bytes(u64),
+}
+
+impl std::fmt::Display for CapReached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CapReached::Windows(n) => write!(
+                f,
+                "the rule has {n} live windows, the most allowed (--max-windows): the match was not counted"
+            ),
+            CapReached::UniqueValues(n) => write!(
+                f,
+                "the window counts {n} unique values, the most allowed (--max-unique-values): \
+                 the match was counted without its unique value"
+            ),
+            CapReached::Bytes(n) => write!(
+                f,
+                "the rule's live windows keep {} MiB, the most allowed (--max-state-mib): the \
+                 match was not counted",
+                n >> 20
+            ),
+        }
+    }
+}
+
+/// What [`AlertState::add`] did with a hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    /// Counted into the live window.
+    Counted,
+    /// Counted, but its unique value was dropped ([`Caps::unique_values`]).
+    CountedWithoutUnique(CapReached),
+    /// No live window: the caller opens one ([`AlertState::open`]).
+    NoWindow,
+}
+
+impl Added {
+    /// Whether the hit went into a live window.
+    pub fn counted(self) -> bool {
+        !matches!(self, Added::NoWindow)
+    }
+}
+
+/// What one rule's live windows use, against [`Caps`].
+#[derive(Debug, Clone, Copy, Default)]
+struct Usage {
+    windows: u64,
+    bytes: u64,
 }
 
 /// A closed window that raised an alert.
@@ -118,6 +239,9 @@ pub struct AlertState<L, F> {
     /// Keys whose window was opened, counted into or closed since the last
     /// [`AlertState::take_changed`]; `None` unless [`AlertState::track_changes`] was called.
     changed: Option<HashSet<WindowKey>>,
+    caps: Caps,
+    /// Per rule index: what its alert windows use.
+    usage: Vec<Usage>,
 }
 
 /// What [`AlertState::restore`] needs besides the windows: the counters that decide the
@@ -143,11 +267,53 @@ impl<L, F> Default for AlertState<L, F> {
             ready: Vec::new(),
             expired_without_alert: 0,
             changed: None,
+            caps: Caps::UNLIMITED,
+            usage: Vec::new(),
         }
     }
 }
 
-impl<L: Clone, F> AlertState<L, F> {
+impl<L: Clone, F: Weigh> AlertState<L, F> {
+    /// Limits what each rule's windows may hold (none by default).
+    pub fn set_caps(&mut self, caps: Caps) {
+        self.caps = caps;
+    }
+
+    /// The caps in force.
+    pub fn caps(&self) -> Caps {
+        self.caps
+    }
+
+    fn usage(&mut self, key: &WindowKey) -> Option<&mut Usage> {
+        if key.namespace != Namespace::Alert {
+            return None;
+        }
+        if self.usage.len() <= key.rule {
+            self.usage.resize(key.rule + 1, Usage::default());
+        }
+        Some(&mut self.usage[key.rule])
+    }
+
+    /// Whether a window for `key` may open under the caps ([`AlertState::open`] checks the
+    /// bytes of its fields again): ask before computing the fields.
+    pub fn can_open(&self, key: &WindowKey) -> Result<(), CapReached> {
+        if key.namespace != Namespace::Alert {
+            return Ok(());
+        }
+        let usage = self.usage.get(key.rule).copied().unwrap_or_default();
+        if usage.windows >= self.caps.windows {
+            return Err(CapReached::Windows(self.caps.windows));
+        }
+        if usage
+            .bytes
+            .saturating_add(WINDOW_OVERHEAD + key.dedup.len() as u64)
+            > self.caps.bytes
+        {
+            return Err(CapReached::Bytes(self.caps.bytes));
+        }
+        Ok(())
+    }
+
     /// Moves event time forward to `time_ms` (never back), closing windows that ended.
     pub fn advance(&mut self, time_ms: i64) {
         if self.watermark.is_some_and(|w| w >= time_ms) {
@@ -173,21 +339,44 @@ impl<L: Clone, F> AlertState<L, F> {
         self.windows.get(key)
     }
 
-    /// Counts a match into the live window for `key`. Returns `false` (and changes nothing)
-    /// when there is none: the caller then computes the alert fields and calls [`Self::open`].
-    pub fn add(&mut self, key: &WindowKey, hit: Hit<L>) -> bool {
+    /// Counts a match into the live window for `key`. Returns [`Added::NoWindow`] (and
+    /// changes nothing) when there is none: the caller then computes the alert fields and
+    /// calls [`Self::open`].
+    pub fn add(&mut self, key: &WindowKey, mut hit: Hit<L>) -> Added {
         let Some(window) = self.windows.get_mut(key) else {
-            return false;
+            return Added::NoWindow;
         };
+        let mut added = Added::Counted;
+        if let (Some(set), Some(value)) = (&window.uniques, &hit.unique)
+            && !set.contains(value)
+            && key.namespace == Namespace::Alert
+        {
+            let usage = self.usage.get(key.rule).copied().unwrap_or_default();
+            let cap = if set.len() as u64 >= self.caps.unique_values {
+                Some(CapReached::UniqueValues(self.caps.unique_values))
+            } else if usage.bytes.saturating_add(value.len() as u64) > self.caps.bytes {
+                Some(CapReached::Bytes(self.caps.bytes))
+            } else {
+                None
+            };
+            match cap {
+                Some(cap) => {
+                    hit.unique = None;
+                    added = Added::CountedWithoutUnique(cap);
+                }
+                None => self.usage[key.rule].bytes += value.len() as u64,
+            }
+        }
         Self::count_into(window, hit, &mut self.next_alert);
         if let Some(changed) = &mut self.changed {
             changed.insert(key.clone());
         }
-        true
+        added
     }
 
     /// Opens a window for `key` at the hit's time and counts the hit. `counts_unique` makes
-    /// the window count distinct unique values instead of events.
+    /// the window count distinct unique values instead of events. Refused (nothing
+    /// changes) when the rule's windows would pass [`Caps::windows`] or [`Caps::bytes`].
     pub fn open(
         &mut self,
         key: WindowKey,
@@ -196,7 +385,21 @@ impl<L: Clone, F> AlertState<L, F> {
         threshold: u64,
         counts_unique: bool,
         fields: F,
-    ) {
+    ) -> Result<(), CapReached> {
+        self.can_open(&key)?;
+        let first_unique = match (&hit.unique, counts_unique) {
+            (Some(u), true) => u.len() as u64,
+            _ => 0,
+        };
+        let weight = WINDOW_OVERHEAD + key.dedup.len() as u64 + fields.weigh() + first_unique;
+        let caps = self.caps;
+        if let Some(usage) = self.usage(&key) {
+            if usage.bytes.saturating_add(weight) > caps.bytes {
+                return Err(CapReached::Bytes(caps.bytes));
+            }
+            usage.windows += 1;
+            usage.bytes += weight;
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
         let start = hit.time_ms;
@@ -219,10 +422,21 @@ impl<L: Clone, F> AlertState<L, F> {
         if let Some(changed) = &mut self.changed {
             changed.insert(key.clone());
         }
-        if let Some(old) = self.windows.insert(key, window) {
+        if let Some(old) = self.windows.insert(key.clone(), window) {
             // Only reachable if a caller opens over a live window; keep its alert anyway.
             self.by_end.remove(&(old.end_ms, old.seq));
+            self.release(&key, &old);
             self.finish(None, old);
+        }
+        Ok(())
+    }
+
+    /// Gives back what a window counted against the caps.
+    fn release(&mut self, key: &WindowKey, window: &Window<L, F>) {
+        let weight = window.weight(key);
+        if let Some(usage) = self.usage(key) {
+            usage.windows = usage.windows.saturating_sub(1);
+            usage.bytes = usage.bytes.saturating_sub(weight);
         }
     }
 
@@ -242,6 +456,7 @@ impl<L: Clone, F> AlertState<L, F> {
 
     fn close(&mut self, key: WindowKey) {
         if let Some(window) = self.windows.remove(&key) {
+            self.release(&key, &window);
             if let Some(changed) = &mut self.changed {
                 changed.insert(key.clone());
             }
@@ -324,6 +539,11 @@ impl<L: Clone, F> AlertState<L, F> {
             state
                 .by_end
                 .insert((window.end_ms, window.seq), key.clone());
+            let weight = window.weight(&key);
+            if let Some(usage) = state.usage(&key) {
+                usage.windows += 1;
+                usage.bytes += weight;
+            }
             state.windows.insert(key, window);
         }
         state.watermark = counters.watermark;
@@ -385,8 +605,10 @@ mod tests {
                 location: line as u32 + 1,
                 unique: u.map(str::to_owned),
             };
-            if !state.add(&key(dedup), hit.clone()) {
-                state.open(key(dedup), hit, period, threshold, unique, "fields");
+            if !state.add(&key(dedup), hit.clone()).counted() {
+                state
+                    .open(key(dedup), hit, period, threshold, unique, "fields")
+                    .unwrap();
             }
         }
         out.extend(state.close_all());
@@ -478,7 +700,9 @@ mod tests {
                 location: 0,
                 unique: None,
             };
-            state.open(key(&format!("k{i}")), hit, MIN, 5, false, "f");
+            state
+                .open(key(&format!("k{i}")), hit, MIN, 5, false, "f")
+                .unwrap();
             assert!(state.live_windows() <= 1);
         }
         assert_eq!(state.expired_without_alert, 999);
@@ -506,8 +730,10 @@ mod tests {
                     location: 0,
                     unique: u.map(str::to_owned),
                 };
-                if !state.add(&key(dedup), hit.clone()) {
-                    state.open(key(dedup), hit, 3 * 60 * MIN, 2, true, "f");
+                if !state.add(&key(dedup), hit.clone()).counted() {
+                    state
+                        .open(key(dedup), hit, 3 * 60 * MIN, 2, true, "f")
+                        .unwrap();
                 }
             }
         };
@@ -552,19 +778,101 @@ mod tests {
             location: 0,
             unique: None,
         };
-        state.open(key("a"), hit(0), MIN, 5, false, "f");
-        state.open(key("b"), hit(0), 10 * MIN, 5, false, "f");
+        state.open(key("a"), hit(0), MIN, 5, false, "f").unwrap();
+        state
+            .open(key("b"), hit(0), 10 * MIN, 5, false, "f")
+            .unwrap();
         let mut changed = state.take_changed();
         changed.sort_by(|x, y| x.dedup.cmp(&y.dedup));
         assert_eq!(changed, vec![key("a"), key("b")]);
         assert!(state.take_changed().is_empty());
         state.advance(2 * MIN); // closes `a`
-        assert!(state.add(&key("b"), hit(2 * MIN)));
+        assert!(state.add(&key("b"), hit(2 * MIN)).counted());
         let mut changed = state.take_changed();
         changed.sort_by(|x, y| x.dedup.cmp(&y.dedup));
         assert_eq!(changed, vec![key("a"), key("b")]);
         assert!(state.live(&key("a")).is_none());
         assert_eq!(state.live(&key("b")).unwrap().event_count, 2);
+    }
+
+    fn hit(t: i64, unique: Option<&str>) -> Hit<u32> {
+        Hit {
+            time_ms: t,
+            location: 0,
+            unique: unique.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn caps_refuse_windows_values_and_bytes_and_give_them_back_on_close() {
+        let mut state = State::default();
+        state.set_caps(Caps {
+            windows: 2,
+            unique_values: 2,
+            bytes: 2 * WINDOW_OVERHEAD + 100,
+        });
+        state
+            .open(key("a"), hit(0, Some("1")), MIN, 5, true, "f")
+            .unwrap();
+        state
+            .open(key("b"), hit(0, None), MIN, 5, false, "f")
+            .unwrap();
+        assert_eq!(state.can_open(&key("c")), Err(CapReached::Windows(2)));
+        assert_eq!(
+            state.open(key("c"), hit(0, None), MIN, 5, false, "f"),
+            Err(CapReached::Windows(2))
+        );
+        assert_eq!(state.live_windows(), 2);
+        // Values: the second distinct one fits, the third is dropped, a repeat is free.
+        assert_eq!(state.add(&key("a"), hit(1, Some("2"))), Added::Counted);
+        assert_eq!(
+            state.add(&key("a"), hit(2, Some("3"))),
+            Added::CountedWithoutUnique(CapReached::UniqueValues(2))
+        );
+        assert_eq!(state.add(&key("a"), hit(3, Some("1"))), Added::Counted);
+        let a = state.live(&key("a")).unwrap();
+        assert_eq!((a.event_count, a.count()), (4, 2));
+        // Closing gives the room back.
+        state.advance(MIN);
+        assert_eq!(state.live_windows(), 0);
+        assert_eq!(state.can_open(&key("c")), Ok(()));
+        // Bytes: a window whose fields pass the budget is refused, and changes nothing.
+        let big: &'static str = Box::leak("x".repeat(400).into_boxed_str());
+        assert_eq!(
+            state.open(key("c"), hit(MIN, None), MIN, 1, false, big),
+            Err(CapReached::Bytes(2 * WINDOW_OVERHEAD + 100))
+        );
+        assert_eq!(state.live_windows(), 0);
+        state
+            .open(key("c"), hit(MIN, None), MIN, 1, false, "f")
+            .unwrap();
+        // Rule-error windows are not capped.
+        let error = WindowKey {
+            namespace: Namespace::Error,
+            ..key("Timeout")
+        };
+        state
+            .open(error, hit(MIN, None), MIN, 1, false, big)
+            .unwrap();
+        assert_eq!(state.live_windows(), 2);
+    }
+
+    #[test]
+    fn a_restored_state_counts_against_the_caps() {
+        let mut first = State::default();
+        first
+            .open(key("a"), hit(0, None), MIN, 5, false, "f")
+            .unwrap();
+        let saved: Vec<_> = first
+            .windows()
+            .map(|(k, w)| (k.clone(), w.clone()))
+            .collect();
+        let mut second = State::restore(saved, first.counters());
+        second.set_caps(Caps {
+            windows: 1,
+            ..Caps::default()
+        });
+        assert_eq!(second.can_open(&key("b")), Err(CapReached::Windows(1)));
     }
 
     #[test]

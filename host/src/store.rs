@@ -26,7 +26,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::eval::{AlertFields, Location};
+use crate::alert::{AlertFields, Location};
 use crate::spec::Severity;
 use crate::state::{AlertState, Counters, Namespace, Window, WindowKey};
 
@@ -219,6 +219,21 @@ pub struct Restored {
     /// Rules with windows in the state that this run does not load: (RuleID, windows).
     /// Their windows are kept as they are.
     pub other_rules: Vec<(String, u64)>,
+    /// An event the last run held, undecided: evaluate it first.
+    pub held: Option<HeldLine>,
+}
+
+/// An input line whose event time was too far ahead of the event-time clock to trust
+/// before the next event, when a run ended without one: the state keeps it for the next
+/// run, whose first event decides it (`crate::eval`'s clock guard).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldLine {
+    /// The input it came from, as named then.
+    pub file: String,
+    /// Its line number there.
+    pub line: u64,
+    /// The line.
+    pub text: String,
 }
 
 /// One rule's part of a [`StateSummary`].
@@ -390,9 +405,22 @@ impl StateStore {
             next_seq: self.meta::<i64>("next_seq")?.unwrap_or(0) as u64,
             next_alert: self.meta::<i64>("next_alert")?.unwrap_or(0) as u64,
         };
+        let held = match self.meta::<String>("held_line")? {
+            Some(json) => {
+                Some(
+                    serde_json::from_str(&json).map_err(|source| StoreError::Corrupt {
+                        path: self.path.clone(),
+                        rule: "(held line)".to_owned(),
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
         Ok(Restored {
             state: AlertState::restore(windows, counters),
             other_rules: other.into_iter().collect(),
+            held,
         })
     }
 
@@ -447,6 +475,7 @@ impl StateStore {
         rule_ids: &[String],
         progress: impl Iterator<Item = (&'a TrackedInput, u64)>,
         output_len: Option<u64>,
+        held: Option<&HeldLine>,
         finished: bool,
     ) -> Result<(), StoreError> {
         let path = self.path.clone();
@@ -522,6 +551,17 @@ impl StateStore {
         if let Some(len) = output_len {
             set_meta(&tx, "output_len", len as i64).map_err(err)?;
         }
+        match held {
+            Some(held) => set_meta(
+                &tx,
+                "held_line",
+                serde_json::to_string(held).expect("a held line serializes"),
+            ),
+            None => tx
+                .execute("DELETE FROM meta WHERE key = 'held_line'", [])
+                .map(drop),
+        }
+        .map_err(err)?;
         if finished {
             set_meta(&tx, "run", "finished").map_err(err)?;
         }
@@ -745,6 +785,8 @@ pub struct Checkpointer {
     every_lines: u64,
     since: u64,
     at_end: AtEnd,
+    /// An undecided event left for the next run ([`HeldLine`]).
+    held: Option<HeldLine>,
 }
 
 impl Checkpointer {
@@ -766,6 +808,7 @@ impl Checkpointer {
             every_lines: every_lines.max(1),
             since: 0,
             at_end,
+            held: None,
         }
     }
 
@@ -780,6 +823,11 @@ impl Checkpointer {
     /// What happens to live windows at the end.
     pub fn at_end(&self) -> AtEnd {
         self.at_end
+    }
+
+    /// Keeps `line` for the next run: written with the last commit.
+    pub fn hold(&mut self, line: HeldLine) {
+        self.held = Some(line);
     }
 
     /// Records that the line at `location` was applied; true when a checkpoint is due.
@@ -815,8 +863,14 @@ impl Checkpointer {
             .progress
             .iter()
             .map(|(name, &lines)| (&self.inputs[name], lines));
-        self.store
-            .commit(state, &self.rule_ids, progress, output_len, finished)?;
+        self.store.commit(
+            state,
+            &self.rule_ids,
+            progress,
+            output_len,
+            self.held.as_ref(),
+            finished,
+        )?;
         self.progress.clear();
         self.since = 0;
         Ok(())

@@ -7,9 +7,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::clock::{Clock, parse_offset_ms, parse_time_ms};
-use crate::eval::{Evaluator, Location};
+use crate::eval::{
+    ClockGuard, Evaluator, Function, Location, Outcome, Paths, Verify, disagreement,
+};
 use crate::ruleset::LoadedRule;
-use crate::runtime::{CapturedOutput, Output, RuleFailure, RuleInstance};
+use crate::runtime::{BatchFailure, CapturedOutput, Output, RuleFailure, RuleInstance};
 use crate::semantics::{self, Called};
 use crate::spec::{ExpectedAlert, Scenario, Severity, Spec, TestCase};
 
@@ -299,6 +301,10 @@ pub fn run_case(rule: &LoadedRule, case: &TestCase) -> CaseResult {
             case.expected_unique.as_ref(),
         ));
     }
+    if spec.create_alert && !filtered_out {
+        let truth = Outcome::from_calls(&matched, &dedup, &title, &unique);
+        functions.extend(fast_paths(rule, case, &event, runner.time_ms, &truth));
+    }
     let mut result = CaseResult::new(&case.name, CaseKind::Test, functions);
     let output = runner.output;
     result.stdout = output.stdout;
@@ -306,6 +312,124 @@ pub fn run_case(rule: &LoadedRule, case: &TestCase) -> CaseResult {
     result.stdout_dropped = output.stdout_dropped;
     result.stderr_dropped = output.stderr_dropped;
     result
+}
+
+/// What `eval`'s fast paths make of a test's event, against one call per function
+/// (`truth`): `evaluate` on the event, and `evaluate-batch` on the events of all the spec's
+/// tests that pass its filters (as in a line batch), on a fresh instance and again on one
+/// that has evaluated. Each disagreement, and each failure the functions do not have, is a
+/// failing line named after the path.
+fn fast_paths(
+    rule: &LoadedRule,
+    case: &TestCase,
+    event: &Arc<Value>,
+    time_ms: i64,
+    truth: &Outcome,
+) -> Vec<FunctionResult> {
+    let mut lines = Vec::new();
+    let mut fail = |path: Function, text: String| {
+        lines.push(FunctionResult {
+            function: path.name().to_owned(),
+            passed: false,
+            text,
+        });
+    };
+    let fresh = || -> Result<RuleInstance, String> {
+        let mut inst = rule
+            .component
+            .instantiate(Output::Discard)
+            .map_err(|e| format!("failed to instantiate: {e:#}"))?;
+        inst.set_event_time(time_ms);
+        Ok(inst)
+    };
+    let clean = truth.failures().is_empty();
+    // The batch: every test event that passes the filters, this one at its place.
+    let spec = &rule.spec;
+    let mut batch: Vec<Arc<Value>> = Vec::new();
+    let mut at = None;
+    for test in &spec.tests {
+        if spec
+            .inline_filters
+            .as_ref()
+            .is_some_and(|f| !f.matches(&test.log))
+        {
+            continue;
+        }
+        if std::ptr::eq(test, case) {
+            at = Some(batch.len());
+            batch.push(event.clone());
+        } else {
+            batch.push(Arc::new(test.log.clone()));
+        }
+    }
+    let (batch, at) = match at {
+        Some(at) => (batch, at),
+        None => (vec![event.clone()], 0),
+    };
+    // A batch that reads a clock or a random number is discarded by `eval` (and by
+    // `evaluate_batch`), so only batches that do not are compared.
+    let check_batch = |inst: &mut RuleInstance, fail: &mut dyn FnMut(Function, String)| {
+        match inst.evaluate_batch(&batch) {
+            Ok(results) => {
+                if let Some(detail) = disagreement(&results[at], truth) {
+                    fail(Function::EvaluateBatch, format!("it {detail}"));
+                }
+            }
+            // Another test's event may fail the whole batch: this event alone decides.
+            Err(BatchFailure::Call(_)) if batch.len() > 1 => {
+                match fresh().and_then(|mut one| {
+                    one.evaluate_batch(std::slice::from_ref(event))
+                        .map_err(|e| format!("{e:?}"))
+                }) {
+                    Ok(results) => {
+                        if let Some(detail) = disagreement(&results[0], truth) {
+                            fail(Function::EvaluateBatch, format!("it {detail}"));
+                        }
+                    }
+                    Err(e) if clean => fail(
+                        Function::EvaluateBatch,
+                        format!("it failed ({e}) where one call per function does not"),
+                    ),
+                    Err(_) => {}
+                }
+            }
+            Err(BatchFailure::Call(failure)) if clean => fail(
+                Function::EvaluateBatch,
+                format!("it failed ({failure}) where one call per function does not"),
+            ),
+            // `eval` evaluates such a batch's events one call each.
+            Err(_) => {}
+        }
+    };
+    match fresh() {
+        Err(e) => fail(Function::EvaluateBatch, e),
+        Ok(mut inst) => check_batch(&mut inst, &mut fail),
+    }
+    match fresh() {
+        Err(e) => fail(Function::Evaluate, e),
+        Ok(mut inst) => {
+            match inst.evaluate(event) {
+                Ok(result) => {
+                    // What a call that read a clock or a random number gives may depend on
+                    // the call: nothing to compare.
+                    if inst.clock_or_random_reads() == 0
+                        && let Some(detail) = disagreement(&result, truth)
+                    {
+                        fail(Function::Evaluate, format!("it {detail}"));
+                    }
+                    // Again on an instance that has evaluated (it now packs the fields
+                    // `evaluate` read).
+                    check_batch(&mut inst, &mut fail);
+                }
+                Err(failure) if clean => fail(
+                    Function::Evaluate,
+                    format!("it failed ({failure}) where one call per function does not"),
+                ),
+                Err(_) => {}
+            }
+        }
+    }
+    lines
 }
 
 /// A severity shown and compared by its upper-case name.
@@ -328,9 +452,15 @@ impl std::fmt::Display for ListText {
     }
 }
 
-/// Runs a scenario: its events go through the same [`Evaluator`] as `rulehost eval`, with
-/// this rule alone, and the alerts written must match `ExpectedAlerts` one to one.
-pub fn run_scenario(rule: &LoadedRule, scenario: &Scenario) -> CaseResult {
+/// What one run of a scenario wrote.
+struct ScenarioRun {
+    records: Vec<Value>,
+    warnings: Vec<String>,
+    error: Option<String>,
+}
+
+/// Runs a scenario's events through an [`Evaluator`] of this rule alone, with `paths`.
+fn scenario_run(rule: &LoadedRule, scenario: &Scenario, paths: Paths) -> ScenarioRun {
     let warnings = Arc::new(Mutex::new(Vec::<String>::new()));
     let sink = warnings.clone();
     let mut out = Vec::new();
@@ -339,7 +469,11 @@ pub fn run_scenario(rule: &LoadedRule, scenario: &Scenario) -> CaseResult {
         Clock::default(),
         &mut out,
         Box::new(move |w: &str| sink.lock().expect("not poisoned").push(w.to_owned())),
-    );
+    )
+    .with_paths(paths)
+    .with_verify(Verify::Every)
+    // Scenario times are made up: only the event-time clock guards them.
+    .with_clock_guard(ClockGuard::default().without_machine_clock());
     let start = scenario
         .start
         .as_ref()
@@ -347,7 +481,7 @@ pub fn run_scenario(rule: &LoadedRule, scenario: &Scenario) -> CaseResult {
         .unwrap_or(DEFAULT_SCENARIO_START);
     let file: Arc<str> = format!("{}#{}", rule.spec.path.display(), scenario.name).into();
     let mut number = 0;
-    let mut write_error = None;
+    let mut events = Vec::new();
     for event in &scenario.events {
         let base = event.time.as_ref().and_then(|t| {
             parse_time_ms(t).or_else(|| t.as_str().and_then(parse_offset_ms).map(|o| start + o))
@@ -364,36 +498,50 @@ pub fn run_scenario(rule: &LoadedRule, scenario: &Scenario) -> CaseResult {
                 file: file.clone(),
                 line: number,
             };
-            if let Err(e) = eval.event_at(&location, event.log.clone(), time) {
-                write_error = Some(e);
-            }
+            events.push((location, event.log.clone(), time));
         }
     }
+    let written = eval.events_at(events);
     let summary = eval.finish();
+    let error = written
+        .err()
+        .or_else(|| summary.err())
+        .map(|e| e.to_string());
+    let records = String::from_utf8_lossy(&out)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let warnings = warnings.lock().expect("not poisoned").clone();
+    ScenarioRun {
+        records,
+        warnings,
+        error,
+    }
+}
+
+/// Runs a scenario: its events go through the same [`Evaluator`] as `rulehost eval`, with
+/// this rule alone, and the alerts written must match `ExpectedAlerts` one to one. The
+/// events go through each path `eval` may call the rule by (one call per function,
+/// `evaluate`, `evaluate-batch`, every fast-path call checked): a path whose alerts or
+/// failures differ from one call per function fails the scenario, named.
+pub fn run_scenario(rule: &LoadedRule, scenario: &Scenario) -> CaseResult {
+    let reference = scenario_run(rule, scenario, Paths::Functions);
     let mut functions = Vec::new();
-    if let Some(e) = write_error.or_else(|| {
-        summary
-            .as_ref()
-            .err()
-            .map(|e| std::io::Error::other(e.to_string()))
-    }) {
+    if let Some(e) = &reference.error {
         functions.push(FunctionResult {
             function: "alerts".into(),
             passed: false,
-            text: e.to_string(),
+            text: e.clone(),
         });
     }
-    for warning in warnings.lock().expect("not poisoned").iter() {
+    for warning in &reference.warnings {
         functions.push(FunctionResult {
             function: "rule".into(),
             passed: false,
             text: warning.clone(),
         });
     }
-    let records: Vec<Value> = String::from_utf8_lossy(&out)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let records = &reference.records;
     let mut alerts: Vec<Option<&Value>> = records
         .iter()
         .filter(|r| r["kind"] == "alert")
@@ -434,7 +582,56 @@ pub fn run_scenario(rule: &LoadedRule, scenario: &Scenario) -> CaseResult {
             text: describe_alert(extra),
         });
     }
+    if rule.spec.create_alert {
+        for (paths, path) in [
+            (Paths::Evaluate, Function::Evaluate),
+            (Paths::Batch, Function::EvaluateBatch),
+        ] {
+            let run = scenario_run(rule, scenario, paths);
+            let mut fail = |text: String| {
+                functions.push(FunctionResult {
+                    function: path.name().to_owned(),
+                    passed: false,
+                    text,
+                });
+            };
+            for warning in run
+                .warnings
+                .iter()
+                .filter(|w| !reference.warnings.contains(w))
+            {
+                fail(warning.clone());
+            }
+            if let Some(e) = run.error.filter(|_| reference.error.is_none()) {
+                fail(e);
+            }
+            if run.records != reference.records {
+                let differs = run
+                    .records
+                    .iter()
+                    .zip(&reference.records)
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(run.records.len().min(reference.records.len()));
+                let shown = |r: Option<&Value>| r.map_or("nothing".to_owned(), describe_record);
+                fail(format!(
+                    "its records differ from one call per function's: record {} is {}, not {}",
+                    differs + 1,
+                    shown(run.records.get(differs)),
+                    shown(reference.records.get(differs)),
+                ));
+            }
+        }
+    }
     CaseResult::new(&scenario.name, CaseKind::Scenario, functions)
+}
+
+/// A record in a line: its kind, then what identifies it.
+fn describe_record(r: &Value) -> String {
+    match r["kind"].as_str() {
+        Some("alert") => format!("an alert with {}", describe_alert(r)),
+        Some(kind) => format!("a {kind} record ({})", r["title"].as_str().unwrap_or("")),
+        None => r.to_string(),
+    }
 }
 
 /// Where `+offset` scenario times count from when `Start` is not given.

@@ -204,12 +204,13 @@ impl<W: Write> Windows<W> {
                 location: location.clone(),
                 unique,
             };
-            if !self.state.add(&key, hit.clone()) {
+            if !self.state.add(&key, hit.clone()).counted() {
                 let spec = &self.rules[rule].spec;
                 let (period, threshold) = (spec.dedup_period_ms(), spec.threshold);
                 let frozen = self.freeze(rule, &event.value());
                 self.state
-                    .open(key, hit, period, threshold, counts_unique, frozen);
+                    .open(key, hit, period, threshold, counts_unique, frozen)
+                    .expect("the baseline's state has no caps");
             }
         }
         Ok(())

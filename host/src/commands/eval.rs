@@ -11,10 +11,11 @@ use anyhow::Context as _;
 use clap::Parser;
 
 use crate::cli::ExitStatus;
-use crate::clock::Clock;
+use crate::clock::{Clock, parse_offset_ms};
 use crate::commands::RuleArgs;
-use crate::eval::{Evaluator, Input, Location, Quarantine, Summary, run_parallel};
-use crate::input::{DEFAULT_MAX_LINE_BYTES, LineBatch, LineReader, head_digest};
+use crate::eval::{ClockGuard, Evaluator, Input, Location, Quarantine, Summary, run_parallel};
+use crate::input::{BatchLine, DEFAULT_MAX_LINE_BYTES, LineBatch, LineReader, head_digest};
+use crate::state::Caps;
 use crate::store::{
     AtEnd, Checkpointer, DEFAULT_CHECKPOINT_LINES, LockWait, StateStore, StoreError, TrackedInput,
     TrackedOutput,
@@ -67,6 +68,25 @@ pub struct Eval {
     /// resumed from its last commit.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_CHECKPOINT_LINES, requires = "state")]
     checkpoint_lines: u64,
+    /// An event more than this far ahead of the event-time clock (the newest event time
+    /// seen), or of this machine's clock, does not move it: it is evaluated, windowed at
+    /// the clock's time and reported, so one bad timestamp cannot close every window early.
+    /// `30m`, `1h`, `2d`, ...; `0` turns the guard off.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_skew)]
+    max_clock_skew: Skew,
+    /// Most live windows per rule; a match that would open another is a `StateLimit` rule
+    /// error.
+    #[arg(long, value_name = "N", default_value_t = Caps::default().windows)]
+    max_windows: u64,
+    /// Most distinct unique values counted per window; past it a match counts without its
+    /// value, and is a `StateLimit` rule error.
+    #[arg(long, value_name = "N", default_value_t = Caps::default().unique_values)]
+    max_unique_values: u64,
+    /// Most MiB a rule's live windows may keep (dedup strings, alert fields frozen from
+    /// their first match, unique values); past it a match that needs more is a
+    /// `StateLimit` rule error.
+    #[arg(long, value_name = "MIB", default_value_t = Caps::default().bytes >> 20)]
+    max_state_mib: u64,
     #[command(flatten)]
     rule_args: RuleArgs,
 }
@@ -89,6 +109,24 @@ struct Settings {
     quarantine: Quarantine,
     threads: usize,
     state: Option<StateSettings>,
+    clock_guard: ClockGuard,
+    caps: Caps,
+}
+
+/// `--max-clock-skew`: a duration, `0` for no guard.
+#[derive(Debug, Clone, Copy)]
+struct Skew(Option<i64>);
+
+fn parse_skew(text: &str) -> Result<Skew, String> {
+    if text.trim() == "0" {
+        return Ok(Skew(None));
+    }
+    match parse_offset_ms(text) {
+        Some(ms) if ms > 0 => Ok(Skew(Some(ms))),
+        _ => Err(format!(
+            "expected a duration such as `30m`, `1h` or `2d` (or `0` for none), got `{text}`"
+        )),
+    }
 }
 
 /// `--state` and its options.
@@ -142,6 +180,12 @@ impl Eval {
                 },
                 every_lines: self.checkpoint_lines,
             }),
+            clock_guard: ClockGuard::with_skew(self.max_clock_skew.0),
+            caps: Caps {
+                windows: self.max_windows,
+                unique_values: self.max_unique_values,
+                bytes: self.max_state_mib.saturating_mul(1 << 20),
+            },
         }
     }
 
@@ -216,7 +260,9 @@ impl Eval {
             }
         });
         let mut eval = Evaluator::new(rules, settings.clock.clone(), out, warn)
-            .with_quarantine(settings.quarantine);
+            .with_quarantine(settings.quarantine)
+            .with_clock_guard(settings.clock_guard)
+            .with_caps(settings.caps);
         let mut unreadable = 0u64;
         let mut readers = Vec::new();
         for path in &settings.inputs {
@@ -233,6 +279,7 @@ impl Eval {
                 }
             }
         }
+        let mut held = None;
         if let (Some(mut store), Some(state)) = (store.take(), &settings.state) {
             let tracked = track_inputs(&store, &mut readers)?;
             store.begin_run(tracked_output.as_ref().map(|o| (o.path.as_path(), o.base)))?;
@@ -243,19 +290,38 @@ impl Eval {
                 state.every_lines,
                 state.at_end,
             );
-            let (with_state, other_rules) = eval.with_checkpoints(checkpoints)?;
+            let (with_state, resumed) = eval.with_checkpoints(checkpoints)?;
             eval = with_state;
-            for (rule_id, windows) in other_rules {
+            held = resumed.held;
+            for (rule_id, windows) in resumed.other_rules {
                 eprintln!(
                     "note: the state holds {windows} live window(s) of rule `{rule_id}`, which \
                      this run does not load; they are kept"
                 );
             }
         }
+        // A line the last run held goes first, where it would have been had that run
+        // seen the next line.
+        let held = held.map(|held| {
+            let mut batch = LineBatch::default();
+            batch.bytes.extend_from_slice(held.text.as_bytes());
+            batch.lines.push(BatchLine {
+                number: held.line,
+                start: 0,
+                end: batch.bytes.len(),
+                too_long: false,
+            });
+            Input::Lines {
+                file: held.file.into(),
+                batch,
+                max_line: usize::MAX,
+            }
+        });
         let summary = run_parallel(
             eval,
             settings.threads,
-            inputs(readers, settings.max_line_bytes),
+            held.into_iter()
+                .chain(inputs(readers, settings.max_line_bytes)),
         )?;
         print_summary(&summary, rule_count, started.elapsed().as_secs_f64());
         Ok(if summary.has_errors() || unreadable > 0 {
@@ -382,6 +448,20 @@ fn print_summary(summary: &Summary, rules: usize, seconds: f64) {
         plural(summary.blank_lines, "blank line"),
         plural(summary.events_without_time, "event"),
     );
+    if summary.events_held > 0 {
+        eprintln!(
+            "  clock: {} held in the state for the next run: too far ahead of the clock to \
+             trust, with no event after it to tell",
+            plural(summary.events_held, "event")
+        );
+    }
+    if summary.events_ahead_of_clock > 0 {
+        eprintln!(
+            "  clock: {} too far ahead of the event-time clock to move it (windowed at the \
+             clock's time; each is reported above)",
+            plural(summary.events_ahead_of_clock, "event")
+        );
+    }
     let width = summary
         .rules
         .iter()
@@ -408,13 +488,57 @@ fn print_summary(summary: &Summary, rules: usize, seconds: f64) {
         );
     }
     for (id, s) in &summary.rules {
-        if let Some(at) = &s.quarantined_at {
+        if !s.failed_calls.is_empty() {
+            eprintln!("  failed calls: `{id}`: {}", failed_calls_text(s));
+        }
+        if s.state_limited > 0 {
+            let matches = match s.state_limited {
+                1 => "1 match".to_owned(),
+                n => format!("{n} matches"),
+            };
+            eprintln!("  state limits: `{id}`: {matches} hit a cap (`StateLimit` rule errors)");
+        }
+        if s.path_mismatches > 0 {
             eprintln!(
-                "  quarantined: `{id}` at `{at}`; {} not evaluated",
+                "  path mismatches: `{id}`: {} whose fast path disagreed with one call per \
+                 function",
+                plural(s.path_mismatches, "event")
+            );
+        }
+    }
+    for (id, s) in &summary.rules {
+        if let Some(at) = &s.quarantined_at {
+            let in_flight = match s.discarded {
+                0 => String::new(),
+                n => format!(
+                    " ({} more had been evaluated before the workers stopped; their results \
+                     were dropped)",
+                    plural(n, "event")
+                ),
+            };
+            eprintln!(
+                "  quarantined: `{id}` at `{at}`; {} not evaluated{in_flight}",
                 plural(s.skipped, "later event")
             );
         }
     }
+}
+
+/// `rule: 3 Timeout, 1 Trap; evaluate-batch: 1 Timeout`.
+fn failed_calls_text(stats: &crate::eval::RuleStats) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut last = None;
+    for (&(function, kind), &n) in &stats.failed_calls {
+        if last == Some(function) {
+            if let Some(part) = parts.last_mut() {
+                part.push_str(&format!(", {n} {kind}"));
+            }
+        } else {
+            parts.push(format!("{function}: {n} {kind}"));
+            last = Some(function);
+        }
+    }
+    parts.join("; ")
 }
 
 /// An opened input.

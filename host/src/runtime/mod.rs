@@ -23,7 +23,7 @@ use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, StoreLimits, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -180,6 +180,8 @@ pub enum RuleFailure {
     Trap(String),
     /// `rule` returned `err(message)`: the rule raised an error without crashing.
     Returned(String),
+    /// Not called: the deadline it shared with earlier calls ([`Deadline`]) had passed.
+    DeadlinePassed,
 }
 
 /// Why [`RuleInstance::evaluate_batch`] gave no results.
@@ -202,12 +204,13 @@ impl RuleFailure {
             RuleFailure::ResourceLimit(_) => "ResourceLimit",
             RuleFailure::Trap(_) => "Trap",
             RuleFailure::Returned(_) => "RuleError",
+            RuleFailure::DeadlinePassed => "DeadlinePassed",
         }
     }
 
     /// Whether the Store is poisoned and the instance must be replaced.
     pub fn needs_fresh_instance(&self) -> bool {
-        !matches!(self, RuleFailure::Returned(_))
+        !matches!(self, RuleFailure::Returned(_) | RuleFailure::DeadlinePassed)
     }
 }
 
@@ -218,6 +221,10 @@ impl std::fmt::Display for RuleFailure {
             RuleFailure::ResourceLimit(m) => write!(f, "resource limit exceeded: {m}"),
             RuleFailure::Trap(m) => write!(f, "trapped: {m}"),
             RuleFailure::Returned(m) => write!(f, "rule error: {m}"),
+            RuleFailure::DeadlinePassed => write!(
+                f,
+                "not called: the deadline it shared with the window's other calls had passed"
+            ),
         }
     }
 }
@@ -329,6 +336,9 @@ pub struct Runtime {
     linker: Linker<HostState>,
     limits: Limits,
     cache: CodeCache,
+    /// Epoch ticks so far: wasmtime does not expose the engine's epoch, so the ticker
+    /// counts them here too, for shared deadlines ([`Deadline`]).
+    epoch: Arc<AtomicU64>,
     _ticker: Ticker,
 }
 
@@ -358,13 +368,18 @@ impl Runtime {
         let weak = engine.weak();
         let tick = limits.tick;
         let flag = stop.clone();
+        let epoch = Arc::new(AtomicU64::new(0));
+        let ticks = epoch.clone();
         std::thread::Builder::new()
             .name("rulehost-epoch".into())
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(tick);
                     match weak.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
+                        Some(engine) => {
+                            engine.increment_epoch();
+                            ticks.fetch_add(1, Ordering::Relaxed);
+                        }
                         None => break,
                     }
                 }
@@ -374,6 +389,7 @@ impl Runtime {
             linker,
             limits,
             cache: CodeCache::Disabled,
+            epoch,
             _ticker: Ticker { stop },
         })
     }
@@ -418,6 +434,7 @@ impl Runtime {
             limits: self.limits.clone(),
             sha256,
             cache,
+            epoch: self.epoch.clone(),
         })
     }
 
@@ -471,6 +488,7 @@ impl Runtime {
             limits: self.limits.at_least(&Limits::default()),
             sha256: String::new(),
             cache: CacheOutcome::Disabled,
+            epoch: self.epoch.clone(),
         };
         trial
             .instantiate(Output::Discard)
@@ -527,6 +545,7 @@ pub struct RuleComponent {
     limits: Limits,
     sha256: String,
     cache: CacheOutcome,
+    epoch: Arc<AtomicU64>,
 }
 
 /// Where a rule's stdout and stderr go.
@@ -553,6 +572,12 @@ impl RuleComponent {
     /// Whether the compiled code came from the cache.
     pub fn cache_outcome(&self) -> CacheOutcome {
         self.cache
+    }
+
+    /// One call's deadline from now, to share between several calls
+    /// ([`RuleInstance::share_deadline`]).
+    pub fn deadline(&self) -> Deadline {
+        Deadline(self.epoch.load(Ordering::Relaxed) + self.limits.deadline_ticks())
     }
 
     /// A fresh instance in its own Store.
@@ -589,6 +614,8 @@ impl RuleComponent {
             store,
             bindings,
             captured,
+            epoch: self.epoch.clone(),
+            shared_deadline: None,
             deadline: self.limits.deadline_ticks(),
             max_returned_bytes: self.limits.max_returned_bytes,
             packed: Vec::new(),
@@ -601,6 +628,10 @@ pub struct RuleInstance {
     store: Store<HostState>,
     bindings: Rule,
     captured: Option<(wasi::BoundedOutput, wasi::BoundedOutput)>,
+    epoch: Arc<AtomicU64>,
+    /// Set by [`RuleInstance::share_deadline`]: every call ends by then.
+    shared_deadline: Option<Deadline>,
+    /// Ticks of one call's own deadline.
     deadline: u64,
     max_returned_bytes: usize,
     /// `evaluate`'s `fields`, kept to reuse the buffer.
@@ -632,7 +663,24 @@ macro_rules! optional_exports {
     };
 }
 
+/// A point in time (in epoch ticks) by which calls must end: several calls can share one
+/// call's deadline, so that together they cost at most one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline(u64);
+
 impl RuleInstance {
+    /// Makes every following call end by `deadline` (its own deadline when `None`): a call
+    /// made after it has passed fails with [`RuleFailure::DeadlinePassed`] without running.
+    pub fn share_deadline(&mut self, deadline: Option<Deadline>) {
+        self.shared_deadline = deadline;
+    }
+
+    /// How many times this instance's calls read a clock or a random number so far: the
+    /// values such a call returns may depend on the call, not only on the event.
+    pub fn clock_or_random_reads(&self) -> u64 {
+        self.store.data().virt.reads()
+    }
+
     /// Sets the time the rule's wall and monotonic clocks report, in milliseconds since
     /// the Unix epoch: the time of the event the next calls are about (0 until set).
     pub fn set_event_time(&mut self, ms: i64) {
@@ -766,10 +814,18 @@ impl RuleInstance {
         event: &Arc<Json>,
         f: impl FnOnce(&Rule, &mut Store<HostState>) -> wasmtime::Result<T>,
     ) -> Result<T, RuleFailure> {
+        // Re-armed before every call: the deadline counts from now, not from instantiation,
+        // unless the call shares an earlier one.
+        let ticks = match self.shared_deadline {
+            None => self.deadline,
+            Some(Deadline(at)) => match at.checked_sub(self.epoch.load(Ordering::Relaxed)) {
+                Some(left) if left > 0 => left,
+                _ => return Err(RuleFailure::DeadlinePassed),
+            },
+        };
         self.store.data_mut().event = Some(event.clone());
         self.store.data().virt.begin_call();
-        // Re-armed before every call: the deadline counts from now, not from instantiation.
-        self.store.set_epoch_deadline(self.deadline);
+        self.store.set_epoch_deadline(ticks);
         let result = f(&self.bindings, &mut self.store);
         self.store.data_mut().event = None;
         let value = result.map_err(|e| classify(&e))?;

@@ -7,12 +7,22 @@ mod audit;
 /// Bad input (malformed, oversized, deeply nested or non-object lines, empty, truncated
 /// or missing files) is counted and reported, and the good lines around it still alert.
 mod bad_input;
+/// What a failing rule may cost: the failure budget, quarantine within a few events for
+/// any thread count, exact counts, one deadline for the calls that freeze a window.
+mod budget;
+/// Per-rule caps on the alert state: windows, unique values, bytes; measured memory.
+mod caps;
 /// The `rulehost` command line, pinned by golden transcripts.
 mod cli;
+/// A poisoned timestamp does not move the event-time clock: no alert lost or delayed.
+mod clock_skew;
 /// `rulehost lock` and `--locked`, and the compiled-code cache.
 mod integrity;
 /// The library API as the crate docs show it.
 mod library;
+/// Fast paths give what one call per function gives: `test` fails a path that differs,
+/// `eval` checks a sample; a path that only fails costs one failed call per worker.
+mod paths;
 /// Hostile rules: loops, panics, memory bombs cost only themselves.
 mod sandbox;
 /// Panther's fallbacks, limits, rule errors, signals and inline filters.

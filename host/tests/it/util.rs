@@ -180,6 +180,20 @@ pub fn evaluate(rules: Vec<LoadedRule>, events: &[Value]) -> (Vec<Value>, Summar
     })
 }
 
+/// Per-rule counts as any path of calling the rules gives them: without the failed calls
+/// of fast paths (`evaluate`, `evaluate-batch`), which only the path that made them has.
+pub fn path_independent(summary: &Summary) -> Vec<(String, rulehost::eval::RuleStats)> {
+    summary
+        .rules
+        .iter()
+        .map(|(id, stats)| {
+            let mut stats = stats.clone();
+            stats.failed_calls.retain(|(f, _), _| !f.is_fast_path());
+            (id.clone(), stats)
+        })
+        .collect()
+}
+
 /// A runtime with default limits.
 pub fn runtime() -> Runtime {
     Runtime::new(Limits::default()).unwrap()

@@ -2,10 +2,12 @@
 //! fallbacks and limits. Field `f` of the event drives function `f`:
 //! - `match`: `true`/`false` for `rule`; the string `"raise"` makes `rule` return an error;
 //! - `title`, `dedup`, `unique`, `severity`, `description`, `reference`, `runbook`: the
-//!   string to return; `"panic"` panics; `"big"` returns 100 KiB of `x`; a `dedup` that is
+//!   string to return; `"panic"` panics; `"loop"` never returns; `"big"` returns 100 KiB
+//!   of `x`; a `dedup` that is
 //!   not a string returns the `Value` the rule read, as `{:?}` prints it;
 //! - `context`: returned as JSON text (a string value is returned verbatim, so invalid JSON
-//!   can be sent); `"big"` returns a 300 KiB object;
+//!   can be sent); `"big"` returns a 300 KiB object, `"large"` a 199 KiB one (just under
+//!   Panther's 200 KiB limit);
 //! - `destinations`: a comma-separated list; `""` is the empty list.
 //!
 //! A missing field returns an empty string (`DEFAULT` for `severity`, `{}` for the context,
@@ -16,6 +18,12 @@ use rulehost_sdk::{Context, Event, Value, export_rule};
 fn text(event: &Event, field: &str) -> String {
     match event.get_str(field).as_deref() {
         Some("panic") => panic!("echo rule: {field} panicked on request"),
+        Some("loop") => {
+            let mut n: u64 = 0;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
         Some("big") => "x".repeat(100 << 10),
         Some(s) => s.to_owned(),
         None => String::new(),
@@ -73,6 +81,9 @@ fn alert_context(event: &Event) -> Context {
         Some(Value::Str(s)) if s == "panic" => panic!("echo rule: alert_context panicked"),
         Some(Value::Str(s)) if s == "big" => {
             ctx.insert("big", Some(Value::Str("y".repeat(300 << 10))));
+        }
+        Some(Value::Str(s)) if s == "large" => {
+            ctx.insert("large", Some(Value::Str("y".repeat(199 << 10))));
         }
         Some(Value::Str(raw)) => {
             // Smuggle raw text through as a "JSON" value to test the host's validation.

@@ -1,0 +1,216 @@
+//! [`Evaluator`]: runs every rule over a stream of events and turns matches into alerts.
+//!
+//! Per event: read its time ([`Clock`]), close windows that ended, then for each rule call
+//! `rule`; on a match call `dedup` (and `title` for the fallback) and `unique`, and, only
+//! when the match opens a window, the functions whose values the alert keeps (title,
+//! severity, alert context, description, reference, runbook, destinations). That is
+//! Panther's "fields come from the window's first match", at a fraction of the calls.
+//!
+//! The pipeline, one file each: a worker (`worker.rs`, one per thread, with its own
+//! instance of every rule in a `slot.rs`) parses lines and calls the rules, handing the
+//! stage (`stage.rs`) one outcome (`outcome.rs`) per rule per event; the one stage applies
+//! them in input order (the event-time guard of `skew.rs`, windows, alert fields, the
+//! failure budget, output) and keeps the [`Summary`]; [`run_parallel`] runs workers on
+//! threads.
+
+mod outcome;
+mod parallel;
+mod skew;
+mod slot;
+mod stage;
+mod summary;
+mod worker;
+
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use serde_json::Value;
+
+pub use crate::alert::{AlertFields, AlertRecord, Location, SignalRecord};
+pub(crate) use outcome::{Outcome, disagreement};
+pub use parallel::{Input, run_parallel};
+pub use skew::{ClockGuard, DEFAULT_MAX_CLOCK_SKEW_MS};
+pub use slot::Paths;
+pub use summary::{
+    DEFAULT_QUARANTINE_AFTER, Function, KeptWindows, Quarantine, RuleStats, Summary,
+};
+pub use worker::Verify;
+
+use crate::clock::Clock;
+use crate::ruleset::LoadedRule;
+use crate::state::Caps;
+use crate::store::{Checkpointer, HeldLine, Restored, StoreError};
+use outcome::StagedEvent;
+use slot::Slot;
+use stage::{Stage, StageRule};
+use worker::{Worker, WorkerSettings};
+
+/// What a state holds for a run besides its windows ([`Evaluator::with_checkpoints`]).
+#[derive(Debug, Clone, Default)]
+pub struct Resumed {
+    /// Rules with windows in the state that this run does not load: (RuleID, windows).
+    pub other_rules: Vec<(String, u64)>,
+    /// A line the last run held undecided ([`ClockGuard`]): evaluate it first.
+    pub held: Option<HeldLine>,
+}
+
+/// Evaluates events against a set of rules and writes alert records as JSON lines.
+///
+/// [`Evaluator::event`] evaluates in the calling thread; [`run_parallel`] spreads the rule
+/// calls over worker threads and gives byte-identical output.
+pub struct Evaluator<W: Write> {
+    worker: Worker,
+    stage: Stage<W>,
+    settings: WorkerSettings,
+}
+
+impl<W: Write> Evaluator<W> {
+    /// `warn` receives one line per reported problem (stderr in the CLI).
+    pub fn new(
+        rules: Vec<LoadedRule>,
+        clock: Clock,
+        out: W,
+        warn: Box<dyn FnMut(&str) + Send>,
+    ) -> Self {
+        let settings = WorkerSettings {
+            paths: Paths::Auto,
+            verify: Verify::Sampled,
+            budget: Quarantine::default().budget(),
+        };
+        let quarantined: Arc<[AtomicBool]> = rules.iter().map(|_| AtomicBool::new(false)).collect();
+        let worker = Worker::new(&rules, clock, quarantined.clone(), &settings);
+        let rules = rules
+            .into_iter()
+            .map(|rule| StageRule::new(Slot::new(rule, Paths::Functions, None)))
+            .collect();
+        let mut stage = Stage::new(rules, out, warn, quarantined);
+        stage.state.set_caps(Caps::default());
+        Evaluator {
+            worker,
+            stage,
+            settings,
+        }
+    }
+
+    /// Rebuilds the worker after a setting changed (it has made no calls yet).
+    fn with_settings(mut self, change: impl FnOnce(&mut WorkerSettings)) -> Self {
+        change(&mut self.settings);
+        self.worker = self.worker.fork(&self.settings);
+        self
+    }
+
+    /// Sets when a failing rule is quarantined (default: after 10 costly failed calls).
+    pub fn with_quarantine(mut self, quarantine: Quarantine) -> Self {
+        self.stage.quarantine = quarantine;
+        self.with_settings(|s| s.budget = quarantine.budget())
+    }
+
+    /// Sets which ways of calling the rules the workers use (default [`Paths::Auto`]).
+    pub fn with_paths(self, paths: Paths) -> Self {
+        self.with_settings(|s| s.paths = paths)
+    }
+
+    /// Sets which fast-path calls are checked against one call per function (default
+    /// [`Verify::Sampled`]).
+    pub fn with_verify(self, verify: Verify) -> Self {
+        self.with_settings(|s| s.verify = verify)
+    }
+
+    /// Sets which event times may move the event-time clock (default
+    /// [`ClockGuard::default`]: one hour of skew).
+    pub fn with_clock_guard(mut self, guard: ClockGuard) -> Self {
+        self.stage.clock = guard;
+        self
+    }
+
+    /// Sets what each rule's alert state may hold (default [`Caps::default`]).
+    pub fn with_caps(mut self, caps: Caps) -> Self {
+        self.stage.state.set_caps(caps);
+        self
+    }
+
+    /// Continues from the state `checkpoints` keeps (`eval --state`) and commits to it as it
+    /// goes. Returns what else the state holds for this run: the rules with windows that
+    /// this evaluator does not run, and a line the last run held, to evaluate before any
+    /// other. Call it after [`Evaluator::with_caps`]: the restored state keeps the caps.
+    pub fn with_checkpoints(
+        mut self,
+        mut checkpoints: Checkpointer,
+    ) -> Result<(Self, Resumed), StoreError> {
+        let rule_ids = self
+            .stage
+            .rules
+            .iter()
+            .map(|r| r.slot.rule.spec.rule_id.clone())
+            .collect();
+        let Restored {
+            mut state,
+            other_rules,
+            held,
+        } = checkpoints.restore(rule_ids)?;
+        state.set_caps(self.stage.state.caps());
+        self.stage.state = state;
+        self.stage.checkpoints = Some(checkpoints);
+        Ok((self, Resumed { other_rules, held }))
+    }
+
+    /// Counts an input file.
+    pub fn file_started(&mut self) {
+        self.stage.summary.files += 1;
+    }
+
+    /// Counts a blank line.
+    pub fn blank_line(&mut self, location: &Location) -> io::Result<()> {
+        self.stage
+            .apply(outcome::Evaluated::Blank(location.clone()))
+    }
+
+    /// Counts and reports a skipped line.
+    pub fn bad_line(
+        &mut self,
+        location: &Location,
+        reason: &dyn std::fmt::Display,
+    ) -> io::Result<()> {
+        self.stage.apply(outcome::Evaluated::Bad {
+            location: location.clone(),
+            reason: reason.to_string(),
+        })
+    }
+
+    /// Evaluates one event at the time its own fields give ([`Clock`]).
+    pub fn event(&mut self, location: &Location, event: Value) -> io::Result<()> {
+        self.event_at(location, event, None)
+    }
+
+    /// Evaluates one event at `time` (epoch ms) when given, else at the time its own
+    /// fields give; an event without either gets the newest time seen (and is counted).
+    pub fn event_at(
+        &mut self,
+        location: &Location,
+        event: Value,
+        time: Option<i64>,
+    ) -> io::Result<()> {
+        self.events_at(vec![(location.clone(), event, time)])
+    }
+
+    /// Evaluates several events, in order, as [`Evaluator::event_at`] does one: a rule gets
+    /// up to 32 of them per `evaluate-batch` call, as in a line batch of `run_parallel`.
+    pub fn events_at(&mut self, events: Vec<(Location, Value, Option<i64>)>) -> io::Result<()> {
+        let staged = events
+            .into_iter()
+            .map(|(location, event, time)| StagedEvent {
+                location,
+                event: Arc::new(event),
+                time,
+            })
+            .collect();
+        let evaluated = self.worker.events(staged);
+        self.stage.apply(evaluated)
+    }
+
+    /// Closes every window, writes the remaining alerts and returns the totals.
+    pub fn finish(self) -> io::Result<Summary> {
+        self.stage.finish()
+    }
+}

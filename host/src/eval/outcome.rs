@@ -1,0 +1,229 @@
+//! What a worker hands the alert stage: per event, each rule's [`Outcome`], and [`Note`]s
+//! on calls off the one-call-per-function path (a fast path that failed, or whose results
+//! differed in a sampled check).
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::summary::Function;
+use crate::alert::Location;
+use crate::input::LineBatch;
+use crate::runtime::{Matched, RuleFailure};
+use crate::semantics::Called;
+
+/// What one rule made of one event, in a worker.
+pub(crate) enum Outcome {
+    /// Ruled out by `InlineFilters`; the rule was not called.
+    Filtered,
+    /// `rule` returned false.
+    NoMatch,
+    /// `rule` failed (boxed, like a match, to keep every outcome small: a worker sends one
+    /// per rule per event).
+    Failed(Box<RuleFailure>),
+    /// A match of a `CreateAlert: false` rule.
+    Signal,
+    /// A match.
+    Match(Box<MatchInfo>),
+    /// Not evaluated: the rule is quarantined, or has spent its failure budget in this
+    /// line batch (then the stage has quarantined it at or before this event).
+    Skipped,
+}
+
+/// The calls every match needs. `title` is `None` when it was not needed (the rule's
+/// `dedup` gave a value): the alert stage calls it only if the match opens a window.
+pub(crate) struct MatchInfo {
+    pub dedup: Called<String>,
+    pub title: Option<Called<String>>,
+    pub unique: Called<String>,
+}
+
+impl MatchInfo {
+    /// The failed calls, each with its function.
+    pub fn failures(&self) -> impl Iterator<Item = (Function, &RuleFailure)> {
+        [
+            (Function::Dedup, Some(&self.dedup)),
+            (Function::Title, self.title.as_ref()),
+            (Function::Unique, Some(&self.unique)),
+        ]
+        .into_iter()
+        .filter_map(|(function, called)| Some((function, called?.as_ref().err()?)))
+    }
+}
+
+impl Outcome {
+    /// The outcome a fast path's result for one event stands for.
+    pub fn from_fast(result: Result<Option<Matched>, String>) -> Outcome {
+        match result {
+            Ok(None) => Outcome::NoMatch,
+            Err(message) => Outcome::Failed(Box::new(RuleFailure::Returned(message))),
+            Ok(Some(m)) => {
+                let title = m.dedup.is_none().then_some(Ok(m.title));
+                Outcome::Match(Box::new(MatchInfo {
+                    dedup: Ok(m.dedup),
+                    title,
+                    unique: Ok(m.unique),
+                }))
+            }
+        }
+    }
+
+    /// The outcome of an alert rule's one-by-one calls: `rule`, then (on a match) `dedup`,
+    /// `title` (used only when `dedup` is not defined) and `unique`.
+    pub fn from_calls(
+        rule: &Result<bool, RuleFailure>,
+        dedup: &Called<String>,
+        title: &Called<String>,
+        unique: &Called<String>,
+    ) -> Outcome {
+        match rule {
+            Ok(false) => Outcome::NoMatch,
+            Err(failure) => Outcome::Failed(Box::new(failure.clone())),
+            Ok(true) => Outcome::Match(Box::new(MatchInfo {
+                dedup: dedup.clone(),
+                title: matches!(dedup, Ok(None)).then(|| title.clone()),
+                unique: unique.clone(),
+            })),
+        }
+    }
+
+    /// Every failed call behind this outcome, with its function.
+    pub fn failures(&self) -> Vec<(Function, &RuleFailure)> {
+        match self {
+            Outcome::Failed(f) => vec![(Function::Rule, f)],
+            Outcome::Match(info) => info.failures().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The failures that count against the rule's failure budget ([`super::Quarantine`]):
+    /// calls that cost a deadline or a fresh instance.
+    pub fn costly_failures(&self) -> u32 {
+        self.failures()
+            .iter()
+            .filter(|(_, f)| f.needs_fresh_instance())
+            .count() as u32
+    }
+}
+
+/// Why a fast path's result for one event is not what one call per function gives
+/// (`truth`), or `None` when they agree. A fast path may fail where the functions do (the
+/// host then calls them one by one), but it must not succeed where one of them fails, nor
+/// return other values.
+pub(crate) fn disagreement(
+    fast: &Result<Option<Matched>, String>,
+    truth: &Outcome,
+) -> Option<String> {
+    let gave = match fast {
+        Ok(None) => "no match".to_owned(),
+        Ok(Some(m)) => format!(
+            "a match (dedup {:?}, title {:?}, unique {:?})",
+            m.dedup, m.title, m.unique
+        ),
+        Err(e) => format!("the error {e:?}"),
+    };
+    match (truth, fast) {
+        (Outcome::NoMatch, Ok(None)) => None,
+        (Outcome::NoMatch, _) => Some(format!("gave {gave} where `rule` returns false")),
+        (Outcome::Failed(f), Err(e)) if matches!(&**f, RuleFailure::Returned(m) if m == e) => None,
+        (Outcome::Failed(f), _) => Some(match &**f {
+            RuleFailure::Returned(m) => format!("gave {gave} where `rule` returns the error {m:?}"),
+            other => format!("gave {gave} where `rule` fails ({other})"),
+        }),
+        (Outcome::Match(info), Ok(Some(m))) => {
+            let differs = |name: &str, want: &Called<String>, got: &Option<String>| match want {
+                Ok(w) if w == got => None,
+                Ok(w) => Some(format!("gave {name} {got:?} where `{name}` returns {w:?}")),
+                Err(f) => Some(format!("gave {name} {got:?} where `{name}` fails ({f})")),
+            };
+            let title = match (&info.dedup, &info.title) {
+                (Ok(None), Some(t)) => differs("title", t, &m.title),
+                _ => None,
+            };
+            differs("dedup", &info.dedup, &m.dedup)
+                .or(title)
+                .or_else(|| differs("unique", &info.unique, &m.unique))
+        }
+        (Outcome::Match(_), _) => Some(format!("gave {gave} where `rule` returns true")),
+        (Outcome::Filtered | Outcome::Signal | Outcome::Skipped, _) => None,
+    }
+}
+
+/// Something about one rule's calls on one event besides its outcome.
+pub(crate) struct Note {
+    /// Index of the event among the events of its batch (or 0 for one event).
+    pub event: usize,
+    /// Index of the rule.
+    pub rule: usize,
+    /// What happened.
+    pub what: NoteKind,
+}
+
+/// What a [`Note`] says.
+pub(crate) enum NoteKind {
+    /// A fast-path call failed; the outcome comes from one call per function. For
+    /// `evaluate-batch` the note is on the batch's first event.
+    FastPathFailed {
+        /// `evaluate` or `evaluate-batch`.
+        path: Function,
+        /// How it failed.
+        failure: RuleFailure,
+    },
+    /// A checked fast-path call gave results that differ from one call per function (the
+    /// outcome is theirs).
+    Mismatch {
+        /// `evaluate` or `evaluate-batch`.
+        path: Function,
+        /// What differed.
+        detail: String,
+    },
+}
+
+/// One input item after a worker has seen it.
+pub(crate) enum Evaluated {
+    /// Events evaluated one call at a time ([`super::Evaluator::event_at`]): each with
+    /// each rule's outcome, in rule order.
+    Events {
+        events: Vec<StagedEvent>,
+        outcomes: Vec<Outcome>,
+        notes: Vec<Note>,
+    },
+    /// A batch of lines of one file.
+    Lines(EvaluatedLines),
+    /// A line that was not an event.
+    Bad { location: Location, reason: String },
+    /// A blank line.
+    Blank(Location),
+    /// A new input file.
+    FileStarted,
+}
+
+/// An event given to the evaluator already parsed.
+pub(crate) struct StagedEvent {
+    pub location: Location,
+    pub event: Arc<Value>,
+    pub time: Option<i64>,
+}
+
+/// A [`LineBatch`] after a worker has seen it. The parsed events were dropped on the
+/// worker that allocated them; the stage parses a line again in the rare case it needs
+/// the event (a match that opens a window, a signal).
+pub(crate) struct EvaluatedLines {
+    pub file: Arc<str>,
+    pub batch: LineBatch,
+    pub items: Vec<LineItem>,
+    /// Each event's outcomes, one per rule, events in order.
+    pub outcomes: Vec<Outcome>,
+    /// Sorted by event, then rule.
+    pub notes: Vec<Note>,
+}
+
+/// What a worker made of one line of a batch.
+pub(crate) enum LineItem {
+    /// An event: index of its line in the batch, and its time if it had one.
+    Event { line: usize, time: Option<i64> },
+    /// A blank line.
+    Blank { number: u64 },
+    /// A line that was not an event.
+    Bad { number: u64, reason: String },
+}

@@ -1,0 +1,148 @@
+//! [`ClockGuard`]: which event times may move the run's event-time clock.
+//!
+//! Windows close when the clock (the newest event time seen) passes their end, so one
+//! line with a time far in the future would close every open window early and lose the
+//! alerts that later events would have raised. An event more than the allowed skew ahead
+//! of the clock therefore does not move it on its own word:
+//! - ahead of the machine's own clock (plus the skew), it never does: no real log comes
+//!   from the future;
+//! - otherwise it is held until the next event: when that one is within the skew of it
+//!   (or later), the stream really moved on (a quiet night between two files) and the held
+//!   event is applied at its own time; when it is not, the held event was a lone outlier.
+//!
+//! An event that does not move the clock is still evaluated, counted and reported with
+//! `file:line`, and its matches are windowed at the clock's time, as an event without a
+//! readable time is.
+
+/// The default of `eval --max-clock-skew`: one hour.
+pub const DEFAULT_MAX_CLOCK_SKEW_MS: i64 = 3_600_000;
+
+/// Which event times may move the event-time clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockGuard {
+    /// How far ahead of the clock an event may be and still move it at once; `None` lets
+    /// every time move it (no guard).
+    pub max_skew_ms: Option<i64>,
+    /// Times after this (the machine's clock plus the skew, when the run started) never
+    /// move the clock; `None` for no such limit (`rulehost test` scenarios, whose times
+    /// are made up).
+    pub latest_ms: Option<i64>,
+}
+
+impl Default for ClockGuard {
+    /// One hour of skew, against the event-time clock and against the machine's clock.
+    fn default() -> Self {
+        ClockGuard::with_skew(Some(DEFAULT_MAX_CLOCK_SKEW_MS))
+    }
+}
+
+/// Where an event's matches are windowed, and whether its time moves the clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Placement {
+    /// At its own time, which moves the clock.
+    Own(i64),
+    /// No readable time: at the clock's time.
+    Missing,
+    /// Too far ahead: at the clock's time; counted and reported.
+    Ahead(i64),
+    /// Ahead of the clock, to be decided by the next event ([`ClockGuard::corroborates`]).
+    Suspect(i64),
+}
+
+impl ClockGuard {
+    /// `max_skew_ms` against the event-time clock and the machine's clock now.
+    pub fn with_skew(max_skew_ms: Option<i64>) -> Self {
+        let now = jiff::Timestamp::now().as_millisecond();
+        ClockGuard {
+            max_skew_ms,
+            latest_ms: max_skew_ms.map(|skew| now.saturating_add(skew)),
+        }
+    }
+
+    /// No limit against the machine's clock (made-up times).
+    pub fn without_machine_clock(self) -> Self {
+        ClockGuard {
+            latest_ms: None,
+            ..self
+        }
+    }
+
+    /// Where an event at `time` goes, with the clock at `clock`.
+    pub(super) fn place(&self, time: Option<i64>, clock: Option<i64>) -> Placement {
+        let Some(time) = time else {
+            return Placement::Missing;
+        };
+        let Some(skew) = self.max_skew_ms else {
+            return Placement::Own(time);
+        };
+        if self.latest_ms.is_some_and(|latest| time > latest) {
+            return Placement::Ahead(time);
+        }
+        match clock {
+            Some(clock) if time > clock.saturating_add(skew) => Placement::Suspect(time),
+            _ => Placement::Own(time),
+        }
+    }
+
+    /// Whether the event after a held one (at `next`) shows that the stream really moved
+    /// to the held time: it is no more than the skew before it, and itself possible.
+    pub(super) fn corroborates(&self, held: i64, next: Option<i64>) -> bool {
+        let skew = self.max_skew_ms.unwrap_or(0);
+        next.is_some_and(|next| {
+            next >= held.saturating_sub(skew) && self.latest_ms.is_none_or(|latest| next <= latest)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = 3_600_000;
+
+    fn guard() -> ClockGuard {
+        ClockGuard {
+            max_skew_ms: Some(H),
+            latest_ms: Some(1000 * H),
+        }
+    }
+
+    #[test]
+    fn times_within_the_skew_move_the_clock() {
+        let g = guard();
+        assert_eq!(g.place(Some(5 * H), None), Placement::Own(5 * H));
+        assert_eq!(g.place(Some(6 * H), Some(5 * H)), Placement::Own(6 * H));
+        // Late events are windowed at their own time (they do not move the clock back).
+        assert_eq!(g.place(Some(H), Some(5 * H)), Placement::Own(H));
+        assert_eq!(g.place(None, Some(5 * H)), Placement::Missing);
+    }
+
+    #[test]
+    fn times_past_the_skew_are_held_and_the_future_never_counts() {
+        let g = guard();
+        assert_eq!(g.place(Some(7 * H), Some(5 * H)), Placement::Suspect(7 * H));
+        assert_eq!(
+            g.place(Some(1001 * H), Some(5 * H)),
+            Placement::Ahead(1001 * H)
+        );
+        // Even as the first event of a run.
+        assert_eq!(g.place(Some(1001 * H), None), Placement::Ahead(1001 * H));
+        assert_eq!(
+            g.without_machine_clock().place(Some(1001 * H), None),
+            Placement::Own(1001 * H)
+        );
+        let off = ClockGuard::with_skew(None);
+        assert_eq!(off.place(Some(i64::MAX), Some(0)), Placement::Own(i64::MAX));
+    }
+
+    #[test]
+    fn the_next_event_decides_a_held_one() {
+        let g = guard();
+        assert!(g.corroborates(7 * H, Some(7 * H - H)));
+        assert!(g.corroborates(7 * H, Some(9 * H)));
+        assert!(!g.corroborates(7 * H, Some(5 * H)));
+        assert!(!g.corroborates(7 * H, None));
+        // A future time cannot vouch for another.
+        assert!(!g.corroborates(7 * H, Some(1001 * H)));
+    }
+}

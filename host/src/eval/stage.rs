@@ -1,0 +1,762 @@
+//! [`Stage`]: applies the workers' outcomes in input order: the event-time clock, windows,
+//! alert fields, counts, the failure budget and quarantine, and the output. Every decision
+//! that depends on order is made here, so the output does not depend on the thread count.
+
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde_json::Value;
+
+use super::outcome::{Evaluated, MatchInfo, Note, NoteKind, Outcome};
+use super::skew::{ClockGuard, Placement};
+use super::slot::Slot;
+use super::summary::{Function, KeptWindows, Quarantine, RuleStats, Summary};
+use crate::alert::{AlertFields, AlertRecord, Location, SignalRecord};
+use crate::clock::format_ms;
+use crate::input::{Line, parse_line};
+use crate::runtime::{RuleFailure, RuleInstance};
+use crate::semantics::{self, Called};
+use crate::state::{Added, AlertState, CapReached, Closed, Hit, Namespace, WindowKey};
+use crate::store::{AtEnd, Checkpointer, HeldLine};
+
+/// Per-rule bookkeeping of the alert stage.
+pub(super) struct StageRule {
+    /// Instance used to freeze alert fields when a window opens.
+    pub slot: Slot,
+    pub stats: RuleStats,
+    /// Failures already printed to stderr (the rest are only counted).
+    reported: u32,
+    /// Costly failed calls so far, in input order: the failure budget ([`Quarantine`]).
+    spent: u32,
+}
+
+impl StageRule {
+    pub fn new(slot: Slot) -> Self {
+        StageRule {
+            slot,
+            stats: RuleStats::default(),
+            reported: 0,
+            spent: 0,
+        }
+    }
+}
+
+/// At most this many failures per rule are printed; all are counted.
+const MAX_REPORTED_FAILURES: u32 = 5;
+
+/// What a rule error record is about.
+enum RuleError {
+    /// A call to `rule` failed.
+    Call(RuleFailure),
+    /// The rule's state reached a cap.
+    StateLimit(CapReached),
+    /// A fast path's results differ from one call per function.
+    PathMismatch { path: Function, detail: String },
+}
+
+impl RuleError {
+    /// The dedup string of its records (Panther uses the exception class name).
+    fn kind(&self) -> &'static str {
+        match self {
+            RuleError::Call(f) => f.kind(),
+            RuleError::StateLimit(_) => "StateLimit",
+            RuleError::PathMismatch { .. } => "PathMismatch",
+        }
+    }
+}
+
+impl std::fmt::Display for RuleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RuleError::Call(failure) => write!(f, "{failure}"),
+            RuleError::StateLimit(cap) => write!(f, "state limit: {cap}"),
+            RuleError::PathMismatch { path, detail } => write!(
+                f,
+                "`{path}` disagrees with one call per function: it {detail}"
+            ),
+        }
+    }
+}
+
+/// An event whose time is ahead of the clock, waiting for the next event to decide where
+/// it goes ([`ClockGuard`]).
+struct Held {
+    location: Location,
+    line: Vec<u8>,
+    parsed: Option<Arc<Value>>,
+    time: i64,
+    outcomes: Vec<Outcome>,
+    notes: Vec<Note>,
+    /// Lines applied after it meanwhile (blank or bad): checkpoints count lines in order.
+    lines_after: Vec<Location>,
+}
+
+/// The event the stage hands to rule calls: parsed already, or its line, parsed on first
+/// use.
+pub(super) struct StageEvent<'a> {
+    pub line: &'a [u8],
+    pub parsed: Option<Arc<Value>>,
+}
+
+impl StageEvent<'_> {
+    fn get(&mut self) -> &Arc<Value> {
+        let line = self.line;
+        self.parsed.get_or_insert_with(|| match parse_line(line) {
+            Line::Event(event) => Arc::new(event),
+            _ => unreachable!("the line parsed as an event on the worker"),
+        })
+    }
+}
+
+/// A writer that counts the bytes written through it: the output length each checkpoint
+/// records.
+pub(super) struct Counted<W> {
+    pub inner: W,
+    pub written: u64,
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Applies workers' outcomes in input order: windows, alerts, counts, quarantine.
+pub(super) struct Stage<W: Write> {
+    pub rules: Vec<StageRule>,
+    pub state: AlertState<Location, AlertFields>,
+    pub out: Counted<W>,
+    /// With `--state`: commits the state every so many lines and at the end.
+    pub checkpoints: Option<Checkpointer>,
+    pub summary: Summary,
+    pub warn: Box<dyn FnMut(&str) + Send>,
+    pub quarantine: Quarantine,
+    pub quarantined: Arc<[AtomicBool]>,
+    pub clock: ClockGuard,
+    held: Option<Held>,
+}
+
+impl<W: Write> Stage<W> {
+    pub fn new(
+        rules: Vec<StageRule>,
+        out: W,
+        warn: Box<dyn FnMut(&str) + Send>,
+        quarantined: Arc<[AtomicBool]>,
+    ) -> Self {
+        Stage {
+            rules,
+            state: AlertState::default(),
+            out: Counted {
+                inner: out,
+                written: 0,
+            },
+            checkpoints: None,
+            summary: Summary::default(),
+            warn,
+            quarantine: Quarantine::default(),
+            quarantined,
+            clock: ClockGuard::default(),
+            held: None,
+        }
+    }
+
+    pub fn apply(&mut self, item: Evaluated) -> io::Result<()> {
+        let rules = self.rules.len();
+        match item {
+            Evaluated::FileStarted => self.summary.files += 1,
+            Evaluated::Blank(location) => {
+                self.summary.blank_lines += 1;
+                self.line_done(&location)?;
+            }
+            Evaluated::Bad { location, reason } => {
+                self.summary.bad_lines += 1;
+                (self.warn)(&format!("`{location}`: skipped: {reason}"));
+                self.line_done(&location)?;
+            }
+            Evaluated::Events {
+                events,
+                outcomes,
+                notes,
+            } => {
+                let mut outcomes = outcomes.into_iter();
+                let mut notes = notes.into_iter().peekable();
+                for (index, staged) in events.into_iter().enumerate() {
+                    let these: Vec<Note> =
+                        std::iter::from_fn(|| notes.next_if(|n| n.event == index)).collect();
+                    let event = StageEvent {
+                        line: &[],
+                        parsed: Some(staged.event),
+                    };
+                    let outcomes = outcomes.by_ref().take(rules);
+                    self.event(staged.location, event, staged.time, outcomes, these)?;
+                }
+            }
+            Evaluated::Lines(lines) => {
+                let mut outcomes = lines.outcomes.into_iter();
+                let mut notes = lines.notes.into_iter().peekable();
+                let mut events = 0;
+                for item in lines.items {
+                    let location = |number| Location {
+                        file: lines.file.clone(),
+                        line: number,
+                    };
+                    match item {
+                        crate::eval::outcome::LineItem::Event { line, time } => {
+                            let these: Vec<Note> =
+                                std::iter::from_fn(|| notes.next_if(|n| n.event == events))
+                                    .collect();
+                            events += 1;
+                            let batch_line = &lines.batch.lines[line];
+                            let event = StageEvent {
+                                line: lines.batch.bytes_of(batch_line),
+                                parsed: None,
+                            };
+                            let outcomes = outcomes.by_ref().take(rules);
+                            self.event(location(batch_line.number), event, time, outcomes, these)?;
+                        }
+                        crate::eval::outcome::LineItem::Blank { number } => {
+                            self.summary.blank_lines += 1;
+                            self.line_done(&location(number))?;
+                        }
+                        crate::eval::outcome::LineItem::Bad { number, reason } => {
+                            self.apply(Evaluated::Bad {
+                                location: location(number),
+                                reason,
+                            })?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a line as applied; commits the state when a checkpoint is due. While an
+    /// event is held, later lines wait for it: the state records lines in input order.
+    fn line_done(&mut self, location: &Location) -> io::Result<()> {
+        let Some(checkpoints) = &mut self.checkpoints else {
+            return Ok(());
+        };
+        if let Some(held) = &mut self.held {
+            held.lines_after.push(location.clone());
+            return Ok(());
+        }
+        if checkpoints.saw(location) {
+            self.checkpoint(false)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the alerts written so far and commits the state with them.
+    fn checkpoint(&mut self, finished: bool) -> io::Result<()> {
+        let Some(checkpoints) = &mut self.checkpoints else {
+            return Ok(());
+        };
+        self.out.flush()?;
+        checkpoints
+            .commit(&mut self.state, self.out.written, finished)
+            .map_err(io::Error::other)
+    }
+
+    /// One event in input order: decides where its time puts it ([`ClockGuard`]), which
+    /// may hold it until the next event, then applies it.
+    fn event(
+        &mut self,
+        location: Location,
+        event: StageEvent<'_>,
+        time: Option<i64>,
+        outcomes: impl Iterator<Item = Outcome>,
+        notes: Vec<Note>,
+    ) -> io::Result<()> {
+        if let Some(held) = self.held.take() {
+            let placement = if self.clock.corroborates(held.time, time) {
+                Placement::Own(held.time)
+            } else {
+                Placement::Ahead(held.time)
+            };
+            self.apply_held(held, placement)?;
+        }
+        let placement = self.clock.place(time, self.state.watermark());
+        if let Placement::Suspect(time) = placement {
+            self.held = Some(Held {
+                location,
+                line: event.line.to_vec(),
+                parsed: event.parsed,
+                time,
+                outcomes: outcomes.collect(),
+                notes,
+                lines_after: Vec::new(),
+            });
+            return Ok(());
+        }
+        self.apply_event(&location, event, placement, outcomes, notes)?;
+        self.line_done(&location)
+    }
+
+    fn apply_held(&mut self, held: Held, placement: Placement) -> io::Result<()> {
+        let Held {
+            location,
+            line,
+            parsed,
+            outcomes,
+            notes,
+            lines_after,
+            ..
+        } = held;
+        let event = StageEvent {
+            line: &line,
+            parsed,
+        };
+        self.apply_event(&location, event, placement, outcomes.into_iter(), notes)?;
+        self.line_done(&location)?;
+        for location in &lines_after {
+            self.line_done(location)?;
+        }
+        Ok(())
+    }
+
+    fn apply_event(
+        &mut self,
+        location: &Location,
+        mut event: StageEvent<'_>,
+        placement: Placement,
+        outcomes: impl Iterator<Item = Outcome>,
+        notes: Vec<Note>,
+    ) -> io::Result<()> {
+        self.summary.events += 1;
+        let clock = self.state.watermark().unwrap_or(0);
+        let time = match placement {
+            Placement::Own(time) => {
+                self.state.advance(time);
+                time
+            }
+            Placement::Missing => {
+                self.summary.events_without_time += 1;
+                clock
+            }
+            // A suspect event is held by `event` until it is decided, never applied as such.
+            Placement::Ahead(time) | Placement::Suspect(time) => {
+                self.summary.events_ahead_of_clock += 1;
+                (self.warn)(&format!(
+                    "`{location}`: event time {} is more than {} ahead of the event-time clock \
+                     ({}): it is evaluated and windowed at the clock's time, and does not move it",
+                    format_ms(time),
+                    skew_text(self.clock.max_skew_ms.unwrap_or(0)),
+                    format_ms(clock)
+                ));
+                clock
+            }
+        };
+        self.write_closed()?;
+        let mut notes = notes.into_iter().peekable();
+        for (index, outcome) in outcomes.enumerate() {
+            if let Outcome::Filtered = outcome {
+                // The most common outcome with many rules, counted here. A rule that was
+                // not called has no notes and cannot fail.
+                let stats = &mut self.rules[index].stats;
+                match stats.quarantined_at {
+                    Some(_) => stats.skipped += 1,
+                    None => stats.filtered += 1,
+                }
+                continue;
+            }
+            let mut mismatch = None;
+            while let Some(note) = notes.next_if(|n| n.rule == index) {
+                match note.what {
+                    NoteKind::FastPathFailed { path, failure } => {
+                        self.fast_path_failed(index, path, &failure, location);
+                    }
+                    NoteKind::Mismatch { path, detail } => mismatch = Some((path, detail)),
+                }
+            }
+            if self.rules[index].stats.quarantined_at.is_some() {
+                self.after_quarantine(index, &outcome);
+                continue;
+            }
+            self.apply_outcome(index, outcome, &mut event, time, location)?;
+            if let Some((path, detail)) = mismatch {
+                let error = RuleError::PathMismatch { path, detail };
+                self.rule_error(index, &error, time, location);
+                self.quarantine_rule(
+                    index,
+                    location,
+                    &format!("because its `{path}` results disagree with one call per function"),
+                );
+                continue;
+            }
+            let rule = &self.rules[index];
+            if let Some(budget) = self.quarantine.budget()
+                && rule.spent >= budget
+            {
+                let reason = format!(
+                    "after {} calls timed out, hit a limit or trapped",
+                    rule.spent
+                );
+                self.quarantine_rule(index, location, &reason);
+            }
+        }
+        Ok(())
+    }
+
+    /// An outcome of a rule the stage has quarantined: counted, not applied.
+    fn after_quarantine(&mut self, index: usize, outcome: &Outcome) {
+        let stats = &mut self.rules[index].stats;
+        match outcome {
+            Outcome::Skipped | Outcome::Filtered => stats.skipped += 1,
+            evaluated => {
+                stats.discarded += 1;
+                for (function, failure) in evaluated.failures() {
+                    count_failed(stats, function, failure);
+                }
+            }
+        }
+    }
+
+    fn fast_path_failed(
+        &mut self,
+        index: usize,
+        path: Function,
+        failure: &RuleFailure,
+        location: &Location,
+    ) {
+        let rule = &mut self.rules[index];
+        count_failed(&mut rule.stats, path, failure);
+        if rule.reported < MAX_REPORTED_FAILURES {
+            rule.reported += 1;
+            (self.warn)(&format!(
+                "rule `{}`: `{path}` failed on `{location}`: {failure}; one call per function \
+                 gave the outcome",
+                rule.slot.rule.spec.rule_id
+            ));
+        }
+    }
+
+    fn quarantine_rule(&mut self, index: usize, location: &Location, reason: &str) {
+        let rule = &mut self.rules[index];
+        rule.stats.quarantined_at = Some(location.clone());
+        rule.slot.drop_instance();
+        self.quarantined[index].store(true, Ordering::Relaxed);
+        (self.warn)(&format!(
+            "rule `{}` quarantined at `{location}` {reason}: it is not called for the rest of \
+             the run",
+            rule.slot.rule.spec.rule_id
+        ));
+    }
+
+    fn apply_outcome(
+        &mut self,
+        index: usize,
+        outcome: Outcome,
+        event: &mut StageEvent<'_>,
+        time: i64,
+        location: &Location,
+    ) -> io::Result<()> {
+        let rule = &mut self.rules[index];
+        match outcome {
+            Outcome::Filtered => rule.stats.filtered += 1,
+            Outcome::Skipped => {
+                // A worker skips a rule only once it is quarantined, or once it has spent its
+                // failure budget in the line batch, which spends it here too.
+                debug_assert!(false, "skipped before the quarantine");
+                rule.stats.skipped += 1;
+            }
+            Outcome::NoMatch => {}
+            Outcome::Failed(failure) => {
+                count_failed(&mut rule.stats, Function::Rule, &failure);
+                rule.spent += u32::from(failure.needs_fresh_instance());
+                self.rule_error(index, &RuleError::Call(*failure), time, location);
+            }
+            Outcome::Signal => {
+                rule.stats.matches += 1;
+                rule.stats.signals += 1;
+                let record = SignalRecord {
+                    kind: "signal",
+                    rule_id: &rule.slot.rule.spec.rule_id,
+                    severity: rule.slot.rule.spec.severity.as_str(),
+                    event_time: format_ms(time),
+                    event_location: location.to_string(),
+                    event: event.get(),
+                };
+                serde_json::to_writer(&mut self.out, &record)?;
+                self.out.write_all(b"\n")?;
+            }
+            Outcome::Match(info) => self.apply_match(index, &info, event, time, location),
+        }
+        Ok(())
+    }
+
+    fn apply_match(
+        &mut self,
+        index: usize,
+        info: &MatchInfo,
+        event: &mut StageEvent<'_>,
+        time: i64,
+        location: &Location,
+    ) {
+        let rule = &mut self.rules[index];
+        rule.stats.matches += 1;
+        for (function, failure) in info.failures() {
+            count_aux(rule, function, failure);
+        }
+        let no_title: Called<String> = Ok(None);
+        let dedup = semantics::dedup(
+            &rule.slot.rule.spec,
+            &info.dedup,
+            info.title.as_ref().unwrap_or(&no_title),
+        );
+        // A rule defines `unique` when the call returned a value or failed; a failed call
+        // counts the event but adds no value (Panther: `None`).
+        let counts_unique = !matches!(info.unique, Ok(None));
+        let key = WindowKey {
+            rule: index,
+            namespace: Namespace::Alert,
+            dedup,
+        };
+        let hit = Hit {
+            time_ms: time,
+            location: location.clone(),
+            unique: semantics::unique(&info.unique),
+        };
+        match self.state.add(&key, hit.clone()) {
+            Added::Counted => return,
+            Added::CountedWithoutUnique(cap) => {
+                self.rule_error(index, &RuleError::StateLimit(cap), time, location);
+                return;
+            }
+            Added::NoWindow => {}
+        }
+        if let Err(cap) = self.state.can_open(&key) {
+            self.rule_error(index, &RuleError::StateLimit(cap), time, location);
+            return;
+        }
+        // This match opens a window: freeze the alert's fields from it, all calls within
+        // one call's deadline, so that this stage (which every event waits for) is held up
+        // by at most one deadline per window.
+        let rule = &mut self.rules[index];
+        let event = event.get();
+        rule.slot.share_deadline();
+        let title = match &info.title {
+            Some(t) => t.clone(),
+            None => {
+                let t = rule.slot.title(event, time);
+                if let Err(failure) = &t {
+                    count_aux(rule, Function::Title, failure);
+                }
+                t
+            }
+        };
+        let frozen = freeze(rule, event, time, &title);
+        rule.slot.end_shared_deadline();
+        let spec = &rule.slot.rule.spec;
+        let (period, threshold) = (spec.dedup_period_ms(), spec.threshold);
+        if let Err(cap) = self
+            .state
+            .open(key, hit, period, threshold, counts_unique, frozen)
+        {
+            self.rule_error(index, &RuleError::StateLimit(cap), time, location);
+        }
+    }
+
+    fn rule_error(&mut self, index: usize, error: &RuleError, time: i64, location: &Location) {
+        let rule = &mut self.rules[index];
+        match error {
+            RuleError::Call(failure) => {
+                rule.stats.rule_errors += 1;
+                rule.stats.restarts += u64::from(failure.needs_fresh_instance());
+            }
+            RuleError::StateLimit(_) => rule.stats.state_limited += 1,
+            RuleError::PathMismatch { .. } => rule.stats.path_mismatches += 1,
+        }
+        if rule.reported < MAX_REPORTED_FAILURES {
+            rule.reported += 1;
+            (self.warn)(&format!(
+                "rule `{}` failed on `{location}`: {error}",
+                rule.slot.rule.spec.rule_id
+            ));
+        }
+        let key = WindowKey {
+            rule: index,
+            namespace: Namespace::Error,
+            dedup: error.kind().to_owned(),
+        };
+        let hit = Hit {
+            time_ms: time,
+            location: location.clone(),
+            unique: None,
+        };
+        if !self.state.add(&key, hit.clone()).counted() {
+            let spec = &rule.slot.rule.spec;
+            let frozen = AlertFields {
+                title: format!("{}: {error}", spec.rule_id),
+                severity: spec.severity,
+                alert_context: Value::Object(Default::default()),
+                description: spec.description.clone(),
+                reference: spec.reference.clone(),
+                runbook: spec.runbook.clone(),
+                destinations: spec.output_ids.clone(),
+                suppressed: false,
+                error: Some(error.to_string()),
+            };
+            // Rule errors alert at the first occurrence, within the rule's period. Their
+            // windows (one per kind) are not capped.
+            let opened = self
+                .state
+                .open(key, hit, spec.dedup_period_ms(), 1, false, frozen);
+            debug_assert!(opened.is_ok(), "rule-error windows are not capped");
+        }
+    }
+
+    fn write_closed(&mut self) -> io::Result<()> {
+        for closed in self.state.take_closed() {
+            self.write(&closed)?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, closed: &Closed<Location, AlertFields>) -> io::Result<()> {
+        let rule = &mut self.rules[closed.key.rule];
+        let is_error = closed.key.namespace == Namespace::Error;
+        let record = AlertRecord::from_closed(&rule.slot.rule.spec, closed);
+        serde_json::to_writer(&mut self.out, &record)?;
+        self.out.write_all(b"\n")?;
+        if !is_error {
+            rule.stats.alerts += 1;
+        }
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> io::Result<Summary> {
+        let at_end = self
+            .checkpoints
+            .as_ref()
+            .map_or(AtEnd::CloseWindows, Checkpointer::at_end);
+        if let Some(held) = self.held.take() {
+            // No event came after it to decide it. When every window closes now, its time
+            // closes none early; when they stay for the next run, so does it, for that
+            // run's first event to decide.
+            match (at_end, &mut self.checkpoints) {
+                (AtEnd::KeepWindows, Some(checkpoints)) => {
+                    let text = match &held.parsed {
+                        Some(event) if held.line.is_empty() => event.to_string(),
+                        _ => String::from_utf8_lossy(&held.line).into_owned(),
+                    };
+                    checkpoints.hold(HeldLine {
+                        file: held.location.file.to_string(),
+                        line: held.location.line,
+                        text,
+                    });
+                    for location in std::iter::once(&held.location).chain(&held.lines_after) {
+                        checkpoints.saw(location);
+                    }
+                    self.summary.events_held += 1;
+                }
+                _ => {
+                    let time = held.time;
+                    self.apply_held(held, Placement::Own(time))?;
+                }
+            }
+        }
+        self.write_closed()?;
+        if at_end == AtEnd::CloseWindows {
+            for closed in self.state.close_all() {
+                self.write(&closed)?;
+            }
+        }
+        self.out.flush()?;
+        self.checkpoint(true)?;
+        let mut summary = self.summary;
+        if self.checkpoints.is_some() {
+            summary.kept = Some(KeptWindows {
+                live: self.state.live_windows() as u64,
+                pending_alerts: self.state.pending_alerts() as u64,
+            });
+        }
+        summary.rules = self
+            .rules
+            .into_iter()
+            .map(|r| (r.slot.rule.spec.rule_id.clone(), r.stats))
+            .collect();
+        Ok(summary)
+    }
+}
+
+/// `1h`, `90m`, `30s`, `250ms`.
+fn skew_text(ms: i64) -> String {
+    match ms {
+        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        ms => format!("{ms}ms"),
+    }
+}
+
+/// Counts a failed call.
+fn count_failed(stats: &mut RuleStats, function: Function, failure: &RuleFailure) {
+    *stats
+        .failed_calls
+        .entry((function, failure.kind()))
+        .or_default() += 1;
+}
+
+/// Counts a failed call to a function whose fallback replaces its value.
+fn count_aux(rule: &mut StageRule, function: Function, failure: &RuleFailure) {
+    rule.stats.aux_errors += 1;
+    rule.stats.restarts += u64::from(failure.needs_fresh_instance());
+    rule.spent += u32::from(failure.needs_fresh_instance());
+    count_failed(&mut rule.stats, function, failure);
+}
+
+/// Calls the functions whose values an alert keeps, for the match that opens a window,
+/// and applies Panther's fallbacks; failed calls and invalid values are counted.
+fn freeze(
+    rule: &mut StageRule,
+    event: &Arc<Value>,
+    time: i64,
+    title: &Called<String>,
+) -> AlertFields {
+    let slot = &mut rule.slot;
+    let severity = slot.call(event, time, RuleInstance::call_severity);
+    let context = slot.call(event, time, RuleInstance::call_alert_context);
+    let description = slot.call(event, time, RuleInstance::call_description);
+    let reference = slot.call(event, time, RuleInstance::call_reference);
+    let runbook = slot.call(event, time, RuleInstance::call_runbook);
+    let destinations = slot.call(event, time, RuleInstance::call_destinations);
+    for (function, failure) in [
+        (Function::Severity, severity.as_ref().err()),
+        (Function::AlertContext, context.as_ref().err()),
+        (Function::Description, description.as_ref().err()),
+        (Function::Reference, reference.as_ref().err()),
+        (Function::Runbook, runbook.as_ref().err()),
+        (Function::Destinations, destinations.as_ref().err()),
+    ] {
+        if let Some(failure) = failure {
+            count_aux(rule, function, failure);
+        }
+    }
+    let spec = &rule.slot.rule.spec;
+    let (severity_value, severity_error) = semantics::severity(spec, &severity);
+    let (alert_context, context_error) = semantics::alert_context(&context);
+    // Failed calls were counted above; invalid values returned are errors too.
+    let invalid = u64::from(severity.is_ok() && severity_error.is_some())
+        + u64::from(context.is_ok() && context_error.is_some());
+    rule.stats.aux_errors += invalid;
+    let (destinations, suppressed) = semantics::destinations(spec, &destinations);
+    AlertFields {
+        title: semantics::title(spec, title),
+        severity: severity_value,
+        alert_context,
+        description: semantics::text(&description, &spec.description),
+        reference: semantics::text(&reference, &spec.reference),
+        runbook: semantics::text(&runbook, &spec.runbook),
+        destinations,
+        suppressed,
+        error: None,
+    }
+}

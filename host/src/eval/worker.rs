@@ -1,0 +1,324 @@
+//! [`Worker`]: parses lines, applies each rule's `InlineFilters` and calls the rules, with
+//! its own instance of every rule; the stage applies what it found in input order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde_json::Value;
+
+use super::outcome::{Evaluated, EvaluatedLines, LineItem, Note, Outcome, StagedEvent};
+use super::slot::{Check, Paths, Slot};
+use crate::clock::Clock;
+use crate::filters::FilterIndex;
+use crate::input::{BadLine, Line, LineBatch, parse_line};
+use crate::ruleset::LoadedRule;
+
+/// Events gathered per `evaluate-batch` call at most: enough to spread a call's fixed
+/// cost thin, few enough that the events stay in cache and a failed batch costs little.
+pub(super) const BATCH_EVENTS: usize = 32;
+
+/// In `eval`, the first fast-path call of each rule in one line batch out of this many
+/// is checked against one call per function (line batches are numbered in input order,
+/// so which calls are checked does not depend on the number of threads).
+pub(super) const CHECK_EVERY_BATCHES: u64 = 16;
+
+/// Which fast-path calls a worker checks against one call per function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Verify {
+    /// A sample: the first call of each rule in every 16th line batch,
+    /// or every that-many-thousandth event given one at a time (`eval`).
+    #[default]
+    Sampled,
+    /// Every call (`rulehost test`).
+    Every,
+}
+
+/// Events of a line batch whose rule calls are gathered, to be made one batch per rule
+/// ([`Worker::flush`]).
+#[derive(Default)]
+struct Pending {
+    /// Each event, its call time, where its outcomes start in the batch's outcomes, and
+    /// its index among the batch's events.
+    events: Vec<(Arc<Value>, i64, usize, usize)>,
+    /// Per rule: the events (indices into `events`) that passed its filters.
+    calls: Vec<Vec<usize>>,
+}
+
+/// Evaluates events against every rule; owns one instance per rule.
+pub(super) struct Worker {
+    slots: Vec<Slot>,
+    clock: Clock,
+    /// Set by the alert stage when it quarantines a rule, so workers stop calling it.
+    quarantined: Arc<[AtomicBool]>,
+    /// Each rule's `InlineFilters`, as an index into `filter_results`; rules with the same
+    /// filters share one ([`FilterGroups`]).
+    filters: FilterGroups,
+    /// Each distinct filter's result on the current event, computed on first use.
+    filter_results: Vec<Option<bool>>,
+    verify: Verify,
+    /// Events given one at a time so far ([`Worker::events`]), for the sample.
+    single_events: u64,
+}
+
+/// Which rules have the same `InlineFilters`: a filter depends only on the event, so rules
+/// that share one (the same log type, action or service) evaluate it once per event. The
+/// distinct filters that test one field for string equality are answered together, one
+/// lookup of the field per event ([`FilterIndex`]).
+#[derive(Clone)]
+struct FilterGroups {
+    /// Per rule: the index of its filters among the distinct ones, or `None` without filters.
+    of_rule: Arc<[Option<usize>]>,
+    distinct: usize,
+    index: Arc<FilterIndex>,
+}
+
+impl FilterGroups {
+    fn new(rules: &[LoadedRule]) -> Self {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut distinct = Vec::new();
+        let of_rule = rules
+            .iter()
+            .map(|rule| {
+                let filters = rule.spec.inline_filters.as_ref()?;
+                // The derived `Debug` shows every field of the parsed filters, so equal text
+                // means equal filters.
+                let next = seen.len();
+                let group = *seen.entry(format!("{filters:?}")).or_insert(next);
+                if group == next {
+                    distinct.push(filters);
+                }
+                Some(group)
+            })
+            .collect();
+        FilterGroups {
+            of_rule,
+            distinct: seen.len(),
+            index: Arc::new(FilterIndex::new(distinct)),
+        }
+    }
+}
+
+/// What every worker of one evaluator shares.
+#[derive(Clone)]
+pub(super) struct WorkerSettings {
+    pub paths: Paths,
+    pub verify: Verify,
+    pub budget: Option<u32>,
+}
+
+impl Worker {
+    pub fn new(
+        rules: &[LoadedRule],
+        clock: Clock,
+        quarantined: Arc<[AtomicBool]>,
+        settings: &WorkerSettings,
+    ) -> Self {
+        let filters = FilterGroups::new(rules);
+        Worker {
+            slots: rules
+                .iter()
+                .cloned()
+                .map(|rule| Slot::new(rule, settings.paths, settings.budget))
+                .collect(),
+            clock,
+            quarantined,
+            filter_results: vec![None; filters.distinct],
+            filters,
+            verify: settings.verify,
+            single_events: 0,
+        }
+    }
+
+    /// Another worker of the same rules, with instances of its own.
+    pub fn fork(&self, settings: &WorkerSettings) -> Self {
+        Worker {
+            slots: self
+                .slots
+                .iter()
+                .map(|s| Slot::new(s.rule.clone(), settings.paths, settings.budget))
+                .collect(),
+            clock: self.clock.clone(),
+            quarantined: self.quarantined.clone(),
+            filters: self.filters.clone(),
+            filter_results: self.filter_results.clone(),
+            verify: self.verify,
+            single_events: 0,
+        }
+    }
+
+    /// Starts a batch of events: the failure budget counts again from zero (the stage
+    /// counts the run's total), and a sampled batch checks its first fast-path calls.
+    fn begin(&mut self, sampled: bool) {
+        let check = match (self.verify, sampled) {
+            (Verify::Every, _) => Check::All,
+            (Verify::Sampled, true) => Check::Next,
+            (Verify::Sampled, false) => Check::Off,
+        };
+        for slot in &mut self.slots {
+            slot.spent = 0;
+            slot.check = check;
+        }
+    }
+
+    /// Appends each rule's outcome on `event`, in rule order, to `out`, as far as filters
+    /// and quarantine decide it; a rule the event must be evaluated by gets a placeholder,
+    /// and the event joins `pending` for that rule: [`Worker::flush`] makes the calls.
+    fn defer(
+        &mut self,
+        event: Arc<Value>,
+        time: Option<i64>,
+        index: usize,
+        out: &mut Vec<Outcome>,
+        pending: &mut Pending,
+    ) {
+        self.filter_results.fill(None);
+        self.filters.index.apply(&event, &mut self.filter_results);
+        pending.calls.resize_with(self.slots.len(), Vec::new);
+        let at = pending.events.len();
+        let base = out.len();
+        let rules = self
+            .slots
+            .iter()
+            .zip(self.quarantined.iter())
+            .zip(self.filters.of_rule.iter())
+            .zip(pending.calls.iter_mut());
+        for (((slot, quarantined), group), calls) in rules {
+            let outcome = if quarantined.load(Ordering::Relaxed) {
+                Outcome::Skipped
+            } else if let Some(group) = *group
+                && let Some(filters) = &slot.rule.spec.inline_filters
+                && !*self.filter_results[group].get_or_insert_with(|| filters.matches(&event))
+            {
+                Outcome::Filtered
+            } else {
+                calls.push(at);
+                // A placeholder, replaced by `flush`.
+                Outcome::NoMatch
+            };
+            out.push(outcome);
+        }
+        // Rules without a readable event time see the epoch; the stage assigns the real
+        // fallback (the newest time seen), which a worker cannot know.
+        pending.events.push((event, time.unwrap_or(0), base, index));
+    }
+
+    /// Makes the calls `pending` gathered, one batch per rule, puts each outcome in its
+    /// place in `out`, and drops the events.
+    fn flush(&mut self, pending: &mut Pending, out: &mut [Outcome], notes: &mut Vec<Note>) {
+        let mut events = Vec::new();
+        let mut times = Vec::new();
+        let mut indices = Vec::new();
+        let mut outcomes = Vec::new();
+        for (rule, (slot, calls)) in self.slots.iter_mut().zip(&mut pending.calls).enumerate() {
+            if calls.is_empty() {
+                continue;
+            }
+            events.clear();
+            times.clear();
+            indices.clear();
+            for &at in calls.iter() {
+                let (event, time, _, index) = &pending.events[at];
+                events.push(event.clone());
+                times.push(*time);
+                indices.push(*index);
+            }
+            outcomes.clear();
+            slot.evaluate_many(rule, &events, &times, &indices, &mut outcomes, notes);
+            debug_assert_eq!(outcomes.len(), calls.len());
+            for (&at, outcome) in calls.iter().zip(outcomes.drain(..)) {
+                out[pending.events[at].2 + rule] = outcome;
+            }
+            calls.clear();
+        }
+        pending.events.clear();
+    }
+
+    /// Evaluates events given already parsed, in groups of [`BATCH_EVENTS`] (as a line
+    /// batch would be); an event without a `time` gets the one its own fields give.
+    pub fn events(&mut self, events: Vec<StagedEvent>) -> Evaluated {
+        let sampled = self
+            .single_events
+            .is_multiple_of(CHECK_EVERY_BATCHES * 1024);
+        self.single_events += events.len() as u64;
+        self.begin(sampled);
+        let mut outcomes = Vec::with_capacity(events.len() * self.slots.len());
+        let mut notes = Vec::new();
+        let mut pending = Pending::default();
+        let mut staged = Vec::with_capacity(events.len());
+        for (index, mut event) in events.into_iter().enumerate() {
+            event.time = event
+                .time
+                .or_else(|| self.clock.event_time_ms(&event.event));
+            self.defer(
+                event.event.clone(),
+                event.time,
+                index,
+                &mut outcomes,
+                &mut pending,
+            );
+            if pending.events.len() == BATCH_EVENTS {
+                self.flush(&mut pending, &mut outcomes, &mut notes);
+            }
+            staged.push(event);
+        }
+        self.flush(&mut pending, &mut outcomes, &mut notes);
+        notes.sort_by_key(|n| (n.event, n.rule));
+        Evaluated::Events {
+            events: staged,
+            outcomes,
+            notes,
+        }
+    }
+
+    /// Parses and evaluates a batch of lines; each event is dropped here, on the thread
+    /// that allocated it. `sampled` batches check their first fast-path calls.
+    pub fn lines(
+        &mut self,
+        file: Arc<str>,
+        batch: LineBatch,
+        max_line: usize,
+        sampled: bool,
+    ) -> Evaluated {
+        self.begin(sampled);
+        let mut items = Vec::with_capacity(batch.lines.len());
+        let mut outcomes = Vec::with_capacity(batch.lines.len() * self.slots.len());
+        let mut notes = Vec::new();
+        let mut pending = Pending::default();
+        let mut events = 0;
+        for (index, line) in batch.lines.iter().enumerate() {
+            let parsed = if line.too_long {
+                Line::Bad(BadLine::TooLong(max_line))
+            } else {
+                parse_line(batch.bytes_of(line))
+            };
+            items.push(match parsed {
+                Line::Event(event) => {
+                    let time = self.clock.event_time_ms(&event);
+                    self.defer(Arc::new(event), time, events, &mut outcomes, &mut pending);
+                    events += 1;
+                    if pending.events.len() == BATCH_EVENTS {
+                        self.flush(&mut pending, &mut outcomes, &mut notes);
+                    }
+                    LineItem::Event { line: index, time }
+                }
+                Line::Blank => LineItem::Blank {
+                    number: line.number,
+                },
+                Line::Bad(reason) => LineItem::Bad {
+                    number: line.number,
+                    reason: reason.to_string(),
+                },
+            });
+        }
+        self.flush(&mut pending, &mut outcomes, &mut notes);
+        notes.sort_by_key(|n| (n.event, n.rule));
+        Evaluated::Lines(EvaluatedLines {
+            file,
+            batch,
+            items,
+            outcomes,
+            notes,
+        })
+    }
+}
