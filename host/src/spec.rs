@@ -484,15 +484,84 @@ impl Spec {
     }
 }
 
+/// A rule folder's symbolic links would make [`find_specs`] read a folder twice: the error
+/// inside the [`std::io::Error`] it returns.
+#[derive(Debug, thiserror::Error)]
+pub enum FolderError {
+    /// A link leads back to a folder that contains it: following it would never end.
+    #[error("symlink loop at `{}`: it leads back to `{}`", path.display(), target.display())]
+    Loop {
+        /// The link, as reached from the rule folder.
+        path: PathBuf,
+        /// The folder it leads back to, as first reached.
+        target: PathBuf,
+    },
+    /// A link leads to a folder already read by another path: its specs would load twice.
+    #[error(
+        "`{}` is the folder `{}` again, through a symbolic link: each folder is read once",
+        path.display(),
+        first.display()
+    )]
+    Twice {
+        /// The second path.
+        path: PathBuf,
+        /// The path the folder was first read by.
+        first: PathBuf,
+    },
+}
+
+/// What tells two folders apart, whatever path leads to them: (device, inode).
+#[cfg(unix)]
+type FolderId = (u64, u64);
+/// What tells two folders apart, whatever path leads to them: the canonical path.
+#[cfg(not(unix))]
+type FolderId = PathBuf;
+
+#[cfg(unix)]
+fn folder_id(path: &Path) -> std::io::Result<FolderId> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(path)?;
+    Ok((meta.dev(), meta.ino()))
+}
+
+#[cfg(not(unix))]
+fn folder_id(path: &Path) -> std::io::Result<FolderId> {
+    std::fs::canonicalize(path)
+}
+
 /// Every `*.yml`/`*.yaml` file under `dir`, recursively, sorted by path.
+///
+/// Symbolic links are followed, to spec files and to folders, so a rule folder may link in a
+/// shared pack of specs. Each folder is read once: a link back to a folder that contains it
+/// (a loop, which would never end) or to a folder already read by another path (whose specs
+/// would load twice) is an error, a [`FolderError`] naming the link (issue 11). Folders are
+/// read in path order, so the same tree always gives the same error.
 pub fn find_specs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut found = Vec::new();
+    let mut seen: std::collections::HashMap<FolderId, PathBuf> = Default::default();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d)? {
-            let path = entry?.path();
+        if let Some(first) = seen.insert(folder_id(&d)?, d.clone()) {
+            // Depth first: every path under `first` is read before any other, so a path
+            // that reaches its folder again from below it has gone round a loop.
+            let error = if d.starts_with(&first) {
+                FolderError::Loop {
+                    path: d,
+                    target: first,
+                }
+            } else {
+                FolderError::Twice { path: d, first }
+            };
+            return Err(std::io::Error::other(error));
+        }
+        let mut entries = std::fs::read_dir(&d)?
+            .map(|entry| entry.map(|e| e.path()))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        entries.sort();
+        let mut folders = Vec::new();
+        for path in entries {
             if path.is_dir() {
-                stack.push(path);
+                folders.push(path);
             } else if matches!(
                 path.extension().and_then(|e| e.to_str()),
                 Some("yml" | "yaml")
@@ -500,6 +569,8 @@ pub fn find_specs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
                 found.push(path);
             }
         }
+        // Popped in path order.
+        stack.extend(folders.into_iter().rev());
     }
     found.sort();
     Ok(found)
@@ -614,6 +685,83 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("duplicate test name `t`")
+        );
+    }
+
+    /// Runs `f` on another thread and fails the test if it takes longer than 20 s: the
+    /// walks below would never end without loop detection.
+    fn within_deadline<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(f()));
+        rx.recv_timeout(std::time::Duration::from_secs(20))
+            .expect("still walking after 20 s")
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn find_specs_stops_at_a_symlink_loop() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_owned();
+        std::fs::create_dir_all(root.join("pack/sub")).unwrap();
+        std::fs::write(root.join("pack/sub/r.yml"), MINIMAL).unwrap();
+        // Two links back up: followed blindly, they make 2^40 paths (Linux stops resolving
+        // a path after 40 links).
+        symlink("..", root.join("pack/sub/up")).unwrap();
+        symlink("../..", root.join("pack/sub/top")).unwrap();
+        let walk = within_deadline({
+            let root = root.clone();
+            move || find_specs(&root)
+        });
+        let err = walk.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "symlink loop at `{}`: it leads back to `{}`",
+                root.join("pack/sub/top").display(),
+                root.display()
+            )
+        );
+        assert!(matches!(
+            err.get_ref().and_then(|e| e.downcast_ref::<FolderError>()),
+            Some(FolderError::Loop { .. })
+        ));
+        // One link back up: followed blindly, the spec is found 40 times over.
+        std::fs::remove_file(root.join("pack/sub/top")).unwrap();
+        let err = find_specs(&root).unwrap_err().to_string();
+        assert!(err.starts_with("symlink loop at `"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn find_specs_follows_links_to_specs_and_folders_once() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let (root, shared) = (dir.path().join("rules"), dir.path().join("shared"));
+        std::fs::create_dir_all(root.join("own")).unwrap();
+        std::fs::create_dir_all(shared.join("pack")).unwrap();
+        std::fs::write(root.join("own/a.yml"), MINIMAL).unwrap();
+        std::fs::write(shared.join("pack/b.yaml"), MINIMAL).unwrap();
+        std::fs::write(shared.join("c.yml"), MINIMAL).unwrap();
+        symlink(shared.join("pack"), root.join("pack")).unwrap();
+        symlink(shared.join("c.yml"), root.join("c.yml")).unwrap();
+        assert_eq!(
+            find_specs(&root).unwrap(),
+            [
+                root.join("c.yml"),
+                root.join("own/a.yml"),
+                root.join("pack/b.yaml")
+            ]
+        );
+        // A second link to the linked folder: its specs would load twice.
+        symlink(shared.join("pack"), root.join("own/again")).unwrap();
+        assert_eq!(
+            find_specs(&root).unwrap_err().to_string(),
+            format!(
+                "`{}` is the folder `{}` again, through a symbolic link: each folder is read once",
+                root.join("pack").display(),
+                root.join("own/again").display()
+            )
         );
     }
 

@@ -13,6 +13,8 @@ mod cli;
 mod integrity;
 /// The library API as the crate docs show it.
 mod library;
+/// A rules folder cannot stall loading (symlink loops).
+mod rule_folders;
 /// Hostile rules: loops, panics, memory bombs cost only themselves.
 mod sandbox;
 /// Panther's fallbacks, limits, rule errors, signals and inline filters.
