@@ -1,7 +1,7 @@
 //! [`Spec`]: a rule's YAML metadata in Panther's format, validated.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -296,6 +296,35 @@ pub enum SpecError {
         /// What is wrong, naming the key.
         message: String,
     },
+    /// `Filename:` leads, through a symbolic link, out of the folder it was found in.
+    #[error(
+        "rule spec `{}`: component `{filename}` is `{}` through a symbolic link, outside `{}` where it was found",
+        path.display(),
+        resolved.display(),
+        folder.display()
+    )]
+    OutsideFolder {
+        /// The spec.
+        path: PathBuf,
+        /// `Filename:` as written.
+        filename: String,
+        /// The file the link leads to.
+        resolved: PathBuf,
+        /// The folder `Filename:` was found in.
+        folder: PathBuf,
+    },
+    /// The component's real path could not be found (it vanished, or a folder is
+    /// unreadable).
+    #[error("rule spec `{}`: failed to resolve component `{}`", path.display(), component.display())]
+    Resolve {
+        /// The spec.
+        path: PathBuf,
+        /// The component file found.
+        component: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// `Filename:` names a component that is not there.
     #[error("rule spec `{}`: component `{filename}` not found; looked for {}", path.display(), looked.iter().map(|p| format!("`{}`", p.display())).collect::<Vec<_>>().join(", "))]
     MissingComponent {
@@ -343,6 +372,18 @@ impl Spec {
         if !raw.filename.ends_with(".wasm") {
             return Err(invalid(format!(
                 "Filename `{}` must name a WebAssembly component (`.wasm`)",
+                raw.filename
+            )));
+        }
+        // A third-party spec must not reach for components elsewhere on the machine
+        // (issue 11): `Filename:` stays below the folders it is looked up in.
+        if Path::new(&raw.filename)
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+        {
+            return Err(invalid(format!(
+                "Filename `{}` must be a relative path inside the spec's folder or a \
+                 components folder: no absolute path and no `..`",
                 raw.filename
             )));
         }
@@ -451,7 +492,9 @@ impl Spec {
     }
 
     /// Finds the component: `Filename` relative to the spec's folder, then in each of
-    /// `search` in order.
+    /// `search` in order. The file found must lie inside the folder it was found in once
+    /// symbolic links are followed ([`SpecError::OutsideFolder`]); [`Spec::parse`] already
+    /// refused absolute paths and `..`.
     pub fn resolve_component(&self, search: &[PathBuf]) -> Result<PathBuf, SpecError> {
         let name = Path::new(&self.filename);
         let mut looked = Vec::new();
@@ -459,6 +502,7 @@ impl Spec {
         for dir in std::iter::once(base).chain(search.iter().map(PathBuf::as_path)) {
             let candidate = dir.join(name);
             if candidate.is_file() {
+                self.check_inside(&candidate, dir)?;
                 return Ok(candidate);
             }
             looked.push(candidate);
@@ -468,6 +512,30 @@ impl Spec {
             filename: self.filename.clone(),
             looked,
         })
+    }
+
+    /// Refuses a `component` that a symbolic link (of it or of a folder below `folder`)
+    /// takes out of `folder`. Links inside it are fine; so is a `folder` that is itself a
+    /// link, since both sides are compared with their links followed.
+    fn check_inside(&self, component: &Path, folder: &Path) -> Result<(), SpecError> {
+        let canonical = |p: &Path| {
+            std::fs::canonicalize(p).map_err(|source| SpecError::Resolve {
+                path: self.path.clone(),
+                component: component.to_owned(),
+                source,
+            })
+        };
+        let resolved = canonical(component)?;
+        if resolved.starts_with(canonical(folder)?) {
+            Ok(())
+        } else {
+            Err(SpecError::OutsideFolder {
+                path: self.path.clone(),
+                filename: self.filename.clone(),
+                resolved,
+                folder: folder.to_owned(),
+            })
+        }
     }
 
     /// The alert title when the rule defines no `title`: DisplayName, else RuleID.
@@ -650,6 +718,103 @@ mod tests {
             err.to_string(),
             "rule spec `r.yml`: component `r.wasm` not found; looked for `r.wasm`, `/nowhere/r.wasm`"
         );
+    }
+
+    #[test]
+    fn filename_must_stay_below_its_folders() {
+        for bad in [
+            "/etc/x.wasm",
+            "../x.wasm",
+            "sub/../../x.wasm",
+            "sub/../x.wasm",
+        ] {
+            let err = parse(&MINIMAL.replace("r.wasm", bad)).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "invalid rule spec `r.yml`: Filename `{bad}` must be a relative path inside \
+                     the spec's folder or a components folder: no absolute path and no `..`"
+                )
+            );
+        }
+        for good in ["sub/dir/x.wasm", "./x.wasm", "x..y.wasm"] {
+            assert_eq!(
+                parse(&MINIMAL.replace("r.wasm", good)).unwrap().filename,
+                good
+            );
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_component_linked_from_outside_its_folder_is_refused() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let (rules, comps, outside) = (
+            dir.path().join("rules"),
+            dir.path().join("comps"),
+            dir.path().join("outside"),
+        );
+        for d in [
+            &rules,
+            &comps,
+            &outside.join("pack"),
+            &rules.join("sub/dir"),
+        ] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        for f in [
+            outside.join("x.wasm"),
+            outside.join("pack/p.wasm"),
+            rules.join("sub/dir/z.wasm"),
+        ] {
+            std::fs::write(f, b"").unwrap();
+        }
+        let spec_in = |folder: &Path, filename: &str| {
+            Spec::parse(&folder.join("r.yml"), &MINIMAL.replace("r.wasm", filename)).unwrap()
+        };
+        let search = [comps.clone()];
+        // Plain files and links that stay inside: found where they are.
+        let spec = spec_in(&rules, "sub/dir/z.wasm");
+        assert_eq!(
+            spec.resolve_component(&search).unwrap(),
+            rules.join("sub/dir/z.wasm")
+        );
+        symlink("sub/dir/z.wasm", rules.join("alias.wasm")).unwrap();
+        let spec = spec_in(&rules, "alias.wasm");
+        assert_eq!(
+            spec.resolve_component(&search).unwrap(),
+            rules.join("alias.wasm")
+        );
+        // A linked folder of specs keeps its components beside them.
+        symlink(outside.join("pack"), rules.join("pack")).unwrap();
+        let spec = spec_in(&rules.join("pack"), "p.wasm");
+        assert_eq!(
+            spec.resolve_component(&search).unwrap(),
+            rules.join("pack/p.wasm")
+        );
+        // A link to a file outside, next to the spec or in a components folder: refused.
+        symlink(outside.join("x.wasm"), rules.join("x.wasm")).unwrap();
+        let spec = spec_in(&rules, "x.wasm");
+        let err = spec.resolve_component(&search).unwrap_err();
+        let real = std::fs::canonicalize(outside.join("x.wasm")).unwrap();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "rule spec `{}`: component `x.wasm` is `{}` through a symbolic link, outside \
+                 `{}` where it was found",
+                rules.join("r.yml").display(),
+                real.display(),
+                rules.display()
+            )
+        );
+        std::fs::remove_file(rules.join("x.wasm")).unwrap();
+        symlink(&outside, comps.join("linked")).unwrap();
+        let spec = spec_in(&rules, "linked/x.wasm");
+        assert!(matches!(
+            spec.resolve_component(&search),
+            Err(SpecError::OutsideFolder { folder, .. }) if folder == comps
+        ));
     }
 
     #[test]

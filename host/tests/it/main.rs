@@ -13,7 +13,7 @@ mod cli;
 mod integrity;
 /// The library API as the crate docs show it.
 mod library;
-/// A rules folder cannot stall loading (symlink loops).
+/// A rules folder cannot stall loading (symlink loops) or reach components outside it.
 mod rule_folders;
 /// Hostile rules: loops, panics, memory bombs cost only themselves.
 mod sandbox;
