@@ -448,6 +448,70 @@ fn a_second_process_on_the_same_state_fails_clearly_or_waits() {
 }
 
 #[test]
+fn a_link_planted_at_the_state_or_its_lock_file_is_refused_and_its_target_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.db");
+    let lock = dir.path().join("state.db.lock");
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let event = r#"{"timestamp": 1704067200000, "actionName": "installLibraryOnAllClusters", "serviceName": "clusters", "userIdentity": {"email": "a@example.com"}, "workspaceId": "1"}"#;
+    let refused = |path: &Path, reason: &str| {
+        let out = run(&mut state_cmd(dir.path(), &state), event);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "error: refusing to use `{}`: {reason}",
+                path.display()
+            )),
+            "{stderr}"
+        );
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    };
+
+    // The lock file as a symbolic link: followed, the victim was cut to the run's pid.
+    std::os::unix::fs::symlink(&victim, &lock).unwrap();
+    refused(&lock, "it is a symbolic link");
+    assert!(!state.exists(), "nothing is created before the checks");
+    // As a second hard link to the victim: the same file under another name.
+    std::fs::remove_file(&lock).unwrap();
+    std::fs::hard_link(&victim, &lock).unwrap();
+    refused(&lock, "it has 2 hard links");
+    // The database itself as a symbolic link.
+    std::fs::remove_file(&lock).unwrap();
+    std::os::unix::fs::symlink(&victim, &state).unwrap();
+    refused(&state, "it is a symbolic link");
+    std::fs::remove_file(&state).unwrap();
+
+    // A lock file of another user's is not written either (the tests run as root in CI,
+    // where the owner can be changed).
+    std::fs::write(&lock, "").unwrap();
+    if std::os::unix::fs::chown(&lock, Some(65534), None).is_ok() {
+        let out = run(&mut state_cmd(dir.path(), &state), event);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("it belongs to uid 65534, not to this user"),
+            "{stderr}"
+        );
+        std::fs::remove_file(&lock).unwrap();
+    }
+
+    // A plain lock file, left by an earlier run or not there yet, is used as before.
+    for _ in 0..2 {
+        let out = run(&mut state_cmd(dir.path(), &state), event);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let s = summary(&state);
+    let install = rule(&s, "Databricks.Audit.InstallLibraryAllClusters").unwrap();
+    assert_eq!(install["windows"], 1);
+}
+
+#[test]
 fn state_prints_a_summary_and_clears_a_rule() {
     let dir = tempfile::tempdir().unwrap();
     let file = generate(dir.path(), "events.jsonl", 2_000, 4, 12);
