@@ -8,13 +8,15 @@
 //!
 //! Crash safety: a [`Checkpointer`] commits all of that in one transaction, after the alerts
 //! written so far reached the disk. A run killed between checkpoints leaves the state of the
-//! last one: the next run truncates the output file back to the length recorded with it and
-//! evaluates again from the line after it. Alert ids depend only on (rule, dedup, window
-//! start), so the redone alerts are the same records.
+//! last one: the next run truncates the output file back to the length recorded with it (if
+//! that file is its own output: the path in the state is data, never a file to cut by
+//! itself) and evaluates again from the line after it. Alert ids depend only on (rule,
+//! dedup, window start), so the redone alerts are the same records.
 //!
 //! Exclusivity: a writer holds an advisory lock on `PATH.lock` for its whole run, so a second
 //! process fails with [`StoreError::Busy`] (or waits, [`LockWait::Wait`]); SQLite's own locking
-//! keeps readers such as `rulehost state` consistent meanwhile.
+//! keeps readers such as `rulehost state` consistent meanwhile. Neither file is followed
+//! through a symbolic link ([`StoreError::Unsafe`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, OpenOptions, TryLockError};
@@ -467,7 +469,8 @@ impl StateStore {
     }
 
     /// The output file and its committed length, when the last run stopped before its end:
-    /// anything it wrote past that length was not committed and will be written again.
+    /// anything it wrote past that length was not committed and will be written again. The
+    /// path is whatever the database says: cut it only if it is the file this run writes.
     pub fn interrupted_output(&self) -> Result<Option<(PathBuf, u64)>, StoreError> {
         if self.meta::<String>("run")?.as_deref() != Some("running") {
             return Ok(None);

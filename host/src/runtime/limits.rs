@@ -12,9 +12,9 @@ pub struct Limits {
     pub timeout: Duration,
     /// Epoch tick: the deadline's granularity. 10 ms keeps the ticker thread idle.
     pub tick: Duration,
-    /// Linear memory per instance, all its memories together ([`StoreLimiter`]). A rule
-    /// holds one event's fields at a time: 64 MiB is far above need (instances keep ~30 KiB
-    /// resident) yet stops a memory bomb early.
+    /// Linear memory per instance, all its memories together. A rule holds one event's
+    /// fields at a time: 64 MiB is far above need (instances keep ~30 KiB resident) yet
+    /// stops a memory bomb early.
     pub memory_bytes: usize,
     /// Table elements per table: Rust guests use a few hundred for indirect calls.
     pub table_elements: usize,
