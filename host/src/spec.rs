@@ -1,7 +1,7 @@
 //! [`Spec`]: a rule's YAML metadata in Panther's format, validated.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -296,6 +296,35 @@ pub enum SpecError {
         /// What is wrong, naming the key.
         message: String,
     },
+    /// `Filename:` leads, through a symbolic link, out of the folder it was found in.
+    #[error(
+        "rule spec `{}`: component `{filename}` is `{}` through a symbolic link, outside `{}` where it was found",
+        path.display(),
+        resolved.display(),
+        folder.display()
+    )]
+    OutsideFolder {
+        /// The spec.
+        path: PathBuf,
+        /// `Filename:` as written.
+        filename: String,
+        /// The file the link leads to.
+        resolved: PathBuf,
+        /// The folder `Filename:` was found in.
+        folder: PathBuf,
+    },
+    /// The component's real path could not be found (it vanished, or a folder is
+    /// unreadable).
+    #[error("rule spec `{}`: failed to resolve component `{}`", path.display(), component.display())]
+    Resolve {
+        /// The spec.
+        path: PathBuf,
+        /// The component file found.
+        component: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// `Filename:` names a component that is not there.
     #[error("rule spec `{}`: component `{filename}` not found; looked for {}", path.display(), looked.iter().map(|p| format!("`{}`", p.display())).collect::<Vec<_>>().join(", "))]
     MissingComponent {
@@ -343,6 +372,18 @@ impl Spec {
         if !raw.filename.ends_with(".wasm") {
             return Err(invalid(format!(
                 "Filename `{}` must name a WebAssembly component (`.wasm`)",
+                raw.filename
+            )));
+        }
+        // A third-party spec must not reach for components elsewhere on the machine
+        // (issue 11): `Filename:` stays below the folders it is looked up in.
+        if Path::new(&raw.filename)
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+        {
+            return Err(invalid(format!(
+                "Filename `{}` must be a relative path inside the spec's folder or a \
+                 components folder: no absolute path and no `..`",
                 raw.filename
             )));
         }
@@ -451,7 +492,9 @@ impl Spec {
     }
 
     /// Finds the component: `Filename` relative to the spec's folder, then in each of
-    /// `search` in order.
+    /// `search` in order. The file found must lie inside the folder it was found in once
+    /// symbolic links are followed ([`SpecError::OutsideFolder`]); [`Spec::parse`] already
+    /// refused absolute paths and `..`.
     pub fn resolve_component(&self, search: &[PathBuf]) -> Result<PathBuf, SpecError> {
         let name = Path::new(&self.filename);
         let mut looked = Vec::new();
@@ -459,6 +502,7 @@ impl Spec {
         for dir in std::iter::once(base).chain(search.iter().map(PathBuf::as_path)) {
             let candidate = dir.join(name);
             if candidate.is_file() {
+                self.check_inside(&candidate, dir)?;
                 return Ok(candidate);
             }
             looked.push(candidate);
@@ -468,6 +512,30 @@ impl Spec {
             filename: self.filename.clone(),
             looked,
         })
+    }
+
+    /// Refuses a `component` that a symbolic link (of it or of a folder below `folder`)
+    /// takes out of `folder`. Links inside it are fine; so is a `folder` that is itself a
+    /// link, since both sides are compared with their links followed.
+    fn check_inside(&self, component: &Path, folder: &Path) -> Result<(), SpecError> {
+        let canonical = |p: &Path| {
+            std::fs::canonicalize(p).map_err(|source| SpecError::Resolve {
+                path: self.path.clone(),
+                component: component.to_owned(),
+                source,
+            })
+        };
+        let resolved = canonical(component)?;
+        if resolved.starts_with(canonical(folder)?) {
+            Ok(())
+        } else {
+            Err(SpecError::OutsideFolder {
+                path: self.path.clone(),
+                filename: self.filename.clone(),
+                resolved,
+                folder: folder.to_owned(),
+            })
+        }
     }
 
     /// The alert title when the rule defines no `title`: DisplayName, else RuleID.
@@ -484,15 +552,84 @@ impl Spec {
     }
 }
 
+/// A rule folder's symbolic links would make [`find_specs`] read a folder twice: the error
+/// inside the [`std::io::Error`] it returns.
+#[derive(Debug, thiserror::Error)]
+pub enum FolderError {
+    /// A link leads back to a folder that contains it: following it would never end.
+    #[error("symlink loop at `{}`: it leads back to `{}`", path.display(), target.display())]
+    Loop {
+        /// The link, as reached from the rule folder.
+        path: PathBuf,
+        /// The folder it leads back to, as first reached.
+        target: PathBuf,
+    },
+    /// A link leads to a folder already read by another path: its specs would load twice.
+    #[error(
+        "`{}` is the folder `{}` again, through a symbolic link: each folder is read once",
+        path.display(),
+        first.display()
+    )]
+    Twice {
+        /// The second path.
+        path: PathBuf,
+        /// The path the folder was first read by.
+        first: PathBuf,
+    },
+}
+
+/// What tells two folders apart, whatever path leads to them: (device, inode).
+#[cfg(unix)]
+type FolderId = (u64, u64);
+/// What tells two folders apart, whatever path leads to them: the canonical path.
+#[cfg(not(unix))]
+type FolderId = PathBuf;
+
+#[cfg(unix)]
+fn folder_id(path: &Path) -> std::io::Result<FolderId> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(path)?;
+    Ok((meta.dev(), meta.ino()))
+}
+
+#[cfg(not(unix))]
+fn folder_id(path: &Path) -> std::io::Result<FolderId> {
+    std::fs::canonicalize(path)
+}
+
 /// Every `*.yml`/`*.yaml` file under `dir`, recursively, sorted by path.
+///
+/// Symbolic links are followed, to spec files and to folders, so a rule folder may link in a
+/// shared pack of specs. Each folder is read once: a link back to a folder that contains it
+/// (a loop, which would never end) or to a folder already read by another path (whose specs
+/// would load twice) is an error, a [`FolderError`] naming the link (issue 11). Folders are
+/// read in path order, so the same tree always gives the same error.
 pub fn find_specs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut found = Vec::new();
+    let mut seen: std::collections::HashMap<FolderId, PathBuf> = Default::default();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d)? {
-            let path = entry?.path();
+        if let Some(first) = seen.insert(folder_id(&d)?, d.clone()) {
+            // Depth first: every path under `first` is read before any other, so a path
+            // that reaches its folder again from below it has gone round a loop.
+            let error = if d.starts_with(&first) {
+                FolderError::Loop {
+                    path: d,
+                    target: first,
+                }
+            } else {
+                FolderError::Twice { path: d, first }
+            };
+            return Err(std::io::Error::other(error));
+        }
+        let mut entries = std::fs::read_dir(&d)?
+            .map(|entry| entry.map(|e| e.path()))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        entries.sort();
+        let mut folders = Vec::new();
+        for path in entries {
             if path.is_dir() {
-                stack.push(path);
+                folders.push(path);
             } else if matches!(
                 path.extension().and_then(|e| e.to_str()),
                 Some("yml" | "yaml")
@@ -500,6 +637,8 @@ pub fn find_specs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
                 found.push(path);
             }
         }
+        // Popped in path order.
+        stack.extend(folders.into_iter().rev());
     }
     found.sort();
     Ok(found)
@@ -582,6 +721,103 @@ mod tests {
     }
 
     #[test]
+    fn filename_must_stay_below_its_folders() {
+        for bad in [
+            "/etc/x.wasm",
+            "../x.wasm",
+            "sub/../../x.wasm",
+            "sub/../x.wasm",
+        ] {
+            let err = parse(&MINIMAL.replace("r.wasm", bad)).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "invalid rule spec `r.yml`: Filename `{bad}` must be a relative path inside \
+                     the spec's folder or a components folder: no absolute path and no `..`"
+                )
+            );
+        }
+        for good in ["sub/dir/x.wasm", "./x.wasm", "x..y.wasm"] {
+            assert_eq!(
+                parse(&MINIMAL.replace("r.wasm", good)).unwrap().filename,
+                good
+            );
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_component_linked_from_outside_its_folder_is_refused() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let (rules, comps, outside) = (
+            dir.path().join("rules"),
+            dir.path().join("comps"),
+            dir.path().join("outside"),
+        );
+        for d in [
+            &rules,
+            &comps,
+            &outside.join("pack"),
+            &rules.join("sub/dir"),
+        ] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        for f in [
+            outside.join("x.wasm"),
+            outside.join("pack/p.wasm"),
+            rules.join("sub/dir/z.wasm"),
+        ] {
+            std::fs::write(f, b"").unwrap();
+        }
+        let spec_in = |folder: &Path, filename: &str| {
+            Spec::parse(&folder.join("r.yml"), &MINIMAL.replace("r.wasm", filename)).unwrap()
+        };
+        let search = [comps.clone()];
+        // Plain files and links that stay inside: found where they are.
+        let spec = spec_in(&rules, "sub/dir/z.wasm");
+        assert_eq!(
+            spec.resolve_component(&search).unwrap(),
+            rules.join("sub/dir/z.wasm")
+        );
+        symlink("sub/dir/z.wasm", rules.join("alias.wasm")).unwrap();
+        let spec = spec_in(&rules, "alias.wasm");
+        assert_eq!(
+            spec.resolve_component(&search).unwrap(),
+            rules.join("alias.wasm")
+        );
+        // A linked folder of specs keeps its components beside them.
+        symlink(outside.join("pack"), rules.join("pack")).unwrap();
+        let spec = spec_in(&rules.join("pack"), "p.wasm");
+        assert_eq!(
+            spec.resolve_component(&search).unwrap(),
+            rules.join("pack/p.wasm")
+        );
+        // A link to a file outside, next to the spec or in a components folder: refused.
+        symlink(outside.join("x.wasm"), rules.join("x.wasm")).unwrap();
+        let spec = spec_in(&rules, "x.wasm");
+        let err = spec.resolve_component(&search).unwrap_err();
+        let real = std::fs::canonicalize(outside.join("x.wasm")).unwrap();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "rule spec `{}`: component `x.wasm` is `{}` through a symbolic link, outside \
+                 `{}` where it was found",
+                rules.join("r.yml").display(),
+                real.display(),
+                rules.display()
+            )
+        );
+        std::fs::remove_file(rules.join("x.wasm")).unwrap();
+        symlink(&outside, comps.join("linked")).unwrap();
+        let spec = spec_in(&rules, "linked/x.wasm");
+        assert!(matches!(
+            spec.resolve_component(&search),
+            Err(SpecError::OutsideFolder { folder, .. }) if folder == comps
+        ));
+    }
+
+    #[test]
     fn mocks_are_refused_with_a_reason() {
         let text = format!(
             "{MINIMAL}Tests:\n  - Name: t\n    ExpectedResult: true\n    Log: {{a: 1}}\n    \
@@ -614,6 +850,83 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("duplicate test name `t`")
+        );
+    }
+
+    /// Runs `f` on another thread and fails the test if it takes longer than 20 s: the
+    /// walks below would never end without loop detection.
+    fn within_deadline<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(f()));
+        rx.recv_timeout(std::time::Duration::from_secs(20))
+            .expect("still walking after 20 s")
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn find_specs_stops_at_a_symlink_loop() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_owned();
+        std::fs::create_dir_all(root.join("pack/sub")).unwrap();
+        std::fs::write(root.join("pack/sub/r.yml"), MINIMAL).unwrap();
+        // Two links back up: followed blindly, they make 2^40 paths (Linux stops resolving
+        // a path after 40 links).
+        symlink("..", root.join("pack/sub/up")).unwrap();
+        symlink("../..", root.join("pack/sub/top")).unwrap();
+        let walk = within_deadline({
+            let root = root.clone();
+            move || find_specs(&root)
+        });
+        let err = walk.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "symlink loop at `{}`: it leads back to `{}`",
+                root.join("pack/sub/top").display(),
+                root.display()
+            )
+        );
+        assert!(matches!(
+            err.get_ref().and_then(|e| e.downcast_ref::<FolderError>()),
+            Some(FolderError::Loop { .. })
+        ));
+        // One link back up: followed blindly, the spec is found 40 times over.
+        std::fs::remove_file(root.join("pack/sub/top")).unwrap();
+        let err = find_specs(&root).unwrap_err().to_string();
+        assert!(err.starts_with("symlink loop at `"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn find_specs_follows_links_to_specs_and_folders_once() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let (root, shared) = (dir.path().join("rules"), dir.path().join("shared"));
+        std::fs::create_dir_all(root.join("own")).unwrap();
+        std::fs::create_dir_all(shared.join("pack")).unwrap();
+        std::fs::write(root.join("own/a.yml"), MINIMAL).unwrap();
+        std::fs::write(shared.join("pack/b.yaml"), MINIMAL).unwrap();
+        std::fs::write(shared.join("c.yml"), MINIMAL).unwrap();
+        symlink(shared.join("pack"), root.join("pack")).unwrap();
+        symlink(shared.join("c.yml"), root.join("c.yml")).unwrap();
+        assert_eq!(
+            find_specs(&root).unwrap(),
+            [
+                root.join("c.yml"),
+                root.join("own/a.yml"),
+                root.join("pack/b.yaml")
+            ]
+        );
+        // A second link to the linked folder: its specs would load twice.
+        symlink(shared.join("pack"), root.join("own/again")).unwrap();
+        assert_eq!(
+            find_specs(&root).unwrap_err().to_string(),
+            format!(
+                "`{}` is the folder `{}` again, through a symbolic link: each folder is read once",
+                root.join("pack").display(),
+                root.join("own/again").display()
+            )
         );
     }
 

@@ -8,13 +8,15 @@
 //!
 //! Crash safety: a [`Checkpointer`] commits all of that in one transaction, after the alerts
 //! written so far reached the disk. A run killed between checkpoints leaves the state of the
-//! last one: the next run truncates the output file back to the length recorded with it and
-//! evaluates again from the line after it. Alert ids depend only on (rule, dedup, window
-//! start), so the redone alerts are the same records.
+//! last one: the next run truncates the output file back to the length recorded with it (if
+//! that file is its own output: the path in the state is data, never a file to cut by
+//! itself) and evaluates again from the line after it. Alert ids depend only on (rule,
+//! dedup, window start), so the redone alerts are the same records.
 //!
 //! Exclusivity: a writer holds an advisory lock on `PATH.lock` for its whole run, so a second
 //! process fails with [`StoreError::Busy`] (or waits, [`LockWait::Wait`]); SQLite's own locking
-//! keeps readers such as `rulehost state` consistent meanwhile.
+//! keeps readers such as `rulehost state` consistent meanwhile. Neither file is followed
+//! through a symbolic link ([`StoreError::Unsafe`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, OpenOptions, TryLockError};
@@ -70,6 +72,42 @@ CREATE TABLE IF NOT EXISTS inputs (
 );
 ";
 
+/// Why a file of the state was not used: the state's folder may be writable by others, who
+/// could otherwise make rulehost truncate or write another file through that name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnsafeFile {
+    /// A symbolic link: it could lead anywhere.
+    Symlink,
+    /// Not a regular file (a FIFO, a device, ...).
+    NotRegular,
+    /// A regular file with this many hard links: another name may be a file that must not
+    /// be written.
+    HardLinks(u64),
+    /// Owned by another user than the one running rulehost.
+    Owner {
+        /// The file's owner (uid).
+        owner: u32,
+        /// This process's effective uid.
+        user: u32,
+    },
+}
+
+impl std::fmt::Display for UnsafeFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UnsafeFile::Symlink => write!(f, "it is a symbolic link"),
+            UnsafeFile::NotRegular => write!(f, "it is not a regular file"),
+            UnsafeFile::HardLinks(n) => write!(f, "it has {n} hard links"),
+            UnsafeFile::Owner { owner, user } => {
+                write!(
+                    f,
+                    "it belongs to uid {owner}, not to this user (uid {user})"
+                )
+            }
+        }
+    }
+}
+
 /// Errors of the state database; each names its file.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -86,6 +124,14 @@ pub enum StoreError {
     Missing {
         /// The database.
         path: PathBuf,
+    },
+    /// The database or its lock file is not a file rulehost may write safely.
+    #[error("refusing to use `{}`: {reason}", path.display())]
+    Unsafe {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: UnsafeFile,
     },
     /// Locking, syncing or truncating a file failed.
     #[error("failed to use `{}`", path.display())]
@@ -268,10 +314,23 @@ pub struct StateSummary {
 
 impl StateStore {
     /// Opens (creating if needed) the state at `path` for a run that changes it, holding
-    /// `PATH.lock` until dropped.
+    /// `PATH.lock` until dropped. Neither `path` nor `PATH.lock` may be a symbolic link
+    /// ([`StoreError::Unsafe`]): a link planted in the state's folder would make the run write
+    /// (or truncate) the file it points to.
     pub fn open(path: &Path, wait: LockWait) -> Result<Self, StoreError> {
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(StoreError::Unsafe {
+                path: path.to_owned(),
+                reason: UnsafeFile::Symlink,
+            });
+        }
         let lock = lock_file(path, wait)?;
-        let conn = Connection::open(path).map_err(|source| sql(path, source))?;
+        // NOFOLLOW: a link put there since the check above is refused by SQLite too.
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::default() | OpenFlags::SQLITE_OPEN_NOFOLLOW,
+        )
+        .map_err(|source| sql(path, source))?;
         let store = StateStore {
             conn,
             path: path.to_owned(),
@@ -438,7 +497,8 @@ impl StateStore {
     }
 
     /// The output file and its committed length, when the last run stopped before its end:
-    /// anything it wrote past that length was not committed and will be written again.
+    /// anything it wrote past that length was not committed and will be written again. The
+    /// path is whatever the database says: cut it only if it is the file this run writes.
     pub fn interrupted_output(&self) -> Result<Option<(PathBuf, u64)>, StoreError> {
         if self.meta::<String>("run")?.as_deref() != Some("running") {
             return Ok(None);
@@ -708,6 +768,11 @@ fn read_window(
 }
 
 /// Takes `PATH.lock`, writing this process's pid into it for the next one's message.
+///
+/// The lock file is opened without following a symbolic link (`O_NOFOLLOW`) and written only
+/// when the opened file is a regular file with one link, owned by this user: else the run
+/// stops with [`StoreError::Unsafe`] before it locks, truncates or writes anything, so a
+/// planted link can never make it truncate another file (issue 11).
 fn lock_file(path: &Path, wait: LockWait) -> Result<File, StoreError> {
     let mut lock_path = path.as_os_str().to_owned();
     lock_path.push(".lock");
@@ -716,13 +781,30 @@ fn lock_file(path: &Path, wait: LockWait) -> Result<File, StoreError> {
         path: lock_path.clone(),
         source,
     };
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&lock_path)
-        .map_err(io_err)?;
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        rustix::fs::OFlags::NOFOLLOW.bits() as i32,
+    );
+    let mut file = options.open(&lock_path).map_err(|e| {
+        if std::fs::symlink_metadata(&lock_path).is_ok_and(|m| m.file_type().is_symlink()) {
+            StoreError::Unsafe {
+                path: lock_path.clone(),
+                reason: UnsafeFile::Symlink,
+            }
+        } else {
+            io_err(e)
+        }
+    })?;
+    let meta = file.metadata().map_err(io_err)?;
+    if let Some(reason) = unsafe_to_write(&meta) {
+        return Err(StoreError::Unsafe {
+            path: lock_path,
+            reason,
+        });
+    }
     match wait {
         LockWait::Wait => file.lock().map_err(io_err)?,
         LockWait::Fail => match file.try_lock() {
@@ -738,9 +820,33 @@ fn lock_file(path: &Path, wait: LockWait) -> Result<File, StoreError> {
             Err(TryLockError::Error(e)) => return Err(io_err(e)),
         },
     }
+    // Checked above: this is the lock file itself and nothing else.
     file.set_len(0).map_err(io_err)?;
     writeln!(file, "{}", std::process::id()).map_err(io_err)?;
     Ok(file)
+}
+
+/// Why an opened file must not be written, if it must not: only a regular file with one link
+/// and, on Unix, owned by this process's user, is surely the file its name says.
+fn unsafe_to_write(meta: &std::fs::Metadata) -> Option<UnsafeFile> {
+    if !meta.file_type().is_file() {
+        return Some(UnsafeFile::NotRegular);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        if meta.nlink() > 1 {
+            return Some(UnsafeFile::HardLinks(meta.nlink()));
+        }
+        let user = rustix::process::geteuid().as_raw();
+        if meta.uid() != user {
+            return Some(UnsafeFile::Owner {
+                owner: meta.uid(),
+                user,
+            });
+        }
+    }
+    None
 }
 
 /// An input file whose progress is kept.

@@ -235,7 +235,7 @@ impl Eval {
             None => None,
         };
         if let Some(store) = &store {
-            recover_output(store)?;
+            recover_output(store, settings.output.as_deref())?;
         }
         let (out, tracked_output): (Box<dyn Write + Send>, _) = match (&settings.output, &store) {
             (Some(path), None) => (
@@ -335,30 +335,61 @@ impl Eval {
 }
 
 /// After a run that was killed, cuts its output file back to the length committed with the
-/// state: the alerts past it are written again by this run.
-fn recover_output(store: &StateStore) -> anyhow::Result<()> {
-    let Some((path, committed)) = store.interrupted_output()? else {
+/// state when this run writes to that same file (`output`): the alerts past it are written
+/// again by this run. The path comes from the state, which is only data: any other file it
+/// names is left as it is, with a note (issue 11).
+fn recover_output(store: &StateStore, output: Option<&Path>) -> anyhow::Result<()> {
+    let Some((recorded, committed)) = store.interrupted_output()? else {
         return Ok(());
     };
-    let Ok(meta) = std::fs::metadata(&path) else {
+    let Ok(meta) = std::fs::metadata(&recorded) else {
         return Ok(());
     };
-    if meta.len() > committed {
-        let file = OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .and_then(|f| f.set_len(committed).map(|()| f))
-            .with_context(|| format!("failed to truncate `{}`", path.display()))?;
-        file.sync_all()
-            .with_context(|| format!("failed to sync `{}`", path.display()))?;
-        eprintln!(
-            "note: the last run on this state was interrupted; removed {} byte(s) of alerts it \
-             wrote to `{}` after its last checkpoint (they are written again)",
-            meta.len() - committed,
-            path.display()
-        );
+    if !meta.is_file() || meta.len() <= committed {
+        return Ok(());
     }
+    let extra = meta.len() - committed;
+    let Some((path, file)) = output.and_then(|path| open_if_same(path, &recorded, &meta)) else {
+        let here = output.map_or("stdout".to_owned(), |p| format!("`{}`", p.display()));
+        eprintln!(
+            "note: the last run on this state was interrupted; the {extra} byte(s) of alerts it \
+             wrote to `{}` after its last checkpoint are left there, as this run writes to \
+             {here}: they may be duplicated when their events are evaluated again",
+            recorded.display()
+        );
+        return Ok(());
+    };
+    file.set_len(committed)
+        .with_context(|| format!("failed to truncate `{}`", path.display()))?;
+    file.sync_all()
+        .with_context(|| format!("failed to sync `{}`", path.display()))?;
+    eprintln!(
+        "note: the last run on this state was interrupted; removed {extra} byte(s) of alerts it \
+         wrote to `{}` after its last checkpoint (they are written again)",
+        path.display()
+    );
     Ok(())
+}
+
+/// Opens `path` for writing if it is the file `recorded` (whose metadata is `meta`): the same
+/// canonical path and, on Unix, the same (device, inode), checked on the opened handle.
+fn open_if_same(path: &Path, recorded: &Path, meta: &std::fs::Metadata) -> Option<(PathBuf, File)> {
+    let canonical = std::fs::canonicalize(path).ok()?;
+    if canonical != std::fs::canonicalize(recorded).ok()? {
+        return None;
+    }
+    let file = OpenOptions::new().write(true).open(&canonical).ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let opened = file.metadata().ok()?;
+        if (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
+            return None;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    Some((path.to_owned(), file))
 }
 
 /// Opens the alert output for appending (runs with a state add to it).

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, Trap};
+use wasmtime::{Config, Engine, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub use crate::bindings::exports::rulehost::rules::detection::Matched;
@@ -40,7 +40,7 @@ pub use limits::Limits;
 struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: limits::StoreLimiter,
     /// The event of the call in progress; `None` between calls.
     event: Option<Arc<Json>>,
     /// The event time and call count the virtual clocks and random generators read.
@@ -593,7 +593,7 @@ impl RuleComponent {
         let state = HostState {
             wasi: wasi::context(&virt, captured.as_ref().map(|(o, e)| (o, e))),
             table: ResourceTable::new(),
-            limits: self.limits.store_limits(),
+            limits: self.limits.limiter(),
             event: None,
             virt,
             fields: Vec::new(),
@@ -892,7 +892,7 @@ fn classify(error: &wasmtime::Error) -> RuleFailure {
         Some(Trap::Interrupt) => RuleFailure::Timeout,
         Some(Trap::AllocationTooLarge) => RuleFailure::ResourceLimit(flatten(error)),
         Some(_) => RuleFailure::Trap(flatten(error)),
-        None if flatten(error).contains("forcing trap when growing") => {
+        None if error.downcast_ref::<limits::LimitExceeded>().is_some() => {
             RuleFailure::ResourceLimit(flatten(error))
         }
         None => RuleFailure::Trap(flatten(error)),
@@ -937,7 +937,7 @@ mod tests {
         HostState {
             wasi: wasi::context(&virt, None),
             table: ResourceTable::new(),
-            limits: Limits::default().store_limits(),
+            limits: Limits::default().limiter(),
             event: Some(Arc::new(serde_json::from_str(event).unwrap())),
             virt,
             fields: Vec::new(),

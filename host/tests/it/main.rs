@@ -23,6 +23,8 @@ mod library;
 /// Fast paths give what one call per function gives: `test` fails a path that differs,
 /// `eval` checks a sample; a path that only fails costs one failed call per worker.
 mod paths;
+/// A rules folder cannot stall loading (symlink loops) or reach components outside it.
+mod rule_folders;
 /// Hostile rules: loops, panics, memory bombs cost only themselves.
 mod sandbox;
 /// Panther's fallbacks, limits, rule errors, signals and inline filters.

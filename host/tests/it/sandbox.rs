@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rulehost::eval::{Location, RuleStats, Summary};
-use rulehost::runtime::{Limits, Runtime};
+use rulehost::runtime::{Limits, Output, Runtime};
 use serde_json::{Value, json};
 
 use crate::util::*;
@@ -216,6 +216,110 @@ fn a_memory_bomb_hits_the_memory_cap() {
         "{error}"
     );
     assert_eq!(run.hostile().restarts, 1);
+}
+
+/// A rule with four linear memories, which no Rust guest has: memory 0 holds the canonical
+/// ABI's arguments and results, and each `rule` call grows the three others by 20 MiB each
+/// (320 pages). Every function returns zeros: `ok(false)`, `none`, `ok(none)`.
+const FOUR_MEMORIES: &str = r#"
+(module
+  (memory (export "memory") 2)
+  (memory $a 0)
+  (memory $b 0)
+  (memory $c 0)
+  ;; The one list argument of a call (`evaluate`'s fields) goes in the second page.
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+    (if (i32.gt_u (local.get 3) (i32.const 65536)) (then unreachable))
+    (i32.const 65536))
+  (func (export "rulehost:rules/detection@0.2.0#rule") (result i32)
+    (if (i32.eq (memory.grow $a (i32.const 320)) (i32.const -1)) (then unreachable))
+    (if (i32.eq (memory.grow $b (i32.const 320)) (i32.const -1)) (then unreachable))
+    (if (i32.eq (memory.grow $c (i32.const 320)) (i32.const -1)) (then unreachable))
+    (i32.const 0))
+  (func (export "rulehost:rules/detection@0.2.0#evaluate") (param i32 i32) (result i32)
+    (i32.const 0))
+  ;; `count` results of 44 zero bytes each, from address 1024.
+  (func (export "rulehost:rules/detection@0.2.0#evaluate-batch")
+        (param i32 i32 i32) (result i32)
+    (i32.store (i32.const 16) (i32.const 1024))
+    (i32.store (i32.const 20) (local.get 2))
+    (i32.const 16))
+  (func (export "rulehost:rules/detection@0.2.0#title") (result i32) (i32.const 0))
+  (func (export "rulehost:rules/detection@0.2.0#dedup") (result i32) (i32.const 0))
+  (func (export "rulehost:rules/detection@0.2.0#unique") (result i32) (i32.const 0))
+  (func (export "rulehost:rules/detection@0.2.0#severity") (result i32) (i32.const 0))
+  (func (export "rulehost:rules/detection@0.2.0#alert-context") (result i32) (i32.const 0))
+  (func (export "rulehost:rules/detection@0.2.0#description") (result i32) (i32.const 0))
+  (func (export "rulehost:rules/detection@0.2.0#reference") (result i32) (i32.const 0))
+  (func (export "rulehost:rules/detection@0.2.0#runbook") (result i32) (i32.const 0))
+  (func (export "rulehost:rules/detection@0.2.0#destinations") (result i32) (i32.const 0))
+)
+"#;
+
+/// [`FOUR_MEMORIES`] as a component of `wit/rulehost.wit`'s `rule` world.
+fn four_memories() -> Vec<u8> {
+    let mut module = wat::parse_str(FOUR_MEMORIES).unwrap();
+    let mut resolve = wit_parser::Resolve::default();
+    let package = resolve.push_file(repo().join("wit/rulehost.wit")).unwrap();
+    let world = resolve.select_world(&[package], Some("rule")).unwrap();
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .unwrap();
+    wit_component::ComponentEncoder::default()
+        .module(&module)
+        .unwrap()
+        .validate(true)
+        .encode()
+        .unwrap()
+}
+
+#[test]
+fn the_memory_cap_holds_for_all_memories_of_an_instance_together() {
+    let event = std::sync::Arc::new(json!({}));
+    let bytes = four_memories();
+    let path = std::path::Path::new("four_memories.wasm");
+    let runtime = Runtime::new(Limits::default()).unwrap();
+    let mut instance = runtime
+        .load_bytes(path, &bytes)
+        .unwrap()
+        .instantiate(Output::Discard)
+        .unwrap();
+    // 60 MiB in three memories and 128 KiB in memory 0: under the 64 MiB cap.
+    assert_eq!(instance.rule(&event), Ok(false));
+    // Each memory would hold 40 MiB, under the cap by itself; all four, 80 MiB and more.
+    let failure = instance.rule(&event).unwrap_err();
+    assert_eq!(failure.kind(), "ResourceLimit", "{failure}");
+    assert!(
+        failure.to_string().contains(&format!(
+            "growing a linear memory to {} bytes would give the instance {} bytes of memory; \
+             the limit is {} bytes",
+            40 << 20,
+            (80 << 20) + (128 << 10),
+            64 << 20
+        )),
+        "{failure}"
+    );
+
+    // With room for the total, the same calls succeed: the total was what was refused.
+    let runtime = Runtime::new(Limits {
+        memory_bytes: 256 << 20,
+        ..Limits::default()
+    })
+    .unwrap();
+    let mut instance = runtime
+        .load_bytes(path, &bytes)
+        .unwrap()
+        .instantiate(Output::Discard)
+        .unwrap();
+    // Four calls: 240 MiB; a fifth would make 300.
+    for _ in 0..4 {
+        assert_eq!(instance.rule(&event), Ok(false));
+    }
+    assert_eq!(instance.rule(&event).unwrap_err().kind(), "ResourceLimit");
 }
 
 #[test]

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rulehost::store::StateStore;
+use rulehost::store::{LockWait, StateStore};
 
 use crate::util::*;
 
@@ -297,12 +297,28 @@ fn a_run_killed_mid_file_and_rerun_loses_and_repeats_no_alert() {
         );
     }
 
-    // Rerun into a different file: the killed run's file is cut back to its last
-    // checkpoint, and the two files together hold each alert once.
+    // Rerun into a different file: the killed run's file is left as it is (only this run's
+    // own output is ever cut), and its part up to the last checkpoint and the new file
+    // together hold each alert once.
     let state = dir.path().join("state-2.db");
     let first = dir.path().join("first.jsonl");
     let second = dir.path().join("second.jsonl");
     kill_after(dir.path(), &input, &state, &first, 25_000);
+    {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&first)
+            .unwrap();
+        file.write_all(br#"{"kind":"alert","alert_id":"#).unwrap();
+    }
+    let (recorded, committed) = StateStore::open_read_only(&state)
+        .unwrap()
+        .interrupted_output()
+        .unwrap()
+        .unwrap();
+    assert_eq!(recorded, std::fs::canonicalize(&first).unwrap());
+    let killed = std::fs::read(&first).unwrap();
     let rerun = run(
         state_cmd(dir.path(), &state)
             .arg("--flush")
@@ -311,10 +327,75 @@ fn a_run_killed_mid_file_and_rerun_loses_and_repeats_no_alert() {
             .arg(&input),
         "",
     );
-    assert!(rerun.status.success());
-    let both =
-        std::fs::read_to_string(&first).unwrap() + &std::fs::read_to_string(&second).unwrap();
+    let stderr = String::from_utf8_lossy(&rerun.stderr);
+    assert!(rerun.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the {} byte(s) of alerts it wrote to `{}` after its last checkpoint are left \
+             there, as this run writes to `{}`",
+            killed.len() as u64 - committed,
+            recorded.display(),
+            second.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&first).unwrap(), killed, "left as it is");
+    let both = String::from_utf8(killed[..committed as usize].to_vec()).unwrap()
+        + &std::fs::read_to_string(&second).unwrap();
     assert_eq!(both, expected);
+}
+
+#[test]
+fn only_this_runs_own_output_is_ever_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.db");
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "precious\n").unwrap();
+    // A state that says its last run was interrupted while writing `victim`, with nothing
+    // of it committed: as a tampered (or merely stale) state would.
+    let record = |output: &Path| {
+        let mut store = StateStore::open(&state, LockWait::Fail).unwrap();
+        store.begin_run(Some((output, 0))).unwrap();
+    };
+    record(&victim);
+    let event = r#"{"timestamp": 1704067200000, "actionName": "installLibraryOnAllClusters", "serviceName": "clusters", "userIdentity": {"email": "a@example.com"}, "workspaceId": "1"}"#;
+    let out = dir.path().join("alerts.jsonl");
+    for output in [None, Some(&out)] {
+        let mut cmd = state_cmd(dir.path(), &state);
+        if let Some(path) = output {
+            cmd.arg("-o").arg(path);
+        }
+        let rerun = run(&mut cmd, event);
+        let stderr = String::from_utf8_lossy(&rerun.stderr);
+        assert!(rerun.status.success(), "{stderr}");
+        let here = output.map_or("stdout".to_owned(), |p| format!("`{}`", p.display()));
+        assert!(
+            stderr.contains(&format!(
+                "the 9 byte(s) of alerts it wrote to `{}` after its last checkpoint are left \
+                 there, as this run writes to {here}: they may be duplicated",
+                victim.display()
+            )),
+            "{stderr}"
+        );
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        record(&victim);
+    }
+
+    // Through another name (a link) to the recorded file, this run's output is that file:
+    // cut back to the committed length as before.
+    let link = dir.path().join("link.jsonl");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let rerun = run(state_cmd(dir.path(), &state).arg("-o").arg(&link), "");
+    let stderr = String::from_utf8_lossy(&rerun.stderr);
+    assert!(rerun.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "removed 9 byte(s) of alerts it wrote to `{}` after its last checkpoint",
+            link.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "");
 }
 
 #[test]
@@ -445,6 +526,70 @@ fn a_second_process_on_the_same_state_fails_clearly_or_waits() {
     let install = rule(&s, "Databricks.Audit.InstallLibraryAllClusters").unwrap();
     assert_eq!(install["windows"], 1);
     assert_eq!(install["pending_alerts"], 1);
+}
+
+#[test]
+fn a_link_planted_at_the_state_or_its_lock_file_is_refused_and_its_target_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.db");
+    let lock = dir.path().join("state.db.lock");
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let event = r#"{"timestamp": 1704067200000, "actionName": "installLibraryOnAllClusters", "serviceName": "clusters", "userIdentity": {"email": "a@example.com"}, "workspaceId": "1"}"#;
+    let refused = |path: &Path, reason: &str| {
+        let out = run(&mut state_cmd(dir.path(), &state), event);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "error: refusing to use `{}`: {reason}",
+                path.display()
+            )),
+            "{stderr}"
+        );
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    };
+
+    // The lock file as a symbolic link: followed, the victim was cut to the run's pid.
+    std::os::unix::fs::symlink(&victim, &lock).unwrap();
+    refused(&lock, "it is a symbolic link");
+    assert!(!state.exists(), "nothing is created before the checks");
+    // As a second hard link to the victim: the same file under another name.
+    std::fs::remove_file(&lock).unwrap();
+    std::fs::hard_link(&victim, &lock).unwrap();
+    refused(&lock, "it has 2 hard links");
+    // The database itself as a symbolic link.
+    std::fs::remove_file(&lock).unwrap();
+    std::os::unix::fs::symlink(&victim, &state).unwrap();
+    refused(&state, "it is a symbolic link");
+    std::fs::remove_file(&state).unwrap();
+
+    // A lock file of another user's is not written either (the tests run as root in CI,
+    // where the owner can be changed).
+    std::fs::write(&lock, "").unwrap();
+    if std::os::unix::fs::chown(&lock, Some(65534), None).is_ok() {
+        let out = run(&mut state_cmd(dir.path(), &state), event);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("it belongs to uid 65534, not to this user"),
+            "{stderr}"
+        );
+        std::fs::remove_file(&lock).unwrap();
+    }
+
+    // A plain lock file, left by an earlier run or not there yet, is used as before.
+    for _ in 0..2 {
+        let out = run(&mut state_cmd(dir.path(), &state), event);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let s = summary(&state);
+    let install = rule(&s, "Databricks.Audit.InstallLibraryAllClusters").unwrap();
+    assert_eq!(install["windows"], 1);
 }
 
 #[test]
