@@ -112,9 +112,9 @@ impl RuleArgs {
         }
     }
 
-    /// The runtime these flags describe: limits and cache.
+    /// The runtime these flags describe: limits and cache (see [`runtime`]).
     pub fn runtime(&self) -> anyhow::Result<Runtime> {
-        Ok(Runtime::new(self.limits())?.with_cache(self.cache()))
+        runtime(self.limits(), self.cache())
     }
 
     /// Loads the specs of `dir` with [`RuleArgs::runtime`] and, under `--locked`, checks
@@ -129,6 +129,24 @@ impl RuleArgs {
             LockCheck::Refused => None,
         })
     }
+}
+
+/// A runtime with `limits` and `cache`. A cache that must not be used (a folder others
+/// can write, a key others can read, ...) gets one warning on stderr, with a hint, and
+/// every component is compiled instead.
+pub fn runtime(limits: Limits, cache: CodeCache) -> anyhow::Result<Runtime> {
+    let runtime = Runtime::new(limits)?.with_cache(cache);
+    if let Some(problem) = runtime.cache_problem() {
+        eprintln!("warning: {problem}; compiling instead");
+        let mut source = std::error::Error::source(problem);
+        while let Some(cause) = source {
+            eprintln!("  Caused by: {cause}");
+            source = cause.source();
+        }
+        eprintln!();
+        eprintln!("hint: {}", problem.hint());
+    }
+    Ok(runtime)
 }
 
 /// Under [`LockPolicy::Enforce`], checks `rules` against `DIR/rulehost.lock`, printing

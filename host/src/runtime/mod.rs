@@ -33,7 +33,7 @@ use crate::bindings::rulehost::rules::event_api;
 use crate::bindings::{Rule, RulePre, WitValue};
 
 pub use audit::{Audit, ImportVerdict, Provision, WorldMismatch};
-pub use cache::{CacheOutcome, CodeCache};
+pub use cache::{CacheOutcome, CacheProblem, CodeCache};
 pub use limits::Limits;
 
 /// Everything a rule's Store holds.
@@ -328,7 +328,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     limits: Limits,
-    cache: CodeCache,
+    cache: cache::OpenCache,
     _ticker: Ticker,
 }
 
@@ -373,15 +373,23 @@ impl Runtime {
             engine,
             linker,
             limits,
-            cache: CodeCache::Disabled,
+            cache: cache::OpenCache::Disabled,
             _ticker: Ticker { stop },
         })
     }
 
-    /// Keeps compiled components in `cache` (none by default).
+    /// Keeps compiled components in `cache` (none by default), once its folder and key
+    /// are checked (and made, on first use); when they must not be used,
+    /// [`Runtime::cache_problem`] says why and every component is compiled.
     pub fn with_cache(mut self, cache: CodeCache) -> Self {
-        self.cache = cache;
+        self.cache = cache.open();
         self
+    }
+
+    /// Why the cache given to [`Runtime::with_cache`] is not used, if it is not: for the
+    /// caller to report once.
+    pub fn cache_problem(&self) -> Option<&CacheProblem> {
+        self.cache.problem()
     }
 
     /// The limits every instance runs under.

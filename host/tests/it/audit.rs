@@ -4,9 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rulehost::runtime::{
-    CodeCache, ImportVerdict, Limits, LoadError, RuleComponent, Runtime, WorldMismatch,
-};
+use rulehost::runtime::{ImportVerdict, Limits, LoadError, RuleComponent, Runtime, WorldMismatch};
 use sha2::{Digest, Sha256};
 
 use crate::util::*;
@@ -302,10 +300,10 @@ fn core_modules_and_other_bytes_are_refused_before_compiling() {
 }
 
 /// A real wasmtime artifact of the seed, taken from rulehost's own cache (whose entries
-/// are the artifact after a 32-byte digest).
+/// are the artifact after a 32-byte MAC).
 fn precompiled_seed() -> Vec<u8> {
     let cache = tempfile::tempdir().unwrap();
-    let runtime = runtime().with_cache(CodeCache::Dir(cache.path().to_owned()));
+    let runtime = runtime().with_cache(cache_at(cache.path()));
     runtime.load(&seed_component()).unwrap();
     let entry = std::fs::read_dir(cache.path())
         .unwrap()
