@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use rulehost::runtime::{ImportVerdict, Limits, LoadError, RuleComponent, Runtime, WorldMismatch};
+use rulehost::runtime::{
+    ImportVerdict, Limits, LoadError, Pin, RuleComponent, Runtime, WorldMismatch,
+};
 use sha2::{Digest, Sha256};
 
 use crate::util::*;
@@ -210,7 +212,7 @@ fn a_detection_export_missing_functions_is_the_wrong_world() {
         "destinationz",
     );
     let err = runtime()
-        .load_bytes(Path::new("renamed.wasm"), &bytes)
+        .load_bytes(Path::new("renamed.wasm"), &bytes, Pin::Unpinned)
         .err()
         .unwrap();
     assert_eq!(
@@ -230,7 +232,7 @@ fn another_version_of_our_interface_is_refused() {
         "rulehost:rules/detection@0.2.7",
     );
     runtime()
-        .load_bytes(Path::new("patch.wasm"), &patch)
+        .load_bytes(Path::new("patch.wasm"), &patch, Pin::Unpinned)
         .unwrap();
 
     for (from, to) in [
@@ -250,7 +252,7 @@ fn another_version_of_our_interface_is_refused() {
     ] {
         let bytes = patched(&seed, from, to);
         let err = runtime()
-            .load_bytes(Path::new("next.wasm"), &bytes)
+            .load_bytes(Path::new("next.wasm"), &bytes, Pin::Unpinned)
             .err()
             .unwrap();
         assert!(

@@ -674,3 +674,104 @@ fn a_cache_key_others_can_read_is_not_used() {
         "the cache was used"
     );
 }
+
+#[test]
+fn locked_refuses_a_changed_component_before_compiling_it() {
+    let dir = seeded_dir();
+    assert_eq!(lock(dir.path()).status.code(), Some(0));
+    let wasm = dir.path().join(INSTALL_WASM);
+    let locked = sha256_hex(&wasm);
+    // Bytes that would fail to compile, and a component that would fail its trial
+    // instance: either error would show that they were loaded.
+    let not_wasm = b"not WebAssembly at all".to_vec();
+    let wrong_types = std::fs::read(test_components().join("wrong_types.wasm")).unwrap();
+    for bytes in [not_wasm, wrong_types] {
+        std::fs::write(&wasm, &bytes).unwrap();
+        let cache = UserCache::new();
+        let out = run(
+            cache
+                .rulehost()
+                .args(["eval", "--locked", "--rules"])
+                .arg(dir.path()),
+            &seed_events(),
+        );
+        assert_eq!(out.status.code(), Some(2));
+        assert!(out.stdout.is_empty());
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "error: rule `{INSTALL_ID}`: component `{}` has sha256 {}, but `{}` pins \
+                 {locked}{}",
+                wasm.display(),
+                sha256_hex(&wasm),
+                dir.path().join(LOCK_FILE).display(),
+                hint(dir.path())
+            )
+        );
+        // Only the other rule's component was compiled (and cached).
+        assert_eq!(cache_entries(&cache.dir).len(), 1);
+    }
+}
+
+#[test]
+fn locked_refuses_an_unpinned_rule_before_loading_it() {
+    let dir = seeded_dir();
+    assert_eq!(lock(dir.path()).status.code(), Some(0));
+    let wasm = dir.path().join("unpinned.wasm");
+    std::fs::write(&wasm, b"not WebAssembly at all").unwrap();
+    std::fs::write(
+        dir.path().join("unpinned.yml"),
+        "AnalysisType: rule\nFilename: unpinned.wasm\nRuleID: Test.Unpinned\nEnabled: true\n\
+         LogTypes: [X]\nSeverity: Low\n",
+    )
+    .unwrap();
+    let out = run(
+        rulehost()
+            .args(["eval", "--locked", "--rules"])
+            .arg(dir.path()),
+        &seed_events(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: rule `Test.Unpinned` is not in `{}`: its component `{}` has sha256 {}, the \
+             lock has none{}",
+            dir.path().join(LOCK_FILE).display(),
+            wasm.display(),
+            sha256_hex(&wasm),
+            hint(dir.path())
+        )
+    );
+}
+
+#[test]
+fn load_locked_checks_each_spec_of_a_shared_component() {
+    let text = std::fs::read_to_string(rules_tests().join(INSTALL)).unwrap();
+    let copy = text.replace(INSTALL_ID, "Copy.Of.Install");
+    let dir = rule_dir(&[INSTALL], &[("copy.yml", &copy)]);
+    let components = [components()];
+    let pinned = Lockfile::pin(&load(&runtime(), dir.path()));
+    let set = rulehost::ruleset::load_locked(&runtime(), dir.path(), &components, &pinned).unwrap();
+    assert_eq!((set.rules.len(), set.refused.len()), (2, 0));
+    // Whichever spec loads second finds the component compiled for the first: its own
+    // pin is still checked.
+    for wrong in 0..2 {
+        let mut lock = pinned.clone();
+        lock.rules[wrong].sha256 = "0".repeat(64);
+        let set =
+            rulehost::ruleset::load_locked(&runtime(), dir.path(), &components, &lock).unwrap();
+        let refused: Vec<&str> = set.refused.iter().map(|m| m.rule_id()).collect();
+        assert_eq!(refused, [lock.rules[wrong].rule_id.as_str()]);
+        assert!(
+            set.refused[0]
+                .to_string()
+                .contains(&format!("pins {}", "0".repeat(64))),
+            "{}",
+            set.refused[0]
+        );
+        assert_eq!(set.rules.len(), 1);
+        assert_eq!(set.rules[0].spec.rule_id, lock.rules[1 - wrong].rule_id);
+    }
+}
