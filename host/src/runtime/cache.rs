@@ -287,12 +287,18 @@ impl OpenCache {
     /// hit, else what to report once it has been compiled.
     pub(super) fn get(&self, engine: &Engine, sha256: &str) -> Result<Component, CacheOutcome> {
         let (dir, key) = self.ready()?;
-        let bytes = match std::fs::read(entry(dir, engine, sha256)) {
-            Ok(bytes) => bytes,
+        let path = entry(dir, engine, sha256);
+        // Regular files only, not followed: a FIFO planted while the folder was shared
+        // would block the read, a link to a device never end it.
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_file() => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(CacheOutcome::Miss);
             }
-            Err(_) => return Err(CacheOutcome::Replaced),
+            Ok(_) | Err(_) => return Err(CacheOutcome::Replaced),
+        }
+        let Ok(bytes) = std::fs::read(&path) else {
+            return Err(CacheOutcome::Replaced);
         };
         deserialize(engine, key, sha256, &bytes).ok_or(CacheOutcome::Replaced)
     }
@@ -646,6 +652,24 @@ mod tests {
         assert_eq!(cache.get(&engine, SHA).err(), Some(CacheOutcome::Replaced));
         cache.put(&engine, SHA, &compile(&engine));
         assert!(cache.get(&engine, SHA).is_ok());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn entries_that_are_not_regular_files_are_not_read() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = cache_in(root.path()).open();
+        let engine = Engine::default();
+        cache.put(&engine, SHA, &compile(&engine));
+        let entry = entry_of(&cache, &engine, SHA);
+        // Even a link to a valid entry: the next `put` replaces the link, not its target.
+        let elsewhere = root.path().join("elsewhere.cwasm");
+        std::fs::rename(&entry, &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &entry).unwrap();
+        assert_eq!(cache.get(&engine, SHA).err(), Some(CacheOutcome::Replaced));
+        std::fs::remove_file(&entry).unwrap();
+        std::fs::create_dir(&entry).unwrap();
+        assert_eq!(cache.get(&engine, SHA).err(), Some(CacheOutcome::Replaced));
     }
 
     #[test]
