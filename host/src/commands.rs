@@ -14,7 +14,7 @@ use clap::Args;
 
 use crate::eval::{DEFAULT_QUARANTINE_AFTER, Quarantine};
 use crate::lock::Lockfile;
-use crate::ruleset::{self, LoadedRule, RuleSet};
+use crate::ruleset::{self, RuleSet};
 use crate::runtime::{CodeCache, Limits, Runtime};
 
 /// Options shared by commands that load rules.
@@ -48,11 +48,12 @@ pub struct RuleArgs {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_QUARANTINE_AFTER)]
     pub quarantine_after: u32,
     /// Refuse to run unless every rule's component matches `DIR/rulehost.lock` (written by
-    /// `rulehost lock DIR`).
+    /// `rulehost lock DIR`), checked before any component is compiled.
     #[arg(long)]
     pub locked: bool,
     /// Compile every component afresh instead of using the compiled-code cache
-    /// (`$RULEHOST_CACHE_DIR`, else `$XDG_CACHE_HOME/rulehost`, else `~/.cache/rulehost`).
+    /// (`$RULEHOST_CACHE_DIR`, else `$XDG_CACHE_HOME/rulehost`, else `~/.cache/rulehost`;
+    /// its key: `$RULEHOST_CACHE_KEY`, else `~/.config/rulehost/cache.key`).
     #[arg(long)]
     pub no_cache: bool,
 }
@@ -64,16 +65,6 @@ pub enum LockPolicy {
     Ignore,
     /// `--locked`: every rule must be pinned, with the same component file and sha256.
     Enforce,
-}
-
-/// What [`check_lock`] concluded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[must_use]
-pub enum LockCheck {
-    /// The rules may run.
-    Passed,
-    /// The problems were printed; the command must exit with [`ExitStatus::Error`](crate::cli::ExitStatus::Error).
-    Refused,
 }
 
 impl RuleArgs {
@@ -112,43 +103,64 @@ impl RuleArgs {
         }
     }
 
-    /// The runtime these flags describe: limits and cache.
+    /// The runtime these flags describe: limits and cache (see [`runtime`]).
     pub fn runtime(&self) -> anyhow::Result<Runtime> {
-        Ok(Runtime::new(self.limits())?.with_cache(self.cache()))
+        runtime(self.limits(), self.cache())
     }
 
-    /// Loads the specs of `dir` with [`RuleArgs::runtime`] and, under `--locked`, checks
-    /// them against `DIR/rulehost.lock`: `None` when the lock refused them (every
-    /// difference was printed). Keep the runtime as long as the rules: its ticker drives
-    /// their deadlines.
+    /// Loads the specs of `dir` with [`RuleArgs::runtime`]: `None` when `--locked` refused
+    /// them (every problem was printed). Under `--locked`, `DIR/rulehost.lock` is read
+    /// first and each spec is checked against it before its component is compiled, taken
+    /// from the cache or instantiated ([`ruleset::load_locked`]). Keep the runtime as long
+    /// as the rules: its ticker drives their deadlines.
     pub fn load_rules(&self, dir: &Path) -> anyhow::Result<Option<(Runtime, RuleSet)>> {
+        let lock = match self.lock_policy() {
+            LockPolicy::Ignore => None,
+            LockPolicy::Enforce => match Lockfile::read(dir) {
+                Ok(lock) => Some(lock),
+                Err(e) => {
+                    report_lock_refusal(dir, &[&e]);
+                    return Ok(None);
+                }
+            },
+        };
         let runtime = self.runtime()?;
-        let set = ruleset::load(&runtime, dir, &self.components)?;
-        Ok(match check_lock(self.lock_policy(), dir, &set.rules) {
-            LockCheck::Passed => Some((runtime, set)),
-            LockCheck::Refused => None,
-        })
+        let set = match &lock {
+            None => ruleset::load(&runtime, dir, &self.components)?,
+            Some(lock) => ruleset::load_locked(&runtime, dir, &self.components, lock)?,
+        };
+        if !set.refused.is_empty() {
+            let problems: Vec<&dyn std::error::Error> =
+                set.refused.iter().map(|m| m as _).collect();
+            report_lock_refusal(dir, &problems);
+            return Ok(None);
+        }
+        Ok(Some((runtime, set)))
     }
 }
 
-/// Under [`LockPolicy::Enforce`], checks `rules` against `DIR/rulehost.lock`, printing
-/// every difference and a hint to stderr.
-pub fn check_lock(policy: LockPolicy, dir: &Path, rules: &[LoadedRule]) -> LockCheck {
-    if policy == LockPolicy::Ignore {
-        return LockCheck::Passed;
+/// A runtime with `limits` and `cache`. A cache that must not be used (a folder others
+/// can write, a key others can read, ...) gets one warning on stderr, with a hint, and
+/// every component is compiled instead.
+pub fn runtime(limits: Limits, cache: CodeCache) -> anyhow::Result<Runtime> {
+    let runtime = Runtime::new(limits)?.with_cache(cache);
+    if let Some(problem) = runtime.cache_problem() {
+        eprintln!("warning: {problem}; compiling instead");
+        let mut source = std::error::Error::source(problem);
+        while let Some(cause) = source {
+            eprintln!("  Caused by: {cause}");
+            source = cause.source();
+        }
+        eprintln!();
+        eprintln!("hint: {}", problem.hint());
     }
-    let problems: Vec<Box<dyn std::error::Error>> = match Lockfile::read(dir) {
-        Ok(lock) => lock
-            .verify(dir, rules)
-            .into_iter()
-            .map(|m| Box::new(m) as _)
-            .collect(),
-        Err(e) => vec![Box::new(e)],
-    };
-    if problems.is_empty() {
-        return LockCheck::Passed;
-    }
-    for problem in &problems {
+    Ok(runtime)
+}
+
+/// Prints why `--locked` refused the rules of `dir`: each problem with its causes, then
+/// a hint, on stderr.
+fn report_lock_refusal(dir: &Path, problems: &[&dyn std::error::Error]) {
+    for problem in problems {
         eprintln!("error: {problem}");
         let mut source = problem.source();
         while let Some(cause) = source {
@@ -161,5 +173,4 @@ pub fn check_lock(policy: LockPolicy, dir: &Path, rules: &[LoadedRule]) -> LockC
         "hint: review the rules' components, then run `rulehost lock {}` to pin them",
         dir.display()
     );
-    LockCheck::Refused
 }

@@ -5,8 +5,12 @@
 //! already a dependency and reports line and column on a bad edit, and the pretty-printed
 //! form diffs one line per changed hash in review.
 //!
-//! The hash checked is [`RuleComponent::sha256`](crate::runtime::RuleComponent::sha256):
-//! the digest of exactly the bytes that were compiled, so a file swapped between the check
+//! `--locked` checks each spec before its component is compiled, deserialized or
+//! instantiated ([`crate::ruleset::load_locked`]): its RuleID must be pinned with its
+//! `Filename:` ([`Lockfile::pinned_sha256`]), and the runtime hashes the bytes it read and
+//! refuses them unless they are the pinned ones
+//! ([`Pin::Sha256`](crate::runtime::Pin::Sha256)), before the cache or the compiler sees
+//! them. The hash is of exactly the bytes compiled, so a file swapped between the check
 //! and the load cannot slip through.
 
 use std::path::{Path, PathBuf};
@@ -14,6 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::ruleset::LoadedRule;
+use crate::spec::Spec;
 
 /// The lock file's name, inside the rule directory.
 pub const LOCK_FILE: &str = "rulehost.lock";
@@ -138,6 +143,17 @@ pub enum LockMismatch {
     },
 }
 
+impl LockMismatch {
+    /// The rule that differs.
+    pub fn rule_id(&self) -> &str {
+        match self {
+            LockMismatch::Unlocked { rule_id, .. }
+            | LockMismatch::Mismatch { rule_id, .. }
+            | LockMismatch::Renamed { rule_id, .. } => rule_id,
+        }
+    }
+}
+
 impl Lockfile {
     /// Pins the components of `rules`, sorted by RuleID.
     pub fn pin(rules: &[LoadedRule]) -> Lockfile {
@@ -198,43 +214,79 @@ impl Lockfile {
         Ok(path)
     }
 
-    /// Every way `rules` differ from the pins; empty when all match. `dir` names the lock
-    /// file in the errors. Pins of rules that no longer exist are not errors: they run
-    /// nothing.
+    /// The sha256 pinned for `spec`, whose `Filename:` resolved to the file `component`:
+    /// an error when the lock does not pin the spec's RuleID, or pins another
+    /// `Filename:`. `actual` gives the component's sha256, to name it in the error. `dir`
+    /// names the lock file in the errors.
+    #[expect(
+        clippy::result_large_err,
+        reason = "called once per spec at load; the error is what the caller keeps"
+    )]
+    pub fn pinned_sha256(
+        &self,
+        dir: &Path,
+        spec: &Spec,
+        component: &Path,
+        actual: impl FnOnce() -> String,
+    ) -> Result<&str, LockMismatch> {
+        let Some(pin) = self.rules.iter().find(|p| p.rule_id == spec.rule_id) else {
+            return Err(LockMismatch::Unlocked {
+                lock: Self::path(dir),
+                rule_id: spec.rule_id.clone(),
+                component: component.to_owned(),
+                actual: actual(),
+            });
+        };
+        if pin.filename != spec.filename {
+            return Err(LockMismatch::Renamed {
+                lock: Self::path(dir),
+                rule_id: spec.rule_id.clone(),
+                filename: spec.filename.clone(),
+                locked_filename: pin.filename.clone(),
+                locked: pin.sha256.clone(),
+                actual: actual(),
+            });
+        }
+        Ok(&pin.sha256)
+    }
+
+    /// The error for rule `rule_id`, whose `component` has sha256 `actual` where the lock
+    /// in `dir` pins `locked`.
+    pub fn mismatch(
+        dir: &Path,
+        rule_id: &str,
+        component: &Path,
+        locked: &str,
+        actual: &str,
+    ) -> LockMismatch {
+        LockMismatch::Mismatch {
+            lock: Self::path(dir),
+            rule_id: rule_id.to_owned(),
+            component: component.to_owned(),
+            locked: locked.to_owned(),
+            actual: actual.to_owned(),
+        }
+    }
+
+    /// Every way rules already loaded differ from the pins; empty when all match. `dir`
+    /// names the lock file in the errors. Pins of rules that no longer exist are not
+    /// errors: they run nothing. (`--locked` checks before loading instead:
+    /// [`crate::ruleset::load_locked`].)
     pub fn verify(&self, dir: &Path, rules: &[LoadedRule]) -> Vec<LockMismatch> {
-        let lock = Self::path(dir);
         rules
             .iter()
             .filter_map(|rule| {
-                let actual = rule.component.sha256().to_owned();
-                let rule_id = rule.spec.rule_id.clone();
-                let Some(pin) = self.rules.iter().find(|p| p.rule_id == rule_id) else {
-                    return Some(LockMismatch::Unlocked {
-                        lock: lock.clone(),
-                        rule_id,
-                        component: rule.component.path().to_owned(),
+                let (component, actual) = (rule.component.path(), rule.component.sha256());
+                match self.pinned_sha256(dir, &rule.spec, component, || actual.to_owned()) {
+                    Err(mismatch) => Some(mismatch),
+                    Ok(locked) if locked != actual => Some(Self::mismatch(
+                        dir,
+                        &rule.spec.rule_id,
+                        component,
+                        locked,
                         actual,
-                    });
-                };
-                if pin.filename != rule.spec.filename {
-                    Some(LockMismatch::Renamed {
-                        lock: lock.clone(),
-                        rule_id,
-                        filename: rule.spec.filename.clone(),
-                        locked_filename: pin.filename.clone(),
-                        locked: pin.sha256.clone(),
-                        actual,
-                    })
-                } else if pin.sha256 != actual {
-                    Some(LockMismatch::Mismatch {
-                        lock: lock.clone(),
-                        rule_id,
-                        component: rule.component.path().to_owned(),
-                        locked: pin.sha256.clone(),
-                        actual,
-                    })
-                } else {
-                    None
+                    )),
+                    Ok(_) => None,
                 }
             })
             .collect()

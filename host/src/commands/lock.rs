@@ -8,7 +8,7 @@ use clap::Parser;
 use crate::cli::ExitStatus;
 use crate::lock::Lockfile;
 use crate::ruleset;
-use crate::runtime::{CodeCache, Limits, Runtime};
+use crate::runtime::{CodeCache, Limits};
 
 /// Pin the sha256 of every rule's component in `DIR/rulehost.lock`, for `eval --locked`
 /// and `test --locked`.
@@ -42,7 +42,7 @@ impl Lock {
         } else {
             CodeCache::from_env()
         };
-        let runtime = Runtime::new(Limits::default())?.with_cache(cache);
+        let runtime = super::runtime(Limits::default(), cache)?;
         let set = ruleset::load(&runtime, &self.path, &self.components)?;
         if !set.invalid.is_empty() {
             for (_, err) in &set.invalid {

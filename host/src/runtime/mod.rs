@@ -33,7 +33,7 @@ use crate::bindings::rulehost::rules::event_api;
 use crate::bindings::{Rule, RulePre, WitValue};
 
 pub use audit::{Audit, ImportVerdict, Provision, WorldMismatch};
-pub use cache::{CacheOutcome, CodeCache};
+pub use cache::{CacheOutcome, CacheProblem, CodeCache};
 pub use limits::Limits;
 
 /// Everything a rule's Store holds.
@@ -251,6 +251,20 @@ pub enum LoadError {
         /// The component path.
         path: PathBuf,
     },
+    /// The bytes do not hash to the sha256 pinned for them ([`Pin::Sha256`]); nothing was
+    /// compiled.
+    #[error(
+        "rule component `{}` has sha256 {actual}, but {pinned} is pinned for it",
+        path.display()
+    )]
+    PinMismatch {
+        /// The component path.
+        path: PathBuf,
+        /// The sha256 pinned.
+        pinned: String,
+        /// The sha256 of the bytes.
+        actual: String,
+    },
     /// The bytes are a wasmtime precompiled artifact, whatever the file is called.
     #[error(
         "rule component `{}` is a precompiled wasmtime artifact, not a component; only `.wasm` components are loaded",
@@ -335,7 +349,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     limits: Limits,
-    cache: CodeCache,
+    cache: cache::OpenCache,
     /// Epoch ticks so far: wasmtime does not expose the engine's epoch, so the ticker
     /// counts them here too, for shared deadlines ([`Deadline`]).
     epoch: Arc<AtomicU64>,
@@ -388,16 +402,24 @@ impl Runtime {
             engine,
             linker,
             limits,
-            cache: CodeCache::Disabled,
+            cache: cache::OpenCache::Disabled,
             epoch,
             _ticker: Ticker { stop },
         })
     }
 
-    /// Keeps compiled components in `cache` (none by default).
+    /// Keeps compiled components in `cache` (none by default), once its folder and key
+    /// are checked (and made, on first use); when they must not be used,
+    /// [`Runtime::cache_problem`] says why and every component is compiled.
     pub fn with_cache(mut self, cache: CodeCache) -> Self {
-        self.cache = cache;
+        self.cache = cache.open();
         self
+    }
+
+    /// Why the cache given to [`Runtime::with_cache`] is not used, if it is not: for the
+    /// caller to report once.
+    pub fn cache_problem(&self) -> Option<&CacheProblem> {
+        self.cache.problem()
     }
 
     /// The limits every instance runs under.
@@ -408,15 +430,37 @@ impl Runtime {
     /// Compiles a `.wasm` component file (or takes it from the cache), audits its imports
     /// and checks that it fits the `rule` world.
     pub fn load(&self, path: &Path) -> Result<RuleComponent, LoadError> {
+        self.load_bytes(path, &Self::read_component(path)?, Pin::Unpinned)
+    }
+
+    /// The bytes of a component file, to hand to [`Runtime::load_bytes`]: only `.wasm`
+    /// files are read.
+    pub fn read_component(path: &Path) -> Result<Vec<u8>, LoadError> {
         check_extension(path)?;
-        self.load_bytes(path, &read(path)?)
+        read(path)
     }
 
     /// Compiles component bytes (or takes them from the cache), audits their imports and
-    /// checks that they fit the `rule` world; `path` names them in errors.
-    pub fn load_bytes(&self, path: &Path, bytes: &[u8]) -> Result<RuleComponent, LoadError> {
+    /// checks that they fit the `rule` world; `path` names them in errors. Bytes that do
+    /// not hash to `pin` are refused first, before the cache, the compiler or wasmtime
+    /// sees them (`--locked`).
+    pub fn load_bytes(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        pin: Pin<'_>,
+    ) -> Result<RuleComponent, LoadError> {
+        let sha256 = sha256_hex(bytes);
+        if let Pin::Sha256(pinned) = pin
+            && pinned != sha256
+        {
+            return Err(LoadError::PinMismatch {
+                path: path.to_owned(),
+                pinned: pinned.to_owned(),
+                actual: sha256,
+            });
+        }
         audit::check_header(path, bytes)?;
-        let sha256 = cache::hex(&Sha256::digest(bytes));
         let (component, cache) = match self.cache.get(&self.engine, &sha256) {
             Ok(component) => (component, CacheOutcome::Hit),
             Err(outcome) => (self.compile(path, bytes)?, outcome),
@@ -444,7 +488,7 @@ impl Runtime {
         let bytes = read(path)?;
         let mut inspection = Inspection {
             size: bytes.len() as u64,
-            sha256: cache::hex(&Sha256::digest(&bytes)),
+            sha256: sha256_hex(&bytes),
             audit: None,
             problems: Vec::new(),
         };
@@ -498,6 +542,21 @@ impl Runtime {
             })?;
         Ok(pre)
     }
+}
+
+/// What the bytes given to [`Runtime::load_bytes`] must hash to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pin<'a> {
+    /// Anything (no `--locked`).
+    Unpinned,
+    /// This sha256, lowercase hex: the one `rulehost.lock` pins.
+    Sha256(&'a str),
+}
+
+/// sha256 of component bytes, lowercase hex: what `rulehost.lock` pins and
+/// [`RuleComponent::sha256`] reports.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    cache::hex(&Sha256::digest(bytes))
 }
 
 /// What `rulehost inspect` shows about a component file.

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use rulehost::runtime::{
-    CodeCache, ImportVerdict, Limits, LoadError, RuleComponent, Runtime, WorldMismatch,
+    ImportVerdict, Limits, LoadError, Pin, RuleComponent, Runtime, WorldMismatch,
 };
 use sha2::{Digest, Sha256};
 
@@ -212,7 +212,7 @@ fn a_detection_export_missing_functions_is_the_wrong_world() {
         "destinationz",
     );
     let err = runtime()
-        .load_bytes(Path::new("renamed.wasm"), &bytes)
+        .load_bytes(Path::new("renamed.wasm"), &bytes, Pin::Unpinned)
         .err()
         .unwrap();
     assert_eq!(
@@ -232,7 +232,7 @@ fn another_version_of_our_interface_is_refused() {
         "rulehost:rules/detection@0.2.7",
     );
     runtime()
-        .load_bytes(Path::new("patch.wasm"), &patch)
+        .load_bytes(Path::new("patch.wasm"), &patch, Pin::Unpinned)
         .unwrap();
 
     for (from, to) in [
@@ -252,7 +252,7 @@ fn another_version_of_our_interface_is_refused() {
     ] {
         let bytes = patched(&seed, from, to);
         let err = runtime()
-            .load_bytes(Path::new("next.wasm"), &bytes)
+            .load_bytes(Path::new("next.wasm"), &bytes, Pin::Unpinned)
             .err()
             .unwrap();
         assert!(
@@ -302,10 +302,10 @@ fn core_modules_and_other_bytes_are_refused_before_compiling() {
 }
 
 /// A real wasmtime artifact of the seed, taken from rulehost's own cache (whose entries
-/// are the artifact after a 32-byte digest).
+/// are the artifact after a 32-byte MAC).
 fn precompiled_seed() -> Vec<u8> {
     let cache = tempfile::tempdir().unwrap();
-    let runtime = runtime().with_cache(CodeCache::Dir(cache.path().to_owned()));
+    let runtime = runtime().with_cache(cache_at(cache.path()));
     runtime.load(&seed_component()).unwrap();
     let entry = std::fs::read_dir(cache.path())
         .unwrap()

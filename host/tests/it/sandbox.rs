@@ -284,7 +284,7 @@ fn the_memory_cap_holds_for_all_memories_of_an_instance_together() {
     let path = std::path::Path::new("four_memories.wasm");
     let runtime = Runtime::new(Limits::default()).unwrap();
     let mut instance = runtime
-        .load_bytes(path, &bytes)
+        .load_bytes(path, &bytes, rulehost::runtime::Pin::Unpinned)
         .unwrap()
         .instantiate(Output::Discard)
         .unwrap();
@@ -311,7 +311,7 @@ fn the_memory_cap_holds_for_all_memories_of_an_instance_together() {
     })
     .unwrap();
     let mut instance = runtime
-        .load_bytes(path, &bytes)
+        .load_bytes(path, &bytes, rulehost::runtime::Pin::Unpinned)
         .unwrap()
         .instantiate(Output::Discard)
         .unwrap();

@@ -11,7 +11,7 @@ use rulehost::clock::Clock;
 use rulehost::eval::{Evaluator, Input, Location, Summary, run_parallel};
 use rulehost::input::{LineBatch, from_reader};
 use rulehost::ruleset::{self, LoadedRule};
-use rulehost::runtime::{Limits, Runtime};
+use rulehost::runtime::{CodeCache, Limits, Runtime};
 use serde_json::Value;
 
 /// The repository root.
@@ -57,14 +57,29 @@ pub fn rulehost() -> Command {
         format!("{}:{}", components().display(), test_components().display()),
     );
     cmd.env("NO_COLOR", "1");
-    // Never the developer's own `~/.cache/rulehost`; entries are shared by the whole run.
+    // Never the developer's own `~/.cache/rulehost` and `~/.config/rulehost/cache.key`;
+    // entries are shared by the whole run.
     cmd.env("RULEHOST_CACHE_DIR", test_cache_dir());
+    cmd.env("RULEHOST_CACHE_KEY", test_cache_key());
     cmd
 }
 
 /// The compiled-code cache of CLI runs in this test build (under `target/tmp`).
 pub fn test_cache_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("rulehost-cache")
+}
+
+/// The key of [`test_cache_dir`]'s entries, outside it (created by the first run).
+pub fn test_cache_key() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("rulehost-cache.key")
+}
+
+/// A compiled-code cache in `dir`, with the key of [`test_cache_dir`] (outside `dir`).
+pub fn cache_at(dir: &Path) -> CodeCache {
+    CodeCache::Dir {
+        dir: dir.to_owned(),
+        key: test_cache_key(),
+    }
 }
 
 /// Runs the CLI with `stdin` and returns its output.
