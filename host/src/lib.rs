@@ -18,7 +18,6 @@
 #![deny(missing_docs)]
 
 pub mod alert;
-pub mod bindings;
 pub mod cli;
 pub mod clock;
 pub mod commands;

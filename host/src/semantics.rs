@@ -3,7 +3,6 @@
 
 use serde_json::{Map, Value};
 
-use crate::runtime::RuleFailure;
 use crate::spec::{Severity, Spec};
 
 /// Longest title, dedup, description, reference, runbook or unique value, in characters,
@@ -17,7 +16,7 @@ pub const MAX_CONTEXT_CHARS: usize = 204_800;
 pub const MAX_DESTINATIONS: usize = 10;
 
 /// What a call returned: a value, "not defined", or a failure.
-pub type Called<T> = Result<Option<T>, RuleFailure>;
+pub use crate::runtime::Called;
 
 /// Cuts `s` to [`MAX_FIELD_CHARS`] characters, suffix included.
 pub fn truncate(s: String) -> String {
@@ -134,6 +133,7 @@ pub fn unique(called: &Called<String>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::RuleFailure;
     use std::path::Path;
 
     fn spec(display: Option<&str>) -> Spec {

@@ -314,11 +314,11 @@ pub fn run_case(rule: &LoadedRule, case: &TestCase) -> CaseResult {
     result
 }
 
-/// What `eval`'s fast paths make of a test's event, against one call per function
-/// (`truth`): `evaluate` on the event, and `evaluate-batch` on the events of all the spec's
-/// tests that pass its filters (as in a line batch), on a fresh instance and again on one
-/// that has evaluated. Each disagreement, and each failure the functions do not have, is a
-/// failing line named after the path.
+/// What `eval`'s fast path makes of a test's event, against one call per function
+/// (`truth`): `evaluate-batch` on the events of all the spec's tests that pass its filters
+/// (as in a line batch), on a fresh instance and again on the same instance (which now
+/// packs the fields the first call read). A disagreement, or a failure the functions do not
+/// have, is a failing line named `evaluate-batch`. Nothing for a component without it.
 fn fast_paths(
     rule: &LoadedRule,
     case: &TestCase,
@@ -326,10 +326,13 @@ fn fast_paths(
     time_ms: i64,
     truth: &Outcome,
 ) -> Vec<FunctionResult> {
+    if !rule.component.has_batch() {
+        return Vec::new();
+    }
     let mut lines = Vec::new();
-    let mut fail = |path: Function, text: String| {
+    let mut fail = |text: String| {
         lines.push(FunctionResult {
-            function: path.name().to_owned(),
+            function: Function::EvaluateBatch.name().to_owned(),
             passed: false,
             text,
         });
@@ -366,67 +369,52 @@ fn fast_paths(
         Some(at) => (batch, at),
         None => (vec![event.clone()], 0),
     };
-    // A batch that reads a clock or a random number is discarded by `eval` (and by
-    // `evaluate_batch`), so only batches that do not are compared.
-    let check_batch = |inst: &mut RuleInstance, fail: &mut dyn FnMut(Function, String)| {
+    let mut inst = match fresh() {
+        Ok(inst) => inst,
+        Err(e) => {
+            fail(e);
+            return lines;
+        }
+    };
+    for _ in 0..2 {
         match inst.evaluate_batch(&batch) {
             Ok(results) => {
                 if let Some(detail) = disagreement(&results[at], truth) {
-                    fail(Function::EvaluateBatch, format!("it {detail}"));
+                    fail(format!("it {detail}"));
+                    break;
                 }
             }
             // Another test's event may fail the whole batch: this event alone decides.
             Err(BatchFailure::Call(_)) if batch.len() > 1 => {
-                match fresh().and_then(|mut one| {
+                let alone = fresh().and_then(|mut one| {
                     one.evaluate_batch(std::slice::from_ref(event))
                         .map_err(|e| format!("{e:?}"))
-                }) {
+                });
+                match alone {
                     Ok(results) => {
                         if let Some(detail) = disagreement(&results[0], truth) {
-                            fail(Function::EvaluateBatch, format!("it {detail}"));
+                            fail(format!("it {detail}"));
                         }
                     }
-                    Err(e) if clean => fail(
-                        Function::EvaluateBatch,
-                        format!("it failed ({e}) where one call per function does not"),
-                    ),
+                    Err(e) if clean => {
+                        fail(format!(
+                            "it failed ({e}) where one call per function does not"
+                        ));
+                    }
                     Err(_) => {}
                 }
+                break;
             }
-            Err(BatchFailure::Call(failure)) if clean => fail(
-                Function::EvaluateBatch,
-                format!("it failed ({failure}) where one call per function does not"),
-            ),
-            // `eval` evaluates such a batch's events one call each.
-            Err(_) => {}
-        }
-    };
-    match fresh() {
-        Err(e) => fail(Function::EvaluateBatch, e),
-        Ok(mut inst) => check_batch(&mut inst, &mut fail),
-    }
-    match fresh() {
-        Err(e) => fail(Function::Evaluate, e),
-        Ok(mut inst) => {
-            match inst.evaluate(event) {
-                Ok(result) => {
-                    // What a call that read a clock or a random number gives may depend on
-                    // the call: nothing to compare.
-                    if inst.clock_or_random_reads() == 0
-                        && let Some(detail) = disagreement(&result, truth)
-                    {
-                        fail(Function::Evaluate, format!("it {detail}"));
-                    }
-                    // Again on an instance that has evaluated (it now packs the fields
-                    // `evaluate` read).
-                    check_batch(&mut inst, &mut fail);
+            Err(BatchFailure::Call(failure)) => {
+                if clean {
+                    fail(format!(
+                        "it failed ({failure}) where one call per function does not"
+                    ));
                 }
-                Err(failure) if clean => fail(
-                    Function::Evaluate,
-                    format!("it failed ({failure}) where one call per function does not"),
-                ),
-                Err(_) => {}
+                break;
             }
+            // `eval` evaluates such a batch's events one call per function.
+            Err(_) => break,
         }
     }
     lines
@@ -521,9 +509,9 @@ fn scenario_run(rule: &LoadedRule, scenario: &Scenario, paths: Paths) -> Scenari
 
 /// Runs a scenario: its events go through the same [`Evaluator`] as `rulehost eval`, with
 /// this rule alone, and the alerts written must match `ExpectedAlerts` one to one. The
-/// events go through each path `eval` may call the rule by (one call per function,
-/// `evaluate`, `evaluate-batch`, every fast-path call checked): a path whose alerts or
-/// failures differ from one call per function fails the scenario, named.
+/// events go through each path `eval` may call the rule by (one call per function, then
+/// `evaluate-batch` when the component has it, every batch checked): a path whose alerts
+/// or failures differ from one call per function's fails the scenario, named.
 pub fn run_scenario(rule: &LoadedRule, scenario: &Scenario) -> CaseResult {
     let reference = scenario_run(rule, scenario, Paths::Functions);
     let mut functions = Vec::new();
@@ -582,12 +570,10 @@ pub fn run_scenario(rule: &LoadedRule, scenario: &Scenario) -> CaseResult {
             text: describe_alert(extra),
         });
     }
-    if rule.spec.create_alert {
-        for (paths, path) in [
-            (Paths::Evaluate, Function::Evaluate),
-            (Paths::Batch, Function::EvaluateBatch),
-        ] {
-            let run = scenario_run(rule, scenario, paths);
+    if rule.spec.create_alert && rule.component.has_batch() {
+        {
+            let path = Function::EvaluateBatch;
+            let run = scenario_run(rule, scenario, Paths::Auto);
             let mut fail = |text: String| {
                 functions.push(FunctionResult {
                     function: path.name().to_owned(),

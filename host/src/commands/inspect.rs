@@ -73,7 +73,7 @@ impl Inspect {
 
 fn describe(verdict: ImportVerdict) -> &'static str {
     match verdict {
-        ImportVerdict::EventApi => "ok",
+        ImportVerdict::Types => "ok",
         ImportVerdict::Wasi(Provision::Empty) => "ok (no capability)",
         ImportVerdict::Wasi(Provision::EventTime) => "ok (virtualised: the event's time)",
         ImportVerdict::Wasi(Provision::FixedSeed) => "ok (virtualised: fixed seed)",

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::summary::Function;
 use crate::alert::Location;
 use crate::input::LineBatch;
-use crate::runtime::{Matched, RuleFailure};
+use crate::runtime::{BatchOutcome, RuleFailure};
 use crate::semantics::Called;
 
 /// What one rule made of one event, in a worker.
@@ -52,19 +52,22 @@ impl MatchInfo {
 }
 
 impl Outcome {
-    /// The outcome a fast path's result for one event stands for.
-    pub fn from_fast(result: Result<Option<Matched>, String>) -> Outcome {
+    /// The outcome an `evaluate-batch` result for one event stands for.
+    pub fn from_fast(result: BatchOutcome) -> Outcome {
         match result {
-            Ok(None) => Outcome::NoMatch,
-            Err(message) => Outcome::Failed(Box::new(RuleFailure::Returned(message))),
-            Ok(Some(m)) => {
-                let title = m.dedup.is_none().then_some(Ok(m.title));
-                Outcome::Match(Box::new(MatchInfo {
-                    dedup: Ok(m.dedup),
-                    title,
-                    unique: Ok(m.unique),
-                }))
+            BatchOutcome::NoMatch => Outcome::NoMatch,
+            BatchOutcome::RuleError(message) => {
+                Outcome::Failed(Box::new(RuleFailure::Returned(message)))
             }
+            BatchOutcome::Match {
+                dedup,
+                title,
+                unique,
+            } => Outcome::Match(Box::new(MatchInfo {
+                title: matches!(dedup, Ok(None)).then_some(title),
+                dedup,
+                unique,
+            })),
         }
     }
 
@@ -106,43 +109,68 @@ impl Outcome {
     }
 }
 
-/// Why a fast path's result for one event is not what one call per function gives
-/// (`truth`), or `None` when they agree. A fast path may fail where the functions do (the
-/// host then calls them one by one), but it must not succeed where one of them fails, nor
+/// How a function's result shows in a disagreement.
+fn shown(called: &Called<String>) -> String {
+    match called {
+        Ok(Some(value)) => format!("{value:?}"),
+        Ok(None) => "nothing (not defined)".to_owned(),
+        Err(failure) => format!("a failure ({failure})"),
+    }
+}
+
+/// Why an `evaluate-batch` result for one event is not what one call per function gives
+/// (`truth`), or `None` when they agree. A batch may fail where the functions do (the host
+/// then calls them one by one), but it must not succeed where one of them fails, nor
 /// return other values.
-pub(crate) fn disagreement(
-    fast: &Result<Option<Matched>, String>,
-    truth: &Outcome,
-) -> Option<String> {
+pub(crate) fn disagreement(fast: &BatchOutcome, truth: &Outcome) -> Option<String> {
     let gave = match fast {
-        Ok(None) => "no match".to_owned(),
-        Ok(Some(m)) => format!(
-            "a match (dedup {:?}, title {:?}, unique {:?})",
-            m.dedup, m.title, m.unique
+        BatchOutcome::NoMatch => "no match".to_owned(),
+        BatchOutcome::Match {
+            dedup,
+            title,
+            unique,
+        } => format!(
+            "a match (dedup {}, title {}, unique {})",
+            shown(dedup),
+            shown(title),
+            shown(unique)
         ),
-        Err(e) => format!("the error {e:?}"),
+        BatchOutcome::RuleError(e) => format!("the error {e:?}"),
     };
     match (truth, fast) {
-        (Outcome::NoMatch, Ok(None)) => None,
+        (Outcome::NoMatch, BatchOutcome::NoMatch) => None,
         (Outcome::NoMatch, _) => Some(format!("gave {gave} where `rule` returns false")),
-        (Outcome::Failed(f), Err(e)) if matches!(&**f, RuleFailure::Returned(m) if m == e) => None,
+        (Outcome::Failed(f), BatchOutcome::RuleError(e)) if matches!(&**f, RuleFailure::Returned(m) if m == e) => {
+            None
+        }
         (Outcome::Failed(f), _) => Some(match &**f {
-            RuleFailure::Returned(m) => format!("gave {gave} where `rule` returns the error {m:?}"),
+            RuleFailure::Returned(m) => format!("gave {gave} where `rule` raises {m:?}"),
             other => format!("gave {gave} where `rule` fails ({other})"),
         }),
-        (Outcome::Match(info), Ok(Some(m))) => {
-            let differs = |name: &str, want: &Called<String>, got: &Option<String>| match want {
-                Ok(w) if w == got => None,
-                Ok(w) => Some(format!("gave {name} {got:?} where `{name}` returns {w:?}")),
-                Err(f) => Some(format!("gave {name} {got:?} where `{name}` fails ({f})")),
+        (
+            Outcome::Match(info),
+            BatchOutcome::Match {
+                dedup,
+                title,
+                unique,
+            },
+        ) => {
+            let differs = |name: &str, want: &Called<String>, got: &Called<String>| {
+                (want != got).then(|| {
+                    format!(
+                        "gave {name} {} where `{name}` gives {}",
+                        shown(got),
+                        shown(want)
+                    )
+                })
             };
             let title = match (&info.dedup, &info.title) {
-                (Ok(None), Some(t)) => differs("title", t, &m.title),
+                (Ok(None), Some(want)) => differs("title", want, title),
                 _ => None,
             };
-            differs("dedup", &info.dedup, &m.dedup)
+            differs("dedup", &info.dedup, dedup)
                 .or(title)
-                .or_else(|| differs("unique", &info.unique, &m.unique))
+                .or_else(|| differs("unique", &info.unique, unique))
         }
         (Outcome::Match(_), _) => Some(format!("gave {gave} where `rule` returns true")),
         (Outcome::Filtered | Outcome::Signal | Outcome::Skipped, _) => None,
@@ -164,7 +192,7 @@ pub(crate) enum NoteKind {
     /// A fast-path call failed; the outcome comes from one call per function. For
     /// `evaluate-batch` the note is on the batch's first event.
     FastPathFailed {
-        /// `evaluate` or `evaluate-batch`.
+        /// `evaluate-batch`.
         path: Function,
         /// How it failed.
         failure: RuleFailure,
@@ -172,7 +200,7 @@ pub(crate) enum NoteKind {
     /// A checked fast-path call gave results that differ from one call per function (the
     /// outcome is theirs).
     Mismatch {
-        /// `evaluate` or `evaluate-batch`.
+        /// `evaluate-batch`.
         path: Function,
         /// What differed.
         detail: String,

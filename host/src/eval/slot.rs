@@ -12,20 +12,15 @@ use crate::runtime::{BatchFailure, Deadline, Output, RuleFailure, RuleInstance};
 use crate::semantics::Called;
 
 /// Which ways of calling a rule a worker may use. `eval` uses [`Paths::Auto`]; `rulehost
-/// test` runs scenarios once per path and compares them.
+/// test` runs scenarios both ways and compares them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Paths {
-    /// `evaluate-batch` for several events, `evaluate` for one, one call per function
-    /// after a failure (what `eval` does).
+    /// `evaluate-batch` when the component has it, one call per function after a failure
+    /// (what `eval` does).
     #[default]
     Auto,
     /// One call per function only.
     Functions,
-    /// `evaluate` for every event (then one call per function after a failure).
-    Evaluate,
-    /// `evaluate-batch` for every group of events, even of one (then as [`Paths::Auto`]
-    /// after a failure).
-    Batch,
 }
 
 /// Which fast-path calls are checked against one call per function.
@@ -49,14 +44,10 @@ pub(crate) struct Slot {
     pub defines_title: Option<bool>,
     defines_dedup: Option<bool>,
     defines_unique: Option<bool>,
-    paths: Paths,
-    /// Whether events may still go to `evaluate-batch`: off after a batch read a clock or
-    /// a random number (whose values depend on the call), timed out, hit a limit, or
-    /// failed where one call per function did not.
+    /// Whether events may still go to `evaluate-batch`: the component has it, and no
+    /// batch read a clock or a random number (whose values depend on the call), timed out,
+    /// hit a limit, or failed where one call per function did not.
     batch: bool,
-    /// Whether events may still go to `evaluate`: off after it failed where one call per
-    /// function did not.
-    evaluate: bool,
     /// Whether the next fast-path call is checked.
     pub check: Check,
     /// Costly failures ([`RuleFailure::needs_fresh_instance`]) of calls whose outcome the
@@ -79,9 +70,7 @@ impl Slot {
             defines_title: None,
             defines_dedup: None,
             defines_unique: None,
-            paths,
-            batch: rule.spec.create_alert && matches!(paths, Paths::Auto | Paths::Batch),
-            evaluate: rule.spec.create_alert && paths != Paths::Functions,
+            batch: rule.spec.create_alert && paths == Paths::Auto && rule.component.has_batch(),
             check: Check::Off,
             spent: 0,
             budget,
@@ -226,70 +215,11 @@ impl Slot {
         }
     }
 
-    /// Runs the rule on one event (which passed its filters): `evaluate` when the rule
-    /// allows it, else (and when it fails) one call per function. `event_index` and `rule`
-    /// place the notes.
-    fn evaluate(
-        &mut self,
-        event: &Arc<Value>,
-        time_ms: i64,
-        at: (usize, usize),
-        notes: &mut Vec<Note>,
-    ) -> Outcome {
-        if self.exhausted() {
-            return Outcome::Skipped;
-        }
-        if !self.evaluate {
-            return self.functions(event, time_ms);
-        }
-        let (event_index, rule) = at;
-        let reads = self.reads();
-        match self.call(event, time_ms, RuleInstance::evaluate) {
-            Ok(result) if self.take_check() => {
-                let read = self.reads() != reads;
-                let truth = self.functions(event, time_ms);
-                // A call that read a clock or a random number may give what only that call
-                // gives: there is nothing to compare.
-                if !read && let Some(detail) = disagreement(&result, &truth) {
-                    self.stopped = true;
-                    notes.push(Note {
-                        event: event_index,
-                        rule,
-                        what: NoteKind::Mismatch {
-                            path: Function::Evaluate,
-                            detail,
-                        },
-                    });
-                }
-                truth
-            }
-            Ok(result) => Outcome::from_fast(result),
-            Err(failure) => {
-                // Which function failed is unknown: the instance was dropped, and one call
-                // per function on a fresh one attributes it.
-                let truth = self.functions(event, time_ms);
-                if truth.failures().is_empty() {
-                    // It fails where the functions do not: it only costs.
-                    self.evaluate = false;
-                }
-                notes.push(Note {
-                    event: event_index,
-                    rule,
-                    what: NoteKind::FastPathFailed {
-                        path: Function::Evaluate,
-                        failure,
-                    },
-                });
-                truth
-            }
-        }
-    }
-
     /// Runs the rule on `events` (each has passed its filters; `indices` are their indices
     /// in the line batch), appending one outcome per event to `out`: one `evaluate-batch`
-    /// call when the rule allows it, else (and when that call fails) [`Slot::evaluate`] on
-    /// each event. A batch only saves the cost of a call per event: its outcomes are the
-    /// same, which sampled checks verify.
+    /// call when the rule allows it, else (and when that call fails) one call per function
+    /// on each event. A batch only saves the cost of calls: its outcomes are the same,
+    /// which checks verify ([`Check`]).
     pub fn evaluate_many(
         &mut self,
         rule: usize,
@@ -299,8 +229,7 @@ impl Slot {
         out: &mut Vec<Outcome>,
         notes: &mut Vec<Note>,
     ) {
-        let min = if self.paths == Paths::Batch { 1 } else { 2 };
-        if self.batch && events.len() >= min && !self.exhausted() {
+        if self.batch && !self.exhausted() {
             let batch = self
                 .instance(times[0])
                 .map_err(BatchFailure::Call)
@@ -311,12 +240,17 @@ impl Slot {
                     for ((event, &time), (result, &index)) in
                         events.iter().zip(times).zip(results.iter().zip(indices))
                     {
-                        let truth = if self.exhausted() {
-                            Outcome::Skipped
-                        } else {
-                            self.functions(event, time)
-                        };
+                        if self.exhausted() {
+                            out.push(Outcome::Skipped);
+                            continue;
+                        }
+                        let reads = self.reads();
+                        let truth = self.functions(event, time);
+                        // Functions that read a clock or a random number may give what only
+                        // that call gives: there is nothing to compare.
+                        let comparable = self.reads() == reads;
                         if mismatch.is_none()
+                            && comparable
                             && let Some(detail) = disagreement(result, &truth)
                         {
                             self.stopped = true;
@@ -357,7 +291,7 @@ impl Slot {
                         },
                     });
                     let start = out.len();
-                    self.each(rule, events, times, indices, out, notes);
+                    self.each(events, times, out);
                     let path_only = out[start..].iter().all(|o| o.failures().is_empty());
                     if costly || path_only {
                         self.batch = false;
@@ -368,23 +302,20 @@ impl Slot {
                     self.batch = false;
                     self.instance = None;
                 }
-                Err(BatchFailure::TooMany) => {}
+                Err(BatchFailure::TooMany | BatchFailure::Unsupported) => {}
             }
         }
-        self.each(rule, events, times, indices, out, notes);
+        self.each(events, times, out);
     }
 
-    fn each(
-        &mut self,
-        rule: usize,
-        events: &[Arc<Value>],
-        times: &[i64],
-        indices: &[usize],
-        out: &mut Vec<Outcome>,
-        notes: &mut Vec<Note>,
-    ) {
-        for ((event, &time), &index) in events.iter().zip(times).zip(indices) {
-            out.push(self.evaluate(event, time, (index, rule), notes));
+    /// One call per function on each event, until the rule spends its failure budget.
+    fn each(&mut self, events: &[Arc<Value>], times: &[i64], out: &mut Vec<Outcome>) {
+        for (event, &time) in events.iter().zip(times) {
+            out.push(if self.exhausted() {
+                Outcome::Skipped
+            } else {
+                self.functions(event, time)
+            });
         }
     }
 }

@@ -29,9 +29,8 @@ pub enum Function {
     Runbook,
     /// `destinations`.
     Destinations,
-    /// `evaluate`: `rule`, `dedup`, `title` and `unique` of one event in one call.
-    Evaluate,
-    /// `evaluate-batch`: `evaluate` for up to 32 events in one call.
+    /// `evaluate-batch`: `rule`, `dedup`, `title` and `unique` of up to 32 events in one
+    /// call (the optional `batch` interface).
     EvaluateBatch,
 }
 
@@ -49,7 +48,6 @@ impl Function {
             Function::Reference => "reference",
             Function::Runbook => "runbook",
             Function::Destinations => "destinations",
-            Function::Evaluate => "evaluate",
             Function::EvaluateBatch => "evaluate-batch",
         }
     }
@@ -57,7 +55,7 @@ impl Function {
     /// Whether this is a fast path: a call that stands for several functions, whose
     /// results must equal theirs.
     pub fn is_fast_path(self) -> bool {
-        matches!(self, Function::Evaluate | Function::EvaluateBatch)
+        self == Function::EvaluateBatch
     }
 }
 

@@ -1,7 +1,7 @@
 //! The load-time audit: [`Audit`] says what a component imports and exports, and whether
 //! a rule may be built from it.
 //!
-//! A rule may import only `rulehost:rules/event-api@0.2.x` and a short list of WASI 0.2.x
+//! A rule may import only `rulehost:rules/types@1.x` and a short list of WASI 0.2.x
 //! interfaces ([`WASI_ALLOWED`]) that Rust's `std` pulls in even for pure code. Anything
 //! else (`wasi:filesystem`, `wasi:sockets`, `wasi:http`, unknown packages, another version
 //! line of our own package) is refused before linking, with the import named, so a rule
@@ -18,19 +18,19 @@ use wasmtime::component::types::ComponentItem;
 
 use super::LoadError;
 
-/// Our own package: the rule world imports `event-api` and exports `detection` from it.
+/// Our own package: the rule world imports `types` and exports `detection` (and
+/// optionally `batch`) from it.
 const PACKAGE: &str = "rulehost:rules";
-/// The version line of [`PACKAGE`] this host speaks (`0.2.x`): wasmtime's linker accepts
-/// any semver-compatible patch, so a rule built against 0.2.3 links against our 0.2.0.
-const PACKAGE_LINE: VersionLine = VersionLine(0, 2);
+/// The version line of [`PACKAGE`] this host speaks (`1.x`): wasmtime's linker accepts
+/// any semver-compatible version, so a rule built against 1.2.0 links against our 1.0.0
+/// as far as it uses what 1.0 has.
+const PACKAGE_LINE: VersionLine = VersionLine(1, 0);
 /// The WASI version line the linker provides (`wasmtime-wasi` 48 serves 0.2.0 to 0.2.6).
 const WASI_LINE: VersionLine = VersionLine(0, 2);
 /// The export every rule must provide.
-pub const DETECTION: &str = "rulehost:rules/detection@0.2.0";
+pub const DETECTION: &str = "rulehost:rules/detection@1.0.0";
 /// The functions of `detection` (wit/rulehost.wit; a unit test keeps the two in step).
 const DETECTION_FUNCTIONS: &[&str] = &[
-    "evaluate",
-    "evaluate-batch",
     "rule",
     "title",
     "dedup",
@@ -83,8 +83,8 @@ pub const WASI_ALLOWED: &[(&str, Provision)] = &[
 /// The audit's view of one import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImportVerdict {
-    /// `rulehost:rules/event-api@0.2.x`.
-    EventApi,
+    /// `rulehost:rules/types@1.x`: the events a rule reads.
+    Types,
     /// An allowed WASI 0.2.x interface, served as described.
     Wasi(Provision),
     /// Our own package at a version line this host does not speak.
@@ -96,7 +96,7 @@ pub enum ImportVerdict {
 /// Why a component does not fit the `rule` world.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WorldMismatch {
-    /// No `rulehost:rules/detection@0.2.x` export at all.
+    /// No `rulehost:rules/detection@1.x` export at all.
     NoDetection {
         /// What it exports instead.
         exports: Vec<String>,
@@ -217,7 +217,7 @@ impl Audit {
                 name: name.clone(),
             });
         }
-        // An incompatible `detection` is also "no detection@0.2": say it once.
+        // An incompatible `detection` is also "no detection@1.x": say it once.
         if let Some(mismatch) = &self.world
             && problems.is_empty()
         {
@@ -267,9 +267,11 @@ fn judge_import(name: &str) -> ImportVerdict {
         return ImportVerdict::Forbidden;
     };
     if parsed.package == PACKAGE {
+        // Another version line of our package (0.x's `event-api`, a 2.0) is a rule built
+        // for another host, whatever the interface is called there.
         return match (parsed.interface, parsed.is_on(PACKAGE_LINE)) {
-            ("event-api", true) => ImportVerdict::EventApi,
-            ("event-api", false) => ImportVerdict::IncompatibleVersion,
+            (_, false) => ImportVerdict::IncompatibleVersion,
+            ("types", true) => ImportVerdict::Types,
             _ => ImportVerdict::Forbidden,
         };
     }
@@ -280,8 +282,9 @@ fn judge_import(name: &str) -> ImportVerdict {
     }
 }
 
-/// `major.minor` of a version line with compatible patches (semver for 0.x: 0.1.0 and
-/// 0.1.7 are compatible, 0.2.0 is not).
+/// A version line, as semver has it: from 1.0 on, versions of one major version are
+/// compatible (1.0.0 and 1.4.2); before it, of one `major.minor` (0.1.0 and 0.1.7, not
+/// 0.2.0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct VersionLine(u64, u64);
 
@@ -313,8 +316,9 @@ impl<'a> InterfaceName<'a> {
             return false;
         };
         let parts: Vec<Option<u64>> = version.split('.').map(|p| p.parse().ok()).collect();
+        // Semver: from 1.0 on the major version is the line; before it, major.minor.
         matches!(parts.as_slice(), [Some(major), Some(minor), Some(_)]
-            if VersionLine(*major, *minor) == line)
+            if *major == line.0 && (line.0 >= 1 || *minor == line.1))
     }
 }
 
@@ -335,14 +339,15 @@ mod tests {
     fn imports_are_judged_by_name_and_version_line() {
         use ImportVerdict::*;
         for (name, verdict) in [
-            ("rulehost:rules/event-api@0.2.0", EventApi),
-            ("rulehost:rules/event-api@0.2.9", EventApi),
+            ("rulehost:rules/types@1.0.0", Types),
+            ("rulehost:rules/types@1.3.0", Types),
+            ("rulehost:rules/event-api@0.2.0", IncompatibleVersion),
             ("rulehost:rules/event-api@0.1.0", IncompatibleVersion),
-            ("rulehost:rules/event-api@0.3.0", IncompatibleVersion),
-            ("rulehost:rules/event-api@1.0.0", IncompatibleVersion),
-            ("rulehost:rules/event-api", IncompatibleVersion),
-            ("rulehost:rules/detection@0.2.0", Forbidden),
-            ("rulehost:rules/secrets@0.2.0", Forbidden),
+            ("rulehost:rules/types@2.0.0", IncompatibleVersion),
+            ("rulehost:rules/types", IncompatibleVersion),
+            ("rulehost:rules/event-api@1.0.0", Forbidden),
+            ("rulehost:rules/detection@1.0.0", Forbidden),
+            ("rulehost:rules/secrets@1.0.0", Forbidden),
             ("wasi:cli/stdout@0.2.0", Wasi(Provision::Empty)),
             ("wasi:io/streams@0.2.6", Wasi(Provision::Empty)),
             ("wasi:clocks/wall-clock@0.2.6", Wasi(Provision::EventTime)),

@@ -108,9 +108,9 @@ fn hostile_fixtures_import_and_export_what_they_are_meant_to() {
         assert_eq!(forbidden(&path), Vec::<String>::new(), "{}", path.display());
         let imports = imports_of(&path);
         assert!(
-            imports.iter().any(
-                |(n, v)| n == "rulehost:rules/event-api@0.2.0" && *v == ImportVerdict::EventApi
-            ),
+            imports
+                .iter()
+                .any(|(n, v)| n == "rulehost:rules/types@1.0.0" && *v == ImportVerdict::Types),
             "{imports:?}"
         );
     }
@@ -177,7 +177,7 @@ fn a_component_of_another_world_is_refused_as_such() {
         err.to_string(),
         format!(
             "rule component `{}` is not a rulehost rule: it does not export \
-             `rulehost:rules/detection@0.2.0` (it exports `other:greeter/greet@1.0.0`)",
+             `rulehost:rules/detection@1.0.0` (it exports `other:greeter/greet@1.0.0`)",
             path.display()
         )
     );
@@ -185,9 +185,9 @@ fn a_component_of_another_world_is_refused_as_such() {
 
 #[test]
 fn functions_named_right_but_typed_wrong_are_refused_at_load() {
-    // `wrong_types` exports detection@0.2.0 with every function, but `evaluate` and
-    // `evaluate-batch` take no arguments: the audit (names, versions) passes it, and the
-    // load must still refuse it rather than fail on every event.
+    // `wrong_types` exports detection@1.0.0 with every function, but `rule` returns a
+    // plain `bool`: the audit (names, versions) passes it, and the load must still refuse
+    // it rather than fail on every event.
     let path = test_component("wrong_types.wasm");
     let err = refusal(&path);
     assert!(matches!(&err, LoadError::Invalid { .. }), "{err:?}");
@@ -218,18 +218,18 @@ fn a_detection_export_missing_functions_is_the_wrong_world() {
     assert_eq!(
         err.to_string(),
         "rule component `renamed.wasm` is not a rulehost rule: its \
-         `rulehost:rules/detection@0.2.0` lacks `destinations`"
+         `rulehost:rules/detection@1.0.0` lacks `destinations`"
     );
 }
 
 #[test]
 fn another_version_of_our_interface_is_refused() {
     let seed = std::fs::read(seed_component()).unwrap();
-    // A compatible patch release still loads: wasmtime matches 0.2.x semver-compatibly.
+    // A compatible release still loads: wasmtime matches 1.x semver-compatibly.
     let patch = patched(
         &seed,
-        "rulehost:rules/detection@0.2.0",
-        "rulehost:rules/detection@0.2.7",
+        "rulehost:rules/detection@1.0.0",
+        "rulehost:rules/detection@1.0.7",
     );
     runtime()
         .load_bytes(Path::new("patch.wasm"), &patch, Pin::Unpinned)
@@ -237,18 +237,14 @@ fn another_version_of_our_interface_is_refused() {
 
     for (from, to) in [
         (
-            "rulehost:rules/detection@0.2.0",
-            "rulehost:rules/detection@0.3.0",
-        ),
-        // Built for the previous line (0.1, whose exports took an event handle).
-        (
-            "rulehost:rules/detection@0.2.0",
-            "rulehost:rules/detection@0.1.0",
+            "rulehost:rules/detection@1.0.0",
+            "rulehost:rules/detection@2.0.0",
         ),
         (
-            "rulehost:rules/event-api@0.2.0",
-            "rulehost:rules/event-api@1.0.0",
+            "rulehost:rules/detection@1.0.0",
+            "rulehost:rules/detection@0.2.0",
         ),
+        ("rulehost:rules/types@1.0.0", "rulehost:rules/types@0.9.0"),
     ] {
         let bytes = patched(&seed, from, to);
         let err = runtime()
@@ -263,10 +259,27 @@ fn another_version_of_our_interface_is_refused() {
             err.to_string(),
             format!(
                 "rule component `next.wasm` was built for `{to}`, but this rulehost speaks \
-                 `rulehost:rules@0.2.x`"
+                 `rulehost:rules@1.x`: rebuild it against this rulehost's `wit/rulehost.wit` \
+                 (for a Rust SDK rule, `make plugins`)"
             )
         );
     }
+}
+
+#[test]
+fn a_rule_built_for_the_0_2_contract_is_refused_and_must_be_rebuilt() {
+    // A real component built against rulehost:rules@0.2.0 (before 1.0's explicit events).
+    let path = test_component("old_contract.wasm");
+    let err = refusal(&path);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "rule component `{}` was built for `rulehost:rules/detection@0.2.0`, but this \
+             rulehost speaks `rulehost:rules@1.x`: rebuild it against this rulehost's \
+             `wit/rulehost.wit` (for a Rust SDK rule, `make plugins`)",
+            path.display()
+        )
+    );
 }
 
 #[test]
@@ -397,7 +410,7 @@ fn eval_and_test_refuse_hostile_components_naming_rule_and_reason() {
         (
             "wrong_world.wasm",
             "Test.WrongWorld",
-            "is not a rulehost rule: it does not export `rulehost:rules/detection@0.2.0`",
+            "is not a rulehost rule: it does not export `rulehost:rules/detection@1.0.0`",
         ),
     ] {
         let dir = rule_dir(&[INSTALL], &[("hostile.yml", &spec(file, id))]);

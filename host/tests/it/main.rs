@@ -16,6 +16,8 @@ mod caps;
 mod cli;
 /// A poisoned timestamp does not move the event-time clock: no alert lost or delayed.
 mod clock_skew;
+/// The 1.0 contract is enough: a plain `wit-bindgen` rule alerts as the SDK build does.
+mod contract;
 /// `rulehost lock` and `--locked`, and the compiled-code cache.
 mod integrity;
 /// The library API as the crate docs show it.

@@ -1,8 +1,8 @@
-//! A rule's fast paths (`evaluate`, `evaluate-batch`) must give what one call per function
-//! gives: `rulehost test` runs every test and scenario through each path `eval` may use
-//! and fails the one that differs, by name; `eval` checks a sample of fast-path calls and
-//! turns a difference into a `PathMismatch` rule error that quarantines the rule. A fast
-//! path that only fails or loops costs one failed call per worker, counted.
+//! A rule's speed path (`evaluate-batch`) must give what one call per function gives:
+//! `rulehost test` runs every test and scenario through each path `eval` may use and fails
+//! the one that differs, by name; `eval` checks a sample of batches and turns a difference
+//! into a `PathMismatch` rule error that quarantines the rule. A batch that only fails or
+//! loops costs one failed call per worker, counted.
 
 use rulehost::eval::{Function, Location};
 use serde_json::{Value, json};
@@ -21,8 +21,8 @@ DedupPeriodMinutes: 60
 
 const T0: i64 = 1_704_067_200_000;
 
-/// A spec whose tests and scenario match `user` a and b on events that set the fast-path
-/// `mode` fields (`evaluate: lie`, `batch: first`, ...).
+/// A spec whose tests and scenario match `user` a and b on events that set the batch's
+/// `mode` field (`batch: lie`, `batch: first`, ...).
 fn spec_with_tests(modes: &str) -> String {
     format!(
         "{SPEC}Tests:
@@ -83,7 +83,7 @@ fn failures(report: &Value) -> Vec<(String, String, String)> {
 
 #[test]
 fn honest_fast_paths_pass() {
-    let (code, report) = test_json("evaluate: ok, batch: ok");
+    let (code, report) = test_json("batch: ok");
     assert_eq!(failures(&report), Vec::new());
     assert_eq!(code, 0, "{report:#}");
 }
@@ -99,10 +99,9 @@ fn a_batch_that_drops_matches_fails_its_tests_naming_evaluate_batch() {
             .filter(|(c, f, _)| c == case && f == "evaluate-batch")
             .count()
     };
-    // Both positive tests (once on a fresh instance, once on one that has evaluated) and
-    // the scenario; nothing else is blamed.
-    assert_eq!(named("matches a"), 2, "{failed:#?}");
-    assert_eq!(named("matches b"), 2, "{failed:#?}");
+    // Both positive tests and the scenario; nothing else is blamed.
+    assert_eq!(named("matches a"), 1, "{failed:#?}");
+    assert_eq!(named("matches b"), 1, "{failed:#?}");
     assert!(named("two users") >= 1, "{failed:#?}");
     assert!(
         failed
@@ -132,24 +131,7 @@ fn a_batch_that_forgets_select_event_fails_its_tests() {
     assert!(
         failed.iter().any(|(c, f, t)| c == "matches b"
             && f == "evaluate-batch"
-            && t.contains("dedup Some(\"a\")")),
-        "{failed:#?}"
-    );
-}
-
-#[test]
-fn a_lying_evaluate_fails_its_tests_naming_evaluate() {
-    let (code, report) = test_json("evaluate: lie");
-    assert_eq!(code, 1);
-    let failed = failures(&report);
-    for case in ["matches a", "matches b", "two users"] {
-        assert!(
-            failed.iter().any(|(c, f, _)| c == case && f == "evaluate"),
-            "{case}: {failed:#?}"
-        );
-    }
-    assert!(
-        failed.iter().all(|(_, f, _)| f == "evaluate"),
+            && t.contains("gave dedup \"a\" where `dedup` gives \"b\"")),
         "{failed:#?}"
     );
 }
@@ -274,10 +256,11 @@ fn a_fast_path_that_only_loops_costs_one_deadline_per_worker_and_is_counted() {
         .unwrap();
     assert!((1..=2).contains(&timeouts), "{stderr}");
 
-    // The same for `evaluate`, given one event at a time through the library.
+    // Given one event at a time through the library, each is a batch of one: one
+    // deadline in all, then one call per function.
     let runtime = runtime();
     let dir = rule_dir(&[], &[("split.yml", SPEC)]);
-    let evs: Vec<Value> = events(40, json!({"evaluate": "loop"}))
+    let evs: Vec<Value> = events(40, json!({"batch": "loop"}))
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
@@ -285,7 +268,9 @@ fn a_fast_path_that_only_loops_costs_one_deadline_per_worker_and_is_counted() {
     assert_eq!(records.len(), 40);
     let stats = &summary.rules[0].1;
     assert_eq!(
-        stats.failed_calls.get(&(Function::Evaluate, "Timeout")),
+        stats
+            .failed_calls
+            .get(&(Function::EvaluateBatch, "Timeout")),
         Some(&1),
         "{stats:?}"
     );
@@ -294,8 +279,8 @@ fn a_fast_path_that_only_loops_costs_one_deadline_per_worker_and_is_counted() {
     assert_eq!(stats.quarantined_at, None::<Location>);
     assert!(
         warnings.iter().any(|w| w
-            == "rule `Test.SplitPaths`: `evaluate` failed on `events.jsonl:1`: timed out; one \
-                call per function gave the outcome"),
+            == "rule `Test.SplitPaths`: `evaluate-batch` failed on `events.jsonl:1`: timed out; \
+                one call per function gave the outcome"),
         "{warnings:?}"
     );
 }

@@ -219,40 +219,44 @@ fn a_memory_bomb_hits_the_memory_cap() {
 }
 
 /// A rule with four linear memories, which no Rust guest has: memory 0 holds the canonical
-/// ABI's arguments and results, and each `rule` call grows the three others by 20 MiB each
-/// (320 pages). Every function returns zeros: `ok(false)`, `none`, `ok(none)`.
+/// ABI's results, and each `rule` call grows the three others by 20 MiB each (320 pages).
+/// Every function returns zeros from address 0: `ok(false)` for `rule`, `none` ("not
+/// defined") for the others. Each drops the borrowed event handle it is given, as the
+/// component model requires before a call returns.
 const FOUR_MEMORIES: &str = r#"
 (module
+  (import "rulehost:rules/types@1.0.0" "[resource-drop]event" (func $drop (param i32)))
   (memory (export "memory") 2)
   (memory $a 0)
   (memory $b 0)
   (memory $c 0)
-  ;; The one list argument of a call (`evaluate`'s fields) goes in the second page.
   (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
     (if (i32.gt_u (local.get 3) (i32.const 65536)) (then unreachable))
     (i32.const 65536))
-  (func (export "rulehost:rules/detection@0.2.0#rule") (result i32)
+  (func (export "rulehost:rules/detection@1.0.0#rule") (param i32) (result i32)
+    (call $drop (local.get 0))
     (if (i32.eq (memory.grow $a (i32.const 320)) (i32.const -1)) (then unreachable))
     (if (i32.eq (memory.grow $b (i32.const 320)) (i32.const -1)) (then unreachable))
     (if (i32.eq (memory.grow $c (i32.const 320)) (i32.const -1)) (then unreachable))
     (i32.const 0))
-  (func (export "rulehost:rules/detection@0.2.0#evaluate") (param i32 i32) (result i32)
-    (i32.const 0))
-  ;; `count` results of 44 zero bytes each, from address 1024.
-  (func (export "rulehost:rules/detection@0.2.0#evaluate-batch")
-        (param i32 i32 i32) (result i32)
-    (i32.store (i32.const 16) (i32.const 1024))
-    (i32.store (i32.const 20) (local.get 2))
-    (i32.const 16))
-  (func (export "rulehost:rules/detection@0.2.0#title") (result i32) (i32.const 0))
-  (func (export "rulehost:rules/detection@0.2.0#dedup") (result i32) (i32.const 0))
-  (func (export "rulehost:rules/detection@0.2.0#unique") (result i32) (i32.const 0))
-  (func (export "rulehost:rules/detection@0.2.0#severity") (result i32) (i32.const 0))
-  (func (export "rulehost:rules/detection@0.2.0#alert-context") (result i32) (i32.const 0))
-  (func (export "rulehost:rules/detection@0.2.0#description") (result i32) (i32.const 0))
-  (func (export "rulehost:rules/detection@0.2.0#reference") (result i32) (i32.const 0))
-  (func (export "rulehost:rules/detection@0.2.0#runbook") (result i32) (i32.const 0))
-  (func (export "rulehost:rules/detection@0.2.0#destinations") (result i32) (i32.const 0))
+  (func (export "rulehost:rules/detection@1.0.0#title") (param i32) (result i32)
+    (call $drop (local.get 0)) (i32.const 0))
+  (func (export "rulehost:rules/detection@1.0.0#dedup") (param i32) (result i32)
+    (call $drop (local.get 0)) (i32.const 0))
+  (func (export "rulehost:rules/detection@1.0.0#unique") (param i32) (result i32)
+    (call $drop (local.get 0)) (i32.const 0))
+  (func (export "rulehost:rules/detection@1.0.0#severity") (param i32) (result i32)
+    (call $drop (local.get 0)) (i32.const 0))
+  (func (export "rulehost:rules/detection@1.0.0#alert-context") (param i32) (result i32)
+    (call $drop (local.get 0)) (i32.const 0))
+  (func (export "rulehost:rules/detection@1.0.0#description") (param i32) (result i32)
+    (call $drop (local.get 0)) (i32.const 0))
+  (func (export "rulehost:rules/detection@1.0.0#reference") (param i32) (result i32)
+    (call $drop (local.get 0)) (i32.const 0))
+  (func (export "rulehost:rules/detection@1.0.0#runbook") (param i32) (result i32)
+    (call $drop (local.get 0)) (i32.const 0))
+  (func (export "rulehost:rules/detection@1.0.0#destinations") (param i32) (result i32)
+    (call $drop (local.get 0)) (i32.const 0))
 )
 "#;
 

@@ -4,24 +4,32 @@ use crate::Value;
 
 /// The event under evaluation.
 ///
-/// Inside the sandbox it stands for the event the host parsed for the call in progress;
-/// a read is a call to the host, unless the host packed the field's value into the call
-/// (`evaluate`'s `fields`). Natively (in `cargo test`) it wraps parsed JSON and applies the
-/// same lookup semantics through `rulehost-event`.
+/// Inside the sandbox it stands for the event the host lent the call; a read is a call to
+/// the host, unless the host packed the field's value into the call (`evaluate-batch`'s
+/// `fields`). Natively (in `cargo test`) it wraps parsed JSON and applies the same lookup
+/// semantics through `rulehost-event`.
 pub struct Event<'a> {
-    /// `evaluate`'s `fields`: values the host read ahead (empty in other calls).
+    /// The host's event.
+    #[cfg(target_arch = "wasm32")]
+    source: Source<'a>,
+    /// This event's section of `evaluate-batch`'s `fields`: values the host read ahead
+    /// (empty in other calls).
     #[cfg(target_arch = "wasm32")]
     packed: &'a [u8],
-    /// The event's index in the `evaluate-batch` call in progress, if that is the call.
-    #[cfg(target_arch = "wasm32")]
-    batch_index: Option<u32>,
     /// Values already read during this export call, when several rule functions run in
-    /// one call (`evaluate`): `dedup` reading a field `rule` read costs no second host
-    /// call. Lives only as long as the call, so rules stay stateless.
+    /// one call (`evaluate-batch`): `dedup` reading a field `rule` read costs no second
+    /// host call. Lives only as long as the call, so rules stay stateless.
     #[cfg(target_arch = "wasm32")]
     memo: Option<Memo>,
     #[cfg(not(target_arch = "wasm32"))]
     json: std::borrow::Cow<'a, serde_json::Value>,
+}
+
+/// Where the host's event is: lent alone, or one of a batch.
+#[cfg(target_arch = "wasm32")]
+enum Source<'a> {
+    One(&'a crate::bindings::rulehost::rules::types::Event),
+    Batch(&'a crate::bindings::rulehost::rules::types::Events, u32),
 }
 
 /// Each field read during one call (by its `field` id), and what it gave.
@@ -59,7 +67,7 @@ fn field_id(path: &[&str]) -> Option<u32> {
         if fields.len() >= MAX_FIELDS {
             return None;
         }
-        let id = crate::bindings::rulehost::rules::event_api::field(path);
+        let id = crate::bindings::rulehost::rules::types::field(path);
         fields.push((path.iter().map(|k| Box::from(*k)).collect(), id));
         id
     })
@@ -81,69 +89,67 @@ fn same(a: &str, b: &str) -> bool {
 
 #[cfg(target_arch = "wasm32")]
 impl<'a> Event<'a> {
-    /// The event of the call in progress (`rule`, `title`, ...: one function per call).
+    /// The event of a call of one rule function (`rule`, `title`, ...).
     #[doc(hidden)]
-    pub fn current() -> Self {
+    pub fn for_call(handle: &'a crate::bindings::rulehost::rules::types::Event) -> Self {
         Event {
+            source: Source::One(handle),
             packed: &[],
             memo: None,
-            batch_index: None,
         }
     }
 
-    /// The event of an `evaluate` call, which runs several rule functions: every value
-    /// read is remembered for the life of the `Event`, starting with those the host
-    /// packed into `fields`.
+    /// Event `index` of an `evaluate-batch` call, which runs several rule functions, with
+    /// its section of `fields`: every value read is remembered for the life of the `Event`.
     #[doc(hidden)]
-    pub fn for_evaluate(fields: &'a [u8]) -> Self {
+    pub fn for_batch(
+        events: &'a crate::bindings::rulehost::rules::types::Events,
+        index: u32,
+        fields: &'a [u8],
+    ) -> Self {
         Event {
+            source: Source::Batch(events, index),
             packed: fields,
             memo: Some(Default::default()),
-            batch_index: None,
         }
     }
 
-    /// Event `index` of an `evaluate-batch` call, with its section of `fields`.
-    #[doc(hidden)]
-    pub fn for_batch(fields: &'a [u8], index: u32) -> Self {
-        Event {
-            packed: fields,
-            memo: Some(Default::default()),
-            batch_index: Some(index),
+    fn get_path(&self, path: &[&str]) -> Option<crate::bindings::rulehost::rules::types::Value> {
+        match self.source {
+            Source::One(event) => event.get(path),
+            Source::Batch(events, index) => events.get(index, path),
         }
     }
 
-    /// Points the host's reads at this event (in a batch; a no-op otherwise).
-    fn select(&self) {
-        if let Some(index) = self.batch_index {
-            crate::bindings::rulehost::rules::event_api::select_event(index);
+    fn get_id(&self, id: u32) -> Option<crate::bindings::rulehost::rules::types::Value> {
+        match self.source {
+            Source::One(event) => event.get_field(id),
+            Source::Batch(events, index) => events.get_field(index, id),
         }
     }
 
     fn lookup(&self, path: &[&str]) -> Option<Value> {
         let Some(id) = field_id(path) else {
-            self.select();
-            return from_wit(crate::bindings::rulehost::rules::event_api::get(path));
+            return from_wit(self.get_path(path));
         };
         if let Some(value) = crate::packed::find(self.packed, id) {
             return value;
         }
-        self.select();
         let Some(memo) = &self.memo else {
-            return from_wit(crate::bindings::rulehost::rules::event_api::get_field(id));
+            return from_wit(self.get_id(id));
         };
         if let Some((_, value)) = memo.borrow().iter().find(|(i, _)| *i == id) {
             return value.clone();
         }
-        let value = from_wit(crate::bindings::rulehost::rules::event_api::get_field(id));
+        let value = from_wit(self.get_id(id));
         memo.borrow_mut().push((id, value.clone()));
         value
     }
 }
 
 #[cfg(target_arch = "wasm32")]
-fn from_wit(value: Option<crate::bindings::rulehost::rules::event_api::Value>) -> Option<Value> {
-    use crate::bindings::rulehost::rules::event_api::Value as Wit;
+fn from_wit(value: Option<crate::bindings::rulehost::rules::types::Value>) -> Option<Value> {
+    use crate::bindings::rulehost::rules::types::Value as Wit;
     Some(match value? {
         Wit::Null => Value::Null,
         Wit::Boolean(b) => Value::Bool(b),

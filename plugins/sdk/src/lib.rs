@@ -52,7 +52,7 @@ static ALLOC: alloc::RuleAlloc = alloc::RuleAlloc::new();
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "rule",
+        world: "fast-rule",
         pub_export_macro: true,
         export_macro_name: "__export_rule_world",
         default_bindings_module: "rulehost_sdk::bindings",
@@ -62,25 +62,56 @@ pub mod bindings {
     });
 }
 
+/// What a rule function returns, in Panther's terms: a value (`String`, `bool`, ...), or a
+/// `Result` whose error becomes the exception Python would have raised there (a rule error
+/// for `rule`, the function's fallback for the others).
+pub trait Returns<T> {
+    /// The value, or the error's message.
+    fn into_result(self) -> Result<T, String>;
+}
+
+macro_rules! returns {
+    ($($ty:ty),*) => {
+        $(
+            impl Returns<$ty> for $ty {
+                fn into_result(self) -> Result<$ty, String> {
+                    Ok(self)
+                }
+            }
+            impl<E: std::fmt::Display> Returns<$ty> for Result<$ty, E> {
+                fn into_result(self) -> Result<$ty, String> {
+                    self.map_err(|e| e.to_string())
+                }
+            }
+        )*
+    };
+}
+
+returns!(bool, String, Vec<String>, Context);
+
+/// A rule function as [`Rule`] keeps it: what it returned, or the error it raised.
+#[doc(hidden)]
+pub type Function<T> = fn(&Event) -> Result<T, String>;
+
 /// The functions of one rule, as [`export_rule!`] collects them. Only `rule` is required.
 #[doc(hidden)]
 pub struct Rule {
-    pub rule: fn(&Event) -> Result<bool, String>,
-    pub title: Option<fn(&Event) -> String>,
-    pub dedup: Option<fn(&Event) -> String>,
-    pub unique: Option<fn(&Event) -> String>,
-    pub severity: Option<fn(&Event) -> String>,
-    pub alert_context: Option<fn(&Event) -> Context>,
-    pub description: Option<fn(&Event) -> String>,
-    pub reference: Option<fn(&Event) -> String>,
-    pub runbook: Option<fn(&Event) -> String>,
-    pub destinations: Option<fn(&Event) -> Vec<String>>,
+    pub rule: Function<bool>,
+    pub title: Option<Function<String>>,
+    pub dedup: Option<Function<String>>,
+    pub unique: Option<Function<String>>,
+    pub severity: Option<Function<String>>,
+    pub alert_context: Option<Function<Context>>,
+    pub description: Option<Function<String>>,
+    pub reference: Option<Function<String>>,
+    pub runbook: Option<Function<String>>,
+    pub destinations: Option<Function<Vec<String>>>,
 }
 
 impl Rule {
     /// Only `rule` defined; every other function falls back to the host's default.
     #[doc(hidden)]
-    pub const fn new(rule: fn(&Event) -> Result<bool, String>) -> Self {
+    pub const fn new(rule: Function<bool>) -> Self {
         Rule {
             rule,
             title: None,
@@ -96,65 +127,55 @@ impl Rule {
     }
 }
 
-/// The component's `evaluate` exports, for [`export_rule!`].
+/// What a `detection` export returns for an optional function: `None` when the rule does
+/// not define it, else what it returned or raised.
+#[doc(hidden)]
+pub fn optional<T, U>(
+    function: Option<Function<T>>,
+    event: &Event,
+    into: impl FnOnce(T) -> U,
+) -> Option<Result<Option<U>, String>> {
+    function.map(|f| f(event).map(|value| Some(into(value))))
+}
+
+/// The component's `batch` export, for [`export_rule!`].
 #[cfg(target_arch = "wasm32")]
 impl Rule {
     /// `rule`, then on a match `dedup`, `title` (only when `dedup` is not defined, as it
-    /// stands in for it) and `unique`: the body of `evaluate`, per event.
-    #[doc(hidden)]
-    pub fn evaluate(
-        &self,
-        event: &Event,
-    ) -> Result<Option<bindings::exports::rulehost::rules::detection::Matched>, String> {
-        if !(self.rule)(event)? {
-            return Ok(None);
+    /// stands in for it) and `unique`: one event's outcome in `evaluate-batch`.
+    fn outcome(&self, event: &Event) -> bindings::exports::rulehost::rules::batch::Outcome {
+        use bindings::exports::rulehost::rules::batch::{Matched, Outcome};
+        match (self.rule)(event) {
+            Err(error) => Outcome::RuleError(error),
+            Ok(false) => Outcome::NoMatch,
+            Ok(true) => {
+                let dedup = optional(self.dedup, event, |d| d);
+                let title = match dedup {
+                    None => optional(self.title, event, |t| t),
+                    Some(_) => None,
+                };
+                let unique = optional(self.unique, event, |u| u);
+                Outcome::Matched(Matched {
+                    dedup,
+                    title,
+                    unique,
+                })
+            }
         }
-        let dedup = self.dedup.map(|f| f(event));
-        let title = match dedup {
-            None => self.title.map(|f| f(event)),
-            Some(_) => None,
-        };
-        let unique = self.unique.map(|f| f(event));
-        Ok(Some(
-            bindings::exports::rulehost::rules::detection::Matched {
-                dedup,
-                title,
-                unique,
-            },
-        ))
     }
 
-    /// `evaluate-batch`: [`Rule::evaluate`] on each of the `count` events whose sections
-    /// `fields` holds.
+    /// `evaluate-batch`: [`Rule::outcome`] on each event, with its section of `fields`.
     #[doc(hidden)]
     pub fn evaluate_batch(
         &self,
+        events: &bindings::rulehost::rules::types::Events,
         fields: &[u8],
-        count: u32,
-    ) -> Vec<Result<Option<bindings::exports::rulehost::rules::detection::Matched>, String>> {
+    ) -> Vec<bindings::exports::rulehost::rules::batch::Outcome> {
+        let count = events.len();
         packed::sections(fields, count)
-            .zip(0..)
-            .map(|(section, index)| self.evaluate(&Event::for_batch(section, index)))
+            .zip(0..count)
+            .map(|(section, index)| self.outcome(&Event::for_batch(events, index, section)))
             .collect()
-    }
-}
-
-/// What a `rule` function may return: a `bool`, or a `Result<bool, E>` whose error becomes
-/// a rule error (like an exception raised in a Python rule).
-pub trait RuleOutcome {
-    /// Converts to the WIT result.
-    fn into_outcome(self) -> Result<bool, String>;
-}
-
-impl RuleOutcome for bool {
-    fn into_outcome(self) -> Result<bool, String> {
-        Ok(self)
-    }
-}
-
-impl<E: std::fmt::Display> RuleOutcome for Result<bool, E> {
-    fn into_outcome(self) -> Result<bool, String> {
-        self.map_err(|e| e.to_string())
     }
 }
 
@@ -162,18 +183,21 @@ impl<E: std::fmt::Display> RuleOutcome for Result<bool, E> {
 ///
 /// `rule = path` must come first; then any of `title`, `dedup`, `unique`, `severity`,
 /// `alert_context`, `description`, `reference`, `runbook`, `destinations`, each `= path`.
-/// Each function takes `&Event`; `rule` returns `bool` or `Result<bool, E: Display>`,
-/// `alert_context` returns [`Context`], `destinations` returns `Vec<String>`, the others
-/// return `String`. A function left out means "not defined": the host applies Panther's
-/// fallback for it.
+/// Each function takes `&Event`; `rule` returns `bool`, `alert_context` returns
+/// [`Context`], `destinations` returns `Vec<String>`, the others return `String`; each may
+/// instead return a `Result` of that type with any `E: Display` error, which the host
+/// treats as Python's exception in that function ([`Returns`]). A function left out means
+/// "not defined": the host applies Panther's fallback for it.
+///
+/// The component exports Panther's functions (`detection`) and the `batch` speed path.
 #[macro_export]
 macro_rules! export_rule {
     (rule = $rule:path $(, $name:ident = $func:path)* $(,)?) => {
         const _: () = {
             #[allow(dead_code, reason = "read only by the component exports")]
             const RULE: $crate::Rule = $crate::Rule {
-                $($name: ::core::option::Option::Some($func),)*
-                ..$crate::Rule::new(|e| $crate::RuleOutcome::into_outcome($rule(e)))
+                $($name: ::core::option::Option::Some(|e| $crate::Returns::into_result($func(e))),)*
+                ..$crate::Rule::new(|e| $crate::Returns::into_result($rule(e)))
             };
             $crate::__export_component!(RULE);
         };
@@ -194,55 +218,52 @@ macro_rules! export_rule {
 macro_rules! __export_component {
     ($rule:ident) => {
         struct Component;
+        type Handle = $crate::bindings::rulehost::rules::types::Event;
+        type Optional<T> = ::core::option::Option<
+            ::core::result::Result<::core::option::Option<T>, ::std::string::String>,
+        >;
         impl $crate::bindings::exports::rulehost::rules::detection::Guest for Component {
-            fn evaluate(
-                fields: ::std::vec::Vec<u8>,
-            ) -> Result<
-                Option<$crate::bindings::exports::rulehost::rules::detection::Matched>,
-                String,
-            > {
-                $rule.evaluate(&$crate::Event::for_evaluate(&fields))
+            fn rule(event: &Handle) -> ::core::result::Result<bool, ::std::string::String> {
+                ($rule.rule)(&$crate::Event::for_call(event))
             }
+            fn title(event: &Handle) -> Optional<::std::string::String> {
+                $crate::optional($rule.title, &$crate::Event::for_call(event), |v| v)
+            }
+            fn dedup(event: &Handle) -> Optional<::std::string::String> {
+                $crate::optional($rule.dedup, &$crate::Event::for_call(event), |v| v)
+            }
+            fn unique(event: &Handle) -> Optional<::std::string::String> {
+                $crate::optional($rule.unique, &$crate::Event::for_call(event), |v| v)
+            }
+            fn severity(event: &Handle) -> Optional<::std::string::String> {
+                $crate::optional($rule.severity, &$crate::Event::for_call(event), |v| v)
+            }
+            fn alert_context(event: &Handle) -> Optional<::std::string::String> {
+                $crate::optional($rule.alert_context, &$crate::Event::for_call(event), |c| {
+                    c.to_json()
+                })
+            }
+            fn description(event: &Handle) -> Optional<::std::string::String> {
+                $crate::optional($rule.description, &$crate::Event::for_call(event), |v| v)
+            }
+            fn reference(event: &Handle) -> Optional<::std::string::String> {
+                $crate::optional($rule.reference, &$crate::Event::for_call(event), |v| v)
+            }
+            fn runbook(event: &Handle) -> Optional<::std::string::String> {
+                $crate::optional($rule.runbook, &$crate::Event::for_call(event), |v| v)
+            }
+            fn destinations(
+                event: &Handle,
+            ) -> Optional<::std::vec::Vec<::std::string::String>> {
+                $crate::optional($rule.destinations, &$crate::Event::for_call(event), |v| v)
+            }
+        }
+        impl $crate::bindings::exports::rulehost::rules::batch::Guest for Component {
             fn evaluate_batch(
+                events: &$crate::bindings::rulehost::rules::types::Events,
                 fields: ::std::vec::Vec<u8>,
-                count: u32,
-            ) -> ::std::vec::Vec<
-                Result<
-                    Option<$crate::bindings::exports::rulehost::rules::detection::Matched>,
-                    String,
-                >,
-            > {
-                $rule.evaluate_batch(&fields, count)
-            }
-            fn rule() -> Result<bool, String> {
-                ($rule.rule)(&$crate::Event::current())
-            }
-            fn title() -> Option<String> {
-                $rule.title.map(|f| f(&$crate::Event::current()))
-            }
-            fn dedup() -> Option<String> {
-                $rule.dedup.map(|f| f(&$crate::Event::current()))
-            }
-            fn unique() -> Option<String> {
-                $rule.unique.map(|f| f(&$crate::Event::current()))
-            }
-            fn severity() -> Option<String> {
-                $rule.severity.map(|f| f(&$crate::Event::current()))
-            }
-            fn alert_context() -> Option<String> {
-                $rule.alert_context.map(|f| f(&$crate::Event::current()).to_json())
-            }
-            fn description() -> Option<String> {
-                $rule.description.map(|f| f(&$crate::Event::current()))
-            }
-            fn reference() -> Option<String> {
-                $rule.reference.map(|f| f(&$crate::Event::current()))
-            }
-            fn runbook() -> Option<String> {
-                $rule.runbook.map(|f| f(&$crate::Event::current()))
-            }
-            fn destinations() -> Option<Vec<String>> {
-                $rule.destinations.map(|f| f(&$crate::Event::current()))
+            ) -> ::std::vec::Vec<$crate::bindings::exports::rulehost::rules::batch::Outcome> {
+                $rule.evaluate_batch(events, &fields)
             }
         }
         $crate::bindings::__export_rule_world!(Component with_types_in $crate::bindings);

@@ -1,5 +1,6 @@
-//! Reading `evaluate`'s `fields`: the values of registered fields the host packed into one
-//! buffer ahead of the call (the format is in wit/rulehost.wit, at `evaluate`).
+//! Reading `evaluate-batch`'s `fields`: the values of registered fields the host packed
+//! into one buffer ahead of the call (the format is in wit/rulehost.wit, at
+//! `evaluate-batch`).
 
 use crate::Value;
 

@@ -1,14 +1,14 @@
-//! A rule whose fast paths can be made to differ from its functions, as a hostile or
-//! careless author could write it. It uses `wit-bindgen` directly (the SDK derives the fast
-//! paths from the functions, so they cannot differ).
+//! A rule whose `evaluate-batch` can be made to differ from its functions, as a hostile or
+//! careless author could write it. It uses `wit-bindgen` directly (the SDK derives the
+//! batch from the functions, so they cannot differ).
 //!
 //! The functions: `rule` matches when the event's `match` is `true`; `dedup` is its
-//! `user`; nothing else is defined. The fast paths read the event's `evaluate` and `batch`
-//! fields (of the first event, for a batch):
+//! `user`; nothing else is defined. The batch reads the first event's `batch` field:
 //! - `lie`: answer "no match" for every event, dropping every match;
 //! - `loop`: never return;
-//! - `first` (`batch` only): answer every event with the first one's result, as a batch
-//!   that forgets `select-event` does;
+//! - `first`: answer every event with the first one's outcome (a batch that reads only
+//!   its first event);
+//! - `short`: return no outcomes at all;
 //! - anything else: answer as the functions do.
 
 #[expect(
@@ -18,26 +18,33 @@
 mod bindings {
     wit_bindgen::generate!({
         path: "../../../wit",
-        world: "rule",
+        world: "fast-rule",
     });
 
-    use exports::rulehost::rules::detection::{Guest, Matched};
-    use rulehost::rules::event_api::{Value, get, select_event};
+    use exports::rulehost::rules::batch::{Matched, Outcome};
+    use rulehost::rules::types::{Event, Events, Value};
 
-    fn text(field: &str) -> Option<String> {
+    type Optional<T> = Option<Result<Option<T>, String>>;
+
+    /// A field's text, read through `get` (one event, or event `i` of a batch).
+    fn text(get: impl Fn(&[String]) -> Option<Value>, field: &str) -> Option<String> {
         match get(&[field.to_owned()]) {
             Some(Value::Text(s)) => Some(s),
             _ => None,
         }
     }
 
-    fn matches() -> bool {
+    fn matches(get: impl Fn(&[String]) -> Option<Value>) -> bool {
         matches!(get(&["match".to_owned()]), Some(Value::Boolean(true)))
     }
 
-    fn honest() -> Option<Matched> {
-        matches().then(|| Matched {
-            dedup: text("user"),
+    fn honest(events: &Events, i: u32) -> Outcome {
+        let get = |path: &[String]| events.get(i, path);
+        if !matches(get) {
+            return Outcome::NoMatch;
+        }
+        Outcome::Matched(Matched {
+            dedup: Some(Ok(text(get, "user"))),
             title: None,
             unique: None,
         })
@@ -52,55 +59,48 @@ mod bindings {
 
     struct SplitPaths;
 
-    impl Guest for SplitPaths {
-        fn evaluate(_fields: Vec<u8>) -> Result<Option<Matched>, String> {
-            match text("evaluate").as_deref() {
-                Some("lie") => Ok(None),
+    impl exports::rulehost::rules::batch::Guest for SplitPaths {
+        fn evaluate_batch(events: &Events, _fields: Vec<u8>) -> Vec<Outcome> {
+            let count = events.len();
+            match text(|p| events.get(0, p), "batch").as_deref() {
+                Some("lie") => (0..count).map(|_| Outcome::NoMatch).collect(),
                 Some("loop") => spin(),
-                _ => Ok(honest()),
+                Some("first") => (0..count).map(|_| honest(events, 0)).collect(),
+                Some("short") => Vec::new(),
+                _ => (0..count).map(|i| honest(events, i)).collect(),
             }
         }
-        fn evaluate_batch(_fields: Vec<u8>, count: u32) -> Vec<Result<Option<Matched>, String>> {
-            match text("batch").as_deref() {
-                Some("lie") => (0..count).map(|_| Ok(None)).collect(),
-                Some("loop") => spin(),
-                Some("first") => (0..count).map(|_| Ok(honest())).collect(),
-                _ => (0..count)
-                    .map(|i| {
-                        select_event(i);
-                        Ok(honest())
-                    })
-                    .collect(),
-            }
+    }
+
+    impl exports::rulehost::rules::detection::Guest for SplitPaths {
+        fn rule(event: &Event) -> Result<bool, String> {
+            Ok(matches(|p| event.get(p)))
         }
-        fn rule() -> Result<bool, String> {
-            Ok(matches())
+        fn dedup(event: &Event) -> Optional<String> {
+            Some(Ok(text(|p| event.get(p), "user")))
         }
-        fn title() -> Option<String> {
+        fn title(_: &Event) -> Optional<String> {
             None
         }
-        fn dedup() -> Option<String> {
-            text("user")
-        }
-        fn unique() -> Option<String> {
+        fn unique(_: &Event) -> Optional<String> {
             None
         }
-        fn severity() -> Option<String> {
+        fn severity(_: &Event) -> Optional<String> {
             None
         }
-        fn alert_context() -> Option<String> {
+        fn alert_context(_: &Event) -> Optional<String> {
             None
         }
-        fn description() -> Option<String> {
+        fn description(_: &Event) -> Optional<String> {
             None
         }
-        fn reference() -> Option<String> {
+        fn reference(_: &Event) -> Optional<String> {
             None
         }
-        fn runbook() -> Option<String> {
+        fn runbook(_: &Event) -> Optional<String> {
             None
         }
-        fn destinations() -> Option<Vec<String>> {
+        fn destinations(_: &Event) -> Optional<Vec<String>> {
             None
         }
     }

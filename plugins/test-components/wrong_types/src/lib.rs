@@ -1,8 +1,8 @@
-//! A component that exports `rulehost:rules/detection@0.2.0` with every function named as
-//! the host expects, but `evaluate` and `evaluate-batch` typed differently (its own copy of
-//! the WIT, `wit/detection.wit`). Names and version pass the audit; the host must still
-//! refuse it at load, not fail on every event. Like `wrong_world`, it uses `wit-bindgen`
-//! directly instead of the SDK.
+//! A component that exports `rulehost:rules/detection@1.0.0` with every function named as
+//! the host expects, but `rule` typed differently (its own copy of the WIT,
+//! `wit/detection.wit`). Names and version pass the audit; the host must still refuse it at
+//! load, not fail on every event. Like `wrong_world`, it uses `wit-bindgen` directly
+//! instead of the SDK.
 
 #[expect(
     unsafe_code,
@@ -14,45 +14,42 @@ mod bindings {
         world: "mistyped",
     });
 
-    use exports::rulehost::rules::detection::{Guest, Matched};
+    use exports::rulehost::rules::detection::Guest;
+    use rulehost::rules::types::Event;
+
+    type Optional<T> = Option<Result<Option<T>, String>>;
 
     struct Mistyped;
 
     impl Guest for Mistyped {
-        fn evaluate() -> Result<Option<Matched>, String> {
-            Ok(None)
+        fn rule(_: &Event) -> bool {
+            false
         }
-        fn evaluate_batch() -> Vec<Result<Option<Matched>, String>> {
-            Vec::new()
-        }
-        fn rule() -> Result<bool, String> {
-            Ok(false)
-        }
-        fn title() -> Option<String> {
+        fn title(_: &Event) -> Optional<String> {
             None
         }
-        fn dedup() -> Option<String> {
+        fn dedup(_: &Event) -> Optional<String> {
             None
         }
-        fn unique() -> Option<String> {
+        fn unique(_: &Event) -> Optional<String> {
             None
         }
-        fn severity() -> Option<String> {
+        fn severity(_: &Event) -> Optional<String> {
             None
         }
-        fn alert_context() -> Option<String> {
+        fn alert_context(_: &Event) -> Optional<String> {
             None
         }
-        fn description() -> Option<String> {
+        fn description(_: &Event) -> Optional<String> {
             None
         }
-        fn reference() -> Option<String> {
+        fn reference(_: &Event) -> Optional<String> {
             None
         }
-        fn runbook() -> Option<String> {
+        fn runbook(_: &Event) -> Optional<String> {
             None
         }
-        fn destinations() -> Option<Vec<String>> {
+        fn destinations(_: &Event) -> Optional<Vec<String>> {
             None
         }
     }
