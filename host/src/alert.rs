@@ -1,10 +1,10 @@
-//! What an alert is made of and how it is written: [`Location`] (where an event came
-//! from), [`AlertFields`] (what a window keeps from its first match) and the output
-//! records [`AlertRecord`] and [`SignalRecord`]. The evaluator and the state store both
-//! use them; neither depends on the other for them.
+//! What an alert is made of and how it is written: [`AlertFields`] (what a window keeps
+//! from its first match) and the output records [`AlertRecord`] and [`SignalRecord`],
+//! which a [`crate::sink::Sink`] writes. The evaluator and the state backends both use
+//! them; neither depends on the other for them. Where an event came from is a source's
+//! [`crate::source::Position`].
 
 use std::fmt;
-use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -12,26 +12,6 @@ use serde_json::Value;
 use crate::clock::format_ms;
 use crate::spec::{Severity, Spec};
 use crate::state::{Closed, Namespace, Weigh, alert_id};
-
-/// Where an event came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Location {
-    /// The input's name as given (`-` shows as `<stdin>`).
-    pub file: Arc<str>,
-    /// 1-based line number.
-    pub line: u64,
-}
-
-impl fmt::Display for Location {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let file = if &*self.file == "-" {
-            "<stdin>"
-        } else {
-            &self.file
-        };
-        write!(f, "{file}:{}", self.line)
-    }
-}
 
 /// What an alert keeps from its window's first match, after Panther's fallbacks.
 #[derive(Debug, Clone)]
@@ -141,7 +121,7 @@ pub struct AlertRecord<'a> {
     pub destinations: &'a [String],
     /// True when `destinations()` returned an empty list: do not deliver.
     pub suppressed: bool,
-    /// File and line of the window's first event.
+    /// Position of the window's first event (`file:line` for files).
     pub first_event: String,
     /// For rule errors: what went wrong on the first event.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -150,7 +130,12 @@ pub struct AlertRecord<'a> {
 
 impl<'a> AlertRecord<'a> {
     /// The record of a closed window: an alert, or a rule error for the error namespace.
-    pub fn from_closed(spec: &'a Spec, closed: &'a Closed<Location, AlertFields>) -> Self {
+    /// `L` is where the window's first event came from ([`crate::source::Position`]), as
+    /// its `first_event` shows it.
+    pub fn from_closed<L: fmt::Display>(
+        spec: &'a Spec,
+        closed: &'a Closed<L, AlertFields>,
+    ) -> Self {
         let w = &closed.window;
         let f = &w.fields;
         AlertRecord {
@@ -201,7 +186,7 @@ pub struct SignalRecord<'a> {
     pub severity: &'static str,
     /// The event's time, RFC 3339.
     pub event_time: String,
-    /// File and line of the event.
+    /// Position of the event (`file:line` for files).
     pub event_location: String,
     /// The event itself, for correlation downstream.
     pub event: &'a Value,

@@ -5,11 +5,12 @@
 //! [`runtime::RuleInstance`] and keeps Panther's alert windows in [`state::AlertState`].
 //!
 //! ```no_run
-//! use rulehost::{clock::Clock, eval::{Evaluator, Location}, runtime::{Limits, Runtime}};
+//! use rulehost::{clock::Clock, eval::{Evaluator, Location}, runtime::{Limits, Runtime}, sink::JsonLines};
 //! # fn main() -> anyhow::Result<()> {
 //! let runtime = Runtime::new(Limits::default())?;
 //! let rules = rulehost::ruleset::load(&runtime, "rules-tests".as_ref(), &["build/components".into()])?;
-//! let mut eval = Evaluator::new(rules.rules, Clock::default(), std::io::stdout(), Box::new(|w| eprintln!("{w}")));
+//! let sink = Box::new(JsonLines::new(std::io::stdout()));
+//! let mut eval = Evaluator::new(rules.rules, Clock::default(), sink, Box::new(|w| eprintln!("{w}")));
 //! let event = serde_json::json!({"actionName": "installLibraryOnAllClusters", "timestamp": 0});
 //! eval.event(&Location { file: "example".into(), line: 1 }, event)?;
 //! let summary = eval.finish()?;
@@ -28,7 +29,8 @@ pub mod lock;
 pub mod ruleset;
 pub mod runtime;
 pub mod semantics;
+pub mod sink;
+pub mod source;
 pub mod spec;
 pub mod state;
-pub mod store;
 pub mod testing;

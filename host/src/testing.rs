@@ -455,7 +455,7 @@ fn scenario_run(rule: &LoadedRule, scenario: &Scenario, paths: Paths) -> Scenari
     let mut eval = Evaluator::new(
         vec![rule.clone()],
         Clock::default(),
-        &mut out,
+        Box::new(crate::sink::JsonLines::new(&mut out)),
         Box::new(move |w: &str| sink.lock().expect("not poisoned").push(w.to_owned())),
     )
     .with_paths(paths)

@@ -1,25 +1,20 @@
 //! `rulehost eval`: evaluate JSON-lines files and print alerts.
 
-use std::collections::{HashMap, HashSet};
-use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Context as _;
 use clap::Parser;
 
 use crate::cli::ExitStatus;
 use crate::clock::{Clock, parse_offset_ms};
 use crate::commands::RuleArgs;
-use crate::eval::{ClockGuard, Evaluator, Input, Location, Quarantine, Summary, run_parallel};
-use crate::input::{BatchLine, DEFAULT_MAX_LINE_BYTES, LineBatch, LineReader, head_digest};
+use crate::eval::{ClockGuard, Evaluator, Quarantine, Summary, run_parallel};
+use crate::input::DEFAULT_MAX_LINE_BYTES;
+use crate::sink::{self, Output};
+use crate::source::{self, FileSource, Source};
 use crate::state::Caps;
-use crate::store::{
-    AtEnd, Checkpointer, DEFAULT_CHECKPOINT_LINES, LockWait, StateStore, StoreError, TrackedInput,
-    TrackedOutput,
-};
+use crate::state::checkpoint::{AtEnd, Checkpointer, DEFAULT_CHECKPOINT_LINES};
+use crate::state::sqlite::{LockWait, SqliteBackend, SqliteError};
 
 /// Evaluate JSON-lines event files (or stdin) and print alerts as JSON lines.
 ///
@@ -102,7 +97,7 @@ enum AlertExit {
 struct Settings {
     rules: PathBuf,
     inputs: Vec<PathBuf>,
-    output: Option<PathBuf>,
+    output: Output,
     clock: Clock,
     max_line_bytes: usize,
     alert_exit: AlertExit,
@@ -149,7 +144,7 @@ impl Eval {
             } else {
                 self.files.clone()
             },
-            output: self.output.clone(),
+            output: self.output.clone().map_or(Output::Stdout, Output::File),
             clock: if self.time_fields.is_empty() {
                 Clock::default()
             } else {
@@ -220,10 +215,10 @@ impl Eval {
         }
         let rule_count = rules.len();
 
-        let mut store = match &settings.state {
-            Some(state) => match StateStore::open(&state.path, state.wait) {
-                Ok(store) => Some(store),
-                Err(busy @ StoreError::Busy { .. }) => {
+        let mut backend = match &settings.state {
+            Some(state) => match SqliteBackend::open(&state.path, state.wait) {
+                Ok(backend) => Some(backend),
+                Err(busy @ SqliteError::Busy { .. }) => {
                     eprintln!(
                         "error: {busy}\n\nhint: wait for that run to finish, or pass `--wait` \
                          to start when it does"
@@ -234,22 +229,14 @@ impl Eval {
             },
             None => None,
         };
-        if let Some(store) = &store {
-            recover_output(store, settings.output.as_deref())?;
+        if let Some(backend) = &backend
+            && let Some(recorded) = backend.interrupted()?
+            && let Some(note) = sink::recover(&recorded, &settings.output)?
+        {
+            eprintln!("note: {note}");
         }
-        let (out, tracked_output): (Box<dyn Write + Send>, _) = match (&settings.output, &store) {
-            (Some(path), None) => (
-                Box::new(BufWriter::new(File::create(path).with_context(|| {
-                    format!("failed to create `{}`", path.display())
-                })?)),
-                None,
-            ),
-            (Some(path), Some(_)) => {
-                let (file, tracked) = open_appending(path)?;
-                (Box::new(BufWriter::new(file)), Some(tracked))
-            }
-            (None, _) => (Box::new(BufWriter::new(std::io::stdout())), None),
-        };
+        let sink = sink::open(&settings.output, backend.is_some())?;
+        let sink_target = sink.target();
         let mut shown = 0usize;
         let warn = Box::new(move |msg: &str| {
             shown += 1;
@@ -259,70 +246,43 @@ impl Eval {
                 eprintln!("warning: further problems are counted in the summary, not shown");
             }
         });
-        let mut eval = Evaluator::new(rules, settings.clock.clone(), out, warn)
+        let mut eval = Evaluator::new(rules, settings.clock.clone(), sink, warn)
             .with_quarantine(settings.quarantine)
             .with_clock_guard(settings.clock_guard)
             .with_caps(settings.caps);
         let mut unreadable = 0u64;
-        let mut readers = Vec::new();
+        let mut sources: Vec<Box<dyn Source>> = Vec::new();
         for path in &settings.inputs {
-            match LineReader::open(path, settings.max_line_bytes) {
-                Ok(reader) => readers.push(Reader {
-                    name: Arc::<str>::from(path.display().to_string()),
-                    path: path.clone(),
-                    reader,
-                    skip: 0,
-                }),
+            match FileSource::open(path, settings.max_line_bytes) {
+                Ok(source) => sources.push(Box::new(source)),
                 Err(e) => {
                     eprintln!("error: failed to open `{}`: {e}", path.display());
                     unreadable += 1;
                 }
             }
         }
-        let mut held = None;
-        if let (Some(mut store), Some(state)) = (store.take(), &settings.state) {
-            let tracked = track_inputs(&store, &mut readers)?;
-            store.begin_run(tracked_output.as_ref().map(|o| (o.path.as_path(), o.base)))?;
-            let checkpoints = Checkpointer::new(
-                store,
-                tracked,
-                tracked_output,
-                state.every_lines,
-                state.at_end,
-            );
+        if let (Some(mut backend), Some(state)) = (backend.take(), &settings.state) {
+            let (kept, tracked) =
+                source::track(sources, &backend, &mut |note| eprintln!("note: {note}"))?;
+            sources = kept;
+            backend.begin_run(sink_target.as_ref())?;
+            let checkpoints =
+                Checkpointer::new(Box::new(backend), tracked, state.every_lines, state.at_end);
             let (with_state, resumed) = eval.with_checkpoints(checkpoints)?;
             eval = with_state;
-            held = resumed.held;
             for (rule_id, windows) in resumed.other_rules {
                 eprintln!(
                     "note: the state holds {windows} live window(s) of rule `{rule_id}`, which \
                      this run does not load; they are kept"
                 );
             }
-        }
-        // A line the last run held goes first, where it would have been had that run
-        // seen the next line.
-        let held = held.map(|held| {
-            let mut batch = LineBatch::default();
-            batch.bytes.extend_from_slice(held.text.as_bytes());
-            batch.lines.push(BatchLine {
-                number: held.line,
-                start: 0,
-                end: batch.bytes.len(),
-                too_long: false,
-            });
-            Input::Lines {
-                file: held.file.into(),
-                batch,
-                max_line: usize::MAX,
+            // A line the last run held goes first, where it would have been had that run
+            // seen the next line.
+            if let Some(held) = resumed.held {
+                sources.insert(0, Box::new(held.into_source()));
             }
-        });
-        let summary = run_parallel(
-            eval,
-            settings.threads,
-            held.into_iter()
-                .chain(inputs(readers, settings.max_line_bytes)),
-        )?;
+        }
+        let summary = run_parallel(eval, settings.threads, sources)?;
         print_summary(&summary, rule_count, started.elapsed().as_secs_f64());
         Ok(if summary.has_errors() || unreadable > 0 {
             ExitStatus::Error
@@ -332,137 +292,6 @@ impl Eval {
             ExitStatus::Success
         })
     }
-}
-
-/// After a run that was killed, cuts its output file back to the length committed with the
-/// state when this run writes to that same file (`output`): the alerts past it are written
-/// again by this run. The path comes from the state, which is only data: any other file it
-/// names is left as it is, with a note (issue 11).
-fn recover_output(store: &StateStore, output: Option<&Path>) -> anyhow::Result<()> {
-    let Some((recorded, committed)) = store.interrupted_output()? else {
-        return Ok(());
-    };
-    let Ok(meta) = std::fs::metadata(&recorded) else {
-        return Ok(());
-    };
-    if !meta.is_file() || meta.len() <= committed {
-        return Ok(());
-    }
-    let extra = meta.len() - committed;
-    let Some((path, file)) = output.and_then(|path| open_if_same(path, &recorded, &meta)) else {
-        let here = output.map_or("stdout".to_owned(), |p| format!("`{}`", p.display()));
-        eprintln!(
-            "note: the last run on this state was interrupted; the {extra} byte(s) of alerts it \
-             wrote to `{}` after its last checkpoint are left there, as this run writes to \
-             {here}: they may be duplicated when their events are evaluated again",
-            recorded.display()
-        );
-        return Ok(());
-    };
-    file.set_len(committed)
-        .with_context(|| format!("failed to truncate `{}`", path.display()))?;
-    file.sync_all()
-        .with_context(|| format!("failed to sync `{}`", path.display()))?;
-    eprintln!(
-        "note: the last run on this state was interrupted; removed {extra} byte(s) of alerts it \
-         wrote to `{}` after its last checkpoint (they are written again)",
-        path.display()
-    );
-    Ok(())
-}
-
-/// Opens `path` for writing if it is the file `recorded` (whose metadata is `meta`): the same
-/// canonical path and, on Unix, the same (device, inode), checked on the opened handle.
-fn open_if_same(path: &Path, recorded: &Path, meta: &std::fs::Metadata) -> Option<(PathBuf, File)> {
-    let canonical = std::fs::canonicalize(path).ok()?;
-    if canonical != std::fs::canonicalize(recorded).ok()? {
-        return None;
-    }
-    let file = OpenOptions::new().write(true).open(&canonical).ok()?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt as _;
-        let opened = file.metadata().ok()?;
-        if (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
-            return None;
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = meta;
-    Some((path.to_owned(), file))
-}
-
-/// Opens the alert output for appending (runs with a state add to it).
-fn open_appending(path: &Path) -> anyhow::Result<(File, TrackedOutput)> {
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("failed to open `{}`", path.display()))?;
-    let base = file
-        .metadata()
-        .with_context(|| format!("failed to read `{}`", path.display()))?
-        .len();
-    let tracked = TrackedOutput {
-        path: std::fs::canonicalize(path)
-            .with_context(|| format!("failed to resolve `{}`", path.display()))?,
-        base,
-        file: file
-            .try_clone()
-            .with_context(|| format!("failed to open `{}`", path.display()))?,
-    };
-    Ok((file, tracked))
-}
-
-/// Looks up each input file in the state: a file whose first lines were evaluated before
-/// (same path, same first line) resumes after them. Returns the inputs to track, by name.
-fn track_inputs(
-    store: &StateStore,
-    readers: &mut Vec<Reader>,
-) -> anyhow::Result<HashMap<Arc<str>, TrackedInput>> {
-    let mut tracked = HashMap::new();
-    let mut seen = HashSet::new();
-    let mut keep = Vec::with_capacity(readers.len());
-    for mut reader in readers.drain(..) {
-        if &*reader.name == "-" {
-            eprintln!(
-                "note: stdin is not tracked in the state: giving the same events again counts \
-                 them again"
-            );
-            keep.push(reader);
-            continue;
-        }
-        let display = reader.path.display();
-        let key = std::fs::canonicalize(&reader.path)
-            .with_context(|| format!("failed to resolve `{display}`"))?
-            .to_string_lossy()
-            .into_owned();
-        if !seen.insert(key.clone()) {
-            eprintln!("note: `{display}` is given twice; it is evaluated once");
-            continue;
-        }
-        let head =
-            head_digest(&reader.path).with_context(|| format!("failed to read `{display}`"))?;
-        match store.input_progress(&key)? {
-            Some((old_head, lines)) if old_head == head && lines > 0 => {
-                eprintln!(
-                    "note: `{display}`: lines 1-{lines} are already in the state; evaluating \
-                     from line {}",
-                    lines + 1
-                );
-                reader.skip = lines;
-            }
-            Some((_, lines)) if lines > 0 => eprintln!(
-                "note: `{display}` changed since it was evaluated into the state (its first \
-                 line differs): evaluating it from the start"
-            ),
-            _ => {}
-        }
-        tracked.insert(reader.name.clone(), TrackedInput { key, head });
-        keep.push(reader);
-    }
-    *readers = keep;
-    Ok(tracked)
 }
 
 fn print_summary(summary: &Summary, rules: usize, seconds: f64) {
@@ -570,63 +399,4 @@ fn failed_calls_text(stats: &crate::eval::RuleStats) -> String {
         }
     }
     parts.join("; ")
-}
-
-/// An opened input.
-struct Reader {
-    /// As given; locations carry it.
-    name: Arc<str>,
-    path: PathBuf,
-    reader: LineReader,
-    /// Lines already in the state, read past without evaluating.
-    skip: u64,
-}
-
-/// Lines per [`Input::Lines`] batch: large enough to amortise channels and allocations,
-/// small enough to keep every worker busy on short inputs.
-const BATCH_LINES: usize = 1024;
-
-/// Every line of every opened file, in order, in batches of [`Input`] for the workers;
-/// the first `skip` lines of each are read past.
-fn inputs(readers: Vec<Reader>, max_line: usize) -> impl Iterator<Item = Input> {
-    readers.into_iter().flat_map(move |input| {
-        let Reader {
-            name: file,
-            mut reader,
-            skip,
-            ..
-        } = input;
-        let mut error = None;
-        let mut done = false;
-        // Each batch gets room for the one before plus 1/8 (batches go to other threads,
-        // so one buffer cannot simply be reused).
-        let mut last_size = 0;
-        std::iter::once(Input::FileStarted).chain(std::iter::from_fn(move || {
-            while !done {
-                let mut batch = LineBatch::with_capacity(last_size + last_size / 8, BATCH_LINES);
-                match reader.read_batch(&mut batch, BATCH_LINES) {
-                    Ok(end) => done = end,
-                    Err(e) => (done, error) = (true, Some(e)),
-                }
-                last_size = batch.bytes.len();
-                // Lines already in the state: their bytes stay unused in the buffer.
-                batch.lines.retain(|line| line.number > skip);
-                if !batch.lines.is_empty() {
-                    return Some(Input::Lines {
-                        file: file.clone(),
-                        batch,
-                        max_line,
-                    });
-                }
-            }
-            // The lines read before an I/O error go first, then the error.
-            error.take().map(|(line, e)| {
-                let location = Location {
-                    file: file.clone(),
-                    line,
-                };
-                Input::Bad(location, format!("read error, rest of file skipped: {e}"))
-            })
-        }))
-    })
 }

@@ -7,7 +7,7 @@ use clap::Parser;
 use crate::cli::ExitStatus;
 use crate::clock::format_ms;
 use crate::commands::test::Format;
-use crate::store::{LockWait, StateStore, StateSummary, StoreError};
+use crate::state::sqlite::{LockWait, SqliteBackend, SqliteError, StateSummary};
 
 /// Show the alert state kept by `eval --state`: rules, live windows, the oldest window, the
 /// inputs read; `--clear` deletes a rule's windows.
@@ -29,11 +29,11 @@ impl State {
     /// Runs the command.
     pub fn run(self) -> anyhow::Result<ExitStatus> {
         let store = if self.clear.is_empty() {
-            StateStore::open_read_only(&self.path)?
+            SqliteBackend::open_read_only(&self.path)?
         } else {
-            let mut store = match StateStore::open_existing(&self.path, LockWait::Fail) {
+            let mut store = match SqliteBackend::open_existing(&self.path, LockWait::Fail) {
                 Ok(store) => store,
-                Err(busy @ StoreError::Busy { .. }) => {
+                Err(busy @ SqliteError::Busy { .. }) => {
                     eprintln!("error: {busy}\n\nhint: clear rules when no run is using the state");
                     return Ok(ExitStatus::Error);
                 }

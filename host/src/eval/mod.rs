@@ -10,8 +10,10 @@
 //! instance of every rule in a `slot.rs`) parses lines and calls the rules, handing the
 //! stage (`stage.rs`) one outcome (`outcome.rs`) per rule per event; the one stage applies
 //! them in input order (the event-time guard of `skew.rs`, windows, alert fields, the
-//! failure budget, output) and keeps the [`Summary`]; [`run_parallel`] runs workers on
-//! threads.
+//! failure budget, output) and keeps the [`Summary`]; [`run_parallel`] reads the
+//! [`Source`](crate::source::Source)s and runs workers on threads. Records go to a
+//! [`Sink`]; with a state, checkpoints go to a
+//! [`StateBackend`](crate::state::backend::StateBackend) through a [`Checkpointer`].
 
 mod outcome;
 mod parallel;
@@ -21,15 +23,16 @@ mod stage;
 mod summary;
 mod worker;
 
-use std::io::{self, Write};
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use serde_json::Value;
 
-pub use crate::alert::{AlertFields, AlertRecord, Location, SignalRecord};
+pub use crate::alert::{AlertFields, AlertRecord, SignalRecord};
+pub use crate::source::{Location, Position};
 pub(crate) use outcome::{Outcome, disagreement};
-pub use parallel::{Input, run_parallel};
+pub use parallel::run_parallel;
 pub use skew::{ClockGuard, DEFAULT_MAX_CLOCK_SKEW_MS};
 pub use slot::Paths;
 pub use summary::{
@@ -39,8 +42,10 @@ pub use worker::Verify;
 
 use crate::clock::Clock;
 use crate::ruleset::LoadedRule;
+use crate::sink::Sink;
 use crate::state::Caps;
-use crate::store::{Checkpointer, HeldLine, Restored, StoreError};
+use crate::state::backend::{BackendError, HeldLine, Restored};
+use crate::state::checkpoint::Checkpointer;
 use outcome::StagedEvent;
 use slot::Slot;
 use stage::{Stage, StageRule};
@@ -55,22 +60,25 @@ pub struct Resumed {
     pub held: Option<HeldLine>,
 }
 
-/// Evaluates events against a set of rules and writes alert records as JSON lines.
+/// Evaluates events against a set of rules and writes alert records to a [`Sink`].
 ///
 /// [`Evaluator::event`] evaluates in the calling thread; [`run_parallel`] spreads the rule
-/// calls over worker threads and gives byte-identical output.
-pub struct Evaluator<W: Write> {
+/// calls over worker threads and gives byte-identical output. `'a` is how long the sink
+/// may borrow (a sink writing into a caller's buffer).
+pub struct Evaluator<'a> {
     worker: Worker,
-    stage: Stage<W>,
+    stage: Stage<'a>,
     settings: WorkerSettings,
 }
 
-impl<W: Write> Evaluator<W> {
-    /// `warn` receives one line per reported problem (stderr in the CLI).
+impl<'a> Evaluator<'a> {
+    /// Records go to `sink` ([`crate::sink::JsonLines`] for JSON lines to a file, stdout
+    /// or a buffer; [`crate::sink::MemorySink`] for values); `warn` receives one line per
+    /// reported problem (stderr in the CLI).
     pub fn new(
         rules: Vec<LoadedRule>,
         clock: Clock,
-        out: W,
+        sink: Box<dyn Sink + 'a>,
         warn: Box<dyn FnMut(&str) + Send>,
     ) -> Self {
         let settings = WorkerSettings {
@@ -84,7 +92,7 @@ impl<W: Write> Evaluator<W> {
             .into_iter()
             .map(|rule| StageRule::new(Slot::new(rule, Paths::Functions, None)))
             .collect();
-        let mut stage = Stage::new(rules, out, warn, quarantined);
+        let mut stage = Stage::new(rules, sink, warn, quarantined);
         stage.state.set_caps(Caps::default());
         Evaluator {
             worker,
@@ -137,7 +145,7 @@ impl<W: Write> Evaluator<W> {
     pub fn with_checkpoints(
         mut self,
         mut checkpoints: Checkpointer,
-    ) -> Result<(Self, Resumed), StoreError> {
+    ) -> Result<(Self, Resumed), BackendError> {
         let rule_ids = self
             .stage
             .rules
@@ -160,47 +168,49 @@ impl<W: Write> Evaluator<W> {
         self.stage.summary.files += 1;
     }
 
-    /// Counts a blank line.
-    pub fn blank_line(&mut self, location: &Location) -> io::Result<()> {
-        self.stage
-            .apply(outcome::Evaluated::Blank(location.clone()))
+    /// Counts a blank line at `position` (a [`Position`], or a file's [`Location`]).
+    pub fn blank_line(&mut self, position: impl Into<Position>) -> io::Result<()> {
+        self.stage.apply(outcome::Evaluated::Blank(position.into()))
     }
 
     /// Counts and reports a skipped line.
     pub fn bad_line(
         &mut self,
-        location: &Location,
+        position: impl Into<Position>,
         reason: &dyn std::fmt::Display,
     ) -> io::Result<()> {
         self.stage.apply(outcome::Evaluated::Bad {
-            location: location.clone(),
+            location: position.into(),
             reason: reason.to_string(),
         })
     }
 
     /// Evaluates one event at the time its own fields give ([`Clock`]).
-    pub fn event(&mut self, location: &Location, event: Value) -> io::Result<()> {
-        self.event_at(location, event, None)
+    pub fn event(&mut self, position: impl Into<Position>, event: Value) -> io::Result<()> {
+        self.event_at(position, event, None)
     }
 
     /// Evaluates one event at `time` (epoch ms) when given, else at the time its own
     /// fields give; an event without either gets the newest time seen (and is counted).
     pub fn event_at(
         &mut self,
-        location: &Location,
+        position: impl Into<Position>,
         event: Value,
         time: Option<i64>,
     ) -> io::Result<()> {
-        self.events_at(vec![(location.clone(), event, time)])
+        self.events_at(vec![(position.into(), event, time)])
     }
 
     /// Evaluates several events, in order, as [`Evaluator::event_at`] does one: a rule gets
     /// up to 32 of them per `evaluate-batch` call, as in a line batch of `run_parallel`.
-    pub fn events_at(&mut self, events: Vec<(Location, Value, Option<i64>)>) -> io::Result<()> {
+    pub fn events_at<P: Into<Position>>(
+        &mut self,
+        events: Vec<(P, Value, Option<i64>)>,
+    ) -> io::Result<()> {
         let staged = events
             .into_iter()
-            .map(|(location, event, time)| StagedEvent {
-                location,
+            .map(|(position, event, time)| StagedEvent {
+                location: position.into(),
                 event: Arc::new(event),
                 time,
             })

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::summary::Function;
-use crate::alert::Location;
 use crate::input::LineBatch;
 use crate::runtime::{BatchOutcome, RuleFailure};
 use crate::semantics::Called;
+use crate::source::Position;
 
 /// What one rule made of one event, in a worker.
 pub(crate) enum Outcome {
@@ -219,16 +219,16 @@ pub(crate) enum Evaluated {
     /// A batch of lines of one file.
     Lines(EvaluatedLines),
     /// A line that was not an event.
-    Bad { location: Location, reason: String },
+    Bad { location: Position, reason: String },
     /// A blank line.
-    Blank(Location),
+    Blank(Position),
     /// A new input file.
     FileStarted,
 }
 
 /// An event given to the evaluator already parsed.
 pub(crate) struct StagedEvent {
-    pub location: Location,
+    pub location: Position,
     pub event: Arc<Value>,
     pub time: Option<i64>,
 }

@@ -1,7 +1,8 @@
-//! [`run_parallel`]: worker threads that parse and call rules, and the one ordered stage.
+//! [`run_parallel`]: reads the sources, and runs worker threads that parse and call rules
+//! and the one ordered stage.
 
 use std::collections::BTreeMap;
-use std::io::{self, Write};
+use std::io;
 use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 
@@ -9,36 +10,15 @@ use super::Evaluator;
 use super::outcome::Evaluated;
 use super::summary::Summary;
 use super::worker::CHECK_EVERY_BATCHES;
-use crate::alert::Location;
-use crate::input::LineBatch;
+use crate::source::{Input, Source};
 
-/// One item of input for [`run_parallel`].
-#[derive(Debug)]
-pub enum Input {
-    /// A new file begins.
-    FileStarted,
-    /// Lines of the current file, to parse and evaluate ([`LineReader::read_batch`]:
-    /// a few hundred lines in one buffer, so that channels and allocations are per batch).
-    ///
-    /// [`LineReader::read_batch`]: crate::input::LineReader::read_batch
-    Lines {
-        /// The file's name as given.
-        file: Arc<str>,
-        /// The lines.
-        batch: LineBatch,
-        /// The cap the reader applied, for the message of a line that was too long.
-        max_line: usize,
-    },
-    /// A line already classified (unreadable).
-    Bad(Location, String),
-}
-
-/// Evaluates `input` with `threads` worker threads (at least 1) and an ordered alert stage:
-/// the output is byte-identical to [`Evaluator::event`] over the same input.
-pub fn run_parallel<W: Write + Send>(
-    evaluator: Evaluator<W>,
+/// Evaluates what `sources` yield, in order, with `threads` worker threads (at least 1)
+/// and an ordered alert stage: the output is byte-identical to [`Evaluator::event`] over
+/// the same input.
+pub fn run_parallel<'a>(
+    evaluator: Evaluator<'a>,
     threads: usize,
-    input: impl Iterator<Item = Input>,
+    sources: Vec<Box<dyn Source + 'a>>,
 ) -> io::Result<Summary> {
     let Evaluator {
         worker,
@@ -61,15 +41,15 @@ pub fn run_parallel<W: Write + Send>(
                         break;
                     };
                     let evaluated = match item {
-                        Input::FileStarted => Evaluated::FileStarted,
+                        Input::Started => Evaluated::FileStarted,
                         Input::Bad(location, reason) => Evaluated::Bad { location, reason },
                         Input::Lines {
-                            file,
+                            source,
                             batch,
                             max_line,
                         } => {
                             let sampled = batch_seq.is_multiple_of(CHECK_EVERY_BATCHES);
-                            worker.lines(file, batch, max_line, sampled)
+                            worker.lines(source, batch, max_line, sampled)
                         }
                     };
                     if tx.send((seq, evaluated)).is_err() {
@@ -94,13 +74,17 @@ pub fn run_parallel<W: Write + Send>(
         // Line batches are numbered apart from other items, in input order: which of them
         // are sampled ([`CHECK_EVERY_BATCHES`]) depends only on the input.
         let mut batches = 0u64;
-        for (seq, item) in (0u64..).zip(input) {
-            let batch_seq = batches;
-            if let Input::Lines { .. } = item {
-                batches += 1;
-            }
-            if work_tx.send((seq, batch_seq, item)).is_err() {
-                break;
+        let mut seq = 0u64;
+        'sources: for mut source in sources {
+            while let Some(item) = source.read() {
+                let batch_seq = batches;
+                if let Input::Lines { .. } = item {
+                    batches += 1;
+                }
+                if work_tx.send((seq, batch_seq, item)).is_err() {
+                    break 'sources;
+                }
+                seq += 1;
             }
         }
         drop(work_tx);

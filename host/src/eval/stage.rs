@@ -1,8 +1,10 @@
 //! [`Stage`]: applies the workers' outcomes in input order: the event-time clock, windows,
 //! alert fields, counts, the failure budget and quarantine, and the output. Every decision
 //! that depends on order is made here, so the output does not depend on the thread count.
+//! Records go to a [`Sink`]; checkpoints go through a [`Checkpointer`] to whatever state
+//! backend it was given.
 
-use std::io::{self, Write};
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -12,13 +14,16 @@ use super::outcome::{Evaluated, MatchInfo, Note, NoteKind, Outcome};
 use super::skew::{ClockGuard, Placement};
 use super::slot::Slot;
 use super::summary::{Function, KeptWindows, Quarantine, RuleStats, Summary};
-use crate::alert::{AlertFields, AlertRecord, Location, SignalRecord};
+use crate::alert::{AlertFields, AlertRecord, SignalRecord};
 use crate::clock::format_ms;
 use crate::input::{Line, parse_line};
 use crate::runtime::{RuleFailure, RuleInstance};
 use crate::semantics::{self, Called};
+use crate::sink::{Record, Sink};
+use crate::source::Position;
+use crate::state::backend::HeldLine;
+use crate::state::checkpoint::{AtEnd, Checkpointer};
 use crate::state::{Added, AlertState, CapReached, Closed, Hit, Namespace, WindowKey};
-use crate::store::{AtEnd, Checkpointer, HeldLine};
 
 /// Per-rule bookkeeping of the alert stage.
 pub(super) struct StageRule {
@@ -82,14 +87,14 @@ impl std::fmt::Display for RuleError {
 /// An event whose time is ahead of the clock, waiting for the next event to decide where
 /// it goes ([`ClockGuard`]).
 struct Held {
-    location: Location,
+    location: Position,
     line: Vec<u8>,
     parsed: Option<Arc<Value>>,
     time: i64,
     outcomes: Vec<Outcome>,
     notes: Vec<Note>,
     /// Lines applied after it meanwhile (blank or bad): checkpoints count lines in order.
-    lines_after: Vec<Location>,
+    lines_after: Vec<Position>,
 }
 
 /// The event the stage hands to rule calls: parsed already, or its line, parsed on first
@@ -109,30 +114,11 @@ impl StageEvent<'_> {
     }
 }
 
-/// A writer that counts the bytes written through it: the output length each checkpoint
-/// records.
-pub(super) struct Counted<W> {
-    pub inner: W,
-    pub written: u64,
-}
-
-impl<W: Write> Write for Counted<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.written += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Applies workers' outcomes in input order: windows, alerts, counts, quarantine.
-pub(super) struct Stage<W: Write> {
+pub(super) struct Stage<'a> {
     pub rules: Vec<StageRule>,
-    pub state: AlertState<Location, AlertFields>,
-    pub out: Counted<W>,
+    pub state: AlertState<Position, AlertFields>,
+    pub sink: Box<dyn Sink + 'a>,
     /// With `--state`: commits the state every so many lines and at the end.
     pub checkpoints: Option<Checkpointer>,
     pub summary: Summary,
@@ -143,20 +129,17 @@ pub(super) struct Stage<W: Write> {
     held: Option<Held>,
 }
 
-impl<W: Write> Stage<W> {
+impl<'a> Stage<'a> {
     pub fn new(
         rules: Vec<StageRule>,
-        out: W,
+        sink: Box<dyn Sink + 'a>,
         warn: Box<dyn FnMut(&str) + Send>,
         quarantined: Arc<[AtomicBool]>,
     ) -> Self {
         Stage {
             rules,
             state: AlertState::default(),
-            out: Counted {
-                inner: out,
-                written: 0,
-            },
+            sink,
             checkpoints: None,
             summary: Summary::default(),
             warn,
@@ -203,9 +186,9 @@ impl<W: Write> Stage<W> {
                 let mut notes = lines.notes.into_iter().peekable();
                 let mut events = 0;
                 for item in lines.items {
-                    let location = |number| Location {
-                        file: lines.file.clone(),
-                        line: number,
+                    let location = |offset| Position {
+                        source: lines.file.clone(),
+                        offset,
                     };
                     match item {
                         crate::eval::outcome::LineItem::Event { line, time } => {
@@ -240,7 +223,7 @@ impl<W: Write> Stage<W> {
 
     /// Counts a line as applied; commits the state when a checkpoint is due. While an
     /// event is held, later lines wait for it: the state records lines in input order.
-    fn line_done(&mut self, location: &Location) -> io::Result<()> {
+    fn line_done(&mut self, location: &Position) -> io::Result<()> {
         let Some(checkpoints) = &mut self.checkpoints else {
             return Ok(());
         };
@@ -254,14 +237,14 @@ impl<W: Write> Stage<W> {
         Ok(())
     }
 
-    /// Flushes the alerts written so far and commits the state with them.
+    /// Syncs the records written so far and commits the state with the sink's mark.
     fn checkpoint(&mut self, finished: bool) -> io::Result<()> {
         let Some(checkpoints) = &mut self.checkpoints else {
             return Ok(());
         };
-        self.out.flush()?;
+        let mark = self.sink.sync()?;
         checkpoints
-            .commit(&mut self.state, self.out.written, finished)
+            .commit(&mut self.state, mark, finished)
             .map_err(io::Error::other)
     }
 
@@ -269,7 +252,7 @@ impl<W: Write> Stage<W> {
     /// may hold it until the next event, then applies it.
     fn event(
         &mut self,
-        location: Location,
+        location: Position,
         event: StageEvent<'_>,
         time: Option<i64>,
         outcomes: impl Iterator<Item = Outcome>,
@@ -324,7 +307,7 @@ impl<W: Write> Stage<W> {
 
     fn apply_event(
         &mut self,
-        location: &Location,
+        location: &Position,
         mut event: StageEvent<'_>,
         placement: Placement,
         outcomes: impl Iterator<Item = Outcome>,
@@ -424,7 +407,7 @@ impl<W: Write> Stage<W> {
         index: usize,
         path: Function,
         failure: &RuleFailure,
-        location: &Location,
+        location: &Position,
     ) {
         let rule = &mut self.rules[index];
         count_failed(&mut rule.stats, path, failure);
@@ -438,7 +421,7 @@ impl<W: Write> Stage<W> {
         }
     }
 
-    fn quarantine_rule(&mut self, index: usize, location: &Location, reason: &str) {
+    fn quarantine_rule(&mut self, index: usize, location: &Position, reason: &str) {
         let rule = &mut self.rules[index];
         rule.stats.quarantined_at = Some(location.clone());
         rule.slot.drop_instance();
@@ -456,7 +439,7 @@ impl<W: Write> Stage<W> {
         outcome: Outcome,
         event: &mut StageEvent<'_>,
         time: i64,
-        location: &Location,
+        location: &Position,
     ) -> io::Result<()> {
         let rule = &mut self.rules[index];
         match outcome {
@@ -484,8 +467,7 @@ impl<W: Write> Stage<W> {
                     event_location: location.to_string(),
                     event: event.get(),
                 };
-                serde_json::to_writer(&mut self.out, &record)?;
-                self.out.write_all(b"\n")?;
+                self.sink.write(&Record::Signal(&record))?;
             }
             Outcome::Match(info) => self.apply_match(index, &info, event, time, location),
         }
@@ -498,7 +480,7 @@ impl<W: Write> Stage<W> {
         info: &MatchInfo,
         event: &mut StageEvent<'_>,
         time: i64,
-        location: &Location,
+        location: &Position,
     ) {
         let rule = &mut self.rules[index];
         rule.stats.matches += 1;
@@ -564,7 +546,7 @@ impl<W: Write> Stage<W> {
         }
     }
 
-    fn rule_error(&mut self, index: usize, error: &RuleError, time: i64, location: &Location) {
+    fn rule_error(&mut self, index: usize, error: &RuleError, time: i64, location: &Position) {
         let rule = &mut self.rules[index];
         match error {
             RuleError::Call(failure) => {
@@ -620,12 +602,11 @@ impl<W: Write> Stage<W> {
         Ok(())
     }
 
-    fn write(&mut self, closed: &Closed<Location, AlertFields>) -> io::Result<()> {
+    fn write(&mut self, closed: &Closed<Position, AlertFields>) -> io::Result<()> {
         let rule = &mut self.rules[closed.key.rule];
         let is_error = closed.key.namespace == Namespace::Error;
         let record = AlertRecord::from_closed(&rule.slot.rule.spec, closed);
-        serde_json::to_writer(&mut self.out, &record)?;
-        self.out.write_all(b"\n")?;
+        self.sink.write(&Record::Alert(&record))?;
         if !is_error {
             rule.stats.alerts += 1;
         }
@@ -648,8 +629,7 @@ impl<W: Write> Stage<W> {
                         _ => String::from_utf8_lossy(&held.line).into_owned(),
                     };
                     checkpoints.hold(HeldLine {
-                        file: held.location.file.to_string(),
-                        line: held.location.line,
+                        position: held.location.clone(),
                         text,
                     });
                     for location in std::iter::once(&held.location).chain(&held.lines_after) {
@@ -669,7 +649,7 @@ impl<W: Write> Stage<W> {
                 self.write(&closed)?;
             }
         }
-        self.out.flush()?;
+        self.sink.flush()?;
         self.checkpoint(true)?;
         let mut summary = self.summary;
         if self.checkpoints.is_some() {

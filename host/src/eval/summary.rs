@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 
-use crate::alert::Location;
+use crate::source::Position;
 
 /// A function of the rule contract, to attribute failed calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -95,7 +95,7 @@ pub struct RuleStats {
     /// `rule_error` record of kind `PathMismatch`; the rule is quarantined at the first.
     pub path_mismatches: u64,
     /// Where the rule was quarantined ([`Quarantine`]), if it was.
-    pub quarantined_at: Option<Location>,
+    pub quarantined_at: Option<Position>,
     /// Events after the quarantine that the rule was not called on.
     pub skipped: u64,
     /// Events after the quarantine that a worker had already evaluated: the calls were

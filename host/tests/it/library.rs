@@ -3,6 +3,7 @@
 use rulehost::clock::Clock;
 use rulehost::eval::{Evaluator, Location};
 use rulehost::runtime::{Limits, Runtime};
+use rulehost::sink::JsonLines;
 
 use crate::util::{components, rules_tests};
 
@@ -14,7 +15,7 @@ fn readme_example() {
     let mut eval = Evaluator::new(
         rules.rules,
         Clock::default(),
-        &mut out,
+        Box::new(JsonLines::new(&mut out)),
         Box::new(|w| eprintln!("{w}")),
     );
     let event = serde_json::json!({"actionName": "installLibraryOnAllClusters", "timestamp": 0});

@@ -4,7 +4,7 @@
 //! into a `PathMismatch` rule error that quarantines the rule. A batch that only fails or
 //! loops costs one failed call per worker, counted.
 
-use rulehost::eval::{Function, Location};
+use rulehost::eval::{Function, Position};
 use serde_json::{Value, json};
 
 use crate::util::*;
@@ -276,7 +276,7 @@ fn a_fast_path_that_only_loops_costs_one_deadline_per_worker_and_is_counted() {
     );
     assert_eq!(stats.failed(), 1, "{stats:?}");
     assert!(summary.has_errors());
-    assert_eq!(stats.quarantined_at, None::<Location>);
+    assert_eq!(stats.quarantined_at, None::<Position>);
     assert!(
         warnings.iter().any(|w| w
             == "rule `Test.SplitPaths`: `evaluate-batch` failed on `events.jsonl:1`: timed out; \

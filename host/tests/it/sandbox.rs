@@ -7,7 +7,7 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use rulehost::eval::{Location, RuleStats, Summary};
+use rulehost::eval::{Position, RuleStats, Summary};
 use rulehost::runtime::{Limits, Output, Runtime};
 use serde_json::{Value, json};
 
@@ -567,10 +567,7 @@ fn a_rule_that_keeps_failing_is_quarantined() {
     assert_eq!(stats.rule_errors, 10, "{stats:?}");
     assert_eq!(
         stats.quarantined_at,
-        Some(Location {
-            file: "events.jsonl".into(),
-            line: 10
-        })
+        Some(Position::new("events.jsonl", 10))
     );
     // Ten hostile events and the seven seed events were not given to it.
     assert_eq!(stats.skipped, 17);
@@ -604,10 +601,7 @@ fn successes_in_between_do_not_reset_the_failure_budget() {
     assert_eq!(stats.rule_errors, 10);
     assert_eq!(
         stats.quarantined_at,
-        Some(Location {
-            file: "events.jsonl".into(),
-            line: 19
-        })
+        Some(Position::new("events.jsonl", 19))
     );
     assert_eq!(stats.skipped, 21 + 7);
 }

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rulehost::store::{LockWait, StateStore};
+use rulehost::sink::{SinkMark, SinkTarget};
+use rulehost::state::sqlite::{LockWait, SqliteBackend};
 
 use crate::util::*;
 
@@ -206,7 +207,7 @@ fn kill_after(dir: &Path, input: &Path, state: &Path, out: &Path, lines: u64) {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let committed = StateStore::open_read_only(state)
+        let committed = SqliteBackend::open_read_only(state)
             .ok()
             .and_then(|s| s.summary().ok())
             .map_or(0, |s| s.input_lines);
@@ -251,7 +252,7 @@ fn a_run_killed_mid_file_and_rerun_loses_and_repeats_no_alert() {
         let state = dir.path().join(format!("state-{case}.db"));
         let out = dir.path().join(format!("alerts-{case}.jsonl"));
         kill_after(dir.path(), &input, &state, &out, kill_at);
-        let s = StateStore::open_read_only(&state)
+        let s = SqliteBackend::open_read_only(&state)
             .unwrap()
             .summary()
             .unwrap();
@@ -289,7 +290,7 @@ fn a_run_killed_mid_file_and_rerun_loses_and_repeats_no_alert() {
             "case {case}: alerts after kill + rerun differ"
         );
         assert!(
-            !StateStore::open_read_only(&state)
+            !SqliteBackend::open_read_only(&state)
                 .unwrap()
                 .summary()
                 .unwrap()
@@ -312,11 +313,13 @@ fn a_run_killed_mid_file_and_rerun_loses_and_repeats_no_alert() {
             .unwrap();
         file.write_all(br#"{"kind":"alert","alert_id":"#).unwrap();
     }
-    let (recorded, committed) = StateStore::open_read_only(&state)
+    let recorded = SqliteBackend::open_read_only(&state)
         .unwrap()
-        .interrupted_output()
+        .interrupted()
         .unwrap()
         .unwrap();
+    assert_eq!(recorded.kind, "jsonl");
+    let (recorded, committed) = (PathBuf::from(recorded.target), recorded.mark.0);
     assert_eq!(recorded, std::fs::canonicalize(&first).unwrap());
     let killed = std::fs::read(&first).unwrap();
     let rerun = run(
@@ -354,8 +357,13 @@ fn only_this_runs_own_output_is_ever_cut() {
     // A state that says its last run was interrupted while writing `victim`, with nothing
     // of it committed: as a tampered (or merely stale) state would.
     let record = |output: &Path| {
-        let mut store = StateStore::open(&state, LockWait::Fail).unwrap();
-        store.begin_run(Some((output, 0))).unwrap();
+        let mut store = SqliteBackend::open(&state, LockWait::Fail).unwrap();
+        let sink = SinkTarget {
+            kind: "jsonl".to_owned(),
+            target: output.to_string_lossy().into_owned(),
+            mark: SinkMark(0),
+        };
+        store.begin_run(Some(&sink)).unwrap();
     };
     record(&victim);
     let event = r#"{"timestamp": 1704067200000, "actionName": "installLibraryOnAllClusters", "serviceName": "clusters", "userIdentity": {"email": "a@example.com"}, "workspaceId": "1"}"#;

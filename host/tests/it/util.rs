@@ -8,10 +8,12 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
 use rulehost::clock::Clock;
-use rulehost::eval::{Evaluator, Input, Location, Summary, run_parallel};
+use rulehost::eval::{Evaluator, Location, Summary, run_parallel};
 use rulehost::input::{LineBatch, from_reader};
 use rulehost::ruleset::{self, LoadedRule};
 use rulehost::runtime::{CodeCache, Limits, Runtime};
+use rulehost::sink::JsonLines;
+use rulehost::source::{Input, Replay};
 use serde_json::Value;
 
 /// The repository root.
@@ -129,7 +131,7 @@ pub fn load(runtime: &Runtime, dir: &Path) -> Vec<LoadedRule> {
 /// summary `feed` returns and the warnings.
 fn collect(
     rules: Vec<LoadedRule>,
-    feed: impl FnOnce(Evaluator<&mut Vec<u8>>) -> Summary,
+    feed: impl FnOnce(Evaluator<'_>) -> Summary,
 ) -> (Vec<Value>, Summary, Vec<String>) {
     let warnings = Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = warnings.clone();
@@ -137,7 +139,7 @@ fn collect(
     let eval = Evaluator::new(
         rules,
         Clock::default(),
-        &mut out,
+        Box::new(JsonLines::new(&mut out)),
         Box::new(move |w: &str| sink.lock().unwrap().push(w.to_owned())),
     );
     let summary = feed(eval);
@@ -160,13 +162,13 @@ pub fn evaluate_batched(
 ) -> (Vec<Value>, Summary, Vec<String>) {
     let text: String = events.iter().map(|e| format!("{e}\n")).collect();
     let mut reader = from_reader(std::io::Cursor::new(text.into_bytes()), 1 << 20);
-    let mut inputs = vec![Input::FileStarted];
+    let mut inputs = vec![Input::Started];
     loop {
         let mut batch = LineBatch::default();
         let end = reader.read_batch(&mut batch, lines).unwrap();
         if !batch.lines.is_empty() {
             inputs.push(Input::Lines {
-                file: "events.jsonl".into(),
+                source: "events.jsonl".into(),
                 batch,
                 max_line: 1 << 20,
             });
@@ -176,7 +178,8 @@ pub fn evaluate_batched(
         }
     }
     collect(rules, |eval| {
-        run_parallel(eval, 1, inputs.into_iter()).unwrap()
+        let source = Replay::new("events.jsonl", inputs);
+        run_parallel(eval, 1, vec![Box::new(source)]).unwrap()
     })
 }
 
@@ -189,7 +192,7 @@ pub fn evaluate(rules: Vec<LoadedRule>, events: &[Value]) -> (Vec<Value>, Summar
                 file: file.clone(),
                 line: i as u64 + 1,
             };
-            eval.event(&location, event.clone()).unwrap();
+            eval.event(location, event.clone()).unwrap();
         }
         eval.finish().unwrap()
     })

@@ -1,42 +1,46 @@
-//! [`StateStore`]: alert state that outlives a run (`rulehost eval --state PATH`), kept in an
+//! [`SqliteBackend`]: alert state that outlives a run (`rulehost eval --state PATH`), kept in an
 //! embedded SQLite database.
 //!
 //! What is stored: every live window ([`crate::state::Window`]: counts, unique values,
-//! frozen alert fields, first event), the counters that order later windows and alerts, how
-//! many lines of each input file are already in the state, and how long the alert output
-//! was at the last checkpoint.
+//! frozen alert fields, first event's position), the counters that order later windows and
+//! alerts, the last position applied of each tracked source (for files: how many lines are
+//! already in the state, with the digest of the first line), and the alert sink (kind, where,
+//! and its mark: a JSON-lines file's length) at the last checkpoint.
 //!
-//! Crash safety: a [`Checkpointer`] commits all of that in one transaction, after the alerts
-//! written so far reached the disk. A run killed between checkpoints leaves the state of the
-//! last one: the next run truncates the output file back to the length recorded with it (if
-//! that file is its own output: the path in the state is data, never a file to cut by
-//! itself) and evaluates again from the line after it. Alert ids depend only on (rule,
-//! dedup, window start), so the redone alerts are the same records.
+//! Crash safety: each [`Checkpoint`] is one transaction, committed after the sink synced
+//! the alerts written so far. A run killed between checkpoints leaves the state of the last
+//! one: the next run recovers the sink through its kind ([`crate::sink::recover`]: a file is
+//! cut back to the recorded length if it is that run's own output) and evaluates again from
+//! the line after it. Alert ids depend only on (rule, dedup, window start), so the redone
+//! alerts are the same records.
 //!
 //! Exclusivity: a writer holds an advisory lock on `PATH.lock` for its whole run, so a second
-//! process fails with [`StoreError::Busy`] (or waits, [`LockWait::Wait`]); SQLite's own locking
+//! process fails with [`SqliteError::Busy`] (or waits, [`LockWait::Wait`]); SQLite's own locking
 //! keeps readers such as `rulehost state` consistent meanwhile. Neither file is followed
-//! through a symbolic link ([`StoreError::Unsafe`]).
+//! through a symbolic link ([`SqliteError::Unsafe`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{self, Read, Write};
+use std::fs::File;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::alert::{AlertFields, Location};
+use super::backend::{
+    BackendError, Checkpoint, Restored, StateBackend, StoredHeld, stored_position,
+};
+use super::lock::lock_file;
+pub use super::lock::{LockWait, UnsafeFile};
+use crate::alert::AlertFields;
+use crate::sink::{SinkMark, SinkTarget};
+use crate::source::{Position, Recorded};
 use crate::spec::Severity;
 use crate::state::{AlertState, Counters, Namespace, Window, WindowKey};
 
 /// The layout this rulehost writes and reads.
 pub const SCHEMA_VERSION: i64 = 1;
-
-/// The default of `eval --checkpoint-lines`.
-pub const DEFAULT_CHECKPOINT_LINES: u64 = 50_000;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -72,45 +76,9 @@ CREATE TABLE IF NOT EXISTS inputs (
 );
 ";
 
-/// Why a file of the state was not used: the state's folder may be writable by others, who
-/// could otherwise make rulehost truncate or write another file through that name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UnsafeFile {
-    /// A symbolic link: it could lead anywhere.
-    Symlink,
-    /// Not a regular file (a FIFO, a device, ...).
-    NotRegular,
-    /// A regular file with this many hard links: another name may be a file that must not
-    /// be written.
-    HardLinks(u64),
-    /// Owned by another user than the one running rulehost.
-    Owner {
-        /// The file's owner (uid).
-        owner: u32,
-        /// This process's effective uid.
-        user: u32,
-    },
-}
-
-impl std::fmt::Display for UnsafeFile {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            UnsafeFile::Symlink => write!(f, "it is a symbolic link"),
-            UnsafeFile::NotRegular => write!(f, "it is not a regular file"),
-            UnsafeFile::HardLinks(n) => write!(f, "it has {n} hard links"),
-            UnsafeFile::Owner { owner, user } => {
-                write!(
-                    f,
-                    "it belongs to uid {owner}, not to this user (uid {user})"
-                )
-            }
-        }
-    }
-}
-
 /// Errors of the state database; each names its file.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum SqliteError {
     /// Another process holds the state.
     #[error("state `{}` is in use by another rulehost run{}", path.display(), holder_text(*holder))]
     Busy {
@@ -181,26 +149,17 @@ fn holder_text(holder: Option<u32>) -> String {
         .unwrap_or_default()
 }
 
-/// What a writer does when another process holds the state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LockWait {
-    /// Fail at once with [`StoreError::Busy`].
-    Fail,
-    /// Block until the other process is done.
-    Wait,
-}
-
 /// An open state database.
-pub struct StateStore {
+pub struct SqliteBackend {
     conn: Connection,
     path: PathBuf,
     /// Held for the store's lifetime by writers; `None` for readers.
     _lock: Option<File>,
 }
 
-impl std::fmt::Debug for StateStore {
+impl std::fmt::Debug for SqliteBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StateStore")
+        f.debug_struct("SqliteBackend")
             .field("path", &self.path)
             .finish_non_exhaustive()
     }
@@ -258,30 +217,6 @@ impl StoredFields {
     }
 }
 
-/// The windows of one state, restored for the rules of this run.
-pub struct Restored {
-    /// The live windows of the loaded rules, and the counters.
-    pub state: AlertState<Location, AlertFields>,
-    /// Rules with windows in the state that this run does not load: (RuleID, windows).
-    /// Their windows are kept as they are.
-    pub other_rules: Vec<(String, u64)>,
-    /// An event the last run held, undecided: evaluate it first.
-    pub held: Option<HeldLine>,
-}
-
-/// An input line whose event time was too far ahead of the event-time clock to trust
-/// before the next event, when a run ended without one: the state keeps it for the next
-/// run, whose first event decides it (`crate::eval`'s clock guard).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HeldLine {
-    /// The input it came from, as named then.
-    pub file: String,
-    /// Its line number there.
-    pub line: u64,
-    /// The line.
-    pub text: String,
-}
-
 /// One rule's part of a [`StateSummary`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RuleSummary {
@@ -312,14 +247,14 @@ pub struct StateSummary {
     pub interrupted: bool,
 }
 
-impl StateStore {
+impl SqliteBackend {
     /// Opens (creating if needed) the state at `path` for a run that changes it, holding
     /// `PATH.lock` until dropped. Neither `path` nor `PATH.lock` may be a symbolic link
-    /// ([`StoreError::Unsafe`]): a link planted in the state's folder would make the run write
+    /// ([`SqliteError::Unsafe`]): a link planted in the state's folder would make the run write
     /// (or truncate) the file it points to.
-    pub fn open(path: &Path, wait: LockWait) -> Result<Self, StoreError> {
+    pub fn open(path: &Path, wait: LockWait) -> Result<Self, SqliteError> {
         if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
-            return Err(StoreError::Unsafe {
+            return Err(SqliteError::Unsafe {
                 path: path.to_owned(),
                 reason: UnsafeFile::Symlink,
             });
@@ -331,7 +266,7 @@ impl StateStore {
             OpenFlags::default() | OpenFlags::SQLITE_OPEN_NOFOLLOW,
         )
         .map_err(|source| sql(path, source))?;
-        let store = StateStore {
+        let store = SqliteBackend {
             conn,
             path: path.to_owned(),
             _lock: Some(lock),
@@ -340,23 +275,23 @@ impl StateStore {
         Ok(store)
     }
 
-    /// Like [`StateStore::open`], for a state that must exist already (`rulehost state
-    /// --clear`): a missing file is [`StoreError::Missing`], not a new empty state.
-    pub fn open_existing(path: &Path, wait: LockWait) -> Result<Self, StoreError> {
+    /// Like [`SqliteBackend::open`], for a state that must exist already (`rulehost state
+    /// --clear`): a missing file is [`SqliteError::Missing`], not a new empty state.
+    pub fn open_existing(path: &Path, wait: LockWait) -> Result<Self, SqliteError> {
         ensure_exists(path)?;
         Self::open(path, wait)
     }
 
     /// Opens an existing state to read it, without taking the lock: SQLite shows the last
     /// committed checkpoint even while a run is writing.
-    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+    pub fn open_read_only(path: &Path) -> Result<Self, SqliteError> {
         ensure_exists(path)?;
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|source| sql(path, source))?;
-        let store = StateStore {
+        let store = SqliteBackend {
             conn,
             path: path.to_owned(),
             _lock: None,
@@ -370,11 +305,11 @@ impl StateStore {
         &self.path
     }
 
-    fn sql(&self, source: rusqlite::Error) -> StoreError {
+    fn sql(&self, source: rusqlite::Error) -> SqliteError {
         sql(&self.path, source)
     }
 
-    fn prepare(&self) -> Result<(), StoreError> {
+    fn prepare(&self) -> Result<(), SqliteError> {
         // A killed run must leave the last checkpoint intact: WAL commits are atomic, and
         // `synchronous=FULL` makes each commit durable before the next alerts are written.
         self.conn
@@ -396,7 +331,7 @@ impl StateStore {
         self.check_schema()
     }
 
-    fn check_schema(&self) -> Result<(), StoreError> {
+    fn check_schema(&self) -> Result<(), SqliteError> {
         let found: Option<i64> = self
             .conn
             .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
@@ -406,18 +341,18 @@ impl StateStore {
             .map_err(|e| self.sql(e))?;
         match found {
             Some(SCHEMA_VERSION) => Ok(()),
-            Some(found) => Err(StoreError::Schema {
+            Some(found) => Err(SqliteError::Schema {
                 path: self.path.clone(),
                 found,
             }),
-            None => Err(StoreError::Schema {
+            None => Err(SqliteError::Schema {
                 path: self.path.clone(),
                 found: 0,
             }),
         }
     }
 
-    fn meta<T: rusqlite::types::FromSql>(&self, key: &str) -> Result<Option<T>, StoreError> {
+    fn meta<T: rusqlite::types::FromSql>(&self, key: &str) -> Result<Option<T>, SqliteError> {
         self.conn
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
             .optional()
@@ -425,7 +360,7 @@ impl StateStore {
     }
 
     /// The windows of `rule_ids` (index `i` becomes `WindowKey::rule == i`) and the counters.
-    pub fn load(&self, rule_ids: &[String]) -> Result<Restored, StoreError> {
+    pub fn restore(&self, rule_ids: &[String]) -> Result<Restored, SqliteError> {
         let index: HashMap<&str, usize> = rule_ids
             .iter()
             .enumerate()
@@ -451,7 +386,7 @@ impl StateStore {
             };
             let (window, key) = read_window(row, rule).map_err(|e| match e {
                 ReadError::Sql(e) => self.sql(e),
-                ReadError::Json(source) => StoreError::Corrupt {
+                ReadError::Json(source) => SqliteError::Corrupt {
                     path: self.path.clone(),
                     rule: rule_id.clone(),
                     source,
@@ -465,15 +400,15 @@ impl StateStore {
             next_alert: self.meta::<i64>("next_alert")?.unwrap_or(0) as u64,
         };
         let held = match self.meta::<String>("held_line")? {
-            Some(json) => {
-                Some(
-                    serde_json::from_str(&json).map_err(|source| StoreError::Corrupt {
+            Some(json) => Some(
+                serde_json::from_str::<StoredHeld>(&json)
+                    .map_err(|source| SqliteError::Corrupt {
                         path: self.path.clone(),
                         rule: "(held line)".to_owned(),
                         source,
-                    })?,
-                )
-            }
+                    })?
+                    .into(),
+            ),
             None => None,
         };
         Ok(Restored {
@@ -483,42 +418,55 @@ impl StateStore {
         })
     }
 
-    /// How many lines of the input `key` are in the state, if its first line still has the
-    /// digest `head` (else the file at that path is not the one evaluated before).
-    pub fn input_progress(&self, key: &str) -> Result<Option<(String, u64)>, StoreError> {
+    /// What the state recorded of the source `key`: its identity then (a file's first-line
+    /// digest) and the offset of its last line applied (a file's lines evaluated).
+    pub fn progress(&self, key: &str) -> Result<Option<Recorded>, SqliteError> {
         self.conn
             .query_row(
                 "SELECT head, lines FROM inputs WHERE path = ?1",
                 [key],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)),
+                |r| {
+                    Ok(Recorded {
+                        identity: r.get(0)?,
+                        offset: r.get::<_, i64>(1)? as u64,
+                    })
+                },
             )
             .optional()
             .map_err(|e| self.sql(e))
     }
 
-    /// The output file and its committed length, when the last run stopped before its end:
-    /// anything it wrote past that length was not committed and will be written again. The
-    /// path is whatever the database says: cut it only if it is the file this run writes.
-    pub fn interrupted_output(&self) -> Result<Option<(PathBuf, u64)>, StoreError> {
+    /// The sink and its committed mark, when the last run stopped before its end: anything
+    /// it wrote past that mark was not committed and will be written again. The target is
+    /// whatever the database says: only its sink kind may act on it, and a JSON-lines file
+    /// is cut only if it is the file this run writes. (States of rulehost 0.1 name no kind:
+    /// theirs is a JSON-lines file.)
+    pub fn interrupted(&self) -> Result<Option<SinkTarget>, SqliteError> {
         if self.meta::<String>("run")?.as_deref() != Some("running") {
             return Ok(None);
         }
+        let kind: Option<String> = self.meta("output_kind")?;
         let path: Option<String> = self.meta("output_path")?;
         let len: Option<i64> = self.meta("output_len")?;
-        Ok(path.zip(len).map(|(p, l)| (PathBuf::from(p), l as u64)))
+        Ok(path.zip(len).map(|(target, mark)| SinkTarget {
+            kind: kind.unwrap_or_else(|| "jsonl".to_owned()),
+            target,
+            mark: SinkMark(mark as u64),
+        }))
     }
 
-    /// Records that a run starts, writing alerts to `output` (a file and its length now) or
-    /// to a stream (`None`).
-    pub fn begin_run(&mut self, output: Option<(&Path, u64)>) -> Result<(), StoreError> {
+    /// Records that a run starts, writing alerts to `sink` (its kind, where, and its mark
+    /// now) or to a stream (`None`).
+    pub fn begin_run(&mut self, sink: Option<&SinkTarget>) -> Result<(), SqliteError> {
         let tx = self.conn.transaction().map_err(|e| sql(&self.path, e))?;
         set_meta(&tx, "run", "running").map_err(|e| sql(&self.path, e))?;
-        match output {
-            Some((path, len)) => set_meta(&tx, "output_path", path.to_string_lossy().as_ref())
-                .and_then(|()| set_meta(&tx, "output_len", len as i64)),
+        match sink {
+            Some(sink) => set_meta(&tx, "output_path", sink.target.as_str())
+                .and_then(|()| set_meta(&tx, "output_len", sink.mark.0 as i64))
+                .and_then(|()| set_meta(&tx, "output_kind", sink.kind.as_str())),
             None => tx
                 .execute(
-                    "DELETE FROM meta WHERE key IN ('output_path', 'output_len')",
+                    "DELETE FROM meta WHERE key IN ('output_path', 'output_len', 'output_kind')",
                     [],
                 )
                 .map(drop),
@@ -527,17 +475,17 @@ impl StateStore {
         tx.commit().map_err(|e| sql(&self.path, e))
     }
 
-    /// Writes the windows that changed, the counters, the input progress and the output
-    /// length, in one transaction.
-    fn commit<'a>(
-        &mut self,
-        state: &mut AlertState<Location, AlertFields>,
-        rule_ids: &[String],
-        progress: impl Iterator<Item = (&'a TrackedInput, u64)>,
-        output_len: Option<u64>,
-        held: Option<&HeldLine>,
-        finished: bool,
-    ) -> Result<(), StoreError> {
+    /// Writes the windows that changed, the counters, the sources' progress, the sink's mark
+    /// and the held line, in one transaction.
+    pub fn commit(&mut self, checkpoint: Checkpoint<'_>) -> Result<(), SqliteError> {
+        let Checkpoint {
+            windows,
+            counters,
+            progress,
+            sink,
+            held,
+            finished,
+        } = checkpoint;
         let path = self.path.clone();
         let err = |e| sql(&path, e);
         let tx = self.conn.transaction().map_err(err)?;
@@ -553,10 +501,10 @@ impl StateStore {
             let mut delete = tx
                 .prepare("DELETE FROM windows WHERE rule_id = ?1 AND namespace = ?2 AND dedup = ?3")
                 .map_err(err)?;
-            for key in state.take_changed() {
-                let rule_id = &rule_ids[key.rule];
+            for change in windows {
+                let (rule_id, key) = (change.rule_id, change.key);
                 let namespace = namespace_code(key.namespace);
-                match state.live(&key) {
+                match change.window {
                     None => {
                         delete
                             .execute(params![rule_id, namespace, key.dedup])
@@ -579,8 +527,8 @@ impl StateStore {
                                 w.start_ms,
                                 w.end_ms,
                                 w.threshold as i64,
-                                &*w.first_location.file,
-                                w.first_location.line as i64,
+                                &*w.first_location.source,
+                                w.first_location.offset as i64,
                                 w.first_event_ms,
                                 w.last_event_ms,
                                 w.event_count as i64,
@@ -596,26 +544,23 @@ impl StateStore {
             let mut input = tx
                 .prepare("INSERT OR REPLACE INTO inputs (path, head, lines) VALUES (?1, ?2, ?3)")
                 .map_err(err)?;
-            for (tracked, lines) in progress {
+            for (source, offset) in progress {
                 input
-                    .execute(params![tracked.key, tracked.head, lines as i64])
+                    .execute(params![source.key, source.identity, offset as i64])
                     .map_err(err)?;
             }
         }
-        let counters = state.counters();
         if let Some(w) = counters.watermark {
             set_meta(&tx, "watermark", w).map_err(err)?;
         }
         set_meta(&tx, "next_seq", counters.next_seq as i64).map_err(err)?;
         set_meta(&tx, "next_alert", counters.next_alert as i64).map_err(err)?;
-        if let Some(len) = output_len {
-            set_meta(&tx, "output_len", len as i64).map_err(err)?;
-        }
+        set_meta(&tx, "output_len", sink.0 as i64).map_err(err)?;
         match held {
             Some(held) => set_meta(
                 &tx,
                 "held_line",
-                serde_json::to_string(held).expect("a held line serializes"),
+                serde_json::to_string(&StoredHeld::from(held)).expect("a held line serializes"),
             ),
             None => tx
                 .execute("DELETE FROM meta WHERE key = 'held_line'", [])
@@ -636,7 +581,7 @@ impl StateStore {
     }
 
     /// Rules, live windows and inputs, for `rulehost state`.
-    pub fn summary(&self) -> Result<StateSummary, StoreError> {
+    pub fn summary(&self) -> Result<StateSummary, SqliteError> {
         let mut stmt = self
             .conn
             .prepare(
@@ -674,7 +619,7 @@ impl StateStore {
     }
 
     /// Deletes every window of `rule_id`; returns how many there were.
-    pub fn clear_rule(&mut self, rule_id: &str) -> Result<u64, StoreError> {
+    pub fn clear_rule(&mut self, rule_id: &str) -> Result<u64, SqliteError> {
         let n = self
             .conn
             .execute("DELETE FROM windows WHERE rule_id = ?1", [rule_id])
@@ -683,18 +628,18 @@ impl StateStore {
     }
 }
 
-fn ensure_exists(path: &Path) -> Result<(), StoreError> {
+fn ensure_exists(path: &Path) -> Result<(), SqliteError> {
     if path.exists() {
         Ok(())
     } else {
-        Err(StoreError::Missing {
+        Err(SqliteError::Missing {
             path: path.to_owned(),
         })
     }
 }
 
-fn sql(path: &Path, source: rusqlite::Error) -> StoreError {
-    StoreError::Sql {
+fn sql(path: &Path, source: rusqlite::Error) -> SqliteError {
+    SqliteError::Sql {
         path: path.to_owned(),
         source,
     }
@@ -723,7 +668,7 @@ enum ReadError {
 fn read_window(
     row: &rusqlite::Row<'_>,
     rule: usize,
-) -> Result<(Window<Location, AlertFields>, WindowKey), ReadError> {
+) -> Result<(Window<Position, AlertFields>, WindowKey), ReadError> {
     let get_i64 = |i| row.get::<_, i64>(i).map_err(ReadError::Sql);
     let namespace = match get_i64(1)? {
         0 => Namespace::Alert,
@@ -749,10 +694,7 @@ fn read_window(
         end_ms: get_i64(5)?,
         threshold: get_i64(6)? as u64,
         fields,
-        first_location: Location {
-            file: Arc::from(file),
-            line: get_i64(8)? as u64,
-        },
+        first_location: stored_position(&file, get_i64(8)? as u64),
         first_event_ms: get_i64(9)?,
         last_event_ms: get_i64(10)?,
         event_count: get_i64(11)? as u64,
@@ -767,218 +709,24 @@ fn read_window(
     Ok((window, key))
 }
 
-/// Takes `PATH.lock`, writing this process's pid into it for the next one's message.
-///
-/// The lock file is opened without following a symbolic link (`O_NOFOLLOW`) and written only
-/// when the opened file is a regular file with one link, owned by this user: else the run
-/// stops with [`StoreError::Unsafe`] before it locks, truncates or writes anything, so a
-/// planted link can never make it truncate another file (issue 11).
-fn lock_file(path: &Path, wait: LockWait) -> Result<File, StoreError> {
-    let mut lock_path = path.as_os_str().to_owned();
-    lock_path.push(".lock");
-    let lock_path = PathBuf::from(lock_path);
-    let io_err = |source| StoreError::Io {
-        path: lock_path.clone(),
-        source,
-    };
-    let mut options = OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(
-        &mut options,
-        rustix::fs::OFlags::NOFOLLOW.bits() as i32,
-    );
-    let mut file = options.open(&lock_path).map_err(|e| {
-        if std::fs::symlink_metadata(&lock_path).is_ok_and(|m| m.file_type().is_symlink()) {
-            StoreError::Unsafe {
-                path: lock_path.clone(),
-                reason: UnsafeFile::Symlink,
-            }
-        } else {
-            io_err(e)
-        }
-    })?;
-    let meta = file.metadata().map_err(io_err)?;
-    if let Some(reason) = unsafe_to_write(&meta) {
-        return Err(StoreError::Unsafe {
-            path: lock_path,
-            reason,
-        });
-    }
-    match wait {
-        LockWait::Wait => file.lock().map_err(io_err)?,
-        LockWait::Fail => match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
-                return Err(StoreError::Busy {
-                    path: path.to_owned(),
-                    holder: text.trim().parse().ok(),
-                });
-            }
-            Err(TryLockError::Error(e)) => return Err(io_err(e)),
-        },
-    }
-    // Checked above: this is the lock file itself and nothing else.
-    file.set_len(0).map_err(io_err)?;
-    writeln!(file, "{}", std::process::id()).map_err(io_err)?;
-    Ok(file)
-}
-
-/// Why an opened file must not be written, if it must not: only a regular file with one link
-/// and, on Unix, owned by this process's user, is surely the file its name says.
-fn unsafe_to_write(meta: &std::fs::Metadata) -> Option<UnsafeFile> {
-    if !meta.file_type().is_file() {
-        return Some(UnsafeFile::NotRegular);
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt as _;
-        if meta.nlink() > 1 {
-            return Some(UnsafeFile::HardLinks(meta.nlink()));
-        }
-        let user = rustix::process::geteuid().as_raw();
-        if meta.uid() != user {
-            return Some(UnsafeFile::Owner {
-                owner: meta.uid(),
-                user,
-            });
-        }
-    }
-    None
-}
-
-/// An input file whose progress is kept.
-#[derive(Debug, Clone)]
-pub struct TrackedInput {
-    /// Its canonical path: the key in the state.
-    pub key: String,
-    /// Digest of its first line ([`crate::input::head_digest`]).
-    pub head: String,
-}
-
-/// The alert output file, when alerts go to a file.
-#[derive(Debug)]
-pub struct TrackedOutput {
-    /// Canonical path.
-    pub path: PathBuf,
-    /// Its length when the run started: alerts are appended.
-    pub base: u64,
-    /// A handle to sync it before each checkpoint.
-    pub file: File,
-}
-
-/// What happens to live windows at the end of a run with a state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AtEnd {
-    /// They stay in the state for the next run (the default).
-    KeepWindows,
-    /// They close and write their alerts, as at the end of a run without a state
-    /// (`--flush`).
-    CloseWindows,
-}
-
-/// Commits the alert stage's state every `every_lines` input lines and at the end.
-#[derive(Debug)]
-pub struct Checkpointer {
-    store: StateStore,
-    rule_ids: Vec<String>,
-    inputs: HashMap<Arc<str>, TrackedInput>,
-    /// Per tracked input (by name): the last line applied since the last commit.
-    progress: HashMap<Arc<str>, u64>,
-    output: Option<TrackedOutput>,
-    every_lines: u64,
-    since: u64,
-    at_end: AtEnd,
-    /// An undecided event left for the next run ([`HeldLine`]).
-    held: Option<HeldLine>,
-}
-
-impl Checkpointer {
-    /// A checkpointer for `store`. `inputs` maps each input's name as given (the file of
-    /// each [`Location`]) to its key; inputs not in it (stdin) are not tracked.
-    pub fn new(
-        store: StateStore,
-        inputs: HashMap<Arc<str>, TrackedInput>,
-        output: Option<TrackedOutput>,
-        every_lines: u64,
-        at_end: AtEnd,
-    ) -> Self {
-        Checkpointer {
-            store,
-            rule_ids: Vec::new(),
-            inputs,
-            progress: HashMap::new(),
-            output,
-            every_lines: every_lines.max(1),
-            since: 0,
-            at_end,
-            held: None,
-        }
+impl StateBackend for SqliteBackend {
+    fn restore(&mut self, rule_ids: &[String]) -> Result<Restored, BackendError> {
+        SqliteBackend::restore(self, rule_ids).map_err(BackendError::new)
     }
 
-    /// Restores the windows of `rule_ids` (in the evaluator's rule order).
-    pub fn restore(&mut self, rule_ids: Vec<String>) -> Result<Restored, StoreError> {
-        let mut restored = self.store.load(&rule_ids)?;
-        restored.state.track_changes();
-        self.rule_ids = rule_ids;
-        Ok(restored)
+    fn progress(&self, key: &str) -> Result<Option<Recorded>, BackendError> {
+        SqliteBackend::progress(self, key).map_err(BackendError::new)
     }
 
-    /// What happens to live windows at the end.
-    pub fn at_end(&self) -> AtEnd {
-        self.at_end
+    fn interrupted(&self) -> Result<Option<SinkTarget>, BackendError> {
+        SqliteBackend::interrupted(self).map_err(BackendError::new)
     }
 
-    /// Keeps `line` for the next run: written with the last commit.
-    pub fn hold(&mut self, line: HeldLine) {
-        self.held = Some(line);
+    fn begin_run(&mut self, sink: Option<&SinkTarget>) -> Result<(), BackendError> {
+        SqliteBackend::begin_run(self, sink).map_err(BackendError::new)
     }
 
-    /// Records that the line at `location` was applied; true when a checkpoint is due.
-    pub fn saw(&mut self, location: &Location) -> bool {
-        if let Some(line) = self.progress.get_mut(&location.file) {
-            *line = location.line;
-        } else if self.inputs.contains_key(&location.file) {
-            self.progress.insert(location.file.clone(), location.line);
-        }
-        self.since += 1;
-        self.since >= self.every_lines
-    }
-
-    /// Commits: syncs the output (whose writer the caller flushed, `written` bytes into this
-    /// run), then writes state, progress and output length in one transaction.
-    pub fn commit(
-        &mut self,
-        state: &mut AlertState<Location, AlertFields>,
-        written: u64,
-        finished: bool,
-    ) -> Result<(), StoreError> {
-        let output_len = match &self.output {
-            Some(out) => {
-                out.file.sync_data().map_err(|source| StoreError::Io {
-                    path: out.path.clone(),
-                    source,
-                })?;
-                Some(out.base + written)
-            }
-            None => None,
-        };
-        let progress = self
-            .progress
-            .iter()
-            .map(|(name, &lines)| (&self.inputs[name], lines));
-        self.store.commit(
-            state,
-            &self.rule_ids,
-            progress,
-            output_len,
-            self.held.as_ref(),
-            finished,
-        )?;
-        self.progress.clear();
-        self.since = 0;
-        Ok(())
+    fn commit(&mut self, checkpoint: Checkpoint<'_>) -> Result<(), BackendError> {
+        SqliteBackend::commit(self, checkpoint).map_err(BackendError::new)
     }
 }

@@ -14,8 +14,15 @@
 //! frozen alert fields, unique values). What a cap refuses is reported by the caller.
 //!
 //! With `eval --state` the live windows outlive a run: [`AlertState::track_changes`] makes
-//! the state remember which windows changed, and `crate::store` writes just those at each
-//! checkpoint and restores them with [`AlertState::restore`].
+//! the state remember which windows changed, a [`checkpoint::Checkpointer`] hands just those
+//! to a [`backend::StateBackend`] at each checkpoint ([`sqlite`], [`memory`]), and
+//! [`AlertState::restore`] rebuilds the state from what it kept.
+
+pub mod backend;
+pub mod checkpoint;
+mod lock;
+pub mod memory;
+pub mod sqlite;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
