@@ -8,7 +8,7 @@ use clap::Parser;
 use crate::cli::ExitStatus;
 use crate::clock::{Clock, parse_offset_ms};
 use crate::commands::RuleArgs;
-use crate::eval::{ClockGuard, Evaluator, Quarantine, Summary, run_parallel};
+use crate::eval::{ClockGuard, Evaluator, Quarantine, Summary};
 use crate::input::DEFAULT_MAX_LINE_BYTES;
 use crate::sink::{self, Output};
 use crate::source::{self, FileSource, Source};
@@ -282,7 +282,7 @@ impl Eval {
                 sources.insert(0, Box::new(held.into_source()));
             }
         }
-        let summary = run_parallel(eval, settings.threads, sources)?;
+        let summary = run_with_progress(eval, settings.threads, sources)?;
         print_summary(&summary, rule_count, started.elapsed().as_secs_f64());
         Ok(if summary.has_errors() || unreadable > 0 {
             ExitStatus::Error
@@ -399,4 +399,26 @@ fn failed_calls_text(stats: &crate::eval::RuleStats) -> String {
         }
     }
     parts.join("; ")
+}
+
+/// Runs `eval` over `sources`, showing progress on stderr when it is a terminal (events/s,
+/// bytes read of the total, alerts so far); nothing otherwise, so captured stderr (tests,
+/// CI) is only the summary.
+fn run_with_progress(
+    eval: Evaluator<'_>,
+    threads: usize,
+    sources: Vec<Box<dyn Source>>,
+) -> std::io::Result<Summary> {
+    use std::io::IsTerminal as _;
+    if !std::io::stderr().is_terminal() {
+        return crate::eval::run_parallel(eval, threads, sources);
+    }
+    let progress = std::sync::Arc::new(crate::eval::Progress::default());
+    let eval = eval.with_progress(progress.clone());
+    // The total when every source knows its size (stdin does not).
+    let total = sources.iter().map(|s| s.size()).sum();
+    let display = crate::progress::Display::start(progress, total);
+    let summary = crate::eval::run_parallel(eval, threads, sources);
+    display.finish();
+    summary
 }

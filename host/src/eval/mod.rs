@@ -32,7 +32,7 @@ use serde_json::Value;
 pub use crate::alert::{AlertFields, AlertRecord, SignalRecord};
 pub use crate::source::{Location, Position};
 pub(crate) use outcome::{Outcome, disagreement};
-pub use parallel::run_parallel;
+pub use parallel::{Progress, run_parallel};
 pub use skew::{ClockGuard, DEFAULT_MAX_CLOCK_SKEW_MS};
 pub use slot::Paths;
 pub use summary::{
@@ -69,6 +69,7 @@ pub struct Evaluator<'a> {
     worker: Worker,
     stage: Stage<'a>,
     settings: WorkerSettings,
+    progress: Option<Arc<Progress>>,
 }
 
 impl<'a> Evaluator<'a> {
@@ -98,6 +99,7 @@ impl<'a> Evaluator<'a> {
             worker,
             stage,
             settings,
+            progress: None,
         }
     }
 
@@ -135,6 +137,12 @@ impl<'a> Evaluator<'a> {
     /// Sets what each rule's alert state may hold (default [`Caps::default`]).
     pub fn with_caps(mut self, caps: Caps) -> Self {
         self.stage.state.set_caps(caps);
+        self
+    }
+
+    /// Counts what [`run_parallel`] reads and applies into `progress`, for a display.
+    pub fn with_progress(mut self, progress: Arc<Progress>) -> Self {
+        self.progress = Some(progress);
         self
     }
 

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 
@@ -11,6 +12,32 @@ use super::outcome::Evaluated;
 use super::summary::Summary;
 use super::worker::CHECK_EVERY_BATCHES;
 use crate::source::{Input, Source};
+
+/// How far a [`run_parallel`] has got, for a progress display on another thread
+/// ([`Evaluator::with_progress`]).
+#[derive(Debug, Default)]
+pub struct Progress {
+    events: AtomicU64,
+    alerts: AtomicU64,
+    bytes_read: AtomicU64,
+}
+
+impl Progress {
+    /// Events applied so far.
+    pub fn events(&self) -> u64 {
+        self.events.load(Ordering::Relaxed)
+    }
+
+    /// Alerts written so far.
+    pub fn alerts(&self) -> u64 {
+        self.alerts.load(Ordering::Relaxed)
+    }
+
+    /// Bytes the sources have read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read.load(Ordering::Relaxed)
+    }
+}
 
 /// Evaluates what `sources` yield, in order, with `threads` worker threads (at least 1)
 /// and an ordered alert stage: the output is byte-identical to [`Evaluator::event`] over
@@ -24,6 +51,7 @@ pub fn run_parallel<'a>(
         worker,
         mut stage,
         settings,
+        progress,
     } = evaluator;
     let threads = threads.max(1);
     let (work_tx, work_rx) = sync_channel::<(u64, u64, Input)>(threads * 4);
@@ -59,6 +87,7 @@ pub fn run_parallel<'a>(
             });
         }
         drop(done_tx);
+        let stage_progress = progress.clone();
         let stage_thread = scope.spawn(move || -> io::Result<Summary> {
             let mut pending: BTreeMap<u64, Evaluated> = BTreeMap::new();
             let mut next = 0u64;
@@ -68,6 +97,13 @@ pub fn run_parallel<'a>(
                     stage.apply(item)?;
                     next += 1;
                 }
+                if let Some(progress) = &stage_progress {
+                    progress
+                        .events
+                        .store(stage.summary.events, Ordering::Relaxed);
+                    let alerts = stage.rules.iter().map(|r| r.stats.alerts).sum();
+                    progress.alerts.store(alerts, Ordering::Relaxed);
+                }
             }
             stage.finish()
         });
@@ -75,17 +111,23 @@ pub fn run_parallel<'a>(
         // are sampled ([`CHECK_EVERY_BATCHES`]) depends only on the input.
         let mut batches = 0u64;
         let mut seq = 0u64;
+        let mut bytes_before = 0u64;
         'sources: for mut source in sources {
             while let Some(item) = source.read() {
                 let batch_seq = batches;
                 if let Input::Lines { .. } = item {
                     batches += 1;
                 }
+                if let Some(progress) = &progress {
+                    let read = bytes_before + source.bytes_read();
+                    progress.bytes_read.store(read, Ordering::Relaxed);
+                }
                 if work_tx.send((seq, batch_seq, item)).is_err() {
                     break 'sources;
                 }
                 seq += 1;
             }
+            bytes_before += source.bytes_read();
         }
         drop(work_tx);
         stage_thread.join().expect("alert stage thread")
