@@ -123,3 +123,99 @@ impl StateBackend for MemoryBackend {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::SinkMark;
+    use crate::source::SourceKey;
+    use crate::spec::Severity;
+    use crate::state::Hit;
+    use crate::state::backend::WindowChange;
+
+    fn fields() -> AlertFields {
+        AlertFields {
+            title: "t".to_owned(),
+            severity: Severity::Low,
+            alert_context: serde_json::json!({}),
+            description: String::new(),
+            reference: String::new(),
+            runbook: String::new(),
+            destinations: Vec::new(),
+            suppressed: false,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_commit_is_restored_by_rule_id_and_the_sink_is_interrupted_until_finished() {
+        let mut state = AlertState::default();
+        state.track_changes();
+        let key = WindowKey {
+            rule: 0,
+            namespace: Namespace::Alert,
+            dedup: "d".to_owned(),
+        };
+        let hit = Hit {
+            time_ms: 5,
+            location: Position::new("q/0", 1030),
+            unique: None,
+        };
+        state
+            .open(key.clone(), hit, 100, 2, false, fields())
+            .unwrap();
+        let mut backend = MemoryBackend::new();
+        let sink = SinkTarget {
+            kind: "toy".to_owned(),
+            target: "t".to_owned(),
+            mark: SinkMark(0),
+        };
+        backend.begin_run(Some(&sink)).unwrap();
+        let source = SourceKey {
+            key: "q/0".to_owned(),
+            identity: "e".to_owned(),
+        };
+        let changed = state.take_changed();
+        let checkpoint = Checkpoint {
+            windows: changed
+                .iter()
+                .map(|key| WindowChange {
+                    rule_id: "Rule.A",
+                    key,
+                    window: state.live(key),
+                })
+                .collect(),
+            counters: state.counters(),
+            progress: vec![(&source, 1030)],
+            sink: SinkMark(7),
+            held: None,
+            finished: false,
+        };
+        backend.commit(checkpoint).unwrap();
+        let interrupted = backend.interrupted().unwrap().unwrap();
+        assert_eq!(interrupted.mark, SinkMark(7));
+
+        // Another run loads `Rule.A` second and not `Rule.B`'s windows (it has none).
+        let restored = backend
+            .restore(&["Rule.B".to_owned(), "Rule.A".to_owned()])
+            .unwrap();
+        let key = WindowKey { rule: 1, ..key };
+        let window = restored.state.live(&key).unwrap();
+        assert_eq!(window.first_location.to_string(), "q/0:1030");
+        assert_eq!(restored.state.counters(), state.counters());
+        let restored = backend.restore(&[]).unwrap();
+        assert_eq!(restored.other_rules, [("Rule.A".to_owned(), 1)]);
+        assert_eq!(backend.progress("q/0").unwrap().unwrap().offset, 1030);
+
+        let finish = Checkpoint {
+            windows: Vec::new(),
+            counters: state.counters(),
+            progress: Vec::new(),
+            sink: SinkMark(7),
+            held: None,
+            finished: true,
+        };
+        backend.commit(finish).unwrap();
+        assert_eq!(backend.interrupted().unwrap(), None);
+    }
+}

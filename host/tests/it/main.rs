@@ -29,6 +29,9 @@ mod paths;
 mod rule_folders;
 /// Hostile rules: loops, panics, memory bombs cost only themselves.
 mod sandbox;
+/// The I/O seams without files: a memory sink and state backend, and a toy source with
+/// its own positions.
+mod seams;
 /// Panther's fallbacks, limits, rule errors, signals and inline filters.
 mod semantics;
 /// `eval --state`: split runs equal one run, crash safety with a killed process, expiry,
