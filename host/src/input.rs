@@ -1,4 +1,5 @@
-//! [`LineReader`]: JSON-lines input, plain or gzip, one event per line.
+//! [`LineReader`]: JSON-lines input, plain or gzip, one event per line (read by
+//! [`crate::source::FileSource`]).
 //!
 //! Nothing is lost silently: every line is either an event, a blank line, or a
 //! [`BadLine`] with its line number and reason, which callers count and report.
@@ -132,7 +133,8 @@ pub fn head_digest(path: &Path) -> io::Result<String> {
 pub struct LineBatch {
     /// Every line's bytes, back to back, without newlines.
     pub bytes: Vec<u8>,
-    /// Each line in order: its 1-based number and its byte range in `bytes`, or
+    /// Each line in order: its number (its offset in its source: a file's 1-based line
+    /// number, see [`crate::source::Position`]) and its byte range in `bytes`, or
     /// `too_long` when the line was longer than the reader's cap (its bytes were not kept).
     pub lines: Vec<BatchLine>,
 }
@@ -140,7 +142,7 @@ pub struct LineBatch {
 /// One line of a [`LineBatch`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchLine {
-    /// 1-based line number.
+    /// Its offset in its source (for files and stdin: the 1-based line number).
     pub number: u64,
     /// Start of the line in [`LineBatch::bytes`].
     pub start: usize,
