@@ -7,18 +7,18 @@
 //! Panther's "fields come from the window's first match", at a fraction of the calls.
 //!
 //! The pipeline, one file each: a worker (`worker.rs`, one per thread, with its own
-//! instance of every rule in a `slot.rs`) parses lines and calls the rules, handing the
+//! instance of every rule in a `runner.rs`) parses lines and calls the rules, handing the
 //! stage (`stage.rs`) one outcome (`outcome.rs`) per rule per event; the one stage applies
 //! them in input order (the event-time guard of `skew.rs`, windows, alert fields, the
 //! failure budget, output) and keeps the [`Summary`]; [`run_parallel`] runs workers on
 //! threads.
 
-mod outcome;
 mod parallel;
+mod runner;
 mod skew;
-mod slot;
 mod stage;
 mod summary;
+mod verdict;
 mod worker;
 
 use std::io::{self, Write};
@@ -28,23 +28,43 @@ use std::sync::atomic::AtomicBool;
 use serde_json::Value;
 
 pub use crate::alert::{AlertFields, AlertRecord, Location, SignalRecord};
-pub(crate) use outcome::{Outcome, disagreement};
+pub use crate::calls::Function;
 pub use parallel::{Input, run_parallel};
+pub use runner::Paths;
 pub use skew::{ClockGuard, DEFAULT_MAX_CLOCK_SKEW_MS};
-pub use slot::Paths;
-pub use summary::{
-    DEFAULT_QUARANTINE_AFTER, Function, KeptWindows, Quarantine, RuleStats, Summary,
-};
+pub use summary::{DEFAULT_QUARANTINE_AFTER, KeptWindows, Quarantine, RuleStats, Summary};
+pub(crate) use verdict::{Verdict, disagreement};
 pub use worker::Verify;
 
+use crate::calls::RuleCode;
 use crate::clock::Clock;
 use crate::ruleset::LoadedRule;
+use crate::spec::Spec;
 use crate::state::Caps;
 use crate::store::{Checkpointer, HeldLine, Restored, StoreError};
-use outcome::StagedEvent;
-use slot::Slot;
+use runner::Runner;
 use stage::{Stage, StageRule};
+use verdict::StagedEvent;
 use worker::{Worker, WorkerSettings};
+
+/// A rule as the evaluator runs it: its spec, and its code, which the evaluator knows only
+/// as [`RuleCode`] (a sandboxed component, the native baseline, a test double).
+#[derive(Clone)]
+pub struct Rule {
+    /// The validated YAML.
+    pub spec: Spec,
+    /// What makes its instances.
+    pub code: Arc<dyn RuleCode>,
+}
+
+impl From<LoadedRule> for Rule {
+    fn from(rule: LoadedRule) -> Self {
+        Rule {
+            spec: rule.spec,
+            code: Arc::new(rule.component),
+        }
+    }
+}
 
 /// What a state holds for a run besides its windows ([`Evaluator::with_checkpoints`]).
 #[derive(Debug, Clone, Default)]
@@ -67,12 +87,13 @@ pub struct Evaluator<W: Write> {
 
 impl<W: Write> Evaluator<W> {
     /// `warn` receives one line per reported problem (stderr in the CLI).
-    pub fn new(
-        rules: Vec<LoadedRule>,
+    pub fn new<R: Into<Rule>>(
+        rules: Vec<R>,
         clock: Clock,
         out: W,
         warn: Box<dyn FnMut(&str) + Send>,
     ) -> Self {
+        let rules: Vec<Rule> = rules.into_iter().map(Into::into).collect();
         let settings = WorkerSettings {
             paths: Paths::Auto,
             verify: Verify::Sampled,
@@ -82,7 +103,7 @@ impl<W: Write> Evaluator<W> {
         let worker = Worker::new(&rules, clock, quarantined.clone(), &settings);
         let rules = rules
             .into_iter()
-            .map(|rule| StageRule::new(Slot::new(rule, Paths::Functions, None)))
+            .map(|rule| StageRule::new(Runner::new(rule, Paths::Functions, None)))
             .collect();
         let mut stage = Stage::new(rules, out, warn, quarantined);
         stage.state.set_caps(Caps::default());
@@ -142,7 +163,7 @@ impl<W: Write> Evaluator<W> {
             .stage
             .rules
             .iter()
-            .map(|r| r.slot.rule.spec.rule_id.clone())
+            .map(|r| r.runner.rule.spec.rule_id.clone())
             .collect();
         let Restored {
             mut state,
@@ -162,8 +183,7 @@ impl<W: Write> Evaluator<W> {
 
     /// Counts a blank line.
     pub fn blank_line(&mut self, location: &Location) -> io::Result<()> {
-        self.stage
-            .apply(outcome::Evaluated::Blank(location.clone()))
+        self.stage.apply(verdict::Judged::Blank(location.clone()))
     }
 
     /// Counts and reports a skipped line.
@@ -172,7 +192,7 @@ impl<W: Write> Evaluator<W> {
         location: &Location,
         reason: &dyn std::fmt::Display,
     ) -> io::Result<()> {
-        self.stage.apply(outcome::Evaluated::Bad {
+        self.stage.apply(verdict::Judged::Bad {
             location: location.clone(),
             reason: reason.to_string(),
         })
@@ -214,3 +234,6 @@ impl<W: Write> Evaluator<W> {
         self.stage.finish()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,22 +8,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::Value;
 
-use super::outcome::{Evaluated, MatchInfo, Note, NoteKind, Outcome};
+use super::runner::Runner;
 use super::skew::{ClockGuard, Placement};
-use super::slot::Slot;
-use super::summary::{Function, KeptWindows, Quarantine, RuleStats, Summary};
+use super::summary::{KeptWindows, Quarantine, RuleStats, Summary};
+use super::verdict::{Judged, MatchCalls, Note, NoteKind, Verdict};
 use crate::alert::{AlertFields, AlertRecord, Location, SignalRecord};
+use crate::calls::{CallResult, Function, RuleFailure};
 use crate::clock::format_ms;
 use crate::input::{Line, parse_line};
-use crate::runtime::{RuleFailure, RuleInstance};
-use crate::semantics::{self, Called};
+use crate::semantics;
 use crate::state::{Added, AlertState, CapReached, Closed, Hit, Namespace, WindowKey};
 use crate::store::{AtEnd, Checkpointer, HeldLine};
 
 /// Per-rule bookkeeping of the alert stage.
 pub(super) struct StageRule {
-    /// Instance used to freeze alert fields when a window opens.
-    pub slot: Slot,
+    /// The rule, and the instance that freezes alert fields when a window opens.
+    pub runner: Runner,
     pub stats: RuleStats,
     /// Failures already printed to stderr (the rest are only counted).
     reported: u32,
@@ -32,9 +32,9 @@ pub(super) struct StageRule {
 }
 
 impl StageRule {
-    pub fn new(slot: Slot) -> Self {
+    pub fn new(runner: Runner) -> Self {
         StageRule {
-            slot,
+            runner,
             stats: RuleStats::default(),
             reported: 0,
             spent: 0,
@@ -86,7 +86,7 @@ struct Held {
     line: Vec<u8>,
     parsed: Option<Arc<Value>>,
     time: i64,
-    outcomes: Vec<Outcome>,
+    outcomes: Vec<Verdict>,
     notes: Vec<Note>,
     /// Lines applied after it meanwhile (blank or bad): checkpoints count lines in order.
     lines_after: Vec<Location>,
@@ -167,20 +167,20 @@ impl<W: Write> Stage<W> {
         }
     }
 
-    pub fn apply(&mut self, item: Evaluated) -> io::Result<()> {
+    pub fn apply(&mut self, item: Judged) -> io::Result<()> {
         let rules = self.rules.len();
         match item {
-            Evaluated::FileStarted => self.summary.files += 1,
-            Evaluated::Blank(location) => {
+            Judged::FileStarted => self.summary.files += 1,
+            Judged::Blank(location) => {
                 self.summary.blank_lines += 1;
                 self.line_done(&location)?;
             }
-            Evaluated::Bad { location, reason } => {
+            Judged::Bad { location, reason } => {
                 self.summary.bad_lines += 1;
                 (self.warn)(&format!("`{location}`: skipped: {reason}"));
                 self.line_done(&location)?;
             }
-            Evaluated::Events {
+            Judged::Events {
                 events,
                 outcomes,
                 notes,
@@ -198,7 +198,7 @@ impl<W: Write> Stage<W> {
                     self.event(staged.location, event, staged.time, outcomes, these)?;
                 }
             }
-            Evaluated::Lines(lines) => {
+            Judged::Lines(lines) => {
                 let mut outcomes = lines.outcomes.into_iter();
                 let mut notes = lines.notes.into_iter().peekable();
                 let mut events = 0;
@@ -208,7 +208,7 @@ impl<W: Write> Stage<W> {
                         line: number,
                     };
                     match item {
-                        crate::eval::outcome::LineItem::Event { line, time } => {
+                        crate::eval::verdict::LineItem::Event { line, time } => {
                             let these: Vec<Note> =
                                 std::iter::from_fn(|| notes.next_if(|n| n.event == events))
                                     .collect();
@@ -221,12 +221,12 @@ impl<W: Write> Stage<W> {
                             let outcomes = outcomes.by_ref().take(rules);
                             self.event(location(batch_line.number), event, time, outcomes, these)?;
                         }
-                        crate::eval::outcome::LineItem::Blank { number } => {
+                        crate::eval::verdict::LineItem::Blank { number } => {
                             self.summary.blank_lines += 1;
                             self.line_done(&location(number))?;
                         }
-                        crate::eval::outcome::LineItem::Bad { number, reason } => {
-                            self.apply(Evaluated::Bad {
+                        crate::eval::verdict::LineItem::Bad { number, reason } => {
+                            self.apply(Judged::Bad {
                                 location: location(number),
                                 reason,
                             })?;
@@ -272,7 +272,7 @@ impl<W: Write> Stage<W> {
         location: Location,
         event: StageEvent<'_>,
         time: Option<i64>,
-        outcomes: impl Iterator<Item = Outcome>,
+        outcomes: impl Iterator<Item = Verdict>,
         notes: Vec<Note>,
     ) -> io::Result<()> {
         if let Some(held) = self.held.take() {
@@ -327,7 +327,7 @@ impl<W: Write> Stage<W> {
         location: &Location,
         mut event: StageEvent<'_>,
         placement: Placement,
-        outcomes: impl Iterator<Item = Outcome>,
+        outcomes: impl Iterator<Item = Verdict>,
         notes: Vec<Note>,
     ) -> io::Result<()> {
         self.summary.events += 1;
@@ -357,7 +357,7 @@ impl<W: Write> Stage<W> {
         self.write_closed()?;
         let mut notes = notes.into_iter().peekable();
         for (index, outcome) in outcomes.enumerate() {
-            if let Outcome::Filtered = outcome {
+            if let Verdict::Filtered = outcome {
                 // The most common outcome with many rules, counted here. A rule that was
                 // not called has no notes and cannot fail.
                 let stats = &mut self.rules[index].stats;
@@ -406,10 +406,10 @@ impl<W: Write> Stage<W> {
     }
 
     /// An outcome of a rule the stage has quarantined: counted, not applied.
-    fn after_quarantine(&mut self, index: usize, outcome: &Outcome) {
+    fn after_quarantine(&mut self, index: usize, outcome: &Verdict) {
         let stats = &mut self.rules[index].stats;
         match outcome {
-            Outcome::Skipped | Outcome::Filtered => stats.skipped += 1,
+            Verdict::Skipped | Verdict::Filtered => stats.skipped += 1,
             evaluated => {
                 stats.discarded += 1;
                 for (function, failure) in evaluated.failures() {
@@ -433,7 +433,7 @@ impl<W: Write> Stage<W> {
             (self.warn)(&format!(
                 "rule `{}`: `{path}` failed on `{location}`: {failure}; one call per function \
                  gave the outcome",
-                rule.slot.rule.spec.rule_id
+                rule.runner.rule.spec.rule_id
             ));
         }
     }
@@ -441,45 +441,45 @@ impl<W: Write> Stage<W> {
     fn quarantine_rule(&mut self, index: usize, location: &Location, reason: &str) {
         let rule = &mut self.rules[index];
         rule.stats.quarantined_at = Some(location.clone());
-        rule.slot.drop_instance();
+        rule.runner.reset();
         self.quarantined[index].store(true, Ordering::Relaxed);
         (self.warn)(&format!(
             "rule `{}` quarantined at `{location}` {reason}: it is not called for the rest of \
              the run",
-            rule.slot.rule.spec.rule_id
+            rule.runner.rule.spec.rule_id
         ));
     }
 
     fn apply_outcome(
         &mut self,
         index: usize,
-        outcome: Outcome,
+        outcome: Verdict,
         event: &mut StageEvent<'_>,
         time: i64,
         location: &Location,
     ) -> io::Result<()> {
         let rule = &mut self.rules[index];
         match outcome {
-            Outcome::Filtered => rule.stats.filtered += 1,
-            Outcome::Skipped => {
+            Verdict::Filtered => rule.stats.filtered += 1,
+            Verdict::Skipped => {
                 // A worker skips a rule only once it is quarantined, or once it has spent its
                 // failure budget in the line batch, which spends it here too.
                 debug_assert!(false, "skipped before the quarantine");
                 rule.stats.skipped += 1;
             }
-            Outcome::NoMatch => {}
-            Outcome::Failed(failure) => {
+            Verdict::NoMatch => {}
+            Verdict::Failed(failure) => {
                 count_failed(&mut rule.stats, Function::Rule, &failure);
                 rule.spent += u32::from(failure.needs_fresh_instance());
                 self.rule_error(index, &RuleError::Call(*failure), time, location);
             }
-            Outcome::Signal => {
+            Verdict::Signal => {
                 rule.stats.matches += 1;
                 rule.stats.signals += 1;
                 let record = SignalRecord {
                     kind: "signal",
-                    rule_id: &rule.slot.rule.spec.rule_id,
-                    severity: rule.slot.rule.spec.severity.as_str(),
+                    rule_id: &rule.runner.rule.spec.rule_id,
+                    severity: rule.runner.rule.spec.severity.as_str(),
                     event_time: format_ms(time),
                     event_location: location.to_string(),
                     event: event.get(),
@@ -487,7 +487,7 @@ impl<W: Write> Stage<W> {
                 serde_json::to_writer(&mut self.out, &record)?;
                 self.out.write_all(b"\n")?;
             }
-            Outcome::Match(info) => self.apply_match(index, &info, event, time, location),
+            Verdict::Match(info) => self.apply_match(index, &info, event, time, location),
         }
         Ok(())
     }
@@ -495,7 +495,7 @@ impl<W: Write> Stage<W> {
     fn apply_match(
         &mut self,
         index: usize,
-        info: &MatchInfo,
+        info: &MatchCalls,
         event: &mut StageEvent<'_>,
         time: i64,
         location: &Location,
@@ -505,9 +505,9 @@ impl<W: Write> Stage<W> {
         for (function, failure) in info.failures() {
             count_aux(rule, function, failure);
         }
-        let no_title: Called<String> = Ok(None);
+        let no_title: CallResult<String> = Ok(None);
         let dedup = semantics::dedup(
-            &rule.slot.rule.spec,
+            &rule.runner.rule.spec,
             &info.dedup,
             info.title.as_ref().unwrap_or(&no_title),
         );
@@ -541,20 +541,21 @@ impl<W: Write> Stage<W> {
         // by at most one deadline per window.
         let rule = &mut self.rules[index];
         let event = event.get();
-        rule.slot.share_deadline();
+        rule.runner.calls().set_time(time);
+        rule.runner.calls().share_deadline(true);
         let title = match &info.title {
             Some(t) => t.clone(),
             None => {
-                let t = rule.slot.title(event, time);
+                let t = rule.runner.title(event);
                 if let Err(failure) = &t {
                     count_aux(rule, Function::Title, failure);
                 }
                 t
             }
         };
-        let frozen = freeze(rule, event, time, &title);
-        rule.slot.end_shared_deadline();
-        let spec = &rule.slot.rule.spec;
+        let frozen = freeze(rule, event, &title);
+        rule.runner.calls().share_deadline(false);
+        let spec = &rule.runner.rule.spec;
         let (period, threshold) = (spec.dedup_period_ms(), spec.threshold);
         if let Err(cap) = self
             .state
@@ -578,7 +579,7 @@ impl<W: Write> Stage<W> {
             rule.reported += 1;
             (self.warn)(&format!(
                 "rule `{}` failed on `{location}`: {error}",
-                rule.slot.rule.spec.rule_id
+                rule.runner.rule.spec.rule_id
             ));
         }
         let key = WindowKey {
@@ -592,7 +593,7 @@ impl<W: Write> Stage<W> {
             unique: None,
         };
         if !self.state.add(&key, hit.clone()).counted() {
-            let spec = &rule.slot.rule.spec;
+            let spec = &rule.runner.rule.spec;
             let frozen = AlertFields {
                 title: format!("{}: {error}", spec.rule_id),
                 severity: spec.severity,
@@ -623,7 +624,7 @@ impl<W: Write> Stage<W> {
     fn write(&mut self, closed: &Closed<Location, AlertFields>) -> io::Result<()> {
         let rule = &mut self.rules[closed.key.rule];
         let is_error = closed.key.namespace == Namespace::Error;
-        let record = AlertRecord::from_closed(&rule.slot.rule.spec, closed);
+        let record = AlertRecord::from_closed(&rule.runner.rule.spec, closed);
         serde_json::to_writer(&mut self.out, &record)?;
         self.out.write_all(b"\n")?;
         if !is_error {
@@ -681,7 +682,7 @@ impl<W: Write> Stage<W> {
         summary.rules = self
             .rules
             .into_iter()
-            .map(|r| (r.slot.rule.spec.rule_id.clone(), r.stats))
+            .map(|r| (r.runner.rule.spec.rule_id.clone(), r.stats))
             .collect();
         Ok(summary)
     }
@@ -715,19 +716,14 @@ fn count_aux(rule: &mut StageRule, function: Function, failure: &RuleFailure) {
 
 /// Calls the functions whose values an alert keeps, for the match that opens a window,
 /// and applies Panther's fallbacks; failed calls and invalid values are counted.
-fn freeze(
-    rule: &mut StageRule,
-    event: &Arc<Value>,
-    time: i64,
-    title: &Called<String>,
-) -> AlertFields {
-    let slot = &mut rule.slot;
-    let severity = slot.call(event, time, RuleInstance::call_severity);
-    let context = slot.call(event, time, RuleInstance::call_alert_context);
-    let description = slot.call(event, time, RuleInstance::call_description);
-    let reference = slot.call(event, time, RuleInstance::call_reference);
-    let runbook = slot.call(event, time, RuleInstance::call_runbook);
-    let destinations = slot.call(event, time, RuleInstance::call_destinations);
+fn freeze(rule: &mut StageRule, event: &Arc<Value>, title: &CallResult<String>) -> AlertFields {
+    let calls = rule.runner.calls();
+    let severity = calls.text(Function::Severity, event);
+    let context = calls.text(Function::AlertContext, event);
+    let description = calls.text(Function::Description, event);
+    let reference = calls.text(Function::Reference, event);
+    let runbook = calls.text(Function::Runbook, event);
+    let destinations = calls.destinations(event);
     for (function, failure) in [
         (Function::Severity, severity.as_ref().err()),
         (Function::AlertContext, context.as_ref().err()),
@@ -740,7 +736,7 @@ fn freeze(
             count_aux(rule, function, failure);
         }
     }
-    let spec = &rule.slot.rule.spec;
+    let spec = &rule.runner.rule.spec;
     let (severity_value, severity_error) = semantics::severity(spec, &severity);
     let (alert_context, context_error) = semantics::alert_context(&context);
     // Failed calls were counted above; invalid values returned are errors too.
