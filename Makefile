@@ -91,10 +91,10 @@ new-rule: ## Scaffold a rule crate and its spec: make new-rule NAME=snake_case_n
 
 FUZZ_SECONDS ?= 60
 # Target, then the read-only seed folders it starts from (new finds go to fuzz/corpus/).
-FUZZ_RUNS := parse_line:fuzz/seeds/parse_line spec_parse:rules-tests
+FUZZ_RUNS := parse_line:fuzz/seeds/parse_line pruned_parse:fuzz/seeds/pruned_parse spec_parse:rules-tests
 
 .PHONY: fuzz
-fuzz: ## Fuzz event ingestion and spec loading, FUZZ_SECONDS (60) per target; not in CI
+fuzz: ## Fuzz event ingestion, the pruned parse against a full one, and spec loading, FUZZ_SECONDS (60) per target; not in CI
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
 	@for run in $(FUZZ_RUNS); do \
 		target=$${run%%:*}; seeds=$${run#*:}; \

@@ -11,6 +11,10 @@
 //! assert_eq!(email.and_then(|v| v.as_str()), Some("a@example.com"));
 //! ```
 
+mod prune;
+
+pub use prune::{Wanted, parse_pruned};
+
 use serde_json::{Map, Value};
 
 /// Up to this many keys, an exact lookup compares keys in order instead of hashing `key`:

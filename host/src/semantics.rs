@@ -16,7 +16,7 @@ pub const MAX_CONTEXT_CHARS: usize = 204_800;
 pub const MAX_DESTINATIONS: usize = 10;
 
 /// What a call returned: a value, "not defined", or a failure.
-pub use crate::runtime::Called;
+pub use crate::calls::CallResult;
 
 /// Cuts `s` to [`MAX_FIELD_CHARS`] characters, suffix included.
 pub fn truncate(s: String) -> String {
@@ -30,7 +30,7 @@ pub fn truncate(s: String) -> String {
 }
 
 /// The alert title: `title()`, else DisplayName, else RuleID; RuleID when `title()` failed.
-pub fn title(spec: &Spec, called: &Called<String>) -> String {
+pub fn title(spec: &Spec, called: &CallResult<String>) -> String {
     match called {
         Ok(Some(t)) => truncate(t.clone()),
         Ok(None) => spec.default_title().to_owned(),
@@ -42,7 +42,11 @@ pub fn title(spec: &Spec, called: &Called<String>) -> String {
 /// string; `defaultDedupString:<RuleID>` when it is defined but fails or returns `""`.
 /// Only when the rule defines no `dedup()`: the title from `title()` (RuleID if that
 /// failed), else `defaultDedupString:<RuleID>`. Never the DisplayName.
-pub fn dedup(spec: &Spec, called: &Called<String>, title_called: &Called<String>) -> String {
+pub fn dedup(
+    spec: &Spec,
+    called: &CallResult<String>,
+    title_called: &CallResult<String>,
+) -> String {
     let default = || format!("defaultDedupString:{}", spec.rule_id);
     match called {
         Ok(Some(d)) if !d.is_empty() => truncate(d.clone()),
@@ -57,7 +61,7 @@ pub fn dedup(spec: &Spec, called: &Called<String>, title_called: &Called<String>
 
 /// The severity: `severity()` in any case, `DEFAULT` or no function meaning the YAML
 /// Severity. An invalid value also falls back; it is returned as an error to count.
-pub fn severity(spec: &Spec, called: &Called<String>) -> (Severity, Option<String>) {
+pub fn severity(spec: &Spec, called: &CallResult<String>) -> (Severity, Option<String>) {
     match called {
         Ok(None) => (spec.severity, None),
         Ok(Some(s)) if s.eq_ignore_ascii_case("DEFAULT") => (spec.severity, None),
@@ -76,7 +80,7 @@ pub fn severity(spec: &Spec, called: &Called<String>) -> (Severity, Option<Strin
 
 /// The alert context: a JSON object, `{}` when not defined, or `{"_error": ...}` when the
 /// rule failed, returned something that is not a JSON object, or exceeded 200 KiB.
-pub fn alert_context(called: &Called<String>) -> (Value, Option<String>) {
+pub fn alert_context(called: &CallResult<String>) -> (Value, Option<String>) {
     let error = |msg: String| {
         let mut m = Map::new();
         m.insert("_error".into(), Value::String(msg.clone()));
@@ -104,7 +108,7 @@ pub fn alert_context(called: &Called<String>) -> (Value, Option<String>) {
 
 /// Description, reference or runbook: the function's value, else the YAML value; `""` when
 /// the function failed.
-pub fn text(called: &Called<String>, yaml: &str) -> String {
+pub fn text(called: &CallResult<String>, yaml: &str) -> String {
     match called {
         Ok(Some(s)) => truncate(s.clone()),
         Ok(None) => yaml.to_owned(),
@@ -114,7 +118,7 @@ pub fn text(called: &Called<String>, yaml: &str) -> String {
 
 /// Destinations: the function's list (at most ten; empty means "suppress delivery"), else
 /// the YAML `OutputIds`. Returns (destinations, suppressed).
-pub fn destinations(spec: &Spec, called: &Called<Vec<String>>) -> (Vec<String>, bool) {
+pub fn destinations(spec: &Spec, called: &CallResult<Vec<String>>) -> (Vec<String>, bool) {
     match called {
         Ok(Some(list)) if list.is_empty() => (Vec::new(), true),
         Ok(Some(list)) => (list.iter().take(MAX_DESTINATIONS).cloned().collect(), false),
@@ -123,7 +127,7 @@ pub fn destinations(spec: &Spec, called: &Called<Vec<String>>) -> (Vec<String>, 
 }
 
 /// The unique value: truncated like the other strings.
-pub fn unique(called: &Called<String>) -> Option<String> {
+pub fn unique(called: &CallResult<String>) -> Option<String> {
     match called {
         Ok(Some(u)) => Some(truncate(u.clone())),
         _ => None,

@@ -7,7 +7,7 @@
 //! Panther's "fields come from the window's first match", at a fraction of the calls.
 //!
 //! The pipeline, one file each: a worker (`worker.rs`, one per thread, with its own
-//! instance of every rule in a `slot.rs`) parses lines and calls the rules, handing the
+//! instance of every rule in a `runner.rs`) parses lines and calls the rules, handing the
 //! stage (`stage.rs`) one outcome (`outcome.rs`) per rule per event; the one stage applies
 //! them in input order (the event-time guard of `skew.rs`, windows, alert fields, the
 //! failure budget, output) and keeps the [`Summary`]; [`run_parallel`] reads the
@@ -15,12 +15,12 @@
 //! [`Sink`]; with a state, checkpoints go to a
 //! [`StateBackend`](crate::state::backend::StateBackend) through a [`Checkpointer`].
 
-mod outcome;
 mod parallel;
+mod runner;
 mod skew;
-mod slot;
 mod stage;
 mod summary;
+mod verdict;
 mod worker;
 
 use std::io;
@@ -30,26 +30,46 @@ use std::sync::atomic::AtomicBool;
 use serde_json::Value;
 
 pub use crate::alert::{AlertFields, AlertRecord, SignalRecord};
+pub use crate::calls::Function;
 pub use crate::source::{Location, Position};
-pub(crate) use outcome::{Outcome, disagreement};
 pub use parallel::{Progress, run_parallel};
+pub use runner::Paths;
 pub use skew::{ClockGuard, DEFAULT_MAX_CLOCK_SKEW_MS};
-pub use slot::Paths;
-pub use summary::{
-    DEFAULT_QUARANTINE_AFTER, Function, KeptWindows, Quarantine, RuleStats, Summary,
-};
+pub use summary::{DEFAULT_QUARANTINE_AFTER, KeptWindows, Quarantine, RuleStats, Summary};
+pub(crate) use verdict::{Verdict, disagreement};
 pub use worker::Verify;
 
+use crate::calls::RuleCode;
 use crate::clock::Clock;
 use crate::ruleset::LoadedRule;
 use crate::sink::Sink;
+use crate::spec::Spec;
 use crate::state::Caps;
 use crate::state::backend::{BackendError, HeldLine, Restored};
 use crate::state::checkpoint::Checkpointer;
-use outcome::StagedEvent;
-use slot::Slot;
+use runner::Runner;
 use stage::{Stage, StageRule};
+use verdict::StagedEvent;
 use worker::{Worker, WorkerSettings};
+
+/// A rule as the evaluator runs it: its spec, and its code, which the evaluator knows only
+/// as [`RuleCode`] (a sandboxed component, the native baseline, a test double).
+#[derive(Clone)]
+pub struct Rule {
+    /// The validated YAML.
+    pub spec: Spec,
+    /// What makes its instances.
+    pub code: Arc<dyn RuleCode>,
+}
+
+impl From<LoadedRule> for Rule {
+    fn from(rule: LoadedRule) -> Self {
+        Rule {
+            spec: rule.spec,
+            code: Arc::new(rule.component),
+        }
+    }
+}
 
 /// What a state holds for a run besides its windows ([`Evaluator::with_checkpoints`]).
 #[derive(Debug, Clone, Default)]
@@ -76,12 +96,13 @@ impl<'a> Evaluator<'a> {
     /// Records go to `sink` ([`crate::sink::JsonLines`] for JSON lines to a file, stdout
     /// or a buffer; [`crate::sink::MemorySink`] for values); `warn` receives one line per
     /// reported problem (stderr in the CLI).
-    pub fn new(
-        rules: Vec<LoadedRule>,
+    pub fn new<R: Into<Rule>>(
+        rules: Vec<R>,
         clock: Clock,
         sink: Box<dyn Sink + 'a>,
         warn: Box<dyn FnMut(&str) + Send>,
     ) -> Self {
+        let rules: Vec<Rule> = rules.into_iter().map(Into::into).collect();
         let settings = WorkerSettings {
             paths: Paths::Auto,
             verify: Verify::Sampled,
@@ -91,7 +112,7 @@ impl<'a> Evaluator<'a> {
         let worker = Worker::new(&rules, clock, quarantined.clone(), &settings);
         let rules = rules
             .into_iter()
-            .map(|rule| StageRule::new(Slot::new(rule, Paths::Functions, None)))
+            .map(|rule| StageRule::new(Runner::new(rule, Paths::Functions, None)))
             .collect();
         let mut stage = Stage::new(rules, sink, warn, quarantined);
         stage.state.set_caps(Caps::default());
@@ -158,7 +179,7 @@ impl<'a> Evaluator<'a> {
             .stage
             .rules
             .iter()
-            .map(|r| r.slot.rule.spec.rule_id.clone())
+            .map(|r| r.runner.rule.spec.rule_id.clone())
             .collect();
         let Restored {
             mut state,
@@ -178,7 +199,7 @@ impl<'a> Evaluator<'a> {
 
     /// Counts a blank line at `position` (a [`Position`], or a file's [`Location`]).
     pub fn blank_line(&mut self, position: impl Into<Position>) -> io::Result<()> {
-        self.stage.apply(outcome::Evaluated::Blank(position.into()))
+        self.stage.apply(verdict::Judged::Blank(position.into()))
     }
 
     /// Counts and reports a skipped line.
@@ -187,7 +208,7 @@ impl<'a> Evaluator<'a> {
         position: impl Into<Position>,
         reason: &dyn std::fmt::Display,
     ) -> io::Result<()> {
-        self.stage.apply(outcome::Evaluated::Bad {
+        self.stage.apply(verdict::Judged::Bad {
             location: position.into(),
             reason: reason.to_string(),
         })
@@ -232,3 +253,6 @@ impl<'a> Evaluator<'a> {
         self.stage.finish()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,8 +8,8 @@ use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 
 use super::Evaluator;
-use super::outcome::Evaluated;
 use super::summary::Summary;
+use super::verdict::Judged;
 use super::worker::CHECK_EVERY_BATCHES;
 use crate::source::{Input, Source};
 
@@ -56,7 +56,7 @@ pub fn run_parallel<'a>(
     let threads = threads.max(1);
     let (work_tx, work_rx) = sync_channel::<(u64, u64, Input)>(threads * 4);
     let work_rx = Arc::new(Mutex::new(work_rx));
-    let (done_tx, done_rx) = sync_channel::<(u64, Evaluated)>(threads * 4);
+    let (done_tx, done_rx) = sync_channel::<(u64, Judged)>(threads * 4);
     std::thread::scope(|scope| -> io::Result<Summary> {
         for _ in 0..threads {
             let mut worker = worker.fork(&settings);
@@ -69,8 +69,8 @@ pub fn run_parallel<'a>(
                         break;
                     };
                     let evaluated = match item {
-                        Input::Started => Evaluated::FileStarted,
-                        Input::Bad(location, reason) => Evaluated::Bad { location, reason },
+                        Input::Started => Judged::FileStarted,
+                        Input::Bad(location, reason) => Judged::Bad { location, reason },
                         Input::Lines {
                             source,
                             batch,
@@ -89,7 +89,7 @@ pub fn run_parallel<'a>(
         drop(done_tx);
         let stage_progress = progress.clone();
         let stage_thread = scope.spawn(move || -> io::Result<Summary> {
-            let mut pending: BTreeMap<u64, Evaluated> = BTreeMap::new();
+            let mut pending: BTreeMap<u64, Judged> = BTreeMap::new();
             let mut next = 0u64;
             for (seq, item) in done_rx {
                 pending.insert(seq, item);

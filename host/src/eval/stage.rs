@@ -10,15 +10,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::Value;
 
-use super::outcome::{Evaluated, MatchInfo, Note, NoteKind, Outcome};
+use super::runner::Runner;
 use super::skew::{ClockGuard, Placement};
-use super::slot::Slot;
-use super::summary::{Function, KeptWindows, Quarantine, RuleStats, Summary};
+use super::summary::{KeptWindows, Quarantine, RuleStats, Summary};
+use super::verdict::{Judged, MatchCalls, Note, NoteKind, Verdict};
 use crate::alert::{AlertFields, AlertRecord, SignalRecord};
+use crate::calls::{CallResult, Function, RuleFailure};
 use crate::clock::format_ms;
 use crate::input::{Line, parse_line};
-use crate::runtime::{RuleFailure, RuleInstance};
-use crate::semantics::{self, Called};
+use crate::semantics;
 use crate::sink::{Record, Sink};
 use crate::source::Position;
 use crate::state::backend::HeldLine;
@@ -27,8 +27,8 @@ use crate::state::{Added, AlertState, CapReached, Closed, Hit, Namespace, Window
 
 /// Per-rule bookkeeping of the alert stage.
 pub(super) struct StageRule {
-    /// Instance used to freeze alert fields when a window opens.
-    pub slot: Slot,
+    /// The rule, and the instance that freezes alert fields when a window opens.
+    pub runner: Runner,
     pub stats: RuleStats,
     /// Failures already printed to stderr (the rest are only counted).
     reported: u32,
@@ -37,9 +37,9 @@ pub(super) struct StageRule {
 }
 
 impl StageRule {
-    pub fn new(slot: Slot) -> Self {
+    pub fn new(runner: Runner) -> Self {
         StageRule {
-            slot,
+            runner,
             stats: RuleStats::default(),
             reported: 0,
             spent: 0,
@@ -91,7 +91,7 @@ struct Held {
     line: Vec<u8>,
     parsed: Option<Arc<Value>>,
     time: i64,
-    outcomes: Vec<Outcome>,
+    outcomes: Vec<Verdict>,
     notes: Vec<Note>,
     /// Lines applied after it meanwhile (blank or bad): checkpoints count lines in order.
     lines_after: Vec<Position>,
@@ -150,20 +150,20 @@ impl<'a> Stage<'a> {
         }
     }
 
-    pub fn apply(&mut self, item: Evaluated) -> io::Result<()> {
+    pub fn apply(&mut self, item: Judged) -> io::Result<()> {
         let rules = self.rules.len();
         match item {
-            Evaluated::FileStarted => self.summary.files += 1,
-            Evaluated::Blank(location) => {
+            Judged::FileStarted => self.summary.files += 1,
+            Judged::Blank(location) => {
                 self.summary.blank_lines += 1;
                 self.line_done(&location)?;
             }
-            Evaluated::Bad { location, reason } => {
+            Judged::Bad { location, reason } => {
                 self.summary.bad_lines += 1;
                 (self.warn)(&format!("`{location}`: skipped: {reason}"));
                 self.line_done(&location)?;
             }
-            Evaluated::Events {
+            Judged::Events {
                 events,
                 outcomes,
                 notes,
@@ -181,7 +181,7 @@ impl<'a> Stage<'a> {
                     self.event(staged.location, event, staged.time, outcomes, these)?;
                 }
             }
-            Evaluated::Lines(lines) => {
+            Judged::Lines(lines) => {
                 let mut outcomes = lines.outcomes.into_iter();
                 let mut notes = lines.notes.into_iter().peekable();
                 let mut events = 0;
@@ -191,7 +191,7 @@ impl<'a> Stage<'a> {
                         offset,
                     };
                     match item {
-                        crate::eval::outcome::LineItem::Event { line, time } => {
+                        crate::eval::verdict::LineItem::Event { line, time } => {
                             let these: Vec<Note> =
                                 std::iter::from_fn(|| notes.next_if(|n| n.event == events))
                                     .collect();
@@ -204,12 +204,12 @@ impl<'a> Stage<'a> {
                             let outcomes = outcomes.by_ref().take(rules);
                             self.event(location(batch_line.number), event, time, outcomes, these)?;
                         }
-                        crate::eval::outcome::LineItem::Blank { number } => {
+                        crate::eval::verdict::LineItem::Blank { number } => {
                             self.summary.blank_lines += 1;
                             self.line_done(&location(number))?;
                         }
-                        crate::eval::outcome::LineItem::Bad { number, reason } => {
-                            self.apply(Evaluated::Bad {
+                        crate::eval::verdict::LineItem::Bad { number, reason } => {
+                            self.apply(Judged::Bad {
                                 location: location(number),
                                 reason,
                             })?;
@@ -255,7 +255,7 @@ impl<'a> Stage<'a> {
         location: Position,
         event: StageEvent<'_>,
         time: Option<i64>,
-        outcomes: impl Iterator<Item = Outcome>,
+        outcomes: impl Iterator<Item = Verdict>,
         notes: Vec<Note>,
     ) -> io::Result<()> {
         if let Some(held) = self.held.take() {
@@ -310,7 +310,7 @@ impl<'a> Stage<'a> {
         location: &Position,
         mut event: StageEvent<'_>,
         placement: Placement,
-        outcomes: impl Iterator<Item = Outcome>,
+        outcomes: impl Iterator<Item = Verdict>,
         notes: Vec<Note>,
     ) -> io::Result<()> {
         self.summary.events += 1;
@@ -340,7 +340,7 @@ impl<'a> Stage<'a> {
         self.write_closed()?;
         let mut notes = notes.into_iter().peekable();
         for (index, outcome) in outcomes.enumerate() {
-            if let Outcome::Filtered = outcome {
+            if let Verdict::Filtered = outcome {
                 // The most common outcome with many rules, counted here. A rule that was
                 // not called has no notes and cannot fail.
                 let stats = &mut self.rules[index].stats;
@@ -389,10 +389,10 @@ impl<'a> Stage<'a> {
     }
 
     /// An outcome of a rule the stage has quarantined: counted, not applied.
-    fn after_quarantine(&mut self, index: usize, outcome: &Outcome) {
+    fn after_quarantine(&mut self, index: usize, outcome: &Verdict) {
         let stats = &mut self.rules[index].stats;
         match outcome {
-            Outcome::Skipped | Outcome::Filtered => stats.skipped += 1,
+            Verdict::Skipped | Verdict::Filtered => stats.skipped += 1,
             evaluated => {
                 stats.discarded += 1;
                 for (function, failure) in evaluated.failures() {
@@ -416,7 +416,7 @@ impl<'a> Stage<'a> {
             (self.warn)(&format!(
                 "rule `{}`: `{path}` failed on `{location}`: {failure}; one call per function \
                  gave the outcome",
-                rule.slot.rule.spec.rule_id
+                rule.runner.rule.spec.rule_id
             ));
         }
     }
@@ -424,52 +424,52 @@ impl<'a> Stage<'a> {
     fn quarantine_rule(&mut self, index: usize, location: &Position, reason: &str) {
         let rule = &mut self.rules[index];
         rule.stats.quarantined_at = Some(location.clone());
-        rule.slot.drop_instance();
+        rule.runner.reset();
         self.quarantined[index].store(true, Ordering::Relaxed);
         (self.warn)(&format!(
             "rule `{}` quarantined at `{location}` {reason}: it is not called for the rest of \
              the run",
-            rule.slot.rule.spec.rule_id
+            rule.runner.rule.spec.rule_id
         ));
     }
 
     fn apply_outcome(
         &mut self,
         index: usize,
-        outcome: Outcome,
+        outcome: Verdict,
         event: &mut StageEvent<'_>,
         time: i64,
         location: &Position,
     ) -> io::Result<()> {
         let rule = &mut self.rules[index];
         match outcome {
-            Outcome::Filtered => rule.stats.filtered += 1,
-            Outcome::Skipped => {
+            Verdict::Filtered => rule.stats.filtered += 1,
+            Verdict::Skipped => {
                 // A worker skips a rule only once it is quarantined, or once it has spent its
                 // failure budget in the line batch, which spends it here too.
                 debug_assert!(false, "skipped before the quarantine");
                 rule.stats.skipped += 1;
             }
-            Outcome::NoMatch => {}
-            Outcome::Failed(failure) => {
+            Verdict::NoMatch => {}
+            Verdict::Failed(failure) => {
                 count_failed(&mut rule.stats, Function::Rule, &failure);
                 rule.spent += u32::from(failure.needs_fresh_instance());
                 self.rule_error(index, &RuleError::Call(*failure), time, location);
             }
-            Outcome::Signal => {
+            Verdict::Signal => {
                 rule.stats.matches += 1;
                 rule.stats.signals += 1;
                 let record = SignalRecord {
                     kind: "signal",
-                    rule_id: &rule.slot.rule.spec.rule_id,
-                    severity: rule.slot.rule.spec.severity.as_str(),
+                    rule_id: &rule.runner.rule.spec.rule_id,
+                    severity: rule.runner.rule.spec.severity.as_str(),
                     event_time: format_ms(time),
                     event_location: location.to_string(),
                     event: event.get(),
                 };
                 self.sink.write(&Record::Signal(&record))?;
             }
-            Outcome::Match(info) => self.apply_match(index, &info, event, time, location),
+            Verdict::Match(info) => self.apply_match(index, &info, event, time, location),
         }
         Ok(())
     }
@@ -477,7 +477,7 @@ impl<'a> Stage<'a> {
     fn apply_match(
         &mut self,
         index: usize,
-        info: &MatchInfo,
+        info: &MatchCalls,
         event: &mut StageEvent<'_>,
         time: i64,
         location: &Position,
@@ -487,9 +487,9 @@ impl<'a> Stage<'a> {
         for (function, failure) in info.failures() {
             count_aux(rule, function, failure);
         }
-        let no_title: Called<String> = Ok(None);
+        let no_title: CallResult<String> = Ok(None);
         let dedup = semantics::dedup(
-            &rule.slot.rule.spec,
+            &rule.runner.rule.spec,
             &info.dedup,
             info.title.as_ref().unwrap_or(&no_title),
         );
@@ -523,20 +523,21 @@ impl<'a> Stage<'a> {
         // by at most one deadline per window.
         let rule = &mut self.rules[index];
         let event = event.get();
-        rule.slot.share_deadline();
+        rule.runner.calls().set_time(time);
+        rule.runner.calls().share_deadline(true);
         let title = match &info.title {
             Some(t) => t.clone(),
             None => {
-                let t = rule.slot.title(event, time);
+                let t = rule.runner.title(event);
                 if let Err(failure) = &t {
                     count_aux(rule, Function::Title, failure);
                 }
                 t
             }
         };
-        let frozen = freeze(rule, event, time, &title);
-        rule.slot.end_shared_deadline();
-        let spec = &rule.slot.rule.spec;
+        let frozen = freeze(rule, event, &title);
+        rule.runner.calls().share_deadline(false);
+        let spec = &rule.runner.rule.spec;
         let (period, threshold) = (spec.dedup_period_ms(), spec.threshold);
         if let Err(cap) = self
             .state
@@ -560,7 +561,7 @@ impl<'a> Stage<'a> {
             rule.reported += 1;
             (self.warn)(&format!(
                 "rule `{}` failed on `{location}`: {error}",
-                rule.slot.rule.spec.rule_id
+                rule.runner.rule.spec.rule_id
             ));
         }
         let key = WindowKey {
@@ -574,7 +575,7 @@ impl<'a> Stage<'a> {
             unique: None,
         };
         if !self.state.add(&key, hit.clone()).counted() {
-            let spec = &rule.slot.rule.spec;
+            let spec = &rule.runner.rule.spec;
             let frozen = AlertFields {
                 title: format!("{}: {error}", spec.rule_id),
                 severity: spec.severity,
@@ -605,7 +606,7 @@ impl<'a> Stage<'a> {
     fn write(&mut self, closed: &Closed<Position, AlertFields>) -> io::Result<()> {
         let rule = &mut self.rules[closed.key.rule];
         let is_error = closed.key.namespace == Namespace::Error;
-        let record = AlertRecord::from_closed(&rule.slot.rule.spec, closed);
+        let record = AlertRecord::from_closed(&rule.runner.rule.spec, closed);
         self.sink.write(&Record::Alert(&record))?;
         if !is_error {
             rule.stats.alerts += 1;
@@ -661,7 +662,7 @@ impl<'a> Stage<'a> {
         summary.rules = self
             .rules
             .into_iter()
-            .map(|r| (r.slot.rule.spec.rule_id.clone(), r.stats))
+            .map(|r| (r.runner.rule.spec.rule_id.clone(), r.stats))
             .collect();
         Ok(summary)
     }
@@ -695,19 +696,14 @@ fn count_aux(rule: &mut StageRule, function: Function, failure: &RuleFailure) {
 
 /// Calls the functions whose values an alert keeps, for the match that opens a window,
 /// and applies Panther's fallbacks; failed calls and invalid values are counted.
-fn freeze(
-    rule: &mut StageRule,
-    event: &Arc<Value>,
-    time: i64,
-    title: &Called<String>,
-) -> AlertFields {
-    let slot = &mut rule.slot;
-    let severity = slot.call(event, time, RuleInstance::call_severity);
-    let context = slot.call(event, time, RuleInstance::call_alert_context);
-    let description = slot.call(event, time, RuleInstance::call_description);
-    let reference = slot.call(event, time, RuleInstance::call_reference);
-    let runbook = slot.call(event, time, RuleInstance::call_runbook);
-    let destinations = slot.call(event, time, RuleInstance::call_destinations);
+fn freeze(rule: &mut StageRule, event: &Arc<Value>, title: &CallResult<String>) -> AlertFields {
+    let calls = rule.runner.calls();
+    let severity = calls.text(Function::Severity, event);
+    let context = calls.text(Function::AlertContext, event);
+    let description = calls.text(Function::Description, event);
+    let reference = calls.text(Function::Reference, event);
+    let runbook = calls.text(Function::Runbook, event);
+    let destinations = calls.destinations(event);
     for (function, failure) in [
         (Function::Severity, severity.as_ref().err()),
         (Function::AlertContext, context.as_ref().err()),
@@ -720,7 +716,7 @@ fn freeze(
             count_aux(rule, function, failure);
         }
     }
-    let spec = &rule.slot.rule.spec;
+    let spec = &rule.runner.rule.spec;
     let (severity_value, severity_error) = semantics::severity(spec, &severity);
     let (alert_context, context_error) = semantics::alert_context(&context);
     // Failed calls were counted above; invalid values returned are errors too.

@@ -4,66 +4,8 @@
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 
+use crate::calls::Function;
 use crate::source::Position;
-
-/// A function of the rule contract, to attribute failed calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Function {
-    /// `rule`.
-    Rule,
-    /// `title`.
-    Title,
-    /// `dedup`.
-    Dedup,
-    /// `unique`.
-    Unique,
-    /// `severity`.
-    Severity,
-    /// `alert-context`.
-    AlertContext,
-    /// `description`.
-    Description,
-    /// `reference`.
-    Reference,
-    /// `runbook`.
-    Runbook,
-    /// `destinations`.
-    Destinations,
-    /// `evaluate-batch`: `rule`, `dedup`, `title` and `unique` of up to 32 events in one
-    /// call (the optional `batch` interface).
-    EvaluateBatch,
-}
-
-impl Function {
-    /// The WIT name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Function::Rule => "rule",
-            Function::Title => "title",
-            Function::Dedup => "dedup",
-            Function::Unique => "unique",
-            Function::Severity => "severity",
-            Function::AlertContext => "alert-context",
-            Function::Description => "description",
-            Function::Reference => "reference",
-            Function::Runbook => "runbook",
-            Function::Destinations => "destinations",
-            Function::EvaluateBatch => "evaluate-batch",
-        }
-    }
-
-    /// Whether this is a fast path: a call that stands for several functions, whose
-    /// results must equal theirs.
-    pub fn is_fast_path(self) -> bool {
-        self == Function::EvaluateBatch
-    }
-}
-
-impl std::fmt::Display for Function {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// Counts for one rule.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

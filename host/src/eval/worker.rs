@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::Value;
 
-use super::outcome::{Evaluated, EvaluatedLines, LineItem, Note, Outcome, StagedEvent};
-use super::slot::{Check, Paths, Slot};
+use super::Rule;
+use super::runner::{Check, Paths, Runner};
+use super::verdict::{Judged, JudgedLines, LineItem, Note, StagedEvent, Verdict};
 use crate::clock::Clock;
 use crate::filters::FilterIndex;
 use crate::input::{BadLine, Line, LineBatch, parse_line};
-use crate::ruleset::LoadedRule;
 
 /// Events gathered per `evaluate-batch` call at most: enough to spread a call's fixed
 /// cost thin, few enough that the events stay in cache and a failed batch costs little.
@@ -47,7 +47,7 @@ struct Pending {
 
 /// Evaluates events against every rule; owns one instance per rule.
 pub(super) struct Worker {
-    slots: Vec<Slot>,
+    runners: Vec<Runner>,
     clock: Clock,
     /// Set by the alert stage when it quarantines a rule, so workers stop calling it.
     quarantined: Arc<[AtomicBool]>,
@@ -74,7 +74,7 @@ struct FilterGroups {
 }
 
 impl FilterGroups {
-    fn new(rules: &[LoadedRule]) -> Self {
+    fn new(rules: &[Rule]) -> Self {
         let mut seen: HashMap<String, usize> = HashMap::new();
         let mut distinct = Vec::new();
         let of_rule = rules
@@ -109,17 +109,17 @@ pub(super) struct WorkerSettings {
 
 impl Worker {
     pub fn new(
-        rules: &[LoadedRule],
+        rules: &[Rule],
         clock: Clock,
         quarantined: Arc<[AtomicBool]>,
         settings: &WorkerSettings,
     ) -> Self {
         let filters = FilterGroups::new(rules);
         Worker {
-            slots: rules
+            runners: rules
                 .iter()
                 .cloned()
-                .map(|rule| Slot::new(rule, settings.paths, settings.budget))
+                .map(|rule| Runner::new(rule, settings.paths, settings.budget))
                 .collect(),
             clock,
             quarantined,
@@ -133,10 +133,10 @@ impl Worker {
     /// Another worker of the same rules, with instances of its own.
     pub fn fork(&self, settings: &WorkerSettings) -> Self {
         Worker {
-            slots: self
-                .slots
+            runners: self
+                .runners
                 .iter()
-                .map(|s| Slot::new(s.rule.clone(), settings.paths, settings.budget))
+                .map(|s| Runner::new(s.rule.clone(), settings.paths, settings.budget))
                 .collect(),
             clock: self.clock.clone(),
             quarantined: self.quarantined.clone(),
@@ -155,9 +155,9 @@ impl Worker {
             (Verify::Sampled, true) => Check::Next,
             (Verify::Sampled, false) => Check::Off,
         };
-        for slot in &mut self.slots {
-            slot.spent = 0;
-            slot.check = check;
+        for runner in &mut self.runners {
+            runner.spent = 0;
+            runner.check = check;
         }
     }
 
@@ -169,32 +169,32 @@ impl Worker {
         event: Arc<Value>,
         time: Option<i64>,
         index: usize,
-        out: &mut Vec<Outcome>,
+        out: &mut Vec<Verdict>,
         pending: &mut Pending,
     ) {
         self.filter_results.fill(None);
         self.filters.index.apply(&event, &mut self.filter_results);
-        pending.calls.resize_with(self.slots.len(), Vec::new);
+        pending.calls.resize_with(self.runners.len(), Vec::new);
         let at = pending.events.len();
         let base = out.len();
         let rules = self
-            .slots
+            .runners
             .iter()
             .zip(self.quarantined.iter())
             .zip(self.filters.of_rule.iter())
             .zip(pending.calls.iter_mut());
-        for (((slot, quarantined), group), calls) in rules {
+        for (((runner, quarantined), group), calls) in rules {
             let outcome = if quarantined.load(Ordering::Relaxed) {
-                Outcome::Skipped
+                Verdict::Skipped
             } else if let Some(group) = *group
-                && let Some(filters) = &slot.rule.spec.inline_filters
+                && let Some(filters) = &runner.rule.spec.inline_filters
                 && !*self.filter_results[group].get_or_insert_with(|| filters.matches(&event))
             {
-                Outcome::Filtered
+                Verdict::Filtered
             } else {
                 calls.push(at);
                 // A placeholder, replaced by `flush`.
-                Outcome::NoMatch
+                Verdict::NoMatch
             };
             out.push(outcome);
         }
@@ -205,12 +205,12 @@ impl Worker {
 
     /// Makes the calls `pending` gathered, one batch per rule, puts each outcome in its
     /// place in `out`, and drops the events.
-    fn flush(&mut self, pending: &mut Pending, out: &mut [Outcome], notes: &mut Vec<Note>) {
+    fn flush(&mut self, pending: &mut Pending, out: &mut [Verdict], notes: &mut Vec<Note>) {
         let mut events = Vec::new();
         let mut times = Vec::new();
         let mut indices = Vec::new();
         let mut outcomes = Vec::new();
-        for (rule, (slot, calls)) in self.slots.iter_mut().zip(&mut pending.calls).enumerate() {
+        for (rule, (runner, calls)) in self.runners.iter_mut().zip(&mut pending.calls).enumerate() {
             if calls.is_empty() {
                 continue;
             }
@@ -224,7 +224,7 @@ impl Worker {
                 indices.push(*index);
             }
             outcomes.clear();
-            slot.evaluate_many(rule, &events, &times, &indices, &mut outcomes, notes);
+            runner.evaluate_many(rule, &events, &times, &indices, &mut outcomes, notes);
             debug_assert_eq!(outcomes.len(), calls.len());
             for (&at, outcome) in calls.iter().zip(outcomes.drain(..)) {
                 out[pending.events[at].2 + rule] = outcome;
@@ -236,13 +236,13 @@ impl Worker {
 
     /// Evaluates events given already parsed, in groups of [`BATCH_EVENTS`] (as a line
     /// batch would be); an event without a `time` gets the one its own fields give.
-    pub fn events(&mut self, events: Vec<StagedEvent>) -> Evaluated {
+    pub fn events(&mut self, events: Vec<StagedEvent>) -> Judged {
         let sampled = self
             .single_events
             .is_multiple_of(CHECK_EVERY_BATCHES * 1024);
         self.single_events += events.len() as u64;
         self.begin(sampled);
-        let mut outcomes = Vec::with_capacity(events.len() * self.slots.len());
+        let mut outcomes = Vec::with_capacity(events.len() * self.runners.len());
         let mut notes = Vec::new();
         let mut pending = Pending::default();
         let mut staged = Vec::with_capacity(events.len());
@@ -264,7 +264,7 @@ impl Worker {
         }
         self.flush(&mut pending, &mut outcomes, &mut notes);
         notes.sort_by_key(|n| (n.event, n.rule));
-        Evaluated::Events {
+        Judged::Events {
             events: staged,
             outcomes,
             notes,
@@ -279,10 +279,10 @@ impl Worker {
         batch: LineBatch,
         max_line: usize,
         sampled: bool,
-    ) -> Evaluated {
+    ) -> Judged {
         self.begin(sampled);
         let mut items = Vec::with_capacity(batch.lines.len());
-        let mut outcomes = Vec::with_capacity(batch.lines.len() * self.slots.len());
+        let mut outcomes = Vec::with_capacity(batch.lines.len() * self.runners.len());
         let mut notes = Vec::new();
         let mut pending = Pending::default();
         let mut events = 0;
@@ -313,7 +313,7 @@ impl Worker {
         }
         self.flush(&mut pending, &mut outcomes, &mut notes);
         notes.sort_by_key(|n| (n.event, n.rule));
-        Evaluated::Lines(EvaluatedLines {
+        Judged::Lines(JudgedLines {
             file,
             batch,
             items,

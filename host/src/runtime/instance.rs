@@ -10,30 +10,8 @@ use wasmtime::{Store, Trap};
 
 use super::bindings::{batch, detection, types};
 use super::host::{HostState, handle_rep, pack};
-use super::{BatchFailure, Limits, RuleFailure, flatten, limits, wasi};
-
-/// What a call of an optional function gave: `Ok(None)` when the rule does not define it,
-/// `Ok(Some(value))`, or the failure (a raised error is [`RuleFailure::Returned`]).
-pub type Called<T> = Result<Option<T>, RuleFailure>;
-
-/// One event's outcome from `evaluate-batch`, each field as the function of `detection`
-/// would have given it ([`Called`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BatchOutcome {
-    /// `rule` returned false.
-    NoMatch,
-    /// `rule` returned true.
-    Match {
-        /// `dedup`.
-        dedup: Called<String>,
-        /// `title`, when `dedup` is not defined (else `Ok(None)`).
-        title: Called<String>,
-        /// `unique`.
-        unique: Called<String>,
-    },
-    /// `rule` raised this error.
-    RuleError(String),
-}
+use super::{Limits, flatten, limits, wasi};
+use crate::calls::{BatchFailure, BatchOutcome, CallResult, RuleFailure};
 
 /// What a rule printed, when its output is captured.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -80,12 +58,12 @@ enum NoneMeans {
     Error,
 }
 
-/// [`Called`] from what the guest returned for function `name`.
+/// [`CallResult`] from what the guest returned for function `name`.
 fn called<T: Default>(
     raw: Option<Result<Option<T>, String>>,
     name: &str,
     none: NoneMeans,
-) -> Called<T> {
+) -> CallResult<T> {
     match raw {
         None => Ok(None),
         Some(Ok(Some(value))) => Ok(Some(value)),
@@ -110,7 +88,7 @@ macro_rules! optional_functions {
     ($($(#[$doc:meta])* $name:ident => $call:ident, $wit:literal, $ty:ty, $none:expr;)*) => {
         $(
             $(#[$doc])*
-            pub fn $name(&mut self, event: &Arc<Json>) -> Called<$ty> {
+            pub fn $name(&mut self, event: &Arc<Json>) -> CallResult<$ty> {
                 let raw = self.call(std::slice::from_ref(event), |store, guest, call| {
                     guest.0.$call(store, lend(call))
                 })?;

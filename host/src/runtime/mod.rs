@@ -25,6 +25,7 @@ mod component;
 mod host;
 mod instance;
 mod limits;
+mod respawn;
 mod wasi;
 
 use sha2::{Digest, Sha256};
@@ -37,74 +38,13 @@ use wasmtime::{Config, Engine};
 use bindings::{batch, detection, types};
 use host::HostState;
 
+pub use crate::calls::{BatchFailure, BatchOutcome, CallResult, RuleFailure};
 pub use audit::{Audit, ImportVerdict, Provision, WorldMismatch};
 pub use cache::{CacheOutcome, CacheProblem, CodeCache};
 pub use component::{Output, RuleComponent};
-pub use instance::{BatchOutcome, Called, CapturedOutput, Deadline, RuleInstance};
+pub use instance::{CapturedOutput, Deadline, RuleInstance};
 pub use limits::Limits;
-
-/// Why a call into a rule failed. Each is a rule error (for `rule`) or a counted fallback
-/// (for the other functions); the instance must be replaced after any but [`Self::Returned`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RuleFailure {
-    /// The call ran past the deadline ([`Limits::timeout`]).
-    Timeout,
-    /// The rule asked for more memory, tables or instances than [`Limits`] allow.
-    ResourceLimit(String),
-    /// The guest trapped: a Rust panic, an out-of-bounds access, an explicit `unreachable`.
-    Trap(String),
-    /// `rule` returned `err(message)`: the rule raised an error without crashing.
-    Returned(String),
-    /// Not called: the deadline it shared with earlier calls ([`Deadline`]) had passed.
-    DeadlinePassed,
-}
-
-/// Why [`RuleInstance::evaluate_batch`] gave no results.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BatchFailure {
-    /// The call failed as any call can.
-    Call(RuleFailure),
-    /// The rule read a clock or a random number during the call.
-    ReadClockOrRandom,
-    /// More events or packed bytes than fit the call's `u32`s.
-    TooMany,
-    /// The component does not export the optional `batch` interface.
-    Unsupported,
-}
-
-impl RuleFailure {
-    /// A short name for the failure, used as the dedup key of rule errors (as Panther uses
-    /// the exception class name).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            RuleFailure::Timeout => "Timeout",
-            RuleFailure::ResourceLimit(_) => "ResourceLimit",
-            RuleFailure::Trap(_) => "Trap",
-            RuleFailure::Returned(_) => "RuleError",
-            RuleFailure::DeadlinePassed => "DeadlinePassed",
-        }
-    }
-
-    /// Whether the Store is poisoned and the instance must be replaced.
-    pub fn needs_fresh_instance(&self) -> bool {
-        !matches!(self, RuleFailure::Returned(_) | RuleFailure::DeadlinePassed)
-    }
-}
-
-impl std::fmt::Display for RuleFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RuleFailure::Timeout => write!(f, "timed out"),
-            RuleFailure::ResourceLimit(m) => write!(f, "resource limit exceeded: {m}"),
-            RuleFailure::Trap(m) => write!(f, "trapped: {m}"),
-            RuleFailure::Returned(m) => write!(f, "rule error: {m}"),
-            RuleFailure::DeadlinePassed => write!(
-                f,
-                "not called: the deadline it shared with the window's other calls had passed"
-            ),
-        }
-    }
-}
+pub use respawn::Respawning;
 
 /// A component failed to load, or was refused.
 #[derive(Debug, thiserror::Error)]

@@ -1,21 +1,20 @@
-//! [`Slot`]: one rule's instance in a worker (or in the stage), and what the worker learned
-//! about the rule: which functions it defines and which fast paths still pay.
+//! [`Runner`]: one rule in a worker (or in the stage): its instance's calls
+//! ([`RuleCalls`]), and what the worker learned about the rule: which functions it defines,
+//! whether its batch call still pays, and what its failures cost.
 
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::outcome::{MatchInfo, Note, NoteKind, Outcome, disagreement};
-use super::summary::Function;
-use crate::ruleset::LoadedRule;
-use crate::runtime::{BatchFailure, Deadline, Output, RuleFailure, RuleInstance};
-use crate::semantics::Called;
+use super::Rule;
+use super::verdict::{MatchCalls, Note, NoteKind, Verdict, disagreement};
+use crate::calls::{BatchFailure, CallResult, Function, RuleCalls, RuleFailure};
 
 /// Which ways of calling a rule a worker may use. `eval` uses [`Paths::Auto`]; `rulehost
 /// test` runs scenarios both ways and compares them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Paths {
-    /// `evaluate-batch` when the component has it, one call per function after a failure
+    /// The batch call when the rule has one, one call per function after a failure
     /// (what `eval` does).
     #[default]
     Auto,
@@ -23,7 +22,7 @@ pub enum Paths {
     Functions,
 }
 
-/// Which fast-path calls are checked against one call per function.
+/// Which batch calls are checked against one call per function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Check {
     /// None.
@@ -35,20 +34,20 @@ pub(crate) enum Check {
 }
 
 /// One rule's instance inside a worker, and what the worker learned about it.
-pub(crate) struct Slot {
-    pub rule: LoadedRule,
-    instance: Option<RuleInstance>,
+pub(crate) struct Runner {
+    pub rule: Rule,
+    calls: Box<dyn RuleCalls>,
     /// Whether `title`, `dedup`, `unique` are defined, learned from the first call: a
     /// function's definedness may not depend on the event (wit/rulehost.wit), so an
     /// undefined function is never called again.
-    pub defines_title: Option<bool>,
+    defines_title: Option<bool>,
     defines_dedup: Option<bool>,
     defines_unique: Option<bool>,
-    /// Whether events may still go to `evaluate-batch`: the component has it, and no
-    /// batch read a clock or a random number (whose values depend on the call), timed out,
-    /// hit a limit, or failed where one call per function did not.
+    /// Whether events may still go to the batch call: the rule has one, and no batch read
+    /// a clock or a random number (whose values depend on the call), timed out, hit a
+    /// limit, or failed where one call per function did not.
     batch: bool,
-    /// Whether the next fast-path call is checked.
+    /// Whether the next batch call is checked.
     pub check: Check,
     /// Costly failures ([`RuleFailure::needs_fresh_instance`]) of calls whose outcome the
     /// stage counts, in the current line batch: at the budget the worker stops calling the
@@ -56,89 +55,48 @@ pub(crate) struct Slot {
     pub spent: u32,
     /// The stage's [`super::Quarantine`] budget.
     pub budget: Option<u32>,
-    /// Set after a checked fast-path call disagreed: the stage quarantines the rule at
-    /// that event, so no later event needs its calls.
+    /// Set after a checked batch call disagreed: the stage quarantines the rule at that
+    /// event, so no later event needs its calls.
     stopped: bool,
-    /// When set, calls share this deadline ([`RuleInstance::share_deadline`]).
-    deadline: Option<Deadline>,
 }
 
-impl Slot {
-    pub fn new(rule: LoadedRule, paths: Paths, budget: Option<u32>) -> Self {
-        Slot {
-            instance: None,
+impl Runner {
+    pub fn new(rule: Rule, paths: Paths, budget: Option<u32>) -> Self {
+        Runner {
+            calls: rule.code.instance(),
             defines_title: None,
             defines_dedup: None,
             defines_unique: None,
-            batch: rule.spec.create_alert && paths == Paths::Auto && rule.component.has_batch(),
+            batch: rule.spec.create_alert && paths == Paths::Auto && rule.code.has_batch(),
             check: Check::Off,
             spent: 0,
             budget,
             stopped: false,
-            deadline: None,
             rule,
         }
     }
 
+    /// The rule's calls, for the stage's own (the alert fields).
+    pub fn calls(&mut self) -> &mut dyn RuleCalls {
+        &mut *self.calls
+    }
+
     /// Drops the instance (after quarantine).
-    pub fn drop_instance(&mut self) {
-        self.instance = None;
+    pub fn reset(&mut self) {
+        self.calls.reset();
     }
 
-    /// Makes the following calls share one call's deadline, until `end_shared_deadline`.
-    pub fn share_deadline(&mut self) {
-        self.deadline = Some(self.rule.component.deadline());
-    }
-
-    /// Gives each following call its own deadline again.
-    pub fn end_shared_deadline(&mut self) {
-        self.deadline = None;
-    }
-
-    fn instance(&mut self, time_ms: i64) -> Result<&mut RuleInstance, RuleFailure> {
-        if self.instance.is_none() {
-            let inst = self
-                .rule
-                .component
-                .instantiate(Output::Discard)
-                .map_err(|e| RuleFailure::Trap(format!("failed to instantiate: {e:#}")))?;
-            self.instance = Some(inst);
-        }
-        let inst = self.instance.as_mut().expect("instantiated above");
-        inst.set_event_time(time_ms);
-        inst.share_deadline(self.deadline);
-        Ok(inst)
-    }
-
-    /// Calls one export; a failure that poisons the Store drops the instance.
-    pub fn call<T>(
+    /// An optional function that returns a string, unless known to be undefined.
+    fn optional(
         &mut self,
+        defined: fn(&mut Runner) -> &mut Option<bool>,
+        function: Function,
         event: &Arc<Value>,
-        time_ms: i64,
-        call: impl FnOnce(&mut RuleInstance, &Arc<Value>) -> Result<T, RuleFailure>,
-    ) -> Result<T, RuleFailure> {
-        let result = self.instance(time_ms).and_then(|inst| call(inst, event));
-        if result
-            .as_ref()
-            .is_err_and(RuleFailure::needs_fresh_instance)
-        {
-            self.instance = None;
-        }
-        result
-    }
-
-    /// Calls an optional export unless it is known to be undefined.
-    pub fn optional(
-        &mut self,
-        defined: fn(&mut Slot) -> &mut Option<bool>,
-        event: &Arc<Value>,
-        time_ms: i64,
-        call: fn(&mut RuleInstance, &Arc<Value>) -> Called<String>,
-    ) -> Called<String> {
+    ) -> CallResult<String> {
         if *defined(self) == Some(false) {
             return Ok(None);
         }
-        let result = self.call(event, time_ms, call);
+        let result = self.calls.text(function, event);
         if let Ok(value) = &result {
             *defined(self) = Some(value.is_some());
         }
@@ -146,13 +104,8 @@ impl Slot {
     }
 
     /// `title`, unless known to be undefined.
-    pub fn title(&mut self, event: &Arc<Value>, time_ms: i64) -> Called<String> {
-        self.optional(
-            |s| &mut s.defines_title,
-            event,
-            time_ms,
-            RuleInstance::call_title,
-        )
+    pub fn title(&mut self, event: &Arc<Value>) -> CallResult<String> {
+        self.optional(|r| &mut r.defines_title, Function::Title, event)
     }
 
     /// Whether the rule has spent its failure budget in this line batch.
@@ -163,29 +116,20 @@ impl Slot {
     /// Runs the rule on one event with one call per function: `rule`, then on a match
     /// what every match needs (`dedup`, `unique`, and `title` when it stands in for an
     /// undefined `dedup`). This is the outcome every other path must agree with.
-    fn functions(&mut self, event: &Arc<Value>, time_ms: i64) -> Outcome {
-        let outcome = match self.call(event, time_ms, RuleInstance::rule) {
-            Ok(false) => Outcome::NoMatch,
-            Err(failure) => Outcome::Failed(Box::new(failure)),
-            Ok(true) if !self.rule.spec.create_alert => Outcome::Signal,
+    fn functions(&mut self, event: &Arc<Value>, time_ms: i64) -> Verdict {
+        self.calls.set_time(time_ms);
+        let outcome = match self.calls.rule(event) {
+            Ok(false) => Verdict::NoMatch,
+            Err(failure) => Verdict::Failed(Box::new(failure)),
+            Ok(true) if !self.rule.spec.create_alert => Verdict::Signal,
             Ok(true) => {
-                let dedup = self.optional(
-                    |s| &mut s.defines_dedup,
-                    event,
-                    time_ms,
-                    RuleInstance::call_dedup,
-                );
+                let dedup = self.optional(|r| &mut r.defines_dedup, Function::Dedup, event);
                 let title = match dedup {
-                    Ok(None) => Some(self.title(event, time_ms)),
+                    Ok(None) => Some(self.title(event)),
                     _ => None,
                 };
-                let unique = self.optional(
-                    |s| &mut s.defines_unique,
-                    event,
-                    time_ms,
-                    RuleInstance::call_unique,
-                );
-                Outcome::Match(Box::new(MatchInfo {
+                let unique = self.optional(|r| &mut r.defines_unique, Function::Unique, event);
+                Verdict::Match(Box::new(MatchCalls {
                     dedup,
                     title,
                     unique,
@@ -196,11 +140,9 @@ impl Slot {
         outcome
     }
 
-    /// Clock and random reads of the current instance so far (0 without one).
+    /// Clock and random reads of the current instance so far.
     fn reads(&self) -> u64 {
-        self.instance
-            .as_ref()
-            .map_or(0, RuleInstance::clock_or_random_reads)
+        self.calls.clock_or_random_reads()
     }
 
     /// Whether this call of a fast path is checked, consuming a [`Check::Next`].
@@ -226,14 +168,12 @@ impl Slot {
         events: &[Arc<Value>],
         times: &[i64],
         indices: &[usize],
-        out: &mut Vec<Outcome>,
+        out: &mut Vec<Verdict>,
         notes: &mut Vec<Note>,
     ) {
         if self.batch && !self.exhausted() {
-            let batch = self
-                .instance(times[0])
-                .map_err(BatchFailure::Call)
-                .and_then(|inst| inst.evaluate_batch(events));
+            self.calls.set_time(times[0]);
+            let batch = self.calls.batch(events);
             match batch {
                 Ok(results) if self.take_check() => {
                     let mut mismatch = None;
@@ -241,7 +181,7 @@ impl Slot {
                         events.iter().zip(times).zip(results.iter().zip(indices))
                     {
                         if self.exhausted() {
-                            out.push(Outcome::Skipped);
+                            out.push(Verdict::Skipped);
                             continue;
                         }
                         let reads = self.reads();
@@ -269,13 +209,10 @@ impl Slot {
                     return;
                 }
                 Ok(results) => {
-                    out.extend(results.into_iter().map(Outcome::from_fast));
+                    out.extend(results.into_iter().map(Verdict::from_fast));
                     return;
                 }
                 Err(BatchFailure::Call(failure)) => {
-                    if failure.needs_fresh_instance() {
-                        self.instance = None;
-                    }
                     // A rule slow or big enough to hit a limit on a batch gains little from
                     // batching, and would waste a batch's work on every later one.
                     let costly = matches!(
@@ -298,10 +235,7 @@ impl Slot {
                     }
                     return;
                 }
-                Err(BatchFailure::ReadClockOrRandom) => {
-                    self.batch = false;
-                    self.instance = None;
-                }
+                Err(BatchFailure::ReadClockOrRandom) => self.batch = false,
                 Err(BatchFailure::TooMany | BatchFailure::Unsupported) => {}
             }
         }
@@ -309,10 +243,10 @@ impl Slot {
     }
 
     /// One call per function on each event, until the rule spends its failure budget.
-    fn each(&mut self, events: &[Arc<Value>], times: &[i64], out: &mut Vec<Outcome>) {
+    fn each(&mut self, events: &[Arc<Value>], times: &[i64], out: &mut Vec<Verdict>) {
         for (event, &time) in events.iter().zip(times) {
             out.push(if self.exhausted() {
-                Outcome::Skipped
+                Verdict::Skipped
             } else {
                 self.functions(event, time)
             });

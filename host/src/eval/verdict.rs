@@ -1,4 +1,4 @@
-//! What a worker hands the alert stage: per event, each rule's [`Outcome`], and [`Note`]s
+//! What a worker hands the alert stage: per event, each rule's [`Verdict`], and [`Note`]s
 //! on calls off the one-call-per-function path (a fast path that failed, or whose results
 //! differed in a sampled check).
 
@@ -6,14 +6,12 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::summary::Function;
+use crate::calls::{BatchOutcome, CallResult, Function, RuleFailure};
 use crate::input::LineBatch;
-use crate::runtime::{BatchOutcome, RuleFailure};
-use crate::semantics::Called;
 use crate::source::Position;
 
 /// What one rule made of one event, in a worker.
-pub(crate) enum Outcome {
+pub(crate) enum Verdict {
     /// Ruled out by `InlineFilters`; the rule was not called.
     Filtered,
     /// `rule` returned false.
@@ -24,7 +22,7 @@ pub(crate) enum Outcome {
     /// A match of a `CreateAlert: false` rule.
     Signal,
     /// A match.
-    Match(Box<MatchInfo>),
+    Match(Box<MatchCalls>),
     /// Not evaluated: the rule is quarantined, or has spent its failure budget in this
     /// line batch (then the stage has quarantined it at or before this event).
     Skipped,
@@ -32,13 +30,13 @@ pub(crate) enum Outcome {
 
 /// The calls every match needs. `title` is `None` when it was not needed (the rule's
 /// `dedup` gave a value): the alert stage calls it only if the match opens a window.
-pub(crate) struct MatchInfo {
-    pub dedup: Called<String>,
-    pub title: Option<Called<String>>,
-    pub unique: Called<String>,
+pub(crate) struct MatchCalls {
+    pub dedup: CallResult<String>,
+    pub title: Option<CallResult<String>>,
+    pub unique: CallResult<String>,
 }
 
-impl MatchInfo {
+impl MatchCalls {
     /// The failed calls, each with its function.
     pub fn failures(&self) -> impl Iterator<Item = (Function, &RuleFailure)> {
         [
@@ -51,19 +49,19 @@ impl MatchInfo {
     }
 }
 
-impl Outcome {
+impl Verdict {
     /// The outcome an `evaluate-batch` result for one event stands for.
-    pub fn from_fast(result: BatchOutcome) -> Outcome {
+    pub fn from_fast(result: BatchOutcome) -> Verdict {
         match result {
-            BatchOutcome::NoMatch => Outcome::NoMatch,
+            BatchOutcome::NoMatch => Verdict::NoMatch,
             BatchOutcome::RuleError(message) => {
-                Outcome::Failed(Box::new(RuleFailure::Returned(message)))
+                Verdict::Failed(Box::new(RuleFailure::Returned(message)))
             }
             BatchOutcome::Match {
                 dedup,
                 title,
                 unique,
-            } => Outcome::Match(Box::new(MatchInfo {
+            } => Verdict::Match(Box::new(MatchCalls {
                 title: matches!(dedup, Ok(None)).then_some(title),
                 dedup,
                 unique,
@@ -75,14 +73,14 @@ impl Outcome {
     /// `title` (used only when `dedup` is not defined) and `unique`.
     pub fn from_calls(
         rule: &Result<bool, RuleFailure>,
-        dedup: &Called<String>,
-        title: &Called<String>,
-        unique: &Called<String>,
-    ) -> Outcome {
+        dedup: &CallResult<String>,
+        title: &CallResult<String>,
+        unique: &CallResult<String>,
+    ) -> Verdict {
         match rule {
-            Ok(false) => Outcome::NoMatch,
-            Err(failure) => Outcome::Failed(Box::new(failure.clone())),
-            Ok(true) => Outcome::Match(Box::new(MatchInfo {
+            Ok(false) => Verdict::NoMatch,
+            Err(failure) => Verdict::Failed(Box::new(failure.clone())),
+            Ok(true) => Verdict::Match(Box::new(MatchCalls {
                 dedup: dedup.clone(),
                 title: matches!(dedup, Ok(None)).then(|| title.clone()),
                 unique: unique.clone(),
@@ -93,8 +91,8 @@ impl Outcome {
     /// Every failed call behind this outcome, with its function.
     pub fn failures(&self) -> Vec<(Function, &RuleFailure)> {
         match self {
-            Outcome::Failed(f) => vec![(Function::Rule, f)],
-            Outcome::Match(info) => info.failures().collect(),
+            Verdict::Failed(f) => vec![(Function::Rule, f)],
+            Verdict::Match(info) => info.failures().collect(),
             _ => Vec::new(),
         }
     }
@@ -110,7 +108,7 @@ impl Outcome {
 }
 
 /// How a function's result shows in a disagreement.
-fn shown(called: &Called<String>) -> String {
+fn shown(called: &CallResult<String>) -> String {
     match called {
         Ok(Some(value)) => format!("{value:?}"),
         Ok(None) => "nothing (not defined)".to_owned(),
@@ -122,7 +120,7 @@ fn shown(called: &Called<String>) -> String {
 /// (`truth`), or `None` when they agree. A batch may fail where the functions do (the host
 /// then calls them one by one), but it must not succeed where one of them fails, nor
 /// return other values.
-pub(crate) fn disagreement(fast: &BatchOutcome, truth: &Outcome) -> Option<String> {
+pub(crate) fn disagreement(fast: &BatchOutcome, truth: &Verdict) -> Option<String> {
     let gave = match fast {
         BatchOutcome::NoMatch => "no match".to_owned(),
         BatchOutcome::Match {
@@ -138,24 +136,24 @@ pub(crate) fn disagreement(fast: &BatchOutcome, truth: &Outcome) -> Option<Strin
         BatchOutcome::RuleError(e) => format!("the error {e:?}"),
     };
     match (truth, fast) {
-        (Outcome::NoMatch, BatchOutcome::NoMatch) => None,
-        (Outcome::NoMatch, _) => Some(format!("gave {gave} where `rule` returns false")),
-        (Outcome::Failed(f), BatchOutcome::RuleError(e)) if matches!(&**f, RuleFailure::Returned(m) if m == e) => {
+        (Verdict::NoMatch, BatchOutcome::NoMatch) => None,
+        (Verdict::NoMatch, _) => Some(format!("gave {gave} where `rule` returns false")),
+        (Verdict::Failed(f), BatchOutcome::RuleError(e)) if matches!(&**f, RuleFailure::Returned(m) if m == e) => {
             None
         }
-        (Outcome::Failed(f), _) => Some(match &**f {
+        (Verdict::Failed(f), _) => Some(match &**f {
             RuleFailure::Returned(m) => format!("gave {gave} where `rule` raises {m:?}"),
             other => format!("gave {gave} where `rule` fails ({other})"),
         }),
         (
-            Outcome::Match(info),
+            Verdict::Match(info),
             BatchOutcome::Match {
                 dedup,
                 title,
                 unique,
             },
         ) => {
-            let differs = |name: &str, want: &Called<String>, got: &Called<String>| {
+            let differs = |name: &str, want: &CallResult<String>, got: &CallResult<String>| {
                 (want != got).then(|| {
                     format!(
                         "gave {name} {} where `{name}` gives {}",
@@ -172,8 +170,8 @@ pub(crate) fn disagreement(fast: &BatchOutcome, truth: &Outcome) -> Option<Strin
                 .or(title)
                 .or_else(|| differs("unique", &info.unique, unique))
         }
-        (Outcome::Match(_), _) => Some(format!("gave {gave} where `rule` returns true")),
-        (Outcome::Filtered | Outcome::Signal | Outcome::Skipped, _) => None,
+        (Verdict::Match(_), _) => Some(format!("gave {gave} where `rule` returns true")),
+        (Verdict::Filtered | Verdict::Signal | Verdict::Skipped, _) => None,
     }
 }
 
@@ -208,16 +206,16 @@ pub(crate) enum NoteKind {
 }
 
 /// One input item after a worker has seen it.
-pub(crate) enum Evaluated {
+pub(crate) enum Judged {
     /// Events evaluated one call at a time ([`super::Evaluator::event_at`]): each with
     /// each rule's outcome, in rule order.
     Events {
         events: Vec<StagedEvent>,
-        outcomes: Vec<Outcome>,
+        outcomes: Vec<Verdict>,
         notes: Vec<Note>,
     },
     /// A batch of lines of one file.
-    Lines(EvaluatedLines),
+    Lines(JudgedLines),
     /// A line that was not an event.
     Bad { location: Position, reason: String },
     /// A blank line.
@@ -236,12 +234,12 @@ pub(crate) struct StagedEvent {
 /// A [`LineBatch`] after a worker has seen it. The parsed events were dropped on the
 /// worker that allocated them; the stage parses a line again in the rare case it needs
 /// the event (a match that opens a window, a signal).
-pub(crate) struct EvaluatedLines {
+pub(crate) struct JudgedLines {
     pub file: Arc<str>,
     pub batch: LineBatch,
     pub items: Vec<LineItem>,
     /// Each event's outcomes, one per rule, events in order.
-    pub outcomes: Vec<Outcome>,
+    pub outcomes: Vec<Verdict>,
     /// Sorted by event, then rule.
     pub notes: Vec<Note>,
 }

@@ -1,0 +1,62 @@
+//! The fast event model against a full parse: any text, any paths. A pruned parse must
+//! fail exactly when a full parse fails (same error), and every path it covers must read
+//! the same with `deep_get`.
+//!
+//! Input: the first line is the JSON text; each further line is a path, keys separated by
+//! `.`; the paths are wanted, then looked up, along with their prefixes and extensions.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use rulehost_event::{Wanted, deep_get, parse_pruned};
+use serde_json::Value;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let mut lines = text.split('\n');
+    let json = lines.next().unwrap_or_default();
+    let paths: Vec<Vec<String>> = lines
+        .take(8)
+        .map(|l| l.split('.').map(str::to_owned).collect())
+        .collect();
+    let mut wanted = Wanted::nothing();
+    for path in &paths {
+        wanted.add(path);
+    }
+    let full = serde_json::from_str::<Value>(json);
+    let pruned = parse_pruned(json, &wanted);
+    match (&full, &pruned) {
+        (Err(f), Err(p)) => assert_eq!(f.to_string(), p.to_string(), "{json:?}"),
+        (Ok(_), Err(p)) => panic!("pruned parse failed where a full one did not: {p}: {json:?}"),
+        (Err(f), Ok(_)) => panic!("pruned parse accepted what a full one refused: {f}: {json:?}"),
+        (Ok(full), Ok(pruned)) => {
+            if !full.is_object() {
+                assert_eq!(
+                    std::mem::discriminant(full),
+                    std::mem::discriminant(pruned),
+                    "{json:?}"
+                );
+                return;
+            }
+            for path in &paths {
+                for len in 0..=path.len() {
+                    let prefix = &path[..len];
+                    if wanted.covers(prefix) {
+                        assert_eq!(
+                            deep_get(pruned, prefix),
+                            deep_get(full, prefix),
+                            "{prefix:?} in {json:?}"
+                        );
+                    }
+                }
+                let mut longer = path.clone();
+                longer.push("x".to_owned());
+                if wanted.covers(&longer) {
+                    assert_eq!(deep_get(pruned, &longer), deep_get(full, &longer));
+                }
+            }
+        }
+    }
+});
