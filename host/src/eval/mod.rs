@@ -255,4 +255,6 @@ impl<'a> Evaluator<'a> {
 }
 
 #[cfg(test)]
+mod memory_tests;
+#[cfg(test)]
 mod tests;
