@@ -730,3 +730,86 @@ impl StateBackend for SqliteBackend {
         SqliteBackend::commit(self, checkpoint).map_err(BackendError::new)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SourceKey;
+    use crate::state::backend::HeldLine;
+
+    fn checkpoint<'a>(
+        progress: Vec<(&'a SourceKey, u64)>,
+        held: Option<&'a HeldLine>,
+        finished: bool,
+    ) -> Checkpoint<'a> {
+        Checkpoint {
+            windows: Vec::new(),
+            counters: Counters::default(),
+            progress,
+            sink: SinkMark(42),
+            held,
+            finished,
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_records_positions_the_sink_and_the_held_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let mut backend = SqliteBackend::open(&path, LockWait::Fail).unwrap();
+        let sink = SinkTarget {
+            kind: "jsonl".to_owned(),
+            target: "/alerts.jsonl".to_owned(),
+            mark: SinkMark(10),
+        };
+        backend.begin_run(Some(&sink)).unwrap();
+        let source = SourceKey {
+            key: "/logs/a.jsonl".to_owned(),
+            identity: "head".to_owned(),
+        };
+        let held = HeldLine {
+            position: Position::new("<stdin>", 3),
+            text: "{}".to_owned(),
+        };
+        backend
+            .commit(checkpoint(vec![(&source, 7)], Some(&held), false))
+            .unwrap();
+        drop(backend);
+
+        let reader = SqliteBackend::open_read_only(&path).unwrap();
+        assert_eq!(
+            reader.interrupted().unwrap(),
+            Some(SinkTarget {
+                mark: SinkMark(42),
+                ..sink
+            })
+        );
+        assert_eq!(
+            reader.progress("/logs/a.jsonl").unwrap(),
+            Some(Recorded {
+                identity: "head".to_owned(),
+                offset: 7
+            })
+        );
+        assert_eq!(reader.restore(&[]).unwrap().held, Some(held));
+    }
+
+    #[test]
+    fn a_state_of_rulehost_0_1_names_stdin_and_its_sink_as_it_did() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let backend = SqliteBackend::open(&path, LockWait::Fail).unwrap();
+        // What 0.1 wrote: stdin as `-`, no sink kind.
+        for (key, value) in [
+            ("held_line", r#"{"file":"-","line":4,"text":"{}"}"#),
+            ("run", "running"),
+            ("output_path", "/alerts.jsonl"),
+        ] {
+            set_meta(&backend.conn, key, value).unwrap();
+        }
+        set_meta(&backend.conn, "output_len", 5).unwrap();
+        let held = backend.restore(&[]).unwrap().held.unwrap();
+        assert_eq!(held.position.to_string(), "<stdin>:4");
+        assert_eq!(backend.interrupted().unwrap().unwrap().kind, "jsonl");
+    }
+}
