@@ -198,16 +198,6 @@ fn open_if_same(path: &Path, recorded: &Path, meta: &std::fs::Metadata) -> Optio
     Some((path.to_owned(), file))
 }
 
-/// Opens the sink for `output`: a file is appended to when a state records it, else
-/// created; stdout is a stream.
-pub fn open(output: &Output, with_state: bool) -> Result<Box<dyn Sink>, SinkError> {
-    Ok(match (output, with_state) {
-        (Output::File(path), true) => Box::new(JsonLines::append(path)?),
-        (Output::File(path), false) => Box::new(JsonLines::create(path)?),
-        (Output::Stdout, _) => Box::new(JsonLines::new(BufWriter::new(io::stdout()))),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,12 +11,12 @@
 mod jsonl;
 mod memory;
 
-use std::io;
+use std::io::{self, BufWriter};
 use std::path::PathBuf;
 
 use serde::Serialize;
 
-pub use jsonl::{JsonLines, open};
+pub use jsonl::JsonLines;
 pub use memory::MemorySink;
 
 use crate::alert::{AlertRecord, SignalRecord};
@@ -160,6 +160,16 @@ pub enum SinkError {
         #[source]
         source: io::Error,
     },
+}
+
+/// Opens the sink for `output`: a file is appended to when a state records it, else
+/// created; stdout is a stream.
+pub fn open(output: &Output, with_state: bool) -> Result<Box<dyn Sink>, SinkError> {
+    Ok(match (output, with_state) {
+        (Output::File(path), true) => Box::new(JsonLines::append(path)?),
+        (Output::File(path), false) => Box::new(JsonLines::create(path)?),
+        (Output::Stdout, _) => Box::new(JsonLines::new(BufWriter::new(io::stdout()))),
+    })
 }
 
 /// After a run that was killed, recovers the sink it wrote to (`recorded`) through that sink's
