@@ -72,17 +72,24 @@ demo-data: ## Regenerate the committed demo sample (deterministic)
 native: ## Build rulehost-native, the plain-Rust baseline of the seed rules (bench/native)
 	$(CARGO) build --release -p rulehost-native
 
+.PHONY: typed
+typed: ## Build rulehost-typed, the hand-written typed detector of the seed rules (bench/typed)
+	$(CARGO) build --release -p rulehost-typed
+
+BENCH_BINARIES := --rulehost $(RULEHOST) --native $(TARGET_DIR)/release/rulehost-native \
+	--typed $(TARGET_DIR)/release/rulehost-typed
+
 .PHONY: bench
-bench: build native ## Time rulehost against native Rust on 1M generated events (bench-data/)
-	python3 scripts/bench.py --rulehost $(RULEHOST) --native $(TARGET_DIR)/release/rulehost-native
+bench: build native typed ## Time rulehost against native Rust, typed Rust, DuckDB and Panther on 1M generated events (bench-data/)
+	python3 scripts/bench.py $(BENCH_BINARIES)
 
 .PHONY: instructions
 instructions: build native ## Instructions per event under callgrind, rulehost and native (after make bench)
 	scripts/instructions.sh $(RULEHOST) $(TARGET_DIR)/release/rulehost-native
 
 .PHONY: bench-check
-bench-check: build native ## Check that rulehost-native writes rulehost's alerts byte for byte
-	python3 scripts/bench.py --check --rulehost $(RULEHOST) --native $(TARGET_DIR)/release/rulehost-native
+bench-check: build native typed ## Check that rulehost-native writes rulehost's alerts byte for byte, and rulehost-typed the same windows
+	python3 scripts/bench.py --check $(BENCH_BINARIES)
 
 .PHONY: new-rule
 new-rule: ## Scaffold a rule crate and its spec: make new-rule NAME=snake_case_name

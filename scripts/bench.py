@@ -9,10 +9,26 @@ runs, interleaved round after round (A B A B, machines are noisy):
 * native 50 rules   the seeds plus 48 native never-matching checks
 * rulehost 50 rules the seeds plus `Synthetic.NoMatch.01`..`48` (one component, 48 RuleIDs)
 
+and, in the same rounds, the peers a user would pick instead (issue 13):
+
+* typed 2 rules     `rulehost-typed` (bench/typed): the seed rules hand-written over typed
+                    structs, the ceiling
+* DuckDB 2 rules    `bench/duckdb/rules.sql` run by PyPI `duckdb`, on the same threads
+* rulehost slice    `rulehost eval` on the first 100k events, for the Panther ratio
+* Panther slice     panther-core running Panther's own Python rules (read in place from a
+                    panther-analysis checkout, `--panther-analysis`) on those 100k, one core
+
 and reports medians of wall time, CPU time, events/s, MB/s and peak RSS, the per-round
-ratios (rulehost/native, 50/2 rules), the time to load 50 rules, and a verdict for each
-target of issue 5. Every run's alerts must be byte-identical (the 48 extra rules never
-match, so all four configurations write the same file); a difference fails the bench.
+ratios (rulehost/native, 50/2 rules, DuckDB/rulehost, rulehost/typed), the time to load 50
+rules, and a verdict for each target of issues 5 and 13. The four rulehost and native runs
+must write byte-identical alerts (the 48 extra rules never match, so all four
+configurations write the same file); a difference fails the bench. The peers write one
+record per alert (rule, dedup, window start, counts): those must name the same windows as
+rulehost's alerts, and their counts per rule are printed side by side.
+
+DuckDB and panther-core come from PyPI, pinned in `bench/requirements.txt`, installed
+into a virtualenv the bench creates (`bench-data/venv`); without it (or with `--no-peers`)
+those rows are left out and their targets reported as not measured.
 
 `--threads N` is passed to both binaries only when `rulehost eval --help` offers it.
 `--check` only compares the two binaries' output on the committed demo sample.
@@ -49,6 +65,23 @@ TARGET_EPS = 300_000  # events/s on 2 cores
 TARGET_MANY = 1.3  # 50 rules <= 1.3x the 2-rule cost
 TARGET_LOAD_S = 0.100  # loading 50 cached components
 LOAD_WARM_RUNS = 5  # cached loads timed; the median counts
+
+# Issue 13's targets.
+TARGET_DUCKDB = 1.5  # rulehost wall <= DuckDB wall / 1.5
+TARGET_TYPED = 1.6  # rulehost wall <= 1.6x the typed native detector
+TARGET_PANTHER = 40  # rulehost events per CPU second >= 40x Panther's engine
+SLICE_EVENTS = 100_000  # events given to Panther's engine (and rulehost, for the ratio)
+REQUIREMENTS = ROOT / "bench" / "requirements.txt"
+# What DuckDB's SQL cannot say as rulehost does (bench/duckdb/rules.sql says why).
+DUCKDB_GAPS = (
+    "null vs missing (`read_ndjson` gives SQL NULL for both: a `workspaceId: null` titles "
+    "\"Unknown Workspace\", not Panther's \"None\")",
+    "the case-insensitive key fallback (keys match exactly)",
+    "duplicate keys (an error, where Python keeps the last value)",
+    "Python's `str()` of a float, boolean or object value (SQL casts it)",
+    "a value of another type than declared (an error)",
+    "event times other than epoch ms or ISO 8601; it assumes the input in time order",
+)
 
 
 def log(msg: str) -> None:
@@ -143,6 +176,64 @@ def write_load_folder(tmp: Path) -> Path:
     return load
 
 
+def write_slice(data: Path, dest: Path, events: int) -> int:
+    """The first `events` lines of `data`; returns how many there were."""
+    n = 0
+    with open(data, "rb") as src, open(dest, "wb") as out:
+        for line in src:
+            out.write(line)
+            n += 1
+            if n == events:
+                break
+    return n
+
+
+# --------------------------------------------------------------------------
+# Peers: the virtualenv, alert records
+# --------------------------------------------------------------------------
+
+def ensure_venv(venv: Path) -> Path | None:
+    """The virtualenv's python with `bench/requirements.txt` installed (once: a stamp holds
+    the requirements' hash), or None when it cannot be made (no network, no venv module)."""
+    python = venv / "bin" / "python"
+    stamp = venv / "requirements.sha256"
+    want = sha256_file(REQUIREMENTS)
+    if python.is_file() and stamp.is_file() and stamp.read_text().strip() == want:
+        return python
+    log(f"bench: installing `{REQUIREMENTS.relative_to(ROOT)}` into `{venv}`...")
+    try:
+        if not python.is_file():
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                        "-r", str(REQUIREMENTS)], check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        log(f"bench: warning: no virtualenv for DuckDB and panther-core ({e}): those rows "
+            "are left out\n\nhint: on Debian, `apt-get install python3-venv`; pip needs PyPI")
+        return None
+    stamp.write_text(want + "\n")
+    return python
+
+
+def alert_keys(path: Path) -> list[tuple]:
+    """What identifies each alert in an output file, sorted: rulehost's alert records and
+    the peers' records alike (rule, dedup, window start, event and unique counts)."""
+    keys = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            r = json.loads(line)
+            if r.get("kind", "alert") == "alert":
+                keys.append((r["rule_id"], r["dedup"], r["window_start"], r["event_count"],
+                             r.get("unique_count")))
+    return sorted(keys)
+
+
+def per_rule(keys: list[tuple]) -> dict[str, int]:
+    counts = {}
+    for k in keys:
+        counts[k[0]] = counts.get(k[0], 0) + 1
+    return counts
+
+
 # --------------------------------------------------------------------------
 # Running and measuring
 # --------------------------------------------------------------------------
@@ -215,7 +306,8 @@ def fmt_eps(x: float) -> str:
 # --------------------------------------------------------------------------
 
 def check(args) -> int:
-    """Byte-identical output on the demo sample, 2 and 50 rules, 1 and 2 threads."""
+    """Byte-identical output on the demo sample, 2 and 50 rules, 1 and 2 threads; and
+    the typed detector's alerts against rulehost's (`rulehost-typed --check`)."""
     sample = ROOT / "demo" / "databricks-audit-sample.jsonl"
     ok = True
     with tempfile.TemporaryDirectory(prefix="rulehost-bench-") as t:
@@ -240,11 +332,21 @@ def check(args) -> int:
                 lines = expected.read_bytes().count(b"\n")
                 log(f"bench-check: {name}, native on {threads} thread(s): "
                     f"{'identical' if same else 'DIFFERENT'} ({lines} alerts)")
+            if rules is two:
+                for threads in (1, 2):
+                    typed = subprocess.run(
+                        [str(args.typed), "--threads", str(threads), "--output", os.devnull,
+                         "--check", str(expected), str(sample)],
+                        stderr=subprocess.DEVNULL,
+                    )
+                    ok &= typed.returncode == 0
+                    log(f"bench-check: {name}, typed on {threads} thread(s): "
+                        f"{'same windows' if typed.returncode == 0 else 'DIFFERENT'}")
     return 0 if ok else 1
 
 
 def bench(args) -> int:
-    data = args.data or ROOT / "bench-data" / (
+    data = args.data.resolve() if args.data else ROOT / "bench-data" / (
         "databricks-1m.jsonl" if args.events == 1_000_000 else f"databricks-{args.events}.jsonl"
     )
     if not args.data:
@@ -279,6 +381,39 @@ def bench(args) -> int:
             # For scale only: what a parallel native pipeline does on this machine.
             configs.append((f"native-2-t{threads}", f"native, 2 rules, {threads} threads "
                             "(info)", native(two, threads)))
+        same_output = [key for key, _, _ in configs]
+
+        # The peers (issue 13): each writes its own alert records, compared by key.
+        peers = {"threads": n_threads}
+        inputs: dict[str, Path] = {}
+        configs.append(("typed-2", "typed native, 2 rules",
+                        [str(args.typed), "--threads", str(n_threads)]))
+        python = None if args.no_peers else ensure_venv(args.venv)
+        if python:
+            peers["duckdb"] = subprocess.run(
+                [str(python), "-c", "import duckdb; print(duckdb.__version__)"],
+                capture_output=True, text=True, check=True).stdout.strip()
+            configs.append(("duckdb-2", f"DuckDB {peers['duckdb']}, 2 rules",
+                            [str(python), str(ROOT / "bench" / "duckdb" / "run.py"),
+                             "--threads", str(n_threads)]))
+        slice_path = tmp / "slice.jsonl"
+        peers["slice_events"] = write_slice(data, slice_path, SLICE_EVENTS)
+        peers["slice_bytes"] = slice_path.stat().st_size
+        configs.append(("rulehost-slice", f"rulehost, 2 rules, first "
+                        f"{peers['slice_events'] // 1000}k events", rulehost(two)))
+        inputs["rulehost-slice"] = slice_path
+        rules_dir = args.panther_analysis / "rules" / "databricks_rules"
+        if python and rules_dir.is_dir():
+            configs.append(("panther-slice", f"Panther engine (panther-core), first "
+                            f"{peers['slice_events'] // 1000}k events, 1 core",
+                            [str(python), str(ROOT / "bench" / "panther" / "run.py"),
+                             "--panther-analysis", str(args.panther_analysis),
+                             "--stats", str(tmp / "panther-stats.json")]))
+            inputs["panther-slice"] = slice_path
+        elif python:
+            log(f"bench: warning: no `{rules_dir}`: the Panther row is left out\n\n"
+                "hint: pass --panther-analysis DIR (a panther-analysis checkout)")
+        keyed = {"rulehost-2", "typed-2", "duckdb-2", "rulehost-slice", "panther-slice"}
 
         # Load time: 50 component files, empty input, with a fresh code cache: the first run
         # compiles (or has no cache), the next five load what it cached; their median is
@@ -300,31 +435,53 @@ def bench(args) -> int:
         load = [load[0], warm[len(warm) // 2]]
 
         runs: dict[str, list[dict]] = {key: [] for key, _, _ in configs}
+        keys: dict[str, list[tuple]] = {}
         load_avg = [os.getloadavg()[0]]
         for r in range(1, args.rounds + 1):
             for key, label, cmd in configs:
                 out, err = tmp / f"{key}.jsonl", tmp / f"{key}.err"
-                res = measure([*cmd, "--output", str(out), str(data)], out, err)
+                res = measure([*cmd, "--output", str(out), str(inputs.get(key, data))], out, err)
                 runs[key].append(res)
                 log(f"bench: round {r}/{args.rounds}: {label:<28} {res['wall']:7.2f} s wall "
                     f"{res['cpu']:7.2f} s CPU {res['rss_mb']:6.0f} MB  exit {res['exit']}")
                 if res["exit"] != 0:
                     log(err.read_text(errors="replace")[-2000:])
                     return 2
+                if key in keyed:
+                    got = alert_keys(out)
+                    res["alerts"] = per_rule(got)
+                    if keys.setdefault(key, got) != got:
+                        log(f"bench: error: {label} wrote different alerts in round {r}")
+                        return 1
+                if key == "panther-slice":
+                    res["engine_cpu"] = json.loads((tmp / "panther-stats.json").read_text())[
+                        "cpu_s"]
             load_avg.append(os.getloadavg()[0])
 
-    hashes = {res["sha256"] for rs in runs.values() for res in rs}
+    hashes = {res["sha256"] for key in same_output for res in runs[key]}
     if len(hashes) != 1:
         log("bench: error: the runs wrote different alerts:")
-        for key, rs in runs.items():
-            log(f"  {key}: {sorted({r['sha256'] for r in rs})}")
+        for key in same_output:
+            log(f"  {key}: {sorted({r['sha256'] for r in runs[key]})}")
         return 1
+    # The typed detector is the ceiling only if it finds exactly rulehost's alerts.
+    if keys["typed-2"] != keys["rulehost-2"]:
+        log("bench: error: rulehost-typed's alerts differ from rulehost's "
+            "(`rulehost-typed --check` shows which)")
+        return 1
+    peers["same_alerts"] = {
+        "typed-2": True,
+        "duckdb-2": keys.get("duckdb-2") == keys["rulehost-2"] if "duckdb-2" in keys else None,
+        "panther-slice": keys.get("panther-slice") == keys["rulehost-slice"]
+        if "panther-slice" in keys else None,
+    }
 
-    report(args, data, size, runs, configs, load, threaded, n_threads, load_avg)
+    report(args, data, size, runs, configs, load, threaded, n_threads, load_avg, peers)
     return 0
 
 
-def report(args, data, size, runs, configs, load, threaded, n_threads, load_avg) -> None:
+def report(args, data, size, runs, configs, load, threaded, n_threads, load_avg,
+           peers) -> None:
     events = args.events
     med = {k: {m: statistics.median(r[m] for r in rs) for m in ("wall", "cpu", "rss_mb")}
            for k, rs in runs.items()}
@@ -341,14 +498,17 @@ def report(args, data, size, runs, configs, load, threaded, n_threads, load_avg)
     p(f"{events:,} events, {size / 1e6:,.0f} MB (`{data.relative_to(ROOT)}`), "
       f"{n_threads} thread(s) each{'' if threaded else ' (rulehost eval has no --threads yet)'}; "
       f"median of {args.rounds} interleaved rounds; load average {min(load_avg):.1f}-"
-      f"{max(load_avg):.1f}. Every run wrote the same alerts (sha256 match).")
+      f"{max(load_avg):.1f}. The rulehost and native runs wrote the same alerts (sha256 "
+      f"match); the peers' alerts are compared below.")
     p()
     p("| run | wall s | CPU s | events/s | MB/s | peak RSS MB |")
     p("|---|---:|---:|---:|---:|---:|")
     for key, label, _ in configs:
         m = med[key]
-        p(f"| {label} | {m['wall']:.2f} | {m['cpu']:.2f} | {fmt_eps(events / m['wall'])} | "
-          f"{size / 1e6 / m['wall']:,.0f} | {m['rss_mb']:.0f} |")
+        n, b = (peers["slice_events"], peers["slice_bytes"]) if key.endswith("-slice") \
+            else (events, size)
+        p(f"| {label} | {m['wall']:.2f} | {m['cpu']:.2f} | {fmt_eps(n / m['wall'])} | "
+          f"{b / 1e6 / m['wall']:,.0f} | {m['rss_mb']:.0f} |")
     p(f"| rulehost, load 50 components, empty input: cached, median of {LOAD_WARM_RUNS} (1st) | {load[1]['wall']:.3f} "
       f"({load[0]['wall']:.3f}) | {load[1]['cpu']:.2f} | | | {load[1]['rss_mb']:.0f} |")
     p()
@@ -378,8 +538,82 @@ def report(args, data, size, runs, configs, load, threaded, n_threads, load_avg)
       f"{load[1]['wall'] * 1000:.0f} ms (whole process, cached, median of {LOAD_WARM_RUNS}; 1st: "
       f"{load[0]['wall'] * 1000:.0f} ms) | "
       f"{verdict(load[1]['wall'] < TARGET_LOAD_S)} |")
+    p()
+    report_peers(runs, med, ratio, many, n_threads, peers)
     if args.json:
-        args.json.write_text(json.dumps({"runs": runs, "load": load}, indent=1) + "\n")
+        args.json.write_text(json.dumps({"runs": runs, "load": load, "peers": peers},
+                                        indent=1) + "\n")
+
+
+def report_peers(runs, med, ratio, many, n_threads, peers) -> None:
+    """Issue 13's table: rulehost against the tools a user would pick instead."""
+    p = print
+    not_measured = "not measured (`--no-peers`, or no virtualenv)"
+    p(f"#### Against the peers (issue 13): same file, {n_threads} thread(s), medians of "
+      "interleaved rounds")
+    p()
+    p("| target | measured | verdict |")
+    p("|---|---|---|")
+    rh = med["rulehost-2"]["wall"]
+    if "duckdb-2" in runs:
+        d = ratio("duckdb-2", "rulehost-2")
+        p(f"| rulehost wall <= DuckDB wall / {TARGET_DUCKDB} (2 rules) | DuckDB / rulehost "
+          f"{d:.2f}x (DuckDB {med['duckdb-2']['wall']:.2f} s, rulehost {rh:.2f} s) | "
+          f"{verdict(d >= TARGET_DUCKDB)} |")
+    else:
+        p(f"| rulehost wall <= DuckDB wall / {TARGET_DUCKDB} (2 rules) | {not_measured} | |")
+    t = ratio("rulehost-2", "typed-2")
+    p(f"| rulehost wall <= {TARGET_TYPED}x a hand-written typed detector (2 rules) | {t:.2f}x "
+      f"(typed {med['typed-2']['wall']:.2f} s, rulehost {rh:.2f} s; CPU "
+      f"{ratio('rulehost-2', 'typed-2', 'cpu'):.2f}x) | {verdict(t <= TARGET_TYPED)} |")
+    n = peers["slice_events"]
+    rh_eps = n / med["rulehost-slice"]["cpu"]
+    if "panther-slice" in runs:
+        engine = statistics.median(r["engine_cpu"] for r in runs["panther-slice"])
+        pa_eps = n / engine
+        p(f"| events per CPU second >= {TARGET_PANTHER}x Panther's engine (first {n:,} "
+          f"events) | {rh_eps / pa_eps:.1f}x (rulehost {fmt_eps(rh_eps)}: whole process, "
+          f"{n_threads} thread(s); panther-core {pa_eps / 1000:,.1f}k: its rule loop alone, "
+          f"1 core) | {verdict(rh_eps / pa_eps >= TARGET_PANTHER)} |")
+    else:
+        p(f"| events per CPU second >= {TARGET_PANTHER}x Panther's engine | {not_measured} "
+          f"(rulehost: {fmt_eps(rh_eps)} per CPU second) | |")
+    p(f"| 50 rules <= {TARGET_MANY}x the 2-rule wall time | {many:.2f}x | "
+      f"{verdict(many <= TARGET_MANY)} |")
+    p(f"| peak memory bounded by threads × batch size, not input size | rulehost "
+      f"{med['rulehost-2']['rss_mb']:.0f} MB on the whole file, "
+      f"{med['rulehost-slice']['rss_mb']:.0f} MB on its first {n:,} events; typed "
+      f"{med['typed-2']['rss_mb']:.0f} MB"
+      + (f", DuckDB {med['duckdb-2']['rss_mb']:.0f} MB" if "duckdb-2" in runs else "")
+      + " | reported |")
+    p(f"| (why not native) rulehost / rulehost-native, which shares rulehost's parser, "
+      f"windows and records, so it measures the sandbox alone | "
+      f"{ratio('rulehost-2', 'native-2'):.2f}x | |")
+    p()
+    columns = [("rulehost-2", "rulehost"), ("typed-2", "typed native"), ("duckdb-2", "DuckDB"),
+               ("rulehost-slice", f"rulehost, first {n // 1000}k"),
+               ("panther-slice", f"Panther engine, first {n // 1000}k")]
+    columns = [(k, name) for k, name in columns if k in runs]
+    rules = sorted({r for k, _ in columns for r in runs[k][0]["alerts"]})
+    p("| alerts | " + " | ".join(name for _, name in columns) + " |")
+    p("|---|" + "---:|" * len(columns))
+    for rule in rules:
+        p(f"| `{rule}` | " + " | ".join(str(runs[k][0]["alerts"].get(rule, 0))
+                                       for k, _ in columns) + " |")
+    same = {True: "yes", False: "**no**", None: ""}
+    p("| same windows as rulehost's (rule, dedup, start, counts) | | "
+      + " | ".join(("(Panther's reference)" if "panther-slice" in runs else "")
+                   if k == "rulehost-slice"
+                   else same[peers["same_alerts"].get(k)] for k, _ in columns[1:]) + " |")
+    p()
+    p("Notes: rulehost-typed (`bench/typed`) deserializes only the five values the rules and "
+      "the clock read, with Panther's lookups, and keeps rulehost's windows: the ceiling. "
+      f"DuckDB (`bench/duckdb/rules.sql`) anchors windows with a recursive CTE and an ASOF "
+      f"join; it cannot express: {'; '.join(DUCKDB_GAPS)}. Panther's engine "
+      "(`bench/panther/run.py`) runs Panther's own Python rules with `json.loads`, "
+      "`PantherEvent` and `Rule.run`; its CPU is that loop's, without interpreter start-up; "
+      "the windows (Panther's backend keeps them) are rulehost's, applied afterwards and "
+      "not timed.")
 
 
 def main(argv=None) -> int:
@@ -391,6 +625,14 @@ def main(argv=None) -> int:
                    "(default: CPU count)")
     p.add_argument("--rulehost", type=Path, default=ROOT / "target/release/rulehost")
     p.add_argument("--native", type=Path, default=ROOT / "target/release/rulehost-native")
+    p.add_argument("--typed", type=Path, default=ROOT / "target/release/rulehost-typed")
+    p.add_argument("--venv", type=Path, default=ROOT / "bench-data" / "venv",
+                   help="virtualenv for DuckDB and panther-core (created when missing)")
+    p.add_argument("--panther-analysis", type=Path,
+                   default=ROOT.parent / "shared" / "panther-analysis",
+                   help="panther-analysis checkout whose Databricks rules Panther's engine runs")
+    p.add_argument("--no-peers", action="store_true",
+                   help="leave out DuckDB and Panther's engine (no virtualenv, no network)")
     p.add_argument("--json", type=Path, default=ROOT / "bench-data" / "last-run.json",
                    help="where to keep every run's numbers")
     p.add_argument("--check", action="store_true",
@@ -398,9 +640,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if "RULEHOST_COMPONENTS" not in os.environ:
         os.environ["RULEHOST_COMPONENTS"] = str(ROOT / "build" / "components")
-    for binary in (args.rulehost, args.native):
+    for binary in (args.rulehost, args.native, args.typed):
         if not binary.is_file():
-            p.error(f"`{binary}` not found: run `make build native` first")
+            p.error(f"`{binary}` not found: run `make build native typed` first")
     args.dirty = bool(subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain"],
                                      capture_output=True, text=True).stdout.strip())
     return check(args) if args.check else bench(args)
