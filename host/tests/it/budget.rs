@@ -66,7 +66,9 @@ fn a_rule_that_loops_on_every_event_is_stopped_within_its_budget() {
         };
         assert_eq!(skipped + discarded, 2997, "{quarantined}");
         // Each of the 3 line batches stops its calls after 3 failing events: at most one
-        // failed `evaluate-batch`, then `evaluate` and `rule` on 3 events.
+        // failed `evaluate-batch`, then `rule` on 3 events. The first batch always makes
+        // them; how many later ones start before the quarantine reaches the workers depends
+        // on timing.
         assert!(discarded <= 6, "{quarantined}");
         let failed = stderr
             .lines()
@@ -76,7 +78,7 @@ fn a_rule_that_loops_on_every_event_is_stopped_within_its_budget() {
             .split([';', ','])
             .map(|part| number_before(part.trim(), " Timeout"))
             .sum();
-        assert!((6..=21).contains(&total), "{failed}");
+        assert!((4..=12).contains(&total), "{failed}");
     }
 }
 
