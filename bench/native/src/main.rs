@@ -1,16 +1,16 @@
-//! The `rulehost-native` command: parse arguments, run, map the outcome to an exit code.
+//! The `rulehost-native` command: `rulehost eval`'s flags, run with the native ports.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use rulehost::cli::ExitStatus;
-use rulehost_native::Cli;
+use rulehost::commands::eval::Eval;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    match rulehost_native::run(Cli::parse()) {
+    match Eval::parse().run_with(rulehost_native::load) {
         Ok(status) => status.into(),
         Err(err) => {
             // A closed pipe (`rulehost-native ... | head`) is not an error.

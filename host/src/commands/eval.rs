@@ -1,6 +1,6 @@
 //! `rulehost eval`: evaluate JSON-lines files and print alerts.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Parser;
@@ -8,7 +8,7 @@ use clap::Parser;
 use crate::cli::ExitStatus;
 use crate::clock::{Clock, parse_offset_ms};
 use crate::commands::RuleArgs;
-use crate::eval::{ClockGuard, Evaluator, Quarantine, Summary};
+use crate::eval::{ClockGuard, Evaluator, Quarantine, Rule, Summary};
 use crate::input::DEFAULT_MAX_LINE_BYTES;
 use crate::sink::{self, Output};
 use crate::source::{self, FileSource, Source};
@@ -108,6 +108,17 @@ struct Settings {
     caps: Caps,
 }
 
+/// The rules of a `--rules` folder, loaded by [`Eval::run_with`]'s caller.
+pub struct LoadedRules {
+    /// Rules that loaded, sorted by RuleID.
+    pub rules: Vec<Rule>,
+    /// Files that did not load, each with its full error.
+    pub invalid: Vec<(PathBuf, anyhow::Error)>,
+    /// What must live as long as the rules run (the wasm runtime, whose ticker drives
+    /// their deadlines).
+    pub keep: Box<dyn std::any::Any>,
+}
+
 /// `--max-clock-skew`: a duration, `0` for no guard.
 #[derive(Debug, Clone, Copy)]
 struct Skew(Option<i64>);
@@ -184,26 +195,51 @@ impl Eval {
         }
     }
 
-    /// Runs the command.
+    /// Runs the command with the rules of `--rules`, as sandboxed components.
     pub fn run(self) -> anyhow::Result<ExitStatus> {
+        let rule_args = &self.rule_args;
+        self.run_with(|dir| {
+            // The runtime stays alive with the rules: it drives their deadlines.
+            let Some((runtime, set)) = rule_args.load_rules(dir)? else {
+                return Ok(None);
+            };
+            Ok(Some(LoadedRules {
+                rules: set.rules.into_iter().map(Into::into).collect(),
+                invalid: set.invalid,
+                keep: Box::new(runtime),
+            }))
+        })
+    }
+
+    /// Runs the command with the rules `load` makes of the `--rules` folder (`None`: it
+    /// refused them and said why): the same input, windows, state and output for any rule
+    /// code. `rulehost-native` (`bench/native`) runs native ports through it.
+    pub fn run_with(
+        &self,
+        load: impl FnOnce(&Path) -> anyhow::Result<Option<LoadedRules>>,
+    ) -> anyhow::Result<ExitStatus> {
         let settings = self.settings();
         let started = Instant::now();
-        // `_runtime` stays alive with the rules: it drives their deadlines.
-        let Some((_runtime, set)) = self.rule_args.load_rules(&settings.rules)? else {
+        let Some(loaded) = load(&settings.rules)? else {
             return Ok(ExitStatus::Error);
         };
-        if !set.invalid.is_empty() {
-            for (_, err) in &set.invalid {
+        let LoadedRules {
+            rules,
+            invalid,
+            keep: _keep,
+        } = loaded;
+        if !invalid.is_empty() {
+            for (_, err) in &invalid {
                 eprintln!("error: {err:#}");
             }
             anyhow::bail!(
                 "{} rule spec(s) in `{}` failed to load",
-                set.invalid.len(),
+                invalid.len(),
                 settings.rules.display()
             );
         }
-        let (rules, disabled): (Vec<_>, Vec<_>) =
-            set.rules.into_iter().partition(|r| r.spec.enabled);
+        let (rules, disabled): (Vec<Rule>, Vec<Rule>) =
+            rules.into_iter().partition(|r| r.spec.enabled);
         for rule in &disabled {
             eprintln!(
                 "note: rule `{}` is disabled (Enabled: false), skipped",
