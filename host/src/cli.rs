@@ -49,6 +49,27 @@ impl From<ExitStatus> for std::process::ExitCode {
     }
 }
 
+/// The process's exit code for a command's outcome: an error is printed with its causes,
+/// except a closed pipe (`rulehost eval ... | head`), which is not an error.
+pub fn exit_code(outcome: anyhow::Result<ExitStatus>) -> std::process::ExitCode {
+    match outcome {
+        Ok(status) => status.into(),
+        Err(err) => {
+            if err.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitStatus::Success.into();
+            }
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  Caused by: {cause}");
+            }
+            ExitStatus::Error.into()
+        }
+    }
+}
+
 /// Runs the chosen subcommand.
 pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     match cli.command {
