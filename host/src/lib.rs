@@ -26,6 +26,7 @@ pub mod eval;
 pub mod filters;
 pub mod input;
 pub mod lock;
+pub mod python;
 pub mod ruleset;
 pub mod runtime;
 pub mod semantics;

@@ -77,6 +77,8 @@ fn describe(verdict: ImportVerdict) -> &'static str {
         ImportVerdict::Wasi(Provision::Empty) => "ok (no capability)",
         ImportVerdict::Wasi(Provision::EventTime) => "ok (virtualised: the event's time)",
         ImportVerdict::Wasi(Provision::FixedSeed) => "ok (virtualised: fixed seed)",
+        ImportVerdict::Wasi(Provision::Refused) => "ok (stubs refuse every call)",
+        ImportVerdict::Modules => "ok (helper modules from the host)",
         ImportVerdict::IncompatibleVersion => "refused (incompatible version)",
         ImportVerdict::Forbidden => "refused",
     }
