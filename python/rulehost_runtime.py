@@ -44,7 +44,7 @@ import copy, csv, dataclasses, datetime, decimal, difflib, enum, fnmatch, functo
 import hashlib, heapq, hmac, html, io, ipaddress, itertools, logging, math, operator  # noqa: E401,F401
 import random, re, secrets, shlex, socket, statistics, string, struct, textwrap  # noqa: E401,F401
 import time, typing, unicodedata, urllib.parse, uuid, zlib, _strptime  # noqa: E401,F401
-import os, os.path, posixpath  # noqa: E401,F401
+import os, os.path, posixpath, encodings.idna  # noqa: E401,F401
 import unittest, unittest.mock  # noqa: E401,F401
 import dateutil, dateutil.parser, dateutil.tz, dateutil.relativedelta  # noqa: E401,F401
 # fmt: on

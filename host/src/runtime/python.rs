@@ -141,7 +141,13 @@ fn refuse_files_and_sockets(
             if refusal(&ty).is_none() {
                 continue;
             }
-            defined.func_new(function, |_store, ty, _params, results| {
+            defined.func_new(function, |mut store, ty, params, results| {
+                // A handle lent to the call must be given back before it returns.
+                for param in params {
+                    if let Val::Resource(handle) = param {
+                        handle.resource_drop(&mut store)?;
+                    }
+                }
                 let refused = refusal(&ty)
                     .ok_or_else(|| wasmtime::Error::msg("refused: no file or network access"))?;
                 if let Some(slot) = results.first_mut() {
