@@ -140,11 +140,17 @@ _CONVERT = {
 }
 
 
+_TEXT = types.Value_Text
+
+
 def to_python(value):
     """A host `value` as Python: `None` (the `none` case) becomes `_MISSING`."""
     if value is None:
         return _MISSING
-    return _CONVERT[type(value)](value)
+    kind = type(value)
+    if kind is _TEXT:
+        return value.value
+    return _CONVERT[kind](value)
 
 
 def _deep_get(obj, keys, default):
@@ -191,8 +197,10 @@ class PantherEvent(ImmutableCaseInsensitiveDict):
     __slots__ = ("_read", "_cache", "_whole")
 
     def __init__(self, read):
-        # `_data` stays empty until a rule needs every key (iteration, len, copies).
-        super().__init__()
+        # `_data` stays empty until a rule needs every key (iteration, len, copies). Set
+        # here rather than through `super().__init__`: one event per call, on the hot path.
+        self._data = {}
+        self._folded = None
         self._read = read
         self._cache = {}
         self._whole = False

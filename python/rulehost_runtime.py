@@ -324,8 +324,9 @@ class Batch(exports.Batch):
     def evaluate_batch(self, events, fields):
         outcomes = []
         has_dedup = "dedup" in _functions
+        get = events.get
         for index in range(events.len()):
-            event = PantherEvent(lambda path, i=index: events.get(i, path))
+            event = PantherEvent(functools.partial(get, index))
             try:
                 matched = _rule(event)
             except Err as error:
