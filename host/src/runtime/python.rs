@@ -80,9 +80,10 @@ pub(super) fn load_deadline_ticks(limits: &Limits) -> u64 {
 }
 
 /// Core instances a runtime instance may make: componentize-py's CPython component makes
-/// 14 (its libc, CPython, the bindings and adapters), which the default of 32 allows;
-/// kept at least at 32 when `--max-instances` is lower, so that a flag meant for Rust
-/// rules does not make every Python rule fail.
+/// 14 (counted in its binary: libc, CPython, bindings, adapters), which the default of 32
+/// allows. Kept at least at 32 when `--max-instances` is lower, so that a flag meant for
+/// Rust rules (3 each) does not make every Python rule fail. (componentize-py's
+/// `--stub-wasi` build, which rulehost does not use, makes 38.)
 pub const RUNTIME_MIN_INSTANCES: usize = 32;
 
 /// The limits of a runtime's instances: `limits`, with [`RUNTIME_MIN_INSTANCES`].
