@@ -234,6 +234,10 @@ const SANDBOX_RULES: &[(&str, &str)] = &[
         "data_model",
         "def rule(event):\n    return event.udm('source_ip') is not None\n",
     ),
+    (
+        "loops",
+        "def rule(event):\n    print('looping')\n    while True:\n        pass\n",
+    ),
 ];
 
 fn python_tests_dir() -> tempfile::TempDir {
@@ -291,7 +295,8 @@ fn python_tests_dir() -> tempfile::TempDir {
 
 /// The event API, Panther's return-type errors, `Mocks:` and helper imports, and the
 /// sandbox: a file, a folder, a socket, a name lookup, the key-value cache and a data
-/// model are each a rule error (a Python exception), and a syntax error is an invalid spec.
+/// model are each a rule error (a Python exception), a loop runs into the deadline, and a
+/// syntax error is an invalid spec.
 #[test]
 fn python_rules_see_panthers_api_and_no_files_or_network() {
     python_runtime_cached();
