@@ -13,6 +13,7 @@ Written for rulehost from Panther's documented behaviour
 """
 
 import json
+import struct
 from collections.abc import Mapping, Sequence
 
 from wit_world.imports import types
@@ -190,24 +191,129 @@ def _deep_walk(obj, keys, default, return_val):
     return found[0] if len(found) == 1 else found
 
 
+class OneEvent:
+    """Reads the event of a one-event call: the host's `event.get(path)`."""
+
+    __slots__ = ("_get",)
+
+    def __init__(self, handle):
+        self._get = handle.get
+
+    def read(self, path):
+        """The value at `path` (a tuple of keys), `_MISSING` when there is none."""
+        return to_python(self._get(list(path)))
+
+
+# Ids of the paths registered with the host's `field` in this instance (`None`: the host
+# registers no more); they live as long as the instance.
+_FIELD_IDS = {}
+
+
+def _field_id(path):
+    field = _FIELD_IDS.get(path, _UNREAD)
+    if field is _UNREAD:
+        field = types.field(list(path))
+        _FIELD_IDS[path] = field
+    return field
+
+
+class _Json(str):
+    """Packed JSON text of an object or array, parsed when first read."""
+
+    __slots__ = ()
+
+
+_U32 = struct.Struct("<I")
+_ENTRY = struct.Struct("<IB")
+_I64 = struct.Struct("<q")
+_F64 = struct.Struct("<d")
+
+
+def unpack_fields(fields):
+    """`evaluate-batch`'s packed `fields` (wit/rulehost.wit): for each event, a dict of
+    field id to value, each what `get-field` gives now."""
+    events = []
+    end_all = len(fields)
+    at = 0
+    while at + 4 <= end_all:
+        (length,) = _U32.unpack_from(fields, at)
+        at += 4
+        end = at + length
+        entries = {}
+        while at < end:
+            field, tag = _ENTRY.unpack_from(fields, at)
+            at += 5
+            if tag == 0:
+                value = _MISSING
+            elif tag == 1:
+                value = None
+            elif tag == 2 or tag == 3:
+                value = tag == 3
+            elif tag == 4:
+                (value,) = _I64.unpack_from(fields, at)
+                at += 8
+            elif tag == 5:
+                (value,) = _F64.unpack_from(fields, at)
+                at += 8
+            elif tag == 6 or tag == 7:
+                (size,) = _U32.unpack_from(fields, at)
+                at += 4
+                value = fields[at : at + size].decode()
+                at += size
+                if tag == 7:
+                    value = _Json(value)
+            else:
+                break
+            entries[field] = value
+        at = end
+        events.append(entries)
+    return events
+
+
+class BatchEvent:
+    """Reads event `index` of an `evaluate-batch` call: paths through registered fields,
+    from the values the host packed (`fields`) when it packed them, else with
+    `events.get-field` (which makes the host pack them in the next calls)."""
+
+    __slots__ = ("_events", "_index", "_packed")
+
+    def __init__(self, events, index, packed):
+        self._events = events
+        self._index = index
+        self._packed = packed
+
+    def read(self, path):
+        """The value at `path` (a tuple of keys), `_MISSING` when there is none."""
+        # The whole event is not worth packing into every later call.
+        field = _field_id(path) if path else None
+        if field is None:
+            return to_python(self._events.get(self._index, list(path)))
+        packed = self._packed
+        if packed is not None:
+            value = packed.get(field, _UNREAD)
+            if value is not _UNREAD:
+                return _from_json(value) if type(value) is _Json else value
+        return to_python(self._events.get_field(self._index, field))
+
+
 class PantherEvent(ImmutableCaseInsensitiveDict):
     """The `event` a rule's functions get: Panther's `PantherEvent`, reading through the
-    host. `read(path)` is the host's `get` for this call's event."""
+    host with `reader` (`OneEvent` or `BatchEvent`)."""
 
-    __slots__ = ("_read", "_cache", "_whole")
+    __slots__ = ("_reader", "_cache", "_whole")
 
-    def __init__(self, read):
+    def __init__(self, reader):
         # `_data` stays empty until a rule needs every key (iteration, len, copies). Set
         # here rather than through `super().__init__`: one event per call, on the hot path.
         self._data = {}
         self._folded = None
-        self._read = read
+        self._reader = reader
         self._cache = {}
         self._whole = False
 
     def _load_whole(self):
         if not self._whole:
-            whole = to_python(self._read([]))
+            whole = self._reader.read(())
             self._data = whole._data if isinstance(whole, ImmutableCaseInsensitiveDict) else {}
             self._folded = None
             self._whole = True
@@ -221,7 +327,7 @@ class PantherEvent(ImmutableCaseInsensitiveDict):
         cache = self._cache
         if key in cache:
             return cache[key]
-        value = to_python(self._read([key]))
+        value = self._reader.read((key,))
         cache[key] = value
         return value
 
@@ -254,7 +360,7 @@ class PantherEvent(ImmutableCaseInsensitiveDict):
             cache = self._cache
             value = cache.get(keys, _UNREAD)
             if value is _UNREAD:
-                value = to_python(self._read(list(keys)))
+                value = self._reader.read(keys)
                 cache[keys] = value
         return default if value is _MISSING or value is None else value
 
