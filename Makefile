@@ -104,6 +104,10 @@ instructions: build native ## Instructions per event under callgrind, rulehost a
 bench-check: build native ## Check that rulehost-native writes rulehost's alerts byte for byte
 	python3 scripts/bench.py --check --rulehost $(RULEHOST) --native $(TARGET_DIR)/release/rulehost-native
 
+.PHONY: panther-compare
+panther-compare: build ## Dev: Panther's Python rules, rulehost vs panther-core (PyPI), same alerts? (../shared/panther-analysis)
+	$(PYTHON) scripts/panther_compare.py --rulehost $(RULEHOST)
+
 .PHONY: new-rule
 new-rule: ## Scaffold a rule crate and its spec: make new-rule NAME=snake_case_name
 	@test -n "$(NAME)" || { echo "usage: make new-rule NAME=snake_case_name"; exit 2; }
