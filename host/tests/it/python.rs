@@ -23,6 +23,11 @@ fn panther_analysis() -> Option<PathBuf> {
     None
 }
 
+/// The deadline of a call in these tests: the deadline is wall time, and the suite runs
+/// many processes on 2 cores, where a call that takes microseconds can wait for a core
+/// longer than the default 100 ms.
+const PATIENT: [&str; 2] = ["--timeout-ms", "5000"];
+
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -37,7 +42,7 @@ fn panthers_databricks_pack_passes_all_162_tests() {
         return;
     };
     python_runtime_cached();
-    let out = run(rulehost().arg("test").arg(&pack), "");
+    let out = run(rulehost().arg("test").args(PATIENT).arg(&pack), "");
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
     assert!(text.contains("\tPassed: 37\n"), "{text}");
@@ -45,7 +50,7 @@ fn panthers_databricks_pack_passes_all_162_tests() {
     assert!(text.ends_with("\n162 passed, 0 failed\n"), "{text}");
 
     let out = run(
-        rulehost().arg("test").arg(&pack).args([
+        rulehost().arg("test").args(PATIENT).arg(&pack).args([
             "--filter",
             "RuleID=Databricks.Audit.AccessToMultipleWorkspaces",
         ]),
@@ -100,7 +105,9 @@ fn panthers_rules_alert_on_the_demo_sample_as_their_rust_ports() {
     let sample = repo().join("demo/databricks-audit-sample.jsonl");
     let python = run(
         rulehost()
-            .args(["eval", "--rules"])
+            .arg("eval")
+            .args(PATIENT)
+            .arg("--rules")
             .arg(pack.join("rules/databricks_rules"))
             .arg(&sample),
         "",
@@ -301,7 +308,9 @@ fn python_tests_dir() -> tempfile::TempDir {
 fn python_rules_see_panthers_api_and_no_files_or_network() {
     python_runtime_cached();
     let dir = python_tests_dir();
-    let out = run(rulehost().arg("test").arg(dir.path()), "");
+    // 1 s: patient enough for a busy machine, short for the rule that loops.
+    let patient = ["test", "--timeout-ms", "1000"];
+    let out = run(rulehost().args(patient).arg(dir.path()), "");
     assert_golden("python_rules", &transcript(&out, Some(dir.path())));
 }
 
@@ -328,7 +337,9 @@ fn a_trapped_python_rule_is_loaded_again_on_a_fresh_instance() {
                   {\"hit\": true, \"timestamp\": 1704067201000}\n";
     let out = run(
         rulehost()
-            .args(["eval", "--threads", "1", "--rules"])
+            .args(["eval", "--threads", "1"])
+            .args(PATIENT)
+            .arg("--rules")
             .arg(dir.path().join("rules")),
         events,
     );
@@ -385,7 +396,12 @@ fn the_lock_pins_the_python_rule_and_its_helpers() {
     let rules = dir.path().join("rules");
     let out = lock_dir(&rules);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let locked = |dir: &Path| run(rulehost().args(["test", "--locked"]).arg(dir), "");
+    let locked = |dir: &Path| {
+        run(
+            rulehost().args(["test", "--locked"]).args(PATIENT).arg(dir),
+            "",
+        )
+    };
     assert_eq!(locked(&rules).status.code(), Some(0));
 
     let helper = dir.path().join("global_helpers/team_helpers.py");
