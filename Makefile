@@ -13,9 +13,15 @@ TEST_CRATES := $(patsubst plugins/test-components/%/Cargo.toml,%,$(wildcard plug
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 RULEHOST := $(TARGET_DIR)/release/rulehost
 DEMO_DATA := demo/databricks-audit-sample.jsonl
+# The Python rule runtime: componentize-py (pinned in python/requirements.txt) in a
+# virtualenv of its own, building python/ against wit/rulehost.wit's `rule-runtime` world.
+PYTHON ?= python3
+PYTHON_VENV := build/python-venv
+PYTHON_RUNTIME := build/runtimes/python.wasm
 
 export RULEHOST_COMPONENTS := $(abspath $(COMPONENTS))
 export RULEHOST_TEST_COMPONENTS := $(abspath $(TEST_COMPONENTS))
+export RULEHOST_PYTHON_RUNTIME := $(abspath $(PYTHON_RUNTIME))
 
 .PHONY: help
 help: ## Show this help
@@ -26,10 +32,24 @@ wasm-target: ## Install the wasm32-wasip2 Rust target if missing
 	@rustup target list --installed 2>/dev/null | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 
 .PHONY: plugins
-plugins: wasm-target ## Build every rule under plugins/rules into build/components
+plugins: wasm-target python-runtime ## Build every rule under plugins/rules into build/components, and the Python runtime
 	$(CARGO) build --profile plugin --target $(WASM_TARGET) $(addprefix -p ,$(subst _,-,$(RULE_CRATES)))
 	@mkdir -p $(COMPONENTS)
 	@for c in $(RULE_CRATES); do cp $(TARGET_DIR)/$(WASM_TARGET)/plugin/$$c.wasm $(COMPONENTS)/; done
+
+$(PYTHON_VENV)/installed: python/requirements.txt
+	$(PYTHON) -m venv $(PYTHON_VENV)
+	$(PYTHON_VENV)/bin/pip install --quiet --disable-pip-version-check --requirement python/requirements.txt
+	@touch $@
+
+$(PYTHON_RUNTIME): $(PYTHON_VENV)/installed $(wildcard python/*.py) wit/rulehost.wit
+	@mkdir -p $(dir $@)
+	VIRTUAL_ENV=$(abspath $(PYTHON_VENV)) $(PYTHON_VENV)/bin/componentize-py --quiet \
+		--wit-path wit --world rule-runtime componentize --python-path python \
+		--output $@ rulehost_runtime
+
+.PHONY: python-runtime
+python-runtime: $(PYTHON_RUNTIME) ## Build the Python rule runtime (componentize-py) into build/runtimes/python.wasm
 
 .PHONY: test-components
 test-components: wasm-target ## Build the hostile test components into build/test-components
@@ -90,6 +110,10 @@ instructions: build native ## Instructions per event under callgrind, rulehost a
 .PHONY: bench-check
 bench-check: build native typed ## Check that rulehost-native writes rulehost's alerts byte for byte, and rulehost-typed the same windows
 	python3 scripts/bench.py --check $(BENCH_BINARIES)
+
+.PHONY: panther-compare
+panther-compare: build ## Dev: Panther's Python rules, rulehost vs panther-core (PyPI), same alerts? (../shared/panther-analysis)
+	$(PYTHON) scripts/panther_compare.py --rulehost $(RULEHOST)
 
 .PHONY: new-rule
 new-rule: ## Scaffold a rule crate and its spec: make new-rule NAME=snake_case_name

@@ -14,8 +14,33 @@ use clap::Args;
 
 use crate::eval::{DEFAULT_QUARANTINE_AFTER, Quarantine};
 use crate::lock::Lockfile;
-use crate::ruleset::{self, RuleSet};
+use crate::python::PythonSettings;
+use crate::ruleset::{self, RuleSet, Search};
 use crate::runtime::{CodeCache, Limits, Runtime};
+
+/// Where Python rules' runtime and helpers are (specs whose `Filename:` is a `.py`).
+#[derive(Debug, Args)]
+pub struct PythonArgs {
+    /// The Python runtime component (`make python-runtime` builds
+    /// `build/runtimes/python.wasm`); by default `runtimes/python.wasm` beside the binary,
+    /// then `build/runtimes/python.wasm` of the checkout it was built in.
+    #[arg(long, value_name = "FILE", env = "RULEHOST_PYTHON_RUNTIME")]
+    pub python_runtime: Option<PathBuf>,
+    /// Panther's global helpers (modules Python rules import); by default the
+    /// `global_helpers/` folder of the rules folder or of the nearest folder above it.
+    #[arg(long, value_name = "DIR")]
+    pub helpers: Option<PathBuf>,
+}
+
+impl PythonArgs {
+    /// The settings these flags describe.
+    pub fn settings(&self) -> PythonSettings {
+        PythonSettings {
+            runtime: self.python_runtime.clone(),
+            helpers: self.helpers.clone(),
+        }
+    }
+}
 
 /// Options shared by commands that load rules.
 #[derive(Debug, Args)]
@@ -56,6 +81,9 @@ pub struct RuleArgs {
     /// its key: `$RULEHOST_CACHE_KEY`, else `~/.config/rulehost/cache.key`).
     #[arg(long)]
     pub no_cache: bool,
+    /// Python rules' runtime and helpers.
+    #[command(flatten)]
+    pub python: PythonArgs,
 }
 
 /// Whether rules must match `rulehost.lock` before they run.
@@ -125,10 +153,11 @@ impl RuleArgs {
             },
         };
         let runtime = self.runtime()?;
-        let set = match &lock {
-            None => ruleset::load(&runtime, dir, &self.components)?,
-            Some(lock) => ruleset::load_locked(&runtime, dir, &self.components, lock)?,
+        let search = Search {
+            components: self.components.clone(),
+            python: self.python.settings(),
         };
+        let set = ruleset::load_with(&runtime, dir, &search, lock.as_ref())?;
         if !set.refused.is_empty() {
             let problems: Vec<&dyn std::error::Error> =
                 set.refused.iter().map(|m| m as _).collect();

@@ -28,6 +28,7 @@ pub mod filters;
 pub mod input;
 pub mod lock;
 pub mod progress;
+pub mod python;
 pub mod ruleset;
 pub mod runtime;
 pub mod semantics;

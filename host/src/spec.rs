@@ -81,9 +81,10 @@ pub struct TestCase {
     /// Legacy Panther field, ignored (as Panther ignores it).
     #[serde(default)]
     pub log_type: Option<String>,
-    /// Panther's `Mocks:`: refused, since rules are pure components with nothing to patch.
+    /// Panther's `Mocks:`: names of a Python rule's module replaced for this test (refused
+    /// for a component rule, which has no globals to patch).
     #[serde(default)]
-    mocks: Option<serde_yaml_ng::Value>,
+    pub mocks: Vec<MockSpec>,
     /// The title the alert must have.
     #[serde(default)]
     pub expected_title: Option<String>,
@@ -114,6 +115,27 @@ impl TestCase {
             || self.expected_alert_context.is_some()
             || self.expected_destinations.is_some()
     }
+}
+
+/// One of Panther's `Mocks:`: calling `ObjectName` in the rule's module returns
+/// `ReturnValue`, as written in the YAML (a string stays a string, as in `pat test`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MockSpec {
+    /// The name in the rule's module.
+    pub object_name: String,
+    /// What calling it returns.
+    pub return_value: serde_json::Value,
+}
+
+/// What `Filename:` names: a WebAssembly component, or a Python rule's module that the
+/// Python runtime runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleLanguage {
+    /// A `.wasm` component, one rule.
+    Component,
+    /// A `.py` module, run by the Python runtime.
+    Python,
 }
 
 /// One `Scenarios:` entry: a sequence of events with times, and the alerts the rule's
@@ -288,6 +310,18 @@ pub enum SpecError {
         #[source]
         source: serde_yaml_ng::Error,
     },
+    /// A spec of another `AnalysisType` than `rule` (Panther's `global` helpers, data
+    /// models, policies, ...).
+    #[error(
+        "rule spec `{}`: AnalysisType `{analysis_type}` is not supported: rulehost runs `rule` specs",
+        path.display()
+    )]
+    NotARule {
+        /// The spec.
+        path: PathBuf,
+        /// Its `AnalysisType`.
+        analysis_type: String,
+    },
     /// A value is out of its allowed range.
     #[error("invalid rule spec `{}`: {message}", path.display())]
     Invalid {
@@ -349,6 +383,22 @@ impl Spec {
 
     /// Parses and validates spec text; `path` names it in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Spec, SpecError> {
+        /// `AnalysisType` alone: other types have other keys, which `RawSpec` refuses.
+        #[derive(Deserialize)]
+        struct Kind {
+            #[serde(rename = "AnalysisType")]
+            analysis_type: Option<String>,
+        }
+        if let Ok(Kind {
+            analysis_type: Some(analysis_type),
+        }) = serde_yaml_ng::from_str(text)
+            && analysis_type != "rule"
+        {
+            return Err(SpecError::NotARule {
+                path: path.to_owned(),
+                analysis_type,
+            });
+        }
         let raw: RawSpec = serde_yaml_ng::from_str(text).map_err(|source| SpecError::Parse {
             path: path.to_owned(),
             source,
@@ -358,10 +408,10 @@ impl Spec {
             message,
         };
         if raw.analysis_type != "rule" {
-            return Err(invalid(format!(
-                "AnalysisType `{}` is not supported: rulehost runs `rule` specs",
-                raw.analysis_type
-            )));
+            return Err(SpecError::NotARule {
+                path: path.to_owned(),
+                analysis_type: raw.analysis_type,
+            });
         }
         if raw.rule_id.is_empty() || raw.rule_id.contains(['<', '>', '&', '"', '%']) {
             return Err(invalid(format!(
@@ -369,12 +419,17 @@ impl Spec {
                 raw.rule_id
             )));
         }
-        if !raw.filename.ends_with(".wasm") {
-            return Err(invalid(format!(
-                "Filename `{}` must name a WebAssembly component (`.wasm`)",
-                raw.filename
-            )));
-        }
+        let language = match raw.filename.rsplit_once('.').map(|(_, ext)| ext) {
+            Some("wasm") => RuleLanguage::Component,
+            Some("py") => RuleLanguage::Python,
+            _ => {
+                return Err(invalid(format!(
+                    "Filename `{}` must name a WebAssembly component (`.wasm`) or a Python \
+                     rule (`.py`)",
+                    raw.filename
+                )));
+            }
+        };
         // A third-party spec must not reach for components elsewhere on the machine
         // (issue 11): `Filename:` stays below the folders it is looked up in.
         if Path::new(&raw.filename)
@@ -404,9 +459,9 @@ impl Spec {
                     test.name
                 )));
             }
-            if test.mocks.is_some() {
+            if !test.mocks.is_empty() && language == RuleLanguage::Component {
                 return Err(invalid(format!(
-                    "Tests: `{}`: Mocks are not supported: a rule is a pure component with no \
+                    "Tests: `{}`: Mocks are not supported for a component rule: it has no \
                      globals to patch; put the value in the Log instead",
                     test.name
                 )));
@@ -535,6 +590,14 @@ impl Spec {
                 resolved,
                 folder: folder.to_owned(),
             })
+        }
+    }
+
+    /// What `Filename:` names: a component, or a Python module.
+    pub fn language(&self) -> RuleLanguage {
+        match self.filename.ends_with(".py") {
+            true => RuleLanguage::Python,
+            false => RuleLanguage::Component,
         }
     }
 
@@ -825,6 +888,20 @@ mod tests {
         );
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.contains("Mocks are not supported"), "{err}");
+        let python = text.replace("Filename: r.wasm", "Filename: r.py");
+        let spec = parse(&python).unwrap();
+        assert_eq!(spec.language(), RuleLanguage::Python);
+        assert_eq!(spec.tests[0].mocks[0].object_name, "f");
+        assert_eq!(spec.tests[0].mocks[0].return_value, serde_json::json!("x"));
+    }
+
+    #[test]
+    fn other_analysis_types_are_told_apart() {
+        let global = "AnalysisType: global\nFilename: h.py\nGlobalID: h\n";
+        assert!(matches!(
+            parse(global),
+            Err(SpecError::NotARule { analysis_type, .. }) if analysis_type == "global"
+        ));
     }
 
     #[test]

@@ -80,18 +80,19 @@ pub fn load(dir: &Path) -> anyhow::Result<Option<LoadedRules>> {
     let mut rules: Vec<Rule> = Vec::new();
     let mut invalid = Vec::new();
     for path in paths {
-        let loaded = Spec::load(&path).map_err(anyhow::Error::from).and_then(|spec| {
-            let port = rules::for_component(&spec.filename).with_context(|| {
-                format!("no native port of component `{}`", spec.filename)
-            })?;
-            if rules.iter().any(|r| r.spec.rule_id == spec.rule_id) {
-                anyhow::bail!("duplicate RuleID `{}`", spec.rule_id);
-            }
-            Ok(Rule {
-                spec,
-                code: Arc::new(Native(Arc::from(port))),
-            })
-        });
+        let loaded = Spec::load(&path)
+            .map_err(anyhow::Error::from)
+            .and_then(|spec| {
+                let port = rules::for_component(&spec.filename)
+                    .with_context(|| format!("no native port of component `{}`", spec.filename))?;
+                if rules.iter().any(|r| r.spec.rule_id == spec.rule_id) {
+                    anyhow::bail!("duplicate RuleID `{}`", spec.rule_id);
+                }
+                Ok(Rule {
+                    spec,
+                    code: Arc::new(Native(Arc::from(port))),
+                })
+            });
         match loaded {
             Ok(rule) => rules.push(rule),
             Err(e) => invalid.push((path, e)),

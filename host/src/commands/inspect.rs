@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use crate::cli::ExitStatus;
-use crate::runtime::{ImportVerdict, Limits, Provision, Runtime, audit::DETECTION};
+use crate::runtime::{
+    ImportVerdict, Limits, Provision, Runtime, audit::DETECTION, audit::RULE_SOURCE,
+};
 
 /// Show a component's world, exports, imports, size and sha256, and the load-time audit
 /// verdict (the same checks `eval` and `test` apply).
@@ -31,7 +33,16 @@ impl Inspect {
         match &inspection.audit {
             None => println!("world: none (not a component)"),
             Some(audit) => {
-                if audit.world.is_none() && audit.incompatible.is_empty() {
+                let runtime = audit
+                    .exports
+                    .iter()
+                    .any(|e| e.starts_with("rulehost:rules/rule-source@"));
+                if audit.world.is_none() && audit.incompatible.is_empty() && runtime {
+                    println!(
+                        "world: rulehost:rules/rule-runtime (a language runtime: exports \
+                         `{DETECTION}` and `{RULE_SOURCE}`)"
+                    );
+                } else if audit.world.is_none() && audit.incompatible.is_empty() {
                     println!("world: rulehost:rules/rule (exports `{DETECTION}`)");
                 } else {
                     println!("world: not a rulehost rule");
@@ -77,6 +88,8 @@ fn describe(verdict: ImportVerdict) -> &'static str {
         ImportVerdict::Wasi(Provision::Empty) => "ok (no capability)",
         ImportVerdict::Wasi(Provision::EventTime) => "ok (virtualised: the event's time)",
         ImportVerdict::Wasi(Provision::FixedSeed) => "ok (virtualised: fixed seed)",
+        ImportVerdict::Wasi(Provision::Refused) => "ok (stubs refuse every call)",
+        ImportVerdict::Modules => "ok (helper modules from the host)",
         ImportVerdict::IncompatibleVersion => "refused (incompatible version)",
         ImportVerdict::Forbidden => "refused",
     }

@@ -11,7 +11,8 @@ use crate::ruleset;
 use crate::runtime::{CodeCache, Limits};
 
 /// Pin the sha256 of every rule's component in `DIR/rulehost.lock`, for `eval --locked`
-/// and `test --locked`.
+/// and `test --locked`. A Python rule's pin covers the Python runtime's sha256, the
+/// rule's module and every helper module it could import.
 ///
 /// Every spec must load first, its component passing the import audit: a lock pins what
 /// you reviewed and can run. Exit status: 0 when the lock was written; 2 when a spec or
@@ -32,6 +33,8 @@ pub struct Lock {
     /// Compile every component afresh instead of using the compiled-code cache.
     #[arg(long)]
     no_cache: bool,
+    #[command(flatten)]
+    python: super::PythonArgs,
 }
 
 impl Lock {
@@ -43,7 +46,11 @@ impl Lock {
             CodeCache::from_env()
         };
         let runtime = super::runtime(Limits::default(), cache)?;
-        let set = ruleset::load(&runtime, &self.path, &self.components)?;
+        let search = ruleset::Search {
+            components: self.components.clone(),
+            python: self.python.settings(),
+        };
+        let set = ruleset::load_with(&runtime, &self.path, &search, None)?;
         if !set.invalid.is_empty() {
             for (_, err) in &set.invalid {
                 eprintln!("error: {err:#}");

@@ -8,6 +8,11 @@
 //! that *would* need a capability fails at load instead of at its first call. The names
 //! come from wasmtime's own view of the compiled component
 //! ([`Component::component_type`]); nothing here parses wasm.
+//!
+//! A language runtime (the Python runtime, [`ComponentKind::RuleRuntime`]) may also
+//! import `rulehost:rules/modules@1.x` and the `wasi:filesystem` and `wasi:sockets`
+//! interfaces of [`RUNTIME_REFUSED`], which CPython's libc imports even when no rule
+//! uses them: they are linked to host stubs that refuse every call (`python.rs`).
 
 use std::fmt;
 use std::path::Path;
@@ -29,6 +34,8 @@ const PACKAGE_LINE: VersionLine = VersionLine(1, 0);
 const WASI_LINE: VersionLine = VersionLine(0, 2);
 /// The export every rule must provide.
 pub const DETECTION: &str = "rulehost:rules/detection@1.0.0";
+/// The export a language runtime must provide besides [`DETECTION`].
+pub const RULE_SOURCE: &str = "rulehost:rules/rule-source@1.0.0";
 /// The functions of `detection` (wit/rulehost.wit; a unit test keeps the two in step).
 const DETECTION_FUNCTIONS: &[&str] = &[
     "rule",
@@ -54,6 +61,19 @@ pub enum Provision {
     EventTime,
     /// Virtualised randomness: numbers come from a fixed seed, for the same reason.
     FixedSeed,
+    /// Linked to host stubs that refuse every call (language runtimes only): opening a
+    /// file, a socket or a name lookup fails with an error code the guest reports.
+    Refused,
+}
+
+/// What a component is meant to be, which decides the imports it may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ComponentKind {
+    /// One rule (world `rule` or `fast-rule`).
+    Rule,
+    /// A runtime for rules written in another language (world `rule-runtime`): it also
+    /// exports `rule-source`, imports `modules`, and may import [`RUNTIME_REFUSED`].
+    RuleRuntime,
 }
 
 /// The WASI 0.2.x interfaces a rule may import. Rust's `std` for `wasm32-wasip2` imports
@@ -80,11 +100,29 @@ pub const WASI_ALLOWED: &[(&str, Provision)] = &[
     ("wasi:random/insecure-seed", Provision::FixedSeed),
 ];
 
+/// The `wasi:filesystem` and `wasi:sockets` interfaces a language runtime may import:
+/// CPython's libc (componentize-py) imports them whatever the rule does. Each is linked to
+/// stubs that refuse every call ([`Provision::Refused`]).
+pub const RUNTIME_REFUSED: &[&str] = &[
+    "wasi:filesystem/types",
+    "wasi:filesystem/preopens",
+    "wasi:sockets/network",
+    "wasi:sockets/instance-network",
+    "wasi:sockets/ip-name-lookup",
+    "wasi:sockets/tcp",
+    "wasi:sockets/tcp-create-socket",
+    "wasi:sockets/udp",
+    "wasi:sockets/udp-create-socket",
+];
+
 /// The audit's view of one import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImportVerdict {
     /// `rulehost:rules/types@1.x`: the events a rule reads.
     Types,
+    /// `rulehost:rules/modules@1.x`: helper modules the host serves (language runtimes
+    /// only).
+    Modules,
     /// An allowed WASI 0.2.x interface, served as described.
     Wasi(Provision),
     /// Our own package at a version line this host does not speak.
@@ -108,6 +146,8 @@ pub enum WorldMismatch {
         /// The functions it lacks.
         missing: Vec<String>,
     },
+    /// A language runtime without the `rulehost:rules/rule-source@1.x` export.
+    NoRuleSource,
 }
 
 impl fmt::Display for WorldMismatch {
@@ -124,6 +164,10 @@ impl fmt::Display for WorldMismatch {
             WorldMismatch::MissingFunctions { export, missing } => {
                 write!(f, "its `{export}` lacks {}", backticked(missing))
             }
+            WorldMismatch::NoRuleSource => write!(
+                f,
+                "it does not export `{RULE_SOURCE}`, which a rule runtime needs"
+            ),
         }
     }
 }
@@ -142,12 +186,17 @@ pub struct Audit {
 }
 
 impl Audit {
-    /// Audits a compiled component.
+    /// Audits a compiled component as a rule.
     pub fn of(engine: &Engine, component: &Component) -> Audit {
+        Self::of_kind(engine, component, ComponentKind::Rule)
+    }
+
+    /// Audits a compiled component as a rule or a language runtime.
+    pub fn of_kind(engine: &Engine, component: &Component, kind: ComponentKind) -> Audit {
         let ty = component.component_type();
         let mut imports: Vec<(String, ImportVerdict)> = ty
             .imports(engine)
-            .map(|(name, _)| (name.to_owned(), judge_import(name)))
+            .map(|(name, _)| (name.to_owned(), judge_import(name, kind)))
             .collect();
         imports.sort_by(|a, b| a.0.cmp(&b.0));
         let mut exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_owned()).collect();
@@ -188,6 +237,16 @@ impl Audit {
                 export: name.to_owned(),
                 missing,
             });
+        }
+        if kind == ComponentKind::RuleRuntime
+            && world.is_none()
+            && !ty.exports(engine).any(|(name, _)| {
+                InterfaceName::parse(name).is_some_and(|n| {
+                    n.package == PACKAGE && n.interface == "rule-source" && n.is_on(PACKAGE_LINE)
+                })
+            })
+        {
+            world = Some(WorldMismatch::NoRuleSource);
         }
         incompatible.sort();
         Audit {
@@ -262,7 +321,7 @@ pub(super) fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
     }
 }
 
-fn judge_import(name: &str) -> ImportVerdict {
+fn judge_import(name: &str, kind: ComponentKind) -> ImportVerdict {
     let Some(parsed) = InterfaceName::parse(name) else {
         return ImportVerdict::Forbidden;
     };
@@ -272,12 +331,21 @@ fn judge_import(name: &str) -> ImportVerdict {
         return match (parsed.interface, parsed.is_on(PACKAGE_LINE)) {
             (_, false) => ImportVerdict::IncompatibleVersion,
             ("types", true) => ImportVerdict::Types,
+            ("modules", true) if kind == ComponentKind::RuleRuntime => ImportVerdict::Modules,
             _ => ImportVerdict::Forbidden,
         };
     }
     let unversioned = name.split_once('@').map_or(name, |(n, _)| n);
-    match WASI_ALLOWED.iter().find(|(n, _)| *n == unversioned) {
-        Some((_, provision)) if parsed.is_on(WASI_LINE) => ImportVerdict::Wasi(*provision),
+    let refused = (kind == ComponentKind::RuleRuntime)
+        .then(|| RUNTIME_REFUSED.iter().find(|n| **n == unversioned))
+        .flatten()
+        .map(|_| Provision::Refused);
+    let allowed = WASI_ALLOWED
+        .iter()
+        .find(|(n, _)| *n == unversioned)
+        .map(|(_, p)| *p);
+    match allowed.or(refused) {
+        Some(provision) if parsed.is_on(WASI_LINE) => ImportVerdict::Wasi(provision),
         _ => ImportVerdict::Forbidden,
     }
 }
@@ -366,7 +434,39 @@ mod tests {
             ("evil:cli/stdout@0.2.0", Forbidden),
             ("stdout", Forbidden),
         ] {
-            assert_eq!(judge_import(name), verdict, "{name}");
+            assert_eq!(judge_import(name, ComponentKind::Rule), verdict, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_rule_runtime_may_import_modules_and_refused_files_and_sockets() {
+        use ImportVerdict::*;
+        for (name, rule, runtime) in [
+            ("rulehost:rules/modules@1.0.0", Forbidden, Modules),
+            (
+                "wasi:filesystem/types@0.2.9",
+                Forbidden,
+                Wasi(Provision::Refused),
+            ),
+            (
+                "wasi:sockets/tcp@0.2.9",
+                Forbidden,
+                Wasi(Provision::Refused),
+            ),
+            ("wasi:sockets/tcp@0.3.0", Forbidden, Forbidden),
+            ("wasi:http/outgoing-handler@0.2.9", Forbidden, Forbidden),
+            (
+                "wasi:cli/stdout@0.2.9",
+                Wasi(Provision::Empty),
+                Wasi(Provision::Empty),
+            ),
+        ] {
+            assert_eq!(judge_import(name, ComponentKind::Rule), rule, "{name}");
+            assert_eq!(
+                judge_import(name, ComponentKind::RuleRuntime),
+                runtime,
+                "{name}"
+            );
         }
     }
 

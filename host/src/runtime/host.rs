@@ -7,8 +7,8 @@ use serde_json::Value as Json;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{WitValue, types};
-use super::{limits, wasi};
+use super::bindings::{WitValue, modules, types};
+use super::{limits, python, wasi};
 
 /// Everything a rule's Store holds.
 pub(super) struct HostState {
@@ -32,6 +32,9 @@ pub(super) struct HostState {
     pub prefetch: Vec<u32>,
     /// Whether the call in progress is `evaluate-batch` (whose reads join `prefetch`).
     pub in_batch: bool,
+    /// The helper modules `modules.find` serves (a language runtime's rules); empty for
+    /// a rule component, which cannot import `modules`.
+    pub modules: Arc<python::Modules>,
 }
 
 /// The representation of the handle of event `index` (below 256) in call `call` (24
@@ -67,6 +70,7 @@ impl HostState {
             field_bytes: 0,
             prefetch: Vec::new(),
             in_batch: false,
+            modules: Arc::default(),
         }
     }
 
@@ -118,6 +122,12 @@ impl types::Host for HostState {
         self.field_bytes += bytes;
         self.fields.push(path);
         u32::try_from(self.fields.len() - 1).ok()
+    }
+}
+
+impl modules::Host for HostState {
+    fn find(&mut self, name: String) -> Option<String> {
+        self.modules.find(&name).map(str::to_owned)
     }
 }
 

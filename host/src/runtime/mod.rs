@@ -14,6 +14,10 @@
 //! network; clocks that read the event's time ([`RuleInstance::set_event_time`]); random
 //! numbers from a fixed seed; bounded captured output. Each call is bounded by [`Limits`].
 //!
+//! One component may serve many rules: a language runtime (world `rule-runtime`, the
+//! Python runtime of `python/`) is loaded once with [`Runtime::load_runtime_bytes`] and
+//! becomes each rule with [`RuleComponent::with_source`] (`python.rs`).
+//!
 //! Loading refuses what a third party could slip in: files that are not `.wasm`
 //! components, components of another world or version, and imports beyond the short list
 //! in [`audit`]. Compiled code is kept in rulehost's own [`CodeCache`].
@@ -25,6 +29,7 @@ mod component;
 mod host;
 mod instance;
 mod limits;
+mod python;
 mod respawn;
 mod wasi;
 
@@ -35,15 +40,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
-use bindings::{batch, detection, types};
+use bindings::{batch, detection, rule_source, types};
 use host::HostState;
 
 pub use crate::calls::{BatchFailure, BatchOutcome, CallResult, RuleFailure};
-pub use audit::{Audit, ImportVerdict, Provision, WorldMismatch};
+pub use audit::{Audit, ComponentKind, ImportVerdict, Provision, WorldMismatch};
 pub use cache::{CacheOutcome, CacheProblem, CodeCache};
 pub use component::{Output, RuleComponent};
 pub use instance::{CapturedOutput, Deadline, RuleInstance};
 pub use limits::Limits;
+pub use python::{LOAD_DEADLINE_CALLS, Mock, Modules, RUNTIME_MIN_INSTANCES, RuleSource};
 pub use respawn::Respawning;
 
 /// A component failed to load, or was refused.
@@ -267,6 +273,30 @@ impl Runtime {
         bytes: &[u8],
         pin: Pin<'_>,
     ) -> Result<RuleComponent, LoadError> {
+        self.load_kind(path, bytes, pin, ComponentKind::Rule)
+    }
+
+    /// [`Runtime::load_bytes`] for a language runtime (world `rule-runtime`, the Python
+    /// runtime): audited as one ([`ComponentKind::RuleRuntime`]), linked with `modules`
+    /// and with stubs that refuse its file and socket imports, its instances made under
+    /// at least [`RUNTIME_MIN_INSTANCES`] core instances. Compiled through the same cache
+    /// and checks as any component; it becomes a rule with [`RuleComponent::with_source`].
+    pub fn load_runtime_bytes(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        pin: Pin<'_>,
+    ) -> Result<RuleComponent, LoadError> {
+        self.load_kind(path, bytes, pin, ComponentKind::RuleRuntime)
+    }
+
+    fn load_kind(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        pin: Pin<'_>,
+        kind: ComponentKind,
+    ) -> Result<RuleComponent, LoadError> {
         let sha256 = sha256_hex(bytes);
         if let Pin::Sha256(pinned) = pin
             && pinned != sha256
@@ -283,8 +313,8 @@ impl Runtime {
             Err(outcome) => (self.compile(path, bytes)?, outcome),
         };
         // Before linking: a refused import must be named as such, not as a link error.
-        Audit::of(&self.engine, &component).check(path)?;
-        let rule = self.link(path, &component, sha256, cache)?;
+        Audit::of_kind(&self.engine, &component, kind).check(path)?;
+        let rule = self.link(path, &component, sha256, cache, kind)?;
         if matches!(cache, CacheOutcome::Miss | CacheOutcome::Replaced) {
             // Only accepted components are stored.
             self.cache.put(&self.engine, &rule.sha256, &component);
@@ -307,11 +337,25 @@ impl Runtime {
             .and_then(|()| self.compile(path, &bytes));
         match checked {
             Ok(component) => {
-                let audit = Audit::of(&self.engine, &component);
+                // A component that exports `rule-source` is judged as a language runtime.
+                let kind = match component
+                    .component_type()
+                    .exports(&self.engine)
+                    .any(|(name, _)| name.starts_with("rulehost:rules/rule-source@"))
+                {
+                    true => ComponentKind::RuleRuntime,
+                    false => ComponentKind::Rule,
+                };
+                let audit = Audit::of_kind(&self.engine, &component, kind);
                 inspection.problems = audit.problems(path);
                 if inspection.problems.is_empty()
-                    && let Err(e) =
-                        self.link(path, &component, String::new(), CacheOutcome::Disabled)
+                    && let Err(e) = self.link(
+                        path,
+                        &component,
+                        String::new(),
+                        CacheOutcome::Disabled,
+                        kind,
+                    )
                 {
                     inspection.problems.push(e);
                 }
@@ -333,23 +377,37 @@ impl Runtime {
         component: &Component,
         sha256: String,
         cache: CacheOutcome,
+        kind: ComponentKind,
     ) -> Result<RuleComponent, LoadError> {
-        let pre = self
-            .linker
-            .instantiate_pre(component)
-            .map_err(|e| invalid(path, &e))?;
+        let (pre, limits) = match kind {
+            ComponentKind::Rule => (self.linker.instantiate_pre(component), self.limits.clone()),
+            ComponentKind::RuleRuntime => (
+                python::runtime_linker(&self.linker, &self.engine, component)
+                    .and_then(|linker| linker.instantiate_pre(component)),
+                python::runtime_limits(&self.limits),
+            ),
+        };
+        let pre = pre.map_err(|e| invalid(path, &e))?;
         let detection = detection::GuestIndices::new(&pre).map_err(|e| invalid(path, &e))?;
         // Optional: a component without it is called one function at a time.
         let batch = batch::GuestIndices::new(&pre).ok();
+        let rule_source = match kind {
+            ComponentKind::Rule => None,
+            ComponentKind::RuleRuntime => {
+                Some(rule_source::GuestIndices::new(&pre).map_err(|e| invalid(path, &e))?)
+            }
+        };
         let rule = RuleComponent {
             pre,
             detection,
             batch,
             path: path.to_owned(),
-            limits: self.limits.clone(),
+            limits,
             sha256,
             cache,
             epoch: self.epoch.clone(),
+            rule_source,
+            source: None,
         };
         // wasmtime checks the exports' types when it makes an instance, not here: make one
         // now, so that a component whose functions are named right but typed wrong is
@@ -357,7 +415,7 @@ impl Runtime {
         // generous as the defaults: a rule that needs more than tighter `--max-*` limits
         // allow stays a rule error at run time, as documented.
         let trial = RuleComponent {
-            limits: self.limits.at_least(&Limits::default()),
+            limits: rule.limits.at_least(&Limits::default()),
             ..rule.clone()
         };
         trial

@@ -183,8 +183,10 @@ impl TryRng for CallSeededRng {
     }
 }
 
-/// The WASI version whose `monotonic-clock` wasmtime-wasi 48 links (its `wit/deps`);
-/// guests importing any 0.2.x resolve to it.
+/// The WASI version wasmtime-wasi 48 links every interface at (its `wit/deps`); guests
+/// importing any 0.2.x resolve to it.
+pub(super) const WASI_VERSION: &str = "0.2.12";
+/// `monotonic-clock` at [`WASI_VERSION`].
 const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
 
 /// Replaces `subscribe-duration` and `subscribe-instant` with pollables that are ready at

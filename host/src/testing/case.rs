@@ -10,7 +10,7 @@ use crate::calls::{BatchFailure, Function, RuleCalls};
 use crate::clock::Clock;
 use crate::eval::{Verdict, disagreement};
 use crate::ruleset::LoadedRule;
-use crate::runtime::{Output, Respawning};
+use crate::runtime::{Mock, Output, Respawning, RuleComponent};
 use crate::semantics::{self, CallResult};
 use crate::spec::{Severity, TestCase};
 
@@ -46,6 +46,23 @@ fn line<T: PartialEq + std::fmt::Display>(
     })
 }
 
+/// The rule's component for `case`: a Python rule with the case's `Mocks:` in place
+/// (names of the rule's module that return the YAML value when called, as in `pat test`).
+fn for_case(rule: &LoadedRule, case: &TestCase) -> RuleComponent {
+    if case.mocks.is_empty() {
+        return rule.component.clone();
+    }
+    let mocks = case
+        .mocks
+        .iter()
+        .map(|m| Mock {
+            name: m.object_name.clone(),
+            value: m.return_value.to_string(),
+        })
+        .collect();
+    rule.component.with_mocks(mocks)
+}
+
 /// Whether every key of `want` is in `got` with an equal value (objects compared the same
 /// way, recursively).
 pub fn is_subset(want: &Value, got: &Value) -> bool {
@@ -68,7 +85,7 @@ pub fn run_case(rule: &LoadedRule, case: &TestCase) -> CaseResult {
     let spec = &rule.spec;
     let event = Arc::new(case.log.clone());
     // Every function on one instance, replaced after a trap, keeping what the rule printed.
-    let mut calls = Respawning::new(rule.component.clone(), Output::Capture);
+    let mut calls = Respawning::new(for_case(rule, case), Output::Capture);
     // The rule's clocks report the event's time ([`Clock::default`], else 0).
     let time_ms = Clock::default().event_time_ms(&event).unwrap_or(0);
     calls.set_time(time_ms);
@@ -222,7 +239,7 @@ fn fast_paths(
         });
     };
     let fresh = || {
-        let mut calls = Respawning::new(rule.component.clone(), Output::Discard);
+        let mut calls = Respawning::new(for_case(rule, case), Output::Discard);
         calls.set_time(time_ms);
         calls
     };

@@ -25,6 +25,9 @@ mod library;
 /// Fast paths give what one call per function gives: `test` fails a path that differs,
 /// `eval` checks a sample; a path that only fails costs one failed call per worker.
 mod paths;
+/// Panther's Python rules, unchanged: the Databricks pack's 162 tests, the event API,
+/// `Mocks:`, no files or network, a trap's fresh instance, the lock.
+mod python;
 /// A rules folder cannot stall loading (symlink loops) or reach components outside it.
 mod rule_folders;
 /// Hostile rules: loops, panics, memory bombs cost only themselves.

@@ -11,7 +11,7 @@ use rulehost::clock::Clock;
 use rulehost::eval::{Evaluator, Location, Summary, run_parallel};
 use rulehost::input::{LineBatch, from_reader};
 use rulehost::ruleset::{self, LoadedRule};
-use rulehost::runtime::{CodeCache, Limits, Runtime};
+use rulehost::runtime::{CodeCache, Limits, Pin, Runtime};
 use rulehost::sink::JsonLines;
 use rulehost::source::{Input, Replay};
 use serde_json::Value;
@@ -44,6 +44,36 @@ pub fn components() -> PathBuf {
 /// The hostile test components (`make test-components`).
 pub fn test_components() -> PathBuf {
     dir_from_env("RULEHOST_TEST_COMPONENTS")
+}
+
+/// The Python runtime (`make python-runtime`): `RULEHOST_PYTHON_RUNTIME`, else the
+/// checkout's `build/runtimes/python.wasm` (where the `rulehost` binary finds it too).
+pub fn python_runtime() -> PathBuf {
+    let path = std::env::var_os("RULEHOST_PYTHON_RUNTIME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("build/runtimes/python.wasm"));
+    assert!(
+        path.is_file(),
+        "the Python runtime `{}` does not exist: run `make test`",
+        path.display()
+    );
+    path
+}
+
+/// Compiles the Python runtime into [`test_cache_dir`] once per test run (~11 s on 2
+/// cores), before the Python tests' CLI runs, which then share the cached code instead of
+/// each compiling it at the same time.
+pub fn python_runtime_cached() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let path = python_runtime();
+        let bytes = std::fs::read(&path).unwrap();
+        Runtime::new(Limits::default())
+            .unwrap()
+            .with_cache(cache_at(&test_cache_dir()))
+            .load_runtime_bytes(&path, &bytes, Pin::Unpinned)
+            .unwrap();
+    });
 }
 
 /// The bundled specs.
