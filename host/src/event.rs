@@ -213,8 +213,13 @@ impl WantedPaths {
     /// What to parse the next line batch for: the paths wanted so far, with the reads
     /// missed since the last call.
     pub fn snapshot(&self) -> Arc<Wanted> {
-        let missed =
-            std::mem::take(&mut *self.missed.lock().unwrap_or_else(PoisonError::into_inner));
+        let missed = {
+            let mut missed = self.missed.lock().unwrap_or_else(PoisonError::into_inner);
+            // Under the lock that `missed` sets it under: a read missed after this is kept
+            // for the next snapshot, and flagged again.
+            self.missed_any.store(false, Ordering::Release);
+            std::mem::take(&mut *missed)
+        };
         if !missed.is_empty() {
             let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
             let mut learned = self.learned.lock().unwrap_or_else(PoisonError::into_inner);
@@ -297,6 +302,10 @@ mod tests {
         assert_eq!(first.whole_value(), &full);
         // The next snapshot keeps what was read.
         let next = paths.snapshot();
+        assert!(
+            !paths.missed_any.load(Ordering::Acquire),
+            "the next line does not take a snapshot again"
+        );
         assert!(next.covers(&["b", "c"]) && next.covers(&["z"]) && next.covers(&["a"]));
         assert!(
             !snapshot.covers(&["b", "c"]),
