@@ -51,6 +51,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# The seed rules' specs: a fixed folder, so that adding a rule to rules-tests/ changes
+# neither what the bench runs nor which native ports it needs (bench/native).
+SEED_DIR = ROOT / "rules-tests" / "seed"
 SEED_SPECS = (
     "databricks_access_to_multiple_workspaces.yml",
     "databricks_install_library_all_clusters.yml",
@@ -156,7 +159,7 @@ def write_rule_folders(tmp: Path) -> tuple[Path, Path]:
     for d in (two, fifty):
         d.mkdir()
         for name in SEED_SPECS:
-            shutil.copy(ROOT / "rules-tests" / name, d / name)
+            shutil.copy(SEED_DIR / name, d / name)
     for i in range(1, SYNTHETIC_RULES + 1):
         (fifty / f"synthetic_no_match_{i:02}.yml").write_text(synthetic_spec(i))
     return two, fifty
@@ -168,7 +171,7 @@ def write_load_folder(tmp: Path) -> Path:
     load = tmp / "rules-50-load"
     load.mkdir()
     for name in SEED_SPECS:
-        shutil.copy(ROOT / "rules-tests" / name, load / name)
+        shutil.copy(SEED_DIR / name, load / name)
     for i in range(1, SYNTHETIC_RULES + 1):
         wasm = f"synthetic_no_match_{i:02}.wasm"
         shutil.copy(components_dir() / "synthetic_no_match.wasm", load / wasm)
