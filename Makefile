@@ -62,7 +62,7 @@ build: plugins ## Build the rulehost binary and the rule components
 	$(CARGO) build --release -p rulehost
 
 .PHONY: demo
-demo: build ## Evaluate the bundled Databricks audit sample with both seed rules
+demo: build ## Evaluate the bundled Databricks audit sample with every rule in rules-tests/
 	$(RULEHOST) eval --rules rules-tests $(DEMO_DATA)
 
 .PHONY: rules-test
