@@ -163,14 +163,14 @@ fn alerts(out: &Output, rule_id: &str) -> Vec<String> {
     alerts
 }
 
-/// Every `Log:` of the ports' Panther tests as a JSON line, a day apart (each one's own
-/// dedup window, so each match is an alert of its own with its own title and context).
-fn panthers_test_logs(ports: &[Port]) -> String {
+/// Every `Log:` of the tests of these Panther specs as a JSON line, a day apart (each one's
+/// own dedup window, so each match is an alert of its own with its own title and context).
+fn panthers_test_logs<'a>(specs: impl IntoIterator<Item = &'a Path>) -> String {
     const DAY_MS: i64 = 86_400_000;
     let mut lines = String::new();
     let mut day = 0;
-    for port in ports {
-        let yaml = std::fs::read_to_string(&port.panther_spec).unwrap();
+    for spec in specs {
+        let yaml = std::fs::read_to_string(spec).unwrap();
         let spec: serde_yaml_ng::Value = serde_yaml_ng::from_str(&yaml).unwrap();
         for test in spec["Tests"].as_sequence().unwrap() {
             let mut log: Value = serde_json::to_value(&test["Log"]).unwrap();
@@ -237,7 +237,8 @@ fn the_ports_alert_as_panthers_python_rules() {
     // the branches (refused grants, service principals, odd group names) the generator
     // rarely makes.
     let test_logs = dir.path().join("panther-test-logs.jsonl");
-    std::fs::write(&test_logs, panthers_test_logs(&ports)).unwrap();
+    let specs = ports.iter().map(|p| p.panther_spec.as_path());
+    std::fs::write(&test_logs, panthers_test_logs(specs)).unwrap();
     let helpers = pack.join("global_helpers");
     let helpers = [std::ffi::OsStr::new("--helpers"), helpers.as_os_str()];
     // Both inputs together give every port's alerts something to compare.
@@ -253,6 +254,165 @@ fn the_ports_alert_as_panthers_python_rules() {
     }
     for (port, alerted) in ports.iter().zip(alerted) {
         assert!(alerted, "{} raised no alert", port.rule_id);
+    }
+}
+
+/// `plugins/test-components/databricks_helpers`'s twin: a Python rule that shows what each
+/// of Panther's helpers answers, in the same form.
+const HELPERS_TWIN: &str = r#"
+import panther_databricks_helpers as h
+
+def show(v):
+    if v is None:
+        return "None"
+    if isinstance(v, (bool, int, float, str)):
+        return f"{type(v).__name__}:{v}"
+    return type(v).__name__
+
+def answer(f, *args):
+    try:
+        return show(f(*args))
+    except Exception as e:
+        return type(e).__name__
+
+def rule(event):
+    return True
+
+def dedup(event):
+    target = h.extract_target_principal(event)
+    group = h.extract_group_identifier(event)
+    key, val = h.get_config_key_value(event)
+    out = [
+        f"employee_auth={answer(h.is_databricks_employee_auth, event)}",
+        f"target={show(target)}",
+        f"principal_type={answer(h.get_principal_type, target)}",
+        f"group={show(group)}",
+        f"admin_group={answer(h.is_admin_group, group)}",
+        f"login={answer(h.is_login_action, event)}",
+        f"admin_privilege={answer(h.is_admin_privilege_action, event)}",
+        f"group_management={answer(h.is_group_management_action, event)}",
+        f"service_agent={answer(h.is_service_agent, event)}",
+        f"excluded_path={answer(h.is_excluded_path, event)}",
+        f"config_change={answer(h.is_config_change, event)}",
+        f"config_key={show(key)}",
+        f"config_value={show(val)}",
+        f"critical_config={answer(h.is_critical_config_change, event)}",
+        f"noise={answer(h.filter_noise, event)}",
+        f"metastore_admin={answer(h.is_metastore_admin_action, event)}",
+    ]
+    for change in ("create", "delete", "modify", "membership"):
+        out.append(f"group_management_{change}={answer(h.is_group_management_action, event, change)}")
+        out.append(f"alert_on_group_{change}={answer(h.should_alert_on_group_change, event, change)}")
+    for scope in ("workspace", "account", "sso"):
+        out.append(f"config_change_{scope}={answer(h.is_config_change, event, scope)}")
+    return "; ".join(out)
+
+def alert_context(event):
+    return h.databricks_alert_context(event)
+"#;
+
+/// Events that make Panther's helpers raise or take their rare branches: numbers, lists,
+/// objects, nulls and empty strings where names go. Not a list as `actionName`: the Python
+/// runtime's `ImmutableList` is a tuple, hashable, where panther-core's raises `TypeError`
+/// in `x in SOME_SET`, as the SDK does (its unit tests pin that).
+const ODD_EVENTS: &[&str] = &[
+    r#"{"actionName": "addPrincipalToGroup", "requestParams": {"targetGroupName": 12}}"#,
+    r#"{"actionName": "addPrincipalToGroup", "requestParams": {"groupName": ["admins"]}}"#,
+    r#"{"actionName": "addPrincipalsToGroup", "requestParams": {"targetGroupName": {"n": "admins"}}}"#,
+    r#"{"actionName": "setAdmin", "requestParams": {"targetUserName": 42}}"#,
+    r#"{"actionName": {"a": 1}, "serviceName": "accounts"}"#,
+    r#"{"userAgent": 5}"#,
+    r#"{"userAgent": null, "requestParams": {"path": 7}}"#,
+    r#"{"userAgent": ["databricks"], "requestParams": {"path": ["/health"]}}"#,
+    r#"{"userAgent": "databricks-service-agent/1.0 x", "requestParams": {"path": "/api/health"}}"#,
+    r#"{"requestParams": {"path": null}, "userIdentity": {"email": 3}}"#,
+    r#"{"userIdentity": {"email": "12345678-1234-1234-1234-123456789012"}}"#,
+    r#"{"actionName": "updateMetastore", "requestParams": {"owner": "x"}}"#,
+    r#"{"actionName": "updateMetastore", "requestParams": {"OWNER": 1}}"#,
+    r#"{"actionName": "updateMetastore", "requestParams": "text"}"#,
+    r#"{"actionName": "updateMetastore"}"#,
+    r#"{"actionName": "addPrincipalToGroup", "requestParams": {"endpoint": "roleAssignment", "targetUserName": "Metastore-Admins"}}"#,
+    r#"{"actionName": "workspaceConfEdit", "serviceName": "workspace", "requestParams": {"workspaceConfKeys": "enforceMFA", "workspaceConfValues": 1.0}}"#,
+    r#"{"actionName": "create", "serviceName": "ssoConfigBackend"}"#,
+    r#"{"actionName": "removeGroup", "serviceName": "accounts", "requestParams": {"targetGroupName": ""}}"#,
+    r#"{"requestParams": {"authentication_method": "GENIE_AUTH"}, "actionName": "tokenLogin"}"#,
+    r#"{"requestParams": {"targetUserName": 0, "principal": "p@x.io", "targetGroupId": 7}}"#,
+    r#"{"requestParams": {"targetUserName": true}}"#,
+    r#"{"requestParams": {"targetUserName": 2.5}}"#,
+];
+
+/// A spec for the helpers' report, implemented by `filename`.
+fn helpers_spec(filename: &str) -> String {
+    format!(
+        "AnalysisType: rule\nFilename: {filename}\nRuleID: Test.DatabricksHelpers\n\
+         Enabled: true\nLogTypes: [Databricks.Audit]\nSeverity: Info\n"
+    )
+}
+
+#[test]
+fn the_sdk_databricks_helpers_answer_as_panthers() {
+    let Some(pack) = panther_analysis() else {
+        return;
+    };
+    python_runtime_cached();
+    let dir = tempfile::tempdir().unwrap();
+    let (python, rust) = (dir.path().join("python"), dir.path().join("rust"));
+    std::fs::create_dir(&python).unwrap();
+    std::fs::create_dir(&rust).unwrap();
+    std::fs::write(python.join("helpers.py"), HELPERS_TWIN).unwrap();
+    std::fs::write(python.join("helpers.yml"), helpers_spec("helpers.py")).unwrap();
+    std::fs::write(
+        rust.join("helpers.yml"),
+        helpers_spec("databricks_helpers.wasm"),
+    )
+    .unwrap();
+    // Generated traffic, and the Logs of every test of Panther's Databricks rules: the odd
+    // events (numbers where names go, empty groups, UUIDs, service agents) are there.
+    let generated = dir.path().join("generated.jsonl");
+    let status = std::process::Command::new("python3")
+        .arg(repo().join("scripts/gen_databricks.py"))
+        .args(["--events", "5000", "--seed", "5", "--hours", "12"])
+        .args(["--roamers", "2", "--output"])
+        .arg(&generated)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut specs = Vec::new();
+    yaml_files(&pack.join("rules/databricks_rules"), &mut specs);
+    specs.sort();
+    let test_logs = dir.path().join("panther-test-logs.jsonl");
+    std::fs::write(
+        &test_logs,
+        panthers_test_logs(specs.iter().map(PathBuf::as_path)),
+    )
+    .unwrap();
+    let odd = dir.path().join("odd.jsonl");
+    let lines: Vec<String> = (0..)
+        .zip(ODD_EVENTS)
+        .map(|(day, line)| {
+            let mut event: Value = serde_json::from_str(line).unwrap();
+            event["timestamp"] = Value::from(1_704_067_200_000_i64 + day * 86_400_000);
+            event.to_string() + "\n"
+        })
+        .collect();
+    std::fs::write(&odd, lines.concat()).unwrap();
+    let helpers = pack.join("global_helpers");
+    let helpers = [std::ffi::OsStr::new("--helpers"), helpers.as_os_str()];
+    for events in [&generated, &test_logs, &odd] {
+        let (py, rs) = (eval(&python, events, &helpers), eval(&rust, events, &[]));
+        let (py, rs) = (
+            alerts(&py, "Test.DatabricksHelpers"),
+            alerts(&rs, "Test.DatabricksHelpers"),
+        );
+        // Distinct answers are distinct alerts: a few dozen, not one.
+        assert!(
+            rs.len() > 20,
+            "{} alerts on `{}`",
+            rs.len(),
+            events.display()
+        );
+        assert!(rs.iter().all(|a| !a.contains("(truncated)")), "{rs:?}");
+        assert_eq!(rs, py, "on `{}`", events.display());
     }
 }
 
