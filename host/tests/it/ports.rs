@@ -312,10 +312,10 @@ def alert_context(event):
 "#;
 
 /// Events that make Panther's helpers raise or take their rare branches: numbers, lists,
-/// objects, nulls and empty strings where names go. Not a list as `actionName`: the Python
-/// runtime's `ImmutableList` is a tuple, hashable, where panther-core's raises `TypeError`
-/// in `x in SOME_SET`, as the SDK does (its unit tests pin that).
+/// objects, nulls and empty strings where names go.
 const ODD_EVENTS: &[&str] = &[
+    // An array is not hashable in Panther: `x in SOME_SET` raises TypeError.
+    r#"{"actionName": ["login"]}"#,
     r#"{"actionName": "addPrincipalToGroup", "requestParams": {"targetGroupName": 12}}"#,
     r#"{"actionName": "addPrincipalToGroup", "requestParams": {"groupName": ["admins"]}}"#,
     r#"{"actionName": "addPrincipalsToGroup", "requestParams": {"targetGroupName": {"n": "admins"}}}"#,
