@@ -681,7 +681,7 @@ fn read_window(
     };
     let uniques: Option<String> = row.get(12).map_err(ReadError::Sql)?;
     let uniques = uniques
-        .map(|text| serde_json::from_str::<HashSet<String>>(&text))
+        .map(|text| serde_json::from_str::<HashSet<String, foldhash::fast::RandomState>>(&text))
         .transpose()
         .map_err(ReadError::Json)?;
     let fields: String = row.get(15).map_err(ReadError::Sql)?;
