@@ -1,0 +1,560 @@
+//! `rulehost serve` against one `rulehost eval` over the same events: workers are real
+//! `rulehost serve` processes, pointed at librdkafka's mock cluster (it lives in this test
+//! process and listens on a loopback port) and at a `redis-server` started per test on a
+//! free loopback port with `appendfsync always`. Each scenario checks that no alert is
+//! lost, none is in the outbox twice, and the counts are exact.
+//!
+//! The events are the demo sample (in time order), keyed by user: each dedup key's events
+//! are in one partition, as `serve` requires. One last event per partition, days later
+//! and matching no rule, closes every window, so that each alert has its `alert_update`
+//! with the final counts, as `eval` has them at the end of its input.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::Value;
+
+use crate::util::{repo, rulehost, rules_tests};
+
+const TOPIC: &str = "databricks-audit";
+const SLOTS: u32 = 16;
+
+/// A `redis-server` of this test: its own folder and port, append-only file fsynced on
+/// every write.
+struct Redis {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    /// Starts one; `None` (the test is skipped) when `redis-server` is not installed,
+    /// except under `CI=true`, where that fails the test.
+    fn start() -> Option<Redis> {
+        let found = Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "redis-server is required under CI=true (.ci/run installs it)"
+            );
+            eprintln!("skipped: redis-server is not installed (apt-get install redis-server)");
+            return None;
+        }
+        let port = free_port();
+        let mut redis = Redis {
+            child: None,
+            port,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        redis.launch();
+        Some(redis)
+    }
+
+    fn launch(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(mut conn) = self.conn()
+                && redis::cmd("PING").query::<String>(&mut conn).is_ok()
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "redis-server did not answer");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the server (SIGKILL: only what `appendfsync always` wrote survives) and
+    /// starts it again on the same port and files.
+    fn restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        self.launch();
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn conn(&self) -> redis::RedisResult<redis::Connection> {
+        redis::Client::open(self.url())?.get_connection_with_timeout(Duration::from_secs(1))
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The mock cluster and the events on it.
+struct Kafka {
+    cluster: MockCluster<'static, DefaultProducerContext>,
+    partitions: i32,
+}
+
+impl Kafka {
+    fn new(partitions: i32) -> Kafka {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic(TOPIC, partitions, 1).unwrap();
+        Kafka {
+            cluster,
+            partitions,
+        }
+    }
+
+    fn brokers(&self) -> String {
+        self.cluster.bootstrap_servers()
+    }
+
+    /// Produces `events` (partition, line), in order, and waits for the acks.
+    fn produce(&self, events: &[(i32, String)]) {
+        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", self.brokers())
+            .create()
+            .unwrap();
+        for (partition, line) in events {
+            let record: BaseRecord<'_, (), String> =
+                BaseRecord::to(TOPIC).partition(*partition).payload(line);
+            producer.send(record).map_err(|(e, _)| e).unwrap();
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+    }
+
+    /// The group's committed offset per partition (`-1`: none yet).
+    fn committed(&self, group: &str) -> Vec<i64> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.brokers())
+            .set("group.id", group)
+            .create()
+            .unwrap();
+        let mut list = TopicPartitionList::new();
+        for p in 0..self.partitions {
+            list.add_partition(TOPIC, p);
+        }
+        let Ok(committed) = consumer.committed_offsets(list, Duration::from_secs(5)) else {
+            return vec![-1; self.partitions as usize];
+        };
+        (0..self.partitions)
+            .map(|p| match committed.find_partition(TOPIC, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                _ => -1,
+            })
+            .collect()
+    }
+
+    /// Moves the group's committed offsets back to the start: every message is delivered
+    /// to the group again.
+    fn rewind(&self, group: &str) {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.brokers())
+            .set("group.id", group)
+            .create()
+            .unwrap();
+        let mut list = TopicPartitionList::new();
+        for p in 0..self.partitions {
+            list.add_partition_offset(TOPIC, p, Offset::Offset(0))
+                .unwrap();
+        }
+        consumer.assign(&list).unwrap();
+        consumer.commit(&list, CommitMode::Sync).unwrap();
+    }
+}
+
+/// The demo sample keyed by user into `partitions`, then one closing event per partition.
+fn events(partitions: i32) -> Vec<(i32, String)> {
+    let text = std::fs::read_to_string(repo().join("demo/databricks-audit-sample.jsonl")).unwrap();
+    let mut out = Vec::new();
+    let mut last = 0;
+    for line in text.lines() {
+        let event: Value = serde_json::from_str(line).unwrap();
+        last = last.max(event["timestamp"].as_i64().unwrap());
+        let user = event["userIdentity"]["email"].as_str().unwrap_or_default();
+        let partition = user.bytes().map(u32::from).sum::<u32>() % partitions as u32;
+        out.push((partition as i32, line.to_owned()));
+    }
+    for p in 0..partitions {
+        let close = serde_json::json!({"timestamp": last + 3 * 86_400_000, "actionName": "close"});
+        out.push((p, close.to_string()));
+    }
+    out
+}
+
+/// `rulehost eval` over the same events, in the same order: its records.
+fn eval_records(events: &[(i32, String)]) -> Vec<Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    let lines: Vec<&str> = events.iter().map(|(_, l)| l.as_str()).collect();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let out = rulehost()
+        .args(["eval", "--threads", "1", "--rules"])
+        .arg(rules_tests())
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    records(&String::from_utf8(out.stdout).unwrap())
+}
+
+fn records(text: &str) -> Vec<Value> {
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// A `rulehost serve` process.
+struct Worker {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Worker {
+    fn start(kafka: &Kafka, redis: &Redis, group: &str, out: &Path, extra: &[&str]) -> Worker {
+        let log = out.with_extension("log");
+        let child = rulehost()
+            .args(["serve", "--rules"])
+            .arg(rules_tests())
+            .args(["--kafka-brokers", &kafka.brokers(), "--topic", TOPIC])
+            .args(["--group", group, "--state", &redis.url()])
+            .arg("-o")
+            .arg(out)
+            .args(["--outbox-claim-ms", "1000", "--watch-seconds", "0"])
+            .args(["--batch-size", "200", "--linger-ms", "20"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Worker { child, log }
+    }
+
+    /// SIGTERM: it must drain, commit and exit 0.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "serve exited with {status}: {}", self.log());
+                return;
+            }
+            assert!(Instant::now() < deadline, "serve did not stop: {}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: no chance to commit or acknowledge anything.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The outbox entries of every slot, in order: (kind, alert id).
+fn outbox(redis: &Redis, group: &str) -> Vec<(String, String)> {
+    let mut conn = redis.conn().unwrap();
+    let mut out = Vec::new();
+    for slot in 0..SLOTS {
+        let stream = format!("rulehost:{{{group}:{slot}}}:outbox");
+        let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(&stream)
+            .arg("-")
+            .arg("+")
+            .query(&mut conn)
+            .unwrap();
+        for entry in entries.ids {
+            let kind: String = entry.get("k").unwrap();
+            let id: String = entry.get("a").unwrap_or_default();
+            out.push((kind, id));
+        }
+    }
+    out
+}
+
+/// Whether every outbox entry was delivered and acknowledged.
+fn outbox_delivered(redis: &Redis, group: &str) -> bool {
+    let Ok(mut conn) = redis.conn() else {
+        return false;
+    };
+    (0..SLOTS).all(|slot| {
+        let stream = format!("rulehost:{{{group}:{slot}}}:outbox");
+        let groups: redis::RedisResult<redis::streams::StreamInfoGroupsReply> =
+            redis::cmd("XINFO").arg("GROUPS").arg(&stream).query(&mut conn);
+        let Ok(groups) = groups else {
+            return false;
+        };
+        let last: redis::RedisResult<redis::streams::StreamRangeReply> = redis::cmd("XREVRANGE")
+            .arg(&stream)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query(&mut conn);
+        let last = last.ok().and_then(|r| r.ids.first().map(|e| e.id.clone()));
+        groups.groups.iter().any(|g| {
+            g.name == "rulehost-outbox"
+                && g.pending == 0
+                && last.as_ref().is_none_or(|id| *id == g.last_delivered_id)
+        })
+    })
+}
+
+/// Waits until the group has committed every message and the outbox is delivered.
+fn wait_done(kafka: &Kafka, redis: &Redis, group: &str, events: &[(i32, String)], workers: &[&Worker]) {
+    let mut ends = vec![0i64; kafka.partitions as usize];
+    for (p, _) in events {
+        ends[*p as usize] += 1;
+    }
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        if kafka.committed(group) == ends && outbox_delivered(redis, group) {
+            return;
+        }
+        let logs: Vec<String> = workers.iter().map(|w| w.log()).collect();
+        assert!(
+            Instant::now() < deadline,
+            "not done: committed {:?} of {ends:?}; logs:\n{}",
+            kafka.committed(group),
+            logs.join("\n---\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits until the group has committed at least `n` messages in all.
+fn wait_committed(kafka: &Kafka, group: &str, n: i64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while kafka.committed(group).iter().map(|c| c.max(&0)).sum::<i64>() < n {
+        assert!(Instant::now() < deadline, "fewer than {n} messages committed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Compares what the workers delivered (files) and what the outbox holds with `eval`'s
+/// records: every alert once in the outbox with one update, and the last record of each
+/// alert (its `alert_update`) equal to `eval`'s alert, counts included.
+fn check(eval: &[Value], redis: &Redis, group: &str, outputs: &[PathBuf]) {
+    let mut outbox_counts: BTreeMap<(String, String), u32> = BTreeMap::new();
+    for entry in outbox(redis, group) {
+        *outbox_counts.entry(entry).or_default() += 1;
+    }
+    let mut delivered: HashMap<String, Value> = HashMap::new();
+    for path in outputs {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        for record in records(&text) {
+            let id = record["alert_id"].as_str().unwrap().to_owned();
+            let is_update = record["kind"] == "alert_update";
+            match delivered.get(&id) {
+                Some(have) if have["kind"] == "alert_update" && !is_update => {}
+                _ => {
+                    delivered.insert(id, record);
+                }
+            }
+        }
+    }
+    assert_eq!(delivered.len(), eval.len(), "alerts delivered: {delivered:#?}");
+    for want in eval {
+        let id = want["alert_id"].as_str().unwrap();
+        assert_eq!(
+            outbox_counts.get(&("alert".to_owned(), id.to_owned())),
+            Some(&1),
+            "alert {id} once in the outbox"
+        );
+        assert_eq!(
+            outbox_counts.get(&("alert_update".to_owned(), id.to_owned())),
+            Some(&1),
+            "alert {id}'s update once in the outbox"
+        );
+        let got = delivered.get(id).unwrap_or_else(|| panic!("alert {id} delivered"));
+        assert_eq!(got["kind"], "alert_update");
+        for field in [
+            "rule_id",
+            "severity",
+            "title",
+            "dedup",
+            "first_event_time",
+            "last_event_time",
+            "window_start",
+            "window_end",
+            "created_at",
+            "event_count",
+            "unique_count",
+            "threshold",
+            "alert_context",
+            "description",
+            "runbook",
+            "reference",
+            "tags",
+            "reports",
+            "destinations",
+            "suppressed",
+        ] {
+            assert_eq!(got[field], want[field], "alert {id}: `{field}`");
+        }
+    }
+    let alerts = outbox_counts.keys().filter(|(k, _)| k == "alert").count();
+    assert_eq!(alerts, eval.len(), "outbox alerts");
+}
+
+#[test]
+fn one_worker_gives_evals_alerts() {
+    let Some(redis) = Redis::start() else { return };
+    let kafka = Kafka::new(3);
+    let events = events(3);
+    let eval = eval_records(&events);
+    assert!(eval.len() >= 10, "the sample alerts: {}", eval.len());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("w1.jsonl");
+    kafka.produce(&events);
+    let worker = Worker::start(&kafka, &redis, "g1", &out, &[]);
+    wait_done(&kafka, &redis, "g1", &events, &[&worker]);
+    worker.stop();
+    check(&eval, &redis, "g1", &[out]);
+}
+
+#[test]
+fn three_workers_share_six_partitions() {
+    let Some(redis) = Redis::start() else { return };
+    let kafka = Kafka::new(6);
+    let events = events(6);
+    let eval = eval_records(&events);
+    let dir = tempfile::tempdir().unwrap();
+    let outs: Vec<PathBuf> = (0..3).map(|i| dir.path().join(format!("w{i}.jsonl"))).collect();
+    let workers: Vec<Worker> = outs
+        .iter()
+        .map(|out| Worker::start(&kafka, &redis, "g3", out, &[]))
+        .collect();
+    kafka.produce(&events);
+    let refs: Vec<&Worker> = workers.iter().collect();
+    wait_done(&kafka, &redis, "g3", &events, &refs);
+    for worker in workers {
+        worker.stop();
+    }
+    check(&eval, &redis, "g3", &outs);
+}
+
+#[test]
+fn a_worker_killed_mid_stream_and_restarted_loses_and_duplicates_nothing() {
+    let Some(redis) = Redis::start() else { return };
+    let kafka = Kafka::new(3);
+    let events = events(3);
+    let eval = eval_records(&events);
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+    kafka.produce(&events);
+    // Small batches, so that the kill lands while batches are being applied.
+    let worker = Worker::start(&kafka, &redis, "gk", &first, &["--batch-size", "10"]);
+    wait_committed(&kafka, "gk", events.len() as i64 / 3);
+    worker.kill();
+    let worker = Worker::start(&kafka, &redis, "gk", &second, &[]);
+    wait_done(&kafka, &redis, "gk", &events, &[&worker]);
+    worker.stop();
+    check(&eval, &redis, "gk", &[first, second]);
+}
+
+#[test]
+fn a_rebalance_while_events_flow_loses_and_duplicates_nothing() {
+    let Some(redis) = Redis::start() else { return };
+    let kafka = Kafka::new(6);
+    let events = events(6);
+    let eval = eval_records(&events);
+    let dir = tempfile::tempdir().unwrap();
+    let outs: Vec<PathBuf> = (0..2).map(|i| dir.path().join(format!("w{i}.jsonl"))).collect();
+    let (head, tail) = events.split_at(events.len() / 2);
+    let first = Worker::start(&kafka, &redis, "gr", &outs[0], &["--batch-size", "20"]);
+    kafka.produce(head);
+    wait_committed(&kafka, "gr", head.len() as i64 / 4);
+    // A second member joins while the first is busy: the partitions are shared out again.
+    let second = Worker::start(&kafka, &redis, "gr", &outs[1], &["--batch-size", "20"]);
+    kafka.produce(tail);
+    wait_committed(&kafka, "gr", head.len() as i64 + tail.len() as i64 / 4);
+    // ... and leaves again: the first takes every partition back.
+    second.stop();
+    wait_done(&kafka, &redis, "gr", &events, &[&first]);
+    first.stop();
+    check(&eval, &redis, "gr", &outs);
+}
+
+#[test]
+fn redis_restarted_mid_stream_loses_and_duplicates_nothing() {
+    let Some(mut redis) = Redis::start() else { return };
+    let kafka = Kafka::new(3);
+    let events = events(3);
+    let eval = eval_records(&events);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("w.jsonl");
+    let (head, tail) = events.split_at(events.len() / 2);
+    let worker = Worker::start(&kafka, &redis, "gs", &out, &["--batch-size", "20"]);
+    kafka.produce(head);
+    wait_committed(&kafka, "gs", head.len() as i64 / 2);
+    redis.restart();
+    kafka.produce(tail);
+    wait_done(&kafka, &redis, "gs", &events, &[&worker]);
+    worker.stop();
+    check(&eval, &redis, "gs", &[out]);
+}
+
+#[test]
+fn the_same_batches_delivered_twice_change_nothing() {
+    let Some(redis) = Redis::start() else { return };
+    let kafka = Kafka::new(3);
+    let events = events(3);
+    let eval = eval_records(&events);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("w.jsonl");
+    kafka.produce(&events);
+    let worker = Worker::start(&kafka, &redis, "g2", &out, &[]);
+    wait_done(&kafka, &redis, "g2", &events, &[&worker]);
+    worker.stop();
+    let before = outbox(&redis, "g2");
+    // Every message again, as after a crash before any commit.
+    kafka.rewind("g2");
+    let again = dir.path().join("again.jsonl");
+    let worker = Worker::start(&kafka, &redis, "g2", &again, &[]);
+    wait_done(&kafka, &redis, "g2", &events, &[&worker]);
+    worker.stop();
+    assert_eq!(outbox(&redis, "g2"), before, "the outbox is unchanged");
+    assert_eq!(std::fs::read_to_string(&again).unwrap_or_default(), "");
+    check(&eval, &redis, "g2", &[out]);
+}
