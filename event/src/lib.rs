@@ -12,8 +12,10 @@
 //! ```
 
 mod prune;
+mod scan;
 
 pub use prune::{Wanted, parse_pruned};
+pub use scan::{Kept, parse_kept};
 
 use serde_json::{Map, Value};
 

@@ -22,13 +22,13 @@ use serde_json::{Map, Value};
 /// The paths whose values a pruned parse keeps, as a tree of lowercased keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Wanted {
-    root: Node,
+    pub(crate) root: Node,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Node {
+pub(crate) struct Node {
     /// Keep the value here whole (a path ends here).
-    whole: bool,
+    pub(crate) whole: bool,
     /// Lowercased keys (Unicode `to_lowercase`) and what to keep under them.
     children: Vec<(String, Node)>,
 }
@@ -37,7 +37,7 @@ impl Node {
     /// The child a JSON key may be looked up by: compared ASCII-case-insensitively with
     /// each lowercased wanted key, or lowercased first when it is not ASCII. That keeps
     /// every key [`crate::get`] could match (and a few it could not, which costs nothing).
-    fn child(&self, key: &str) -> Option<&Node> {
+    pub(crate) fn child(&self, key: &str) -> Option<&Node> {
         if key.is_ascii() {
             self.children
                 .iter()
@@ -101,9 +101,10 @@ impl Wanted {
             if node.whole {
                 return true;
             }
-            let key = key.as_ref().to_lowercase();
-            match node.children.iter().find(|(k, _)| *k == key) {
-                Some((_, child)) => node = child,
+            // The keys kept at this level are those `child` finds, so a key covers what
+            // `child` finds it under (by the same comparison, without allocating).
+            match node.child(key.as_ref()) {
+                Some(child) => node = child,
                 None => return false,
             }
         }
@@ -113,6 +114,23 @@ impl Wanted {
     /// Whether everything is wanted (a pruned parse would be a full one).
     pub fn is_everything(&self) -> bool {
         self.root.whole
+    }
+
+    /// How many paths end in a value kept whole.
+    pub fn len(&self) -> usize {
+        fn count(node: &Node) -> usize {
+            if node.whole {
+                1
+            } else {
+                node.children.iter().map(|(_, n)| count(n)).sum()
+            }
+        }
+        count(&self.root)
+    }
+
+    /// Whether nothing is wanted.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
+use crate::event::Event;
 
 /// A function of the rule contract, to attribute failed calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -165,19 +165,19 @@ pub trait RuleCalls: Send {
     fn set_time(&mut self, ms: i64);
 
     /// `rule`.
-    fn rule(&mut self, event: &Arc<Value>) -> Result<bool, RuleFailure>;
+    fn rule(&mut self, event: &Arc<Event>) -> Result<bool, RuleFailure>;
 
     /// An optional function that returns a string: `title`, `dedup`, `unique`, `severity`,
     /// `alert-context` (JSON text), `description`, `reference` or `runbook`.
-    fn text(&mut self, function: Function, event: &Arc<Value>) -> CallResult<String>;
+    fn text(&mut self, function: Function, event: &Arc<Event>) -> CallResult<String>;
 
     /// `destinations`.
-    fn destinations(&mut self, event: &Arc<Value>) -> CallResult<Vec<String>>;
+    fn destinations(&mut self, event: &Arc<Event>) -> CallResult<Vec<String>>;
 
     /// `rule`, then on a match `dedup`, `title` (when `dedup` is not defined) and `unique`,
     /// for each event in one call: one outcome per event. [`BatchFailure::Unsupported`]
     /// when the rule has no batch call.
-    fn batch(&mut self, events: &[Arc<Value>]) -> Result<Vec<BatchOutcome>, BatchFailure> {
+    fn batch(&mut self, events: &[Arc<Event>]) -> Result<Vec<BatchOutcome>, BatchFailure> {
         let _ = events;
         Err(BatchFailure::Unsupported)
     }

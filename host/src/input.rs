@@ -129,7 +129,7 @@ pub fn head_digest(path: &Path) -> io::Result<String> {
 
 /// Lines of one input, all in one buffer: what [`LineReader::read_batch`] fills. One
 /// allocation per batch instead of one per line, and the buffer can be reused.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct LineBatch {
     /// Every line's bytes, back to back, without newlines.
     pub bytes: Vec<u8>,
@@ -251,22 +251,38 @@ pub fn read_capped_line(
 
 /// Classifies one line's bytes.
 pub fn parse_line(bytes: &[u8]) -> Line {
-    let Ok(text) = std::str::from_utf8(bytes) else {
-        return Line::Bad(BadLine::Utf8);
+    let text = match line_text(bytes) {
+        Ok(Some(text)) => text,
+        Ok(None) => return Line::Blank,
+        Err(bad) => return Line::Bad(bad),
     };
-    let text = text.trim();
-    if text.is_empty() {
-        return Line::Blank;
-    }
     match serde_json::from_str::<Value>(text) {
-        Ok(v @ Value::Object(_)) => Line::Event(v),
-        Ok(Value::Array(_)) => Line::Bad(BadLine::NotObject("an array")),
-        Ok(Value::String(_)) => Line::Bad(BadLine::NotObject("a string")),
-        Ok(Value::Number(_)) => Line::Bad(BadLine::NotObject("a number")),
-        Ok(Value::Bool(_)) => Line::Bad(BadLine::NotObject("a boolean")),
-        Ok(Value::Null) => Line::Bad(BadLine::NotObject("null")),
+        Ok(value) => match refuse_root(&value) {
+            Ok(()) => Line::Event(value),
+            Err(bad) => Line::Bad(bad),
+        },
         Err(e) => Line::Bad(BadLine::Json(e.to_string())),
     }
+}
+
+/// A line's text without surrounding whitespace; `None` when that leaves nothing.
+pub fn line_text(bytes: &[u8]) -> Result<Option<&str>, BadLine> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| BadLine::Utf8)?
+        .trim();
+    Ok((!text.is_empty()).then_some(text))
+}
+
+/// Refuses a line's JSON value that is not an object.
+pub fn refuse_root(value: &Value) -> Result<(), BadLine> {
+    Err(BadLine::NotObject(match value {
+        Value::Object(_) => return Ok(()),
+        Value::Array(_) => "an array",
+        Value::String(_) => "a string",
+        Value::Number(_) => "a number",
+        Value::Bool(_) => "a boolean",
+        Value::Null => "null",
+    }))
 }
 
 /// Reads everything from a reader (used for small inputs in tests).

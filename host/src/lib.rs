@@ -24,6 +24,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod eval;
+pub mod event;
 pub mod filters;
 pub mod input;
 pub mod lock;

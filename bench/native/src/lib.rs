@@ -28,6 +28,7 @@ use anyhow::Context as _;
 use rulehost::calls::{CallResult, Function, RuleCalls, RuleCode, RuleFailure};
 use rulehost::commands::eval::LoadedRules;
 use rulehost::eval::Rule;
+use rulehost::event::Event;
 use rulehost::spec::{Spec, find_specs};
 use serde_json::Value;
 
@@ -48,11 +49,11 @@ struct NativeCalls(Arc<dyn NativeRule>);
 impl RuleCalls for NativeCalls {
     fn set_time(&mut self, _ms: i64) {}
 
-    fn rule(&mut self, event: &Arc<Value>) -> Result<bool, RuleFailure> {
+    fn rule(&mut self, event: &Arc<Event>) -> Result<bool, RuleFailure> {
         Ok(self.0.rule(event))
     }
 
-    fn text(&mut self, function: Function, event: &Arc<Value>) -> CallResult<String> {
+    fn text(&mut self, function: Function, event: &Arc<Event>) -> CallResult<String> {
         Ok(match function {
             Function::Title => self.0.title(event),
             Function::Dedup => self.0.dedup(event),
@@ -66,7 +67,7 @@ impl RuleCalls for NativeCalls {
         })
     }
 
-    fn destinations(&mut self, _event: &Arc<Value>) -> CallResult<Vec<String>> {
+    fn destinations(&mut self, _event: &Arc<Event>) -> CallResult<Vec<String>> {
         Ok(None)
     }
 }

@@ -1,37 +1,38 @@
 //! [`NativeRule`]: the rule crates of `plugins/rules/` ported line by line to plain Rust over
-//! `serde_json::Value`, with the SDK's lookup semantics (`rulehost_event::deep_get`).
+//! the host's [`Event`], with the SDK's lookup semantics (`Event::get`, which is
+//! `rulehost_event::deep_get` on the event as a full parse gives it).
 //!
 //! Each port keeps its crate's conditions, title, dedup, unique and alert context, and the
 //! SDK's conversions: `get` keeps a JSON `null`, `deep_get` drops it, values print as
 //! Python's `str()` would, and alert-context values go through the same mapping as a value
 //! crossing the WIT boundary (integers within `i64`, every other number as `f64`).
 
-use rulehost_event::deep_get as lookup;
+use rulehost::event::Event;
 use serde_json::{Map, Number, Value};
 
 /// One rule's functions. Only `rule` is required; `None` from the others means "not
 /// defined", as an SDK rule that leaves the function out of `export_rule!`.
 pub trait NativeRule: Send + Sync {
     /// Does this event match?
-    fn rule(&self, event: &Value) -> bool;
+    fn rule(&self, event: &Event) -> bool;
 
     /// The alert title.
-    fn title(&self, _event: &Value) -> Option<String> {
+    fn title(&self, _event: &Event) -> Option<String> {
         None
     }
 
     /// The deduplication key.
-    fn dedup(&self, _event: &Value) -> Option<String> {
+    fn dedup(&self, _event: &Event) -> Option<String> {
         None
     }
 
     /// The value counted towards `Threshold` as a distinct value.
-    fn unique(&self, _event: &Value) -> Option<String> {
+    fn unique(&self, _event: &Event) -> Option<String> {
         None
     }
 
     /// Extra alert fields, in insertion order, nulls already dropped.
-    fn alert_context(&self, _event: &Value) -> Option<Map<String, Value>> {
+    fn alert_context(&self, _event: &Event) -> Option<Map<String, Value>> {
         None
     }
 }
@@ -53,7 +54,7 @@ const SYSTEM_USERS: &[&str] = &["System-User"];
 pub struct AccessToMultipleWorkspaces;
 
 impl NativeRule for AccessToMultipleWorkspaces {
-    fn rule(&self, event: &Value) -> bool {
+    fn rule(&self, event: &Event) -> bool {
         match deep_get(event, &["userIdentity", "email"]) {
             None => return false,
             Some(Value::String(user))
@@ -68,22 +69,22 @@ impl NativeRule for AccessToMultipleWorkspaces {
         get(event, "workspaceId").is_some_and(|v| !v.is_null())
     }
 
-    fn title(&self, event: &Value) -> Option<String> {
+    fn title(&self, event: &Event) -> Option<String> {
         let user = deep_get_or(event, &["userIdentity", "email"], "Unknown User");
         Some(format!(
             "User accessing multiple workspaces: {user} (≥5 workspaces/day)"
         ))
     }
 
-    fn dedup(&self, event: &Value) -> Option<String> {
+    fn dedup(&self, event: &Event) -> Option<String> {
         Some(deep_get_or(event, &["userIdentity", "email"], "unknown"))
     }
 
-    fn unique(&self, event: &Value) -> Option<String> {
+    fn unique(&self, event: &Event) -> Option<String> {
         Some(get_or(event, "workspaceId", "unknown"))
     }
 
-    fn alert_context(&self, event: &Value) -> Option<Map<String, Value>> {
+    fn alert_context(&self, event: &Event) -> Option<Map<String, Value>> {
         Some(finish(databricks_alert_context(event)))
     }
 }
@@ -92,11 +93,11 @@ impl NativeRule for AccessToMultipleWorkspaces {
 pub struct InstallLibraryAllClusters;
 
 impl NativeRule for InstallLibraryAllClusters {
-    fn rule(&self, event: &Value) -> bool {
+    fn rule(&self, event: &Event) -> bool {
         get(event, "actionName").and_then(Value::as_str) == Some("installLibraryOnAllClusters")
     }
 
-    fn title(&self, event: &Value) -> Option<String> {
+    fn title(&self, event: &Event) -> Option<String> {
         let actor = deep_get_or(event, &["userIdentity", "email"], "Unknown Actor");
         let workspace = get_or(event, "workspaceId", "Unknown Workspace");
         Some(format!(
@@ -104,7 +105,7 @@ impl NativeRule for InstallLibraryAllClusters {
         ))
     }
 
-    fn alert_context(&self, event: &Value) -> Option<Map<String, Value>> {
+    fn alert_context(&self, event: &Event) -> Option<Map<String, Value>> {
         let mut ctx = databricks_alert_context(event);
         insert(&mut ctx, "library_config", get(event, "requestParams"));
         Some(finish(ctx))
@@ -118,13 +119,13 @@ pub struct SyntheticNoMatch;
 const NEVER: &str = "rulehost.synthetic.neverMatches";
 
 impl NativeRule for SyntheticNoMatch {
-    fn rule(&self, event: &Value) -> bool {
+    fn rule(&self, event: &Event) -> bool {
         get(event, "actionName").and_then(Value::as_str) == Some(NEVER)
     }
 }
 
 /// Panther's `databricks_alert_context(event)`, before nulls are dropped.
-fn databricks_alert_context(event: &Value) -> Map<String, Value> {
+fn databricks_alert_context(event: &Event) -> Map<String, Value> {
     let mut ctx = Map::new();
     let fields: [(&str, Option<&Value>); 11] = [
         ("actor", deep_get(event, &["userIdentity", "email"])),
@@ -161,22 +162,22 @@ fn finish(mut ctx: Map<String, Value>) -> Map<String, Value> {
 }
 
 /// Python's `event.get(key)`: a JSON `null` is kept.
-fn get<'a>(event: &'a Value, key: &str) -> Option<&'a Value> {
-    lookup(event, &[key])
+fn get<'a>(event: &'a Event, key: &str) -> Option<&'a Value> {
+    event.get(&[key])
 }
 
 /// Panther's `event.deep_get(*path)`: a JSON `null` is "missing".
-fn deep_get<'a>(event: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    lookup(event, path).filter(|v| !v.is_null())
+fn deep_get<'a>(event: &'a Event, path: &[&str]) -> Option<&'a Value> {
+    event.get(path).filter(|v| !v.is_null())
 }
 
 /// `Event::get_or`: `str(event.get(key, default))`.
-fn get_or(event: &Value, key: &str, default: &str) -> String {
+fn get_or(event: &Event, key: &str, default: &str) -> String {
     get(event, key).map_or_else(|| default.to_owned(), python_str)
 }
 
 /// `Event::deep_get_or`: `str(event.deep_get(*path, default=default))`.
-fn deep_get_or(event: &Value, path: &[&str], default: &str) -> String {
+fn deep_get_or(event: &Event, path: &[&str], default: &str) -> String {
     deep_get(event, path).map_or_else(|| default.to_owned(), python_str)
 }
 
@@ -212,40 +213,48 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn ev(value: Value) -> Event {
+        Event::whole(value)
+    }
+
     #[test]
     fn access_needs_a_real_user_and_a_workspace() {
         let r = AccessToMultipleWorkspaces;
         let ws = json!("1234567890123456");
-        assert!(r.rule(&json!({"workspaceId": ws, "userIdentity": {"Email": "u@x"}})));
+        assert!(r.rule(&ev(
+            json!({"workspaceId": ws, "userIdentity": {"Email": "u@x"}})
+        )));
         for email in [
             json!("System-User"),
             json!("unknown"),
             json!(""),
             json!(null),
         ] {
-            let e = json!({"workspaceId": ws, "userIdentity": {"email": email}});
+            let e = ev(json!({"workspaceId": ws, "userIdentity": {"email": email}}));
             assert!(!r.rule(&e), "{email}");
         }
-        assert!(!r.rule(&json!({"workspaceId": null, "userIdentity": {"email": "u@x"}})));
-        assert!(r.rule(&json!({"workspaceId": 0, "userIdentity": {"email": 7}})));
-        let bare = json!({});
+        assert!(!r.rule(&ev(
+            json!({"workspaceId": null, "userIdentity": {"email": "u@x"}})
+        )));
+        assert!(r.rule(&ev(json!({"workspaceId": 0, "userIdentity": {"email": 7}}))));
+        let bare = ev(json!({}));
         assert_eq!(r.dedup(&bare).unwrap(), "unknown");
         assert_eq!(
             r.title(&bare).unwrap(),
             "User accessing multiple workspaces: Unknown User (≥5 workspaces/day)"
         );
-        assert_eq!(r.unique(&json!({"workspaceId": null})).unwrap(), "None");
+        assert_eq!(r.unique(&ev(json!({"workspaceId": null}))).unwrap(), "None");
     }
 
     #[test]
     fn install_title_and_context_follow_the_sdk() {
         let r = InstallLibraryAllClusters;
-        assert!(r.rule(&json!({"ACTIONNAME": "installLibraryOnAllClusters"})));
-        assert!(!r.rule(&json!({"actionName": "installLibrary"})));
-        let e = json!({"workspaceId": 42, "userIdentity": {"email": null},
+        assert!(r.rule(&ev(json!({"ACTIONNAME": "installLibraryOnAllClusters"}))));
+        assert!(!r.rule(&ev(json!({"actionName": "installLibrary"}))));
+        let e = ev(json!({"workspaceId": 42, "userIdentity": {"email": null},
                        "actionName": "installLibraryOnAllClusters", "serviceName": null,
                        "requestParams": {"library": {"pypi": {"package": "p"}}},
-                       "response": {"statusCode": 1e3}});
+                       "response": {"statusCode": 1e3}}));
         assert_eq!(
             r.title(&e).unwrap(),
             "Library installed on all clusters in workspace 42 by Unknown Actor"

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::calls::{CallResult, RuleCalls, RuleFailure};
+use crate::event::Event;
 use crate::sink::MemorySink;
 use crate::source::{Recorded, SourceKey};
 use crate::state::backend::StateBackend;
@@ -27,15 +28,16 @@ impl RuleCode for ByUser {
 impl RuleCalls for ByUser {
     fn set_time(&mut self, _ms: i64) {}
 
-    fn rule(&mut self, _event: &Arc<Value>) -> Result<bool, RuleFailure> {
+    fn rule(&mut self, _event: &Arc<Event>) -> Result<bool, RuleFailure> {
         Ok(true)
     }
 
-    fn text(&mut self, function: Function, event: &Arc<Value>) -> CallResult<String> {
-        Ok((function == Function::Dedup).then(|| event["user"].as_str().unwrap().to_owned()))
+    fn text(&mut self, function: Function, event: &Arc<Event>) -> CallResult<String> {
+        Ok((function == Function::Dedup)
+            .then(|| event.get(&["user"]).unwrap().as_str().unwrap().to_owned()))
     }
 
-    fn destinations(&mut self, _event: &Arc<Value>) -> CallResult<Vec<String>> {
+    fn destinations(&mut self, _event: &Arc<Event>) -> CallResult<Vec<String>> {
         Ok(None)
     }
 }

@@ -45,6 +45,7 @@ pub use worker::Verify;
 
 use crate::calls::RuleCode;
 use crate::clock::Clock;
+use crate::event::Event;
 use crate::ruleset::LoadedRule;
 use crate::sink::Sink;
 use crate::spec::Spec;
@@ -244,7 +245,7 @@ impl<'a> Evaluator<'a> {
             .into_iter()
             .map(|(position, event, time)| StagedEvent {
                 location: position.into(),
-                event: Arc::new(event),
+                event: Arc::new(Event::whole(event)),
                 time,
             })
             .collect();

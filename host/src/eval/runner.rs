@@ -4,11 +4,10 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
-
 use super::Rule;
 use super::verdict::{MatchCalls, Note, NoteKind, Verdict, disagreement};
 use crate::calls::{BatchFailure, CallResult, Function, RuleCalls, RuleFailure};
+use crate::event::Event;
 
 /// Which ways of calling a rule a worker may use. `eval` uses [`Paths::Auto`]; `rulehost
 /// test` runs scenarios both ways and compares them.
@@ -91,7 +90,7 @@ impl Runner {
         &mut self,
         defined: fn(&mut Runner) -> &mut Option<bool>,
         function: Function,
-        event: &Arc<Value>,
+        event: &Arc<Event>,
     ) -> CallResult<String> {
         if *defined(self) == Some(false) {
             return Ok(None);
@@ -104,7 +103,7 @@ impl Runner {
     }
 
     /// `title`, unless known to be undefined.
-    pub fn title(&mut self, event: &Arc<Value>) -> CallResult<String> {
+    pub fn title(&mut self, event: &Arc<Event>) -> CallResult<String> {
         self.optional(|r| &mut r.defines_title, Function::Title, event)
     }
 
@@ -116,7 +115,7 @@ impl Runner {
     /// Runs the rule on one event with one call per function: `rule`, then on a match
     /// what every match needs (`dedup`, `unique`, and `title` when it stands in for an
     /// undefined `dedup`). This is the outcome every other path must agree with.
-    fn functions(&mut self, event: &Arc<Value>, time_ms: i64) -> Verdict {
+    fn functions(&mut self, event: &Arc<Event>, time_ms: i64) -> Verdict {
         self.calls.set_time(time_ms);
         let outcome = match self.calls.rule(event) {
             Ok(false) => Verdict::NoMatch,
@@ -165,7 +164,7 @@ impl Runner {
     pub fn evaluate_many(
         &mut self,
         rule: usize,
-        events: &[Arc<Value>],
+        events: &[Arc<Event>],
         times: &[i64],
         indices: &[usize],
         out: &mut Vec<Verdict>,
@@ -243,7 +242,7 @@ impl Runner {
     }
 
     /// One call per function on each event, until the rule spends its failure budget.
-    fn each(&mut self, events: &[Arc<Value>], times: &[i64], out: &mut Vec<Verdict>) {
+    fn each(&mut self, events: &[Arc<Event>], times: &[i64], out: &mut Vec<Verdict>) {
         for (event, &time) in events.iter().zip(times) {
             out.push(if self.exhausted() {
                 Verdict::Skipped

@@ -17,6 +17,7 @@ use super::verdict::{Judged, MatchCalls, Note, NoteKind, Verdict};
 use crate::alert::{AlertFields, AlertRecord, SignalRecord};
 use crate::calls::{CallResult, Function, RuleFailure};
 use crate::clock::format_ms;
+use crate::event::Event;
 use crate::input::{Line, parse_line};
 use crate::semantics;
 use crate::sink::{Record, Sink};
@@ -89,7 +90,7 @@ impl std::fmt::Display for RuleError {
 struct Held {
     location: Position,
     line: Vec<u8>,
-    parsed: Option<Arc<Value>>,
+    parsed: Option<Arc<Event>>,
     time: i64,
     outcomes: Vec<Verdict>,
     notes: Vec<Note>,
@@ -101,14 +102,14 @@ struct Held {
 /// use.
 pub(super) struct StageEvent<'a> {
     pub line: &'a [u8],
-    pub parsed: Option<Arc<Value>>,
+    pub parsed: Option<Arc<Event>>,
 }
 
 impl StageEvent<'_> {
-    fn get(&mut self) -> &Arc<Value> {
+    fn get(&mut self) -> &Arc<Event> {
         let line = self.line;
         self.parsed.get_or_insert_with(|| match parse_line(line) {
-            Line::Event(event) => Arc::new(event),
+            Line::Event(event) => Arc::new(Event::whole(event)),
             _ => unreachable!("the line parsed as an event on the worker"),
         })
     }
@@ -465,7 +466,7 @@ impl<'a> Stage<'a> {
                     severity: rule.runner.rule.spec.severity.as_str(),
                     event_time: format_ms(time),
                     event_location: location.to_string(),
-                    event: event.get(),
+                    event: event.get().whole_value(),
                 };
                 self.sink.write(&Record::Signal(&record))?;
             }
@@ -626,7 +627,7 @@ impl<'a> Stage<'a> {
             match (at_end, &mut self.checkpoints) {
                 (AtEnd::KeepWindows, Some(checkpoints)) => {
                     let text = match &held.parsed {
-                        Some(event) if held.line.is_empty() => event.to_string(),
+                        Some(event) if held.line.is_empty() => event.whole_value().to_string(),
                         _ => String::from_utf8_lossy(&held.line).into_owned(),
                     };
                     checkpoints.hold(HeldLine {
@@ -696,7 +697,7 @@ pub(super) fn count_aux(rule: &mut StageRule, function: Function, failure: &Rule
 
 /// Calls the functions whose values an alert keeps, for the match that opens a window,
 /// and applies Panther's fallbacks; failed calls and invalid values are counted.
-pub(super) fn freeze(rule: &mut StageRule, event: &Arc<Value>, title: &CallResult<String>) -> AlertFields {
+pub(super) fn freeze(rule: &mut StageRule, event: &Arc<Event>, title: &CallResult<String>) -> AlertFields {
     let calls = rule.runner.calls();
     let severity = calls.text(Function::Severity, event);
     let context = calls.text(Function::AlertContext, event);

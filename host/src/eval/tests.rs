@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::calls::{BatchFailure, BatchOutcome, CallResult, RuleCalls, RuleFailure};
+use crate::event::Event;
 
 /// A rule made of closures: `rule` and `dedup` read the event; a batch answers as the
 /// functions do, or lies when `lie` is set.
@@ -34,31 +35,31 @@ impl RuleCode for Fake {
 impl RuleCalls for Fake {
     fn set_time(&mut self, _ms: i64) {}
 
-    fn rule(&mut self, event: &Arc<Value>) -> Result<bool, RuleFailure> {
+    fn rule(&mut self, event: &Arc<Event>) -> Result<bool, RuleFailure> {
         self.log.lock().unwrap().push("rule");
-        (self.rule)(event)
+        (self.rule)(event.whole_value())
     }
 
-    fn text(&mut self, function: Function, event: &Arc<Value>) -> CallResult<String> {
+    fn text(&mut self, function: Function, event: &Arc<Event>) -> CallResult<String> {
         self.log.lock().unwrap().push(function.name());
         Ok(match function {
-            Function::Dedup => self.dedup.map(|d| d(event)),
-            Function::Title => Some(format!("title of {}", event["user"])),
+            Function::Dedup => self.dedup.map(|d| d(event.whole_value())),
+            Function::Title => Some(format!("title of {}", event.get(&["user"]).unwrap())),
             _ => None,
         })
     }
 
-    fn destinations(&mut self, _event: &Arc<Value>) -> CallResult<Vec<String>> {
+    fn destinations(&mut self, _event: &Arc<Event>) -> CallResult<Vec<String>> {
         Ok(None)
     }
 
-    fn batch(&mut self, events: &[Arc<Value>]) -> Result<Vec<BatchOutcome>, BatchFailure> {
+    fn batch(&mut self, events: &[Arc<Event>]) -> Result<Vec<BatchOutcome>, BatchFailure> {
         self.log.lock().unwrap().push("evaluate-batch");
         events
             .iter()
-            .map(|event| match (self.rule)(event) {
+            .map(|event| match (self.rule)(event.whole_value()) {
                 Ok(true) if !self.lie => Ok(BatchOutcome::Match {
-                    dedup: Ok(self.dedup.map(|d| d(event))),
+                    dedup: Ok(self.dedup.map(|d| d(event.whole_value()))),
                     title: Ok(None),
                     unique: Ok(None),
                 }),

@@ -4,9 +4,8 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
-
 use crate::calls::{BatchOutcome, CallResult, Function, RuleFailure};
+use crate::event::Event;
 use crate::input::LineBatch;
 use crate::source::Position;
 
@@ -227,7 +226,7 @@ pub(crate) enum Judged {
 /// An event given to the evaluator already parsed.
 pub(crate) struct StagedEvent {
     pub location: Position,
-    pub event: Arc<Value>,
+    pub event: Arc<Event>,
     pub time: Option<i64>,
 }
 

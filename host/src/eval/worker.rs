@@ -5,14 +5,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use serde_json::Value;
-
 use super::Rule;
 use super::runner::{Check, Paths, Runner};
 use super::verdict::{Judged, JudgedLines, LineItem, Note, StagedEvent, Verdict};
 use crate::clock::Clock;
+use crate::event::Event;
+use crate::event::WantedPaths;
 use crate::filters::FilterIndex;
-use crate::input::{BadLine, Line, LineBatch, parse_line};
+use crate::input::{BadLine, LineBatch};
+use rulehost_event::Wanted;
 
 /// Events gathered per `evaluate-batch` call at most: enough to spread a call's fixed
 /// cost thin, few enough that the events stay in cache and a failed batch costs little.
@@ -40,7 +41,7 @@ pub enum Verify {
 struct Pending {
     /// Each event, its call time, where its outcomes start in the batch's outcomes, and
     /// its index among the batch's events.
-    events: Vec<(Arc<Value>, i64, usize, usize)>,
+    events: Vec<(Arc<Event>, i64, usize, usize)>,
     /// Per rule: the events (indices into `events`) that passed its filters.
     calls: Vec<Vec<usize>>,
 }
@@ -59,6 +60,9 @@ pub(super) struct Worker {
     verify: Verify,
     /// Events given one at a time so far ([`Worker::events`]), for the sample.
     single_events: u64,
+    /// What lines are parsed for: the filters' and the clock's paths, and those the rules
+    /// read; shared by the evaluator's workers.
+    wanted: Arc<WantedPaths>,
 }
 
 /// Which rules have the same `InlineFilters`: a filter depends only on the event, so rules
@@ -115,7 +119,17 @@ impl Worker {
         settings: &WorkerSettings,
     ) -> Self {
         let filters = FilterGroups::new(rules);
+        let mut wanted = Wanted::nothing();
+        for path in clock.paths() {
+            wanted.add(path);
+        }
+        for filters in rules.iter().filter_map(|r| r.spec.inline_filters.as_ref()) {
+            for path in filters.paths() {
+                wanted.add(path);
+            }
+        }
         Worker {
+            wanted: Arc::new(WantedPaths::new(wanted)),
             runners: rules
                 .iter()
                 .cloned()
@@ -144,6 +158,7 @@ impl Worker {
             filter_results: self.filter_results.clone(),
             verify: self.verify,
             single_events: 0,
+            wanted: self.wanted.clone(),
         }
     }
 
@@ -166,14 +181,14 @@ impl Worker {
     /// and the event joins `pending` for that rule: [`Worker::flush`] makes the calls.
     fn defer(
         &mut self,
-        event: Arc<Value>,
+        event: Arc<Event>,
         time: Option<i64>,
         index: usize,
         out: &mut Vec<Verdict>,
         pending: &mut Pending,
     ) {
         self.filter_results.fill(None);
-        self.filters.index.apply(&event, &mut self.filter_results);
+        self.filters.index.apply(&*event, &mut self.filter_results);
         pending.calls.resize_with(self.runners.len(), Vec::new);
         let at = pending.events.len();
         let base = out.len();
@@ -188,7 +203,7 @@ impl Worker {
                 Verdict::Skipped
             } else if let Some(group) = *group
                 && let Some(filters) = &runner.rule.spec.inline_filters
-                && !*self.filter_results[group].get_or_insert_with(|| filters.matches(&event))
+                && !*self.filter_results[group].get_or_insert_with(|| filters.matches(&*event))
             {
                 Verdict::Filtered
             } else {
@@ -249,7 +264,7 @@ impl Worker {
         for (index, mut event) in events.into_iter().enumerate() {
             event.time = event
                 .time
-                .or_else(|| self.clock.event_time_ms(&event.event));
+                .or_else(|| self.clock.event_time_ms(&*event.event));
             self.defer(
                 event.event.clone(),
                 event.time,
@@ -286,14 +301,21 @@ impl Worker {
         let mut notes = Vec::new();
         let mut pending = Pending::default();
         let mut events = 0;
-        for (index, line) in batch.lines.iter().enumerate() {
+        // A generation no snapshot has: the first line takes one.
+        let mut generation = u64::MAX;
+        let mut wanted = Arc::new(Wanted::nothing());
+        // Events keep the batch to parse their line whole if a rule reads what the pruned
+        // parse left out; they are all dropped (by `flush`) before it is handed on.
+        let shared = Arc::new(batch);
+        for (index, line) in shared.lines.iter().enumerate() {
             let parsed = if line.too_long {
-                Line::Bad(BadLine::TooLong(max_line))
+                Err(BadLine::TooLong(max_line))
             } else {
-                parse_line(batch.bytes_of(line))
+                self.wanted.update(&mut wanted, &mut generation);
+                Event::parse(&shared, line, &wanted, &self.wanted)
             };
             items.push(match parsed {
-                Line::Event(event) => {
+                Ok(Some(event)) => {
                     let time = self.clock.event_time_ms(&event);
                     self.defer(Arc::new(event), time, events, &mut outcomes, &mut pending);
                     events += 1;
@@ -302,10 +324,10 @@ impl Worker {
                     }
                     LineItem::Event { line: index, time }
                 }
-                Line::Blank => LineItem::Blank {
+                Ok(None) => LineItem::Blank {
                     number: line.number,
                 },
-                Line::Bad(reason) => LineItem::Bad {
+                Err(reason) => LineItem::Bad {
                     number: line.number,
                     reason: reason.to_string(),
                 },
@@ -313,6 +335,9 @@ impl Worker {
         }
         self.flush(&mut pending, &mut outcomes, &mut notes);
         notes.sort_by_key(|n| (n.event, n.rule));
+        // Every event is dropped: the batch is this worker's again (a copy only if a rule
+        // implementation kept an event, which none does).
+        let batch = Arc::try_unwrap(shared).unwrap_or_else(|shared| LineBatch::clone(&shared));
         Judged::Lines(JudgedLines {
             file,
             batch,

@@ -11,6 +11,8 @@ use super::parse::ParseVisitor;
 #[derive(Debug, Clone, Default)]
 pub(super) struct KeyPath {
     pub(super) steps: Vec<Step>,
+    /// The keys before the first index or wildcard: what an event must hold for a walk.
+    pub(super) keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -74,8 +76,20 @@ impl KeyPath {
                 c => return Err(err(&format!("unexpected `{c}`; quote keys holding it"))),
             }
         }
-        Ok(KeyPath { steps })
+        let keys = leading_keys(&steps);
+        Ok(KeyPath { steps, keys })
     }
+}
+
+/// The keys `steps` starts with, up to the first index or wildcard.
+pub(super) fn leading_keys(steps: &[Step]) -> Vec<String> {
+    steps
+        .iter()
+        .map_while(|step| match step {
+            Step::Key(key) => Some(key.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Splits `"key"rest` (opening quote removed) into the raw key and the rest.

@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::ip::{Cidr, is_global, is_private};
 use super::key_path::{KeyPath, walk};
 use super::value::{CmpOp, Num, Scalar, icontains, iends_with, istarts_with};
+use crate::event::EventRoot;
 
 /// One match expression.
 #[derive(Debug, Clone)]
@@ -18,7 +19,15 @@ pub(super) enum Expr {
 }
 
 impl Expr {
-    pub(super) fn matches(&self, event: &Value) -> bool {
+    /// The key paths this expression reads, each up to its first index or wildcard.
+    pub(super) fn paths<'a>(&'a self, out: &mut Vec<&'a [String]>) {
+        match self {
+            Expr::All(exprs) | Expr::Any(exprs) => exprs.iter().for_each(|e| e.paths(out)),
+            Expr::Match(m) => out.push(&m.path.keys),
+        }
+    }
+
+    pub(super) fn matches<E: EventRoot + ?Sized>(&self, event: &E) -> bool {
         match self {
             Expr::All(exprs) => exprs.iter().all(|e| e.matches(event)),
             Expr::Any(exprs) => exprs.iter().any(|e| e.matches(event)),
@@ -37,12 +46,12 @@ pub(super) struct Match {
 }
 
 impl Match {
-    fn matches(&self, event: &Value) -> bool {
+    fn matches<E: EventRoot + ?Sized>(&self, event: &E) -> bool {
         if let Test::Always = self.test {
             return !self.negated;
         }
         let mut reached = false;
-        let hit = walk(event, &self.path.steps, &mut |v| {
+        let hit = walk(event.root(&self.path.keys), &self.path.steps, &mut |v| {
             reached = true;
             self.test.holds(v)
         });

@@ -98,9 +98,10 @@ mod test_util;
 mod value;
 
 use serde::{Deserialize, Deserializer};
-use serde_json::Value;
 
 pub use index::FilterIndex;
+
+use crate::event::EventRoot;
 use matching::Expr;
 
 /// A rule's `InlineFilters:`: match expressions that must all hold for the rule to run.
@@ -114,8 +115,16 @@ pub struct InlineFilters {
 
 impl InlineFilters {
     /// Whether `event` passes every filter, so that the rule should run on it.
-    pub fn matches(&self, event: &Value) -> bool {
+    pub fn matches<E: EventRoot + ?Sized>(&self, event: &E) -> bool {
         self.exprs.iter().all(|e| e.matches(event))
+    }
+
+    /// The key paths the filters read, each up to its first index or wildcard: an event
+    /// parsed for these (whole under each) answers the filters as the whole event would.
+    pub fn paths(&self) -> Vec<&[String]> {
+        let mut out = Vec::new();
+        self.exprs.iter().for_each(|e| e.paths(&mut out));
+        out
     }
 
     /// Whether there are no filters (every event passes).

@@ -9,6 +9,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{WitValue, modules, types};
 use super::{limits, python, wasi};
+use crate::event::Event;
 
 /// Everything a rule's Store holds.
 pub(super) struct HostState {
@@ -18,7 +19,7 @@ pub(super) struct HostState {
     /// The events of the call in progress, empty between calls. The guest's `event` and
     /// `events` handles stand for ([`handle_rep`]) the call's number and an index here, so
     /// a handle kept from an earlier call reads nothing.
-    pub events: Vec<Arc<Json>>,
+    pub events: Vec<Arc<Event>>,
     /// The number of the call in progress (wrapping at 24 bits).
     pub call: u32,
     /// The event time and call count the virtual clocks and random generators read.
@@ -86,14 +87,14 @@ impl HostState {
     }
 
     fn read(&self, index: usize, path: &[String]) -> Option<WitValue> {
-        rulehost_event::deep_get(self.events.get(index)?, path).map(to_wit)
+        self.events.get(index)?.get(path).map(to_wit)
     }
 
     /// `get-field`: the value of registered field `id` of event `index`; in a batch call
     /// the field joins the prefetch list.
     fn read_field(&mut self, index: usize, id: u32) -> Option<WitValue> {
         let path = self.fields.get(usize::try_from(id).ok()?)?;
-        let value = rulehost_event::deep_get(self.events.get(index)?, path).map(to_wit);
+        let value = self.events.get(index)?.get(path).map(to_wit);
         if self.in_batch && self.prefetch.len() < MAX_PREFETCH && !self.prefetch.contains(&id) {
             self.prefetch.push(id);
         }
@@ -181,7 +182,7 @@ impl types::HostEvents for HostState {
 /// Writes the values of the fields `ids` (registered `paths`) of `event` into `out`, in
 /// the format `evaluate-batch`'s `fields` documents (wit/rulehost.wit): per field its id, a tag
 /// and a payload, each value exactly what [`to_wit`] gives `get-field`.
-pub(super) fn pack(event: &Json, paths: &[Vec<String>], ids: &[u32], out: &mut Vec<u8>) {
+pub(super) fn pack(event: &Event, paths: &[Vec<String>], ids: &[u32], out: &mut Vec<u8>) {
     out.clear();
     for &id in ids {
         let Some(path) = paths.get(id as usize) else {
@@ -198,7 +199,7 @@ pub(super) fn pack(event: &Json, paths: &[Vec<String>], ids: &[u32], out: &mut V
             // Not representable: left out, so the rule reads it with `get-field`.
             Err(_) => out.truncate(start),
         };
-        match rulehost_event::deep_get(event, path) {
+        match event.get(path) {
             None => out.push(0),
             Some(Json::Null) => out.push(1),
             Some(Json::Bool(b)) => out.push(2 + u8::from(*b)),
@@ -244,7 +245,7 @@ mod tests {
             wasi::context(&virt, None),
             Limits::default().limiter(),
         );
-        state.events = vec![Arc::new(serde_json::from_str(event).unwrap())];
+        state.events = vec![Arc::new(Event::whole(serde_json::from_str(event).unwrap()))];
         state
     }
 
@@ -302,7 +303,12 @@ mod tests {
             .map(|k| path(&[k]))
             .collect();
         let mut out = vec![9, 9];
-        pack(&event, &paths, &[0, 1, 2, 3, 4, 5, 6, 7, 8, 42], &mut out);
+        pack(
+            &Event::whole(event),
+            &paths,
+            &[0, 1, 2, 3, 4, 5, 6, 7, 8, 42],
+            &mut out,
+        );
         let mut want = Vec::new();
         let mut entry = |id: u32, tag: u8, payload: &[u8]| {
             want.extend_from_slice(&id.to_le_bytes());

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde_json::Value as Json;
 use wasmtime::component::Resource;
 use wasmtime::{Store, Trap};
 
@@ -12,6 +11,7 @@ use super::bindings::{batch, detection, types};
 use super::host::{HostState, handle_rep, pack};
 use super::{Limits, flatten, limits, wasi};
 use crate::calls::{BatchFailure, BatchOutcome, CallResult, RuleFailure};
+use crate::event::Event;
 
 /// What a rule printed, when its output is captured.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -88,7 +88,7 @@ macro_rules! optional_functions {
     ($($(#[$doc:meta])* $name:ident => $call:ident, $wit:literal, $ty:ty, $none:expr;)*) => {
         $(
             $(#[$doc])*
-            pub fn $name(&mut self, event: &Arc<Json>) -> CallResult<$ty> {
+            pub fn $name(&mut self, event: &Arc<Event>) -> CallResult<$ty> {
                 let raw = self.call(std::slice::from_ref(event), |store, guest, call| {
                     guest.0.$call(store, lend(call))
                 })?;
@@ -144,7 +144,7 @@ impl RuleInstance {
     }
 
     /// Calls `rule`.
-    pub fn rule(&mut self, event: &Arc<Json>) -> Result<bool, RuleFailure> {
+    pub fn rule(&mut self, event: &Arc<Event>) -> Result<bool, RuleFailure> {
         self.call(std::slice::from_ref(event), |store, guest, call| {
             guest.0.call_rule(store, lend(call))
         })?
@@ -180,7 +180,7 @@ impl RuleInstance {
     /// event by event, and need not try batches of this rule again.
     pub fn evaluate_batch(
         &mut self,
-        events: &[Arc<Json>],
+        events: &[Arc<Event>],
     ) -> Result<Vec<BatchOutcome>, BatchFailure> {
         if self.batch.is_none() {
             return Err(BatchFailure::Unsupported);
@@ -256,7 +256,7 @@ impl RuleInstance {
     /// ([`handle_rep`]).
     fn call<T: Returned>(
         &mut self,
-        events: &[Arc<Json>],
+        events: &[Arc<Event>],
         f: impl FnOnce(
             &mut Store<HostState>,
             (&detection::Guest, Option<&batch::Guest>),

@@ -4,12 +4,11 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
-
 use super::{CapturedOutput, Deadline, Output, RuleComponent, RuleInstance};
 use crate::calls::{
     BatchFailure, BatchOutcome, CallResult, Function, RuleCalls, RuleCode, RuleFailure,
 };
+use crate::event::Event;
 
 /// A component's calls, on an instance made when needed.
 pub struct Respawning {
@@ -90,12 +89,12 @@ impl RuleCalls for Respawning {
         self.time_ms = ms;
     }
 
-    fn rule(&mut self, event: &Arc<Value>) -> Result<bool, RuleFailure> {
+    fn rule(&mut self, event: &Arc<Event>) -> Result<bool, RuleFailure> {
         self.call(|i| i.rule(event))
     }
 
-    fn text(&mut self, function: Function, event: &Arc<Value>) -> CallResult<String> {
-        let call: fn(&mut RuleInstance, &Arc<Value>) -> CallResult<String> = match function {
+    fn text(&mut self, function: Function, event: &Arc<Event>) -> CallResult<String> {
+        let call: fn(&mut RuleInstance, &Arc<Event>) -> CallResult<String> = match function {
             Function::Title => RuleInstance::call_title,
             Function::Dedup => RuleInstance::call_dedup,
             Function::Unique => RuleInstance::call_unique,
@@ -111,11 +110,11 @@ impl RuleCalls for Respawning {
         self.call(|i| call(i, event))
     }
 
-    fn destinations(&mut self, event: &Arc<Value>) -> CallResult<Vec<String>> {
+    fn destinations(&mut self, event: &Arc<Event>) -> CallResult<Vec<String>> {
         self.call(|i| i.call_destinations(event))
     }
 
-    fn batch(&mut self, events: &[Arc<Value>]) -> Result<Vec<BatchOutcome>, BatchFailure> {
+    fn batch(&mut self, events: &[Arc<Event>]) -> Result<Vec<BatchOutcome>, BatchFailure> {
         if !self.component.has_batch() {
             return Err(BatchFailure::Unsupported);
         }

@@ -9,6 +9,7 @@ use super::{CaseKind, CaseResult, FunctionResult};
 use crate::calls::{BatchFailure, Function, RuleCalls};
 use crate::clock::Clock;
 use crate::eval::{Verdict, disagreement};
+use crate::event::Event;
 use crate::ruleset::LoadedRule;
 use crate::runtime::{Mock, Output, Respawning, RuleComponent};
 use crate::semantics::{self, CallResult};
@@ -83,16 +84,16 @@ pub fn is_subset(want: &Value, got: &Value) -> bool {
 /// The optional `Expected*` fields are checked whatever `ExpectedResult` is.
 pub fn run_case(rule: &LoadedRule, case: &TestCase) -> CaseResult {
     let spec = &rule.spec;
-    let event = Arc::new(case.log.clone());
+    let event = Arc::new(Event::whole(case.log.clone()));
     // Every function on one instance, replaced after a trap, keeping what the rule printed.
     let mut calls = Respawning::new(for_case(rule, case), Output::Capture);
     // The rule's clocks report the event's time ([`Clock::default`], else 0).
-    let time_ms = Clock::default().event_time_ms(&event).unwrap_or(0);
+    let time_ms = Clock::default().event_time_ms(&*event).unwrap_or(0);
     calls.set_time(time_ms);
     let filtered_out = spec
         .inline_filters
         .as_ref()
-        .is_some_and(|f| !f.matches(&event));
+        .is_some_and(|f| !f.matches(&*event));
     let matched = if filtered_out {
         Ok(false)
     } else {
@@ -223,7 +224,7 @@ pub fn run_case(rule: &LoadedRule, case: &TestCase) -> CaseResult {
 fn fast_paths(
     rule: &LoadedRule,
     case: &TestCase,
-    event: &Arc<Value>,
+    event: &Arc<Event>,
     time_ms: i64,
     truth: &Verdict,
 ) -> Vec<FunctionResult> {
@@ -246,7 +247,7 @@ fn fast_paths(
     let clean = truth.failures().is_empty();
     // The batch: every test event that passes the filters, this one at its place.
     let spec = &rule.spec;
-    let mut batch: Vec<Arc<Value>> = Vec::new();
+    let mut batch: Vec<Arc<Event>> = Vec::new();
     let mut at = None;
     for test in &spec.tests {
         if spec
@@ -260,7 +261,7 @@ fn fast_paths(
             at = Some(batch.len());
             batch.push(event.clone());
         } else {
-            batch.push(Arc::new(test.log.clone()));
+            batch.push(Arc::new(Event::whole(test.log.clone())));
         }
     }
     let (batch, at) = match at {

@@ -283,7 +283,7 @@ fn four_memories() -> Vec<u8> {
 
 #[test]
 fn the_memory_cap_holds_for_all_memories_of_an_instance_together() {
-    let event = std::sync::Arc::new(json!({}));
+    let event = std::sync::Arc::new(rulehost::event::Event::whole(json!({})));
     let bytes = four_memories();
     let path = std::path::Path::new("four_memories.wasm");
     let runtime = Runtime::new(Limits::default()).unwrap();

@@ -1,0 +1,453 @@
+//! [`parse_kept`]: the pruned parse the host runs on every line, and [`Kept`], what it
+//! keeps.
+//!
+//! A fast scanner walks the line, keeping the values a [`Wanted`] tree reaches (each parsed
+//! by `serde_json`, alone) and skipping the rest without building anything. It accepts
+//! only the plain JSON of ordinary logs, and always less than `serde_json` does: keys
+//! without escapes, strings whose `\u` escapes are not surrogates, numbers without an
+//! exponent and with fewer than 300 digits, at most 100 levels of nesting. Anything else
+//! (including every invalid line) makes it give up, and the line goes through
+//! [`parse_pruned`], the `serde_json` parse that fails exactly when a full parse fails, with
+//! its error. So a line is refused exactly when a full parse refuses it, and every path
+//! [`Wanted::covers`] reads from [`Kept::get`] what [`deep_get`] reads from a full parse.
+
+use serde_json::Value;
+
+use crate::prune::{Node, parse_pruned};
+use crate::{Wanted, deep_get};
+
+/// Nesting the scanner follows before it gives up: below `serde_json`'s limit (128), so it
+/// never accepts a line that limit refuses.
+const MAX_DEPTH: usize = 100;
+/// Digits of a number the scanner accepts: fewer than make an `f64` overflow (which
+/// `serde_json` refuses).
+const MAX_DIGITS: usize = 300;
+
+/// The parts of an event a pruned parse keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kept {
+    /// An object of which only some keys are wanted: those, in document order, each once
+    /// (a repeated key keeps its first place and its last value, as `serde_json` does).
+    Object(Vec<(Box<str>, Kept)>),
+    /// A value kept whole.
+    Whole(Value),
+    /// Not an object where a wanted path goes on: nothing under it can be found.
+    Skipped,
+}
+
+impl Kept {
+    /// [`deep_get`] on the event, for a path [`Wanted::covers`]; `None` for any other.
+    pub fn get<S: AsRef<str>>(&self, path: &[S]) -> Option<&Value> {
+        let mut node = self;
+        for (at, key) in path.iter().enumerate() {
+            match node {
+                Kept::Whole(value) => return deep_get(value, &path[at..]),
+                Kept::Object(entries) => node = lookup(entries, key.as_ref())?,
+                Kept::Skipped => return None,
+            }
+        }
+        match node {
+            Kept::Whole(value) => Some(value),
+            _ => None,
+        }
+    }
+
+    /// The tree of a [`parse_pruned`] value.
+    fn from_pruned(value: Value, node: &Node) -> Kept {
+        if node.whole {
+            return Kept::Whole(value);
+        }
+        match value {
+            Value::Object(map) => Kept::Object(
+                map.into_iter()
+                    .filter_map(|(key, value)| {
+                        let child = node.child(&key)?;
+                        Some((key.into_boxed_str(), Kept::from_pruned(value, child)))
+                    })
+                    .collect(),
+            ),
+            _ => Kept::Skipped,
+        }
+    }
+}
+
+/// [`crate::get`]'s rule over kept entries: the exact key first, then the first key in
+/// document order that matches case-insensitively.
+fn lookup<'a>(entries: &'a [(Box<str>, Kept)], key: &str) -> Option<&'a Kept> {
+    if let Some((_, kept)) = entries.iter().find(|(k, _)| **k == *key) {
+        return Some(kept);
+    }
+    if key.is_ascii() {
+        entries
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    } else {
+        let wanted = key.to_lowercase();
+        entries
+            .iter()
+            .find(|(k, _)| k.to_lowercase() == wanted)
+            .map(|(_, v)| v)
+    }
+}
+
+/// Parses an event (`text`, whose root must be an object), keeping what `wanted` covers.
+/// Errors are a full parse's own; a root that is not an object is an error of the caller's
+/// (it should parse such a line whole, to say what it is).
+pub fn parse_kept(text: &str, wanted: &Wanted) -> Result<Kept, serde_json::Error> {
+    if let Some(kept) = Scanner::new(text).event(&wanted.root) {
+        return Ok(kept);
+    }
+    parse_pruned(text, wanted).map(|value| Kept::from_pruned(value, &wanted.root))
+}
+
+/// The fast scanner: `None` whenever it is not sure (see the module docs).
+struct Scanner<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    at: usize,
+    depth: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn new(text: &'a str) -> Self {
+        Scanner {
+            text,
+            bytes: text.as_bytes(),
+            at: 0,
+            depth: 0,
+        }
+    }
+
+    fn event(mut self, root: &Node) -> Option<Kept> {
+        self.space();
+        if self.peek()? != b'{' || root.whole {
+            return None;
+        }
+        let kept = self.object(root)?;
+        self.space();
+        (self.at == self.bytes.len()).then_some(kept)
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        (self.peek()? == byte).then(|| self.at += 1)
+    }
+
+    /// JSON's whitespace: space, tab, newline, carriage return.
+    fn space(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    fn enter(&mut self) -> Option<()> {
+        self.depth += 1;
+        (self.depth <= MAX_DEPTH).then_some(())
+    }
+
+    /// An object under `node` (not whole), keeping the keys its children want.
+    fn object(&mut self, node: &Node) -> Option<Kept> {
+        self.eat(b'{')?;
+        self.enter()?;
+        let mut entries: Vec<(Box<str>, Kept)> = Vec::new();
+        self.space();
+        if self.eat(b'}').is_none() {
+            loop {
+                self.space();
+                let key = self.key()?;
+                self.space();
+                self.eat(b':')?;
+                self.space();
+                match node.child(key) {
+                    Some(child) => {
+                        let value = self.kept(child)?;
+                        match entries.iter_mut().find(|(k, _)| **k == *key) {
+                            Some((_, old)) => *old = value,
+                            None => entries.push((key.into(), value)),
+                        }
+                    }
+                    None => self.skip()?,
+                }
+                self.space();
+                match self.peek()? {
+                    b',' => self.at += 1,
+                    b'}' => {
+                        self.at += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        self.depth -= 1;
+        Some(Kept::Object(entries))
+    }
+
+    /// A value under `node`: whole, partly kept, or skipped.
+    fn kept(&mut self, node: &Node) -> Option<Kept> {
+        if node.whole {
+            let start = self.at;
+            self.skip()?;
+            let text = &self.text[start..self.at];
+            return serde_json::from_str(text).ok().map(Kept::Whole);
+        }
+        if self.peek()? == b'{' {
+            self.object(node)
+        } else {
+            self.skip()?;
+            Some(Kept::Skipped)
+        }
+    }
+
+    /// A key without escapes.
+    fn key(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let start = self.at;
+        let len = memchr::memchr2(b'"', b'\\', &self.bytes[start..])?;
+        if self.bytes[start + len] != b'"' || has_control(&self.bytes[start..start + len]) {
+            return None;
+        }
+        self.at = start + len + 1;
+        Some(&self.text[start..start + len])
+    }
+
+    /// Any value, validated, without building it.
+    fn skip(&mut self) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.string(),
+            b'{' => {
+                self.at += 1;
+                self.enter()?;
+                self.space();
+                if self.eat(b'}').is_none() {
+                    loop {
+                        self.space();
+                        self.string()?;
+                        self.space();
+                        self.eat(b':')?;
+                        self.space();
+                        self.skip()?;
+                        self.space();
+                        match self.peek()? {
+                            b',' => self.at += 1,
+                            b'}' => {
+                                self.at += 1;
+                                break;
+                            }
+                            _ => return None,
+                        }
+                    }
+                }
+                self.depth -= 1;
+                Some(())
+            }
+            b'[' => {
+                self.at += 1;
+                self.enter()?;
+                self.space();
+                if self.eat(b']').is_none() {
+                    loop {
+                        self.space();
+                        self.skip()?;
+                        self.space();
+                        match self.peek()? {
+                            b',' => self.at += 1,
+                            b']' => {
+                                self.at += 1;
+                                break;
+                            }
+                            _ => return None,
+                        }
+                    }
+                }
+                self.depth -= 1;
+                Some(())
+            }
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        self.bytes[self.at..]
+            .starts_with(word)
+            .then(|| self.at += word.len())
+    }
+
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?`, with fewer than [`MAX_DIGITS`] digits and no
+    /// exponent.
+    fn number(&mut self) -> Option<()> {
+        let start = self.at;
+        if self.peek() == Some(b'-') {
+            self.at += 1;
+        }
+        match self.peek()? {
+            b'0' => self.at += 1,
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            let before = self.at;
+            self.digits();
+            if self.at == before {
+                return None;
+            }
+        }
+        match self.peek() {
+            Some(b'0'..=b'9' | b'e' | b'E' | b'.') => None,
+            _ => (self.at - start < MAX_DIGITS).then_some(()),
+        }
+    }
+
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    /// A string whose escapes are valid and not surrogates.
+    fn string(&mut self) -> Option<()> {
+        self.eat(b'"')?;
+        loop {
+            let rest = &self.bytes[self.at..];
+            let len = memchr::memchr2(b'"', b'\\', rest)?;
+            if has_control(&rest[..len]) {
+                return None;
+            }
+            self.at += len + 1;
+            if rest[len] == b'"' {
+                return Some(());
+            }
+            match self.peek()? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.at += 1,
+                b'u' => {
+                    let hex = self.bytes.get(self.at + 1..self.at + 5)?;
+                    let hex = std::str::from_utf8(hex).ok()?;
+                    let unit = u16::from_str_radix(hex, 16).ok()?;
+                    if hex.starts_with(['+', '-']) || (0xD800..=0xDFFF).contains(&unit) {
+                        return None;
+                    }
+                    self.at += 5;
+                }
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// Whether `bytes` hold a control character, which a JSON string may not (written so that
+/// it compiles to a vector loop, without an early exit).
+fn has_control(bytes: &[u8]) -> bool {
+    bytes.iter().fold(false, |seen, &b| seen | (b < 0x20))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn wanted(paths: &[&[&str]]) -> Wanted {
+        let mut w = Wanted::nothing();
+        for p in paths {
+            w.add(p);
+        }
+        w
+    }
+
+    const EVENT: &str = r#"{"actionName": "login", "userIdentity": {"email": "a@b.c", "id": 7},
+        "USERIDENTITY": {"email": "other"}, "requestParams": {"x": [1, {"y": 2}]},
+        "workspaceId": null, "big": 18446744073709551615, "f": 1.5, "esc": "\u00e9\n",
+        "noise": {"deep": [[[{"a": "b"}]]], "s": "text \"quoted\""}, "arr": [1, 2],
+        "dup": 1, "Dup": 2, "dup": 3, "t": true, "n": -0.25}"#;
+
+    #[test]
+    fn the_scanner_keeps_what_a_full_parse_holds() {
+        let full: Value = serde_json::from_str(EVENT).unwrap();
+        let paths: &[&[&str]] = &[
+            &["actionName"],
+            &["userIdentity", "email"],
+            &["useridentity", "EMAIL"],
+            &["requestParams"],
+            &["workspaceId"],
+            &["big"],
+            &["f"],
+            &["esc"],
+            &["missing"],
+            &["arr", "x"],
+            &["dup"],
+            &["DUP"],
+            &["t"],
+            &["n"],
+        ];
+        let w = wanted(paths);
+        let scanned = Scanner::new(EVENT)
+            .event(&w.root)
+            .expect("plain JSON is scanned");
+        assert_eq!(scanned, parse_kept(EVENT, &w).unwrap());
+        let pruned = Kept::from_pruned(parse_pruned(EVENT, &w).unwrap(), &w.root);
+        assert_eq!(
+            scanned, pruned,
+            "the scanner keeps what the serde_json parse keeps"
+        );
+        for path in paths {
+            assert!(w.covers(path), "{path:?}");
+            assert_eq!(scanned.get(path), deep_get(&full, path), "{path:?}");
+        }
+        assert_eq!(scanned.get(&["dup"]), Some(&json!(3)));
+        let Kept::Object(entries) = &scanned else {
+            panic!()
+        };
+        assert!(!entries.iter().any(|(k, _)| &**k == "noise"));
+    }
+
+    #[test]
+    fn anything_unusual_goes_to_the_exact_parser() {
+        let w = wanted(&[&["a"]]);
+        let gives_up = [
+            r#"{"a": 1e5}"#,
+            r#"{"b": 1E5}"#,
+            r#"{"b": "\ud83d\ude00"}"#,
+            r#"{"b\n": 1}"#,
+            r#"{"b": 01}"#,
+            r#"{"b": 1.}"#,
+            r#"{"b": -}"#,
+            r#"{"b": [1,]}"#,
+            r#"{"b": 1,}"#,
+            r#"{"b": tru}"#,
+            r#"{"b": "tab	"}"#,
+            r#"{"b": "\x"}"#,
+            r#"{"b": 1} x"#,
+            "[1]",
+            "\"s\"",
+        ];
+        for text in gives_up {
+            assert_eq!(Scanner::new(text).event(&w.root), None, "{text}");
+        }
+        let deep = format!(
+            "{{\"b\": {}{}}}",
+            "[".repeat(MAX_DEPTH),
+            "]".repeat(MAX_DEPTH)
+        );
+        assert_eq!(Scanner::new(&deep).event(&w.root), None);
+        let long = format!("{{\"b\": {}}}", "9".repeat(MAX_DIGITS));
+        assert_eq!(Scanner::new(&long).event(&w.root), None);
+        // Given up on or not, what is kept is the same.
+        for text in [r#"{"a": 1e5, "A": 2}"#, r#"{"a": "\ud83d\ude00"}"#] {
+            let full: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(
+                parse_kept(text, &w).unwrap().get(&["a"]),
+                deep_get(&full, &["a"])
+            );
+        }
+        assert!(parse_kept(r#"{"a": 1"#, &w).is_err());
+        assert!(parse_kept(r#"{"b": "\ud800"}"#, &w).is_err());
+    }
+}

@@ -1,0 +1,338 @@
+//! [`Event`]: one parsed event as the host hands it to rules, filters and the clock.
+//!
+//! A worker parses each line once, keeping only what the run is known to read
+//! ([`rulehost_event::parse_pruned`] with the run's [`WantedPaths`]): the filters' and the
+//! clock's fields from the start, and every path a rule has read. A read of a path the
+//! pruned parse does not cover is answered from a full parse of the line (made once per
+//! event, on first need), and the path is learned: the next line batches keep it. So every
+//! read gives exactly what a full parse gives, whichever fields a rule reads and whenever
+//! it first reads them, and once learned a path costs only its own value.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
+
+use rulehost_event::{Wanted, deep_get, parse_pruned};
+use serde_json::Value;
+
+use crate::input::{BadLine, BatchLine, LineBatch, line_text, refuse_root};
+
+/// Paths learned from reads before every path is kept whole: a rule that reads paths made
+/// from event data (each event a new key) would otherwise grow the tree without end.
+const MAX_LEARNED: usize = 256;
+
+/// An event: parsed whole, or pruned with its line kept to parse whole on demand.
+#[derive(Debug)]
+pub struct Event {
+    value: Value,
+    pruned: Option<Pruned>,
+}
+
+#[derive(Debug)]
+struct Pruned {
+    /// The batch holding the line, and the line's bytes in it.
+    batch: Arc<LineBatch>,
+    line: Range<usize>,
+    /// What the pruned parse kept.
+    wanted: Arc<Wanted>,
+    /// Where a read that was not covered is recorded.
+    paths: Arc<WantedPaths>,
+    full: OnceLock<Value>,
+}
+
+impl Event {
+    /// An event parsed whole.
+    pub fn whole(value: Value) -> Self {
+        Event {
+            value,
+            pruned: None,
+        }
+    }
+
+    /// Parses `line` of `batch` keeping what `wanted` covers (`None`: a blank line); reads
+    /// it does not cover are answered from a full parse of the line, and recorded in
+    /// `paths`. A line is refused exactly when a full parse refuses it, with its error.
+    pub fn parse(
+        batch: &Arc<LineBatch>,
+        line: &BatchLine,
+        wanted: &Arc<Wanted>,
+        paths: &Arc<WantedPaths>,
+    ) -> Result<Option<Self>, BadLine> {
+        let bytes = batch.bytes_of(line);
+        let Some(text) = line_text(bytes)? else {
+            return Ok(None);
+        };
+        let value = if wanted.is_everything() {
+            serde_json::from_str(text)
+        } else {
+            parse_pruned(text, wanted)
+        }
+        .map_err(|e| BadLine::Json(e.to_string()))?;
+        refuse_root(&value)?;
+        if wanted.is_everything() {
+            return Ok(Some(Event::whole(value)));
+        }
+        // `text` is `bytes` trimmed: where it lies in the batch.
+        let start = line.start + (text.as_ptr() as usize - bytes.as_ptr() as usize);
+        Ok(Some(Event {
+            value,
+            pruned: Some(Pruned {
+                batch: batch.clone(),
+                line: start..start + text.len(),
+                wanted: wanted.clone(),
+                paths: paths.clone(),
+                full: OnceLock::new(),
+            }),
+        }))
+    }
+
+    /// Panther's `deep_get` walk ([`rulehost_event::deep_get`]), exactly as on the whole
+    /// event.
+    pub fn get<S: AsRef<str>>(&self, path: &[S]) -> Option<&Value> {
+        deep_get(self.covering(path), path)
+    }
+
+    /// A value that holds what a full parse holds along `path`: the pruned one when it
+    /// covers `path`, else the whole event (and `path` is learned). For walks of the host's
+    /// own (filters) that start at `path` and may go on through arrays.
+    pub fn covering<S: AsRef<str>>(&self, path: &[S]) -> &Value {
+        match &self.pruned {
+            Some(pruned) if !pruned.wanted.covers(path) => {
+                pruned.paths.missed(path);
+                pruned.full()
+            }
+            _ => &self.value,
+        }
+    }
+
+    /// The whole event (parsed now, if it was pruned).
+    pub fn whole_value(&self) -> &Value {
+        match &self.pruned {
+            Some(pruned) => pruned.full(),
+            None => &self.value,
+        }
+    }
+}
+
+/// What the host's own reads (filters, the clock) take: a parsed event, whole or not.
+pub trait EventRoot {
+    /// A root holding, along `keys`, what the whole event holds: walks that start with
+    /// `keys` (and may go on through arrays) find there what they find in the whole event.
+    fn root<S: AsRef<str>>(&self, keys: &[S]) -> &Value;
+}
+
+impl EventRoot for Value {
+    fn root<S: AsRef<str>>(&self, _keys: &[S]) -> &Value {
+        self
+    }
+}
+
+impl EventRoot for Event {
+    fn root<S: AsRef<str>>(&self, keys: &[S]) -> &Value {
+        self.covering(keys)
+    }
+}
+
+impl Pruned {
+    fn full(&self) -> &Value {
+        self.full.get_or_init(|| {
+            serde_json::from_slice(&self.batch.bytes[self.line.clone()])
+                .expect("the line parsed before, pruned")
+        })
+    }
+}
+
+/// The paths a run's events are parsed for: given at load (filters, the clock) and learned
+/// from the reads of rules. Shared by the run's workers; each takes a
+/// [`snapshot`](WantedPaths::snapshot) per line batch.
+#[derive(Debug)]
+pub struct WantedPaths {
+    current: RwLock<Arc<Wanted>>,
+    /// Reads that were not covered since the last [`WantedPaths::snapshot`].
+    missed: Mutex<Vec<Vec<String>>>,
+    /// Paths learned so far, against [`MAX_LEARNED`].
+    learned: Mutex<usize>,
+    /// Reads were missed since the last snapshot, or a snapshot changed what is wanted
+    /// since this counter was last read: [`WantedPaths::update`] takes a new snapshot.
+    missed_any: AtomicBool,
+    generation: AtomicU64,
+}
+
+impl Default for WantedPaths {
+    /// Every path: events are parsed whole.
+    fn default() -> Self {
+        WantedPaths::new(Wanted::everything())
+    }
+}
+
+impl WantedPaths {
+    /// Starting from `wanted`.
+    pub fn new(wanted: Wanted) -> Self {
+        WantedPaths {
+            current: RwLock::new(Arc::new(wanted)),
+            missed: Mutex::default(),
+            learned: Mutex::new(0),
+            missed_any: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// Records a read the pruned parse did not cover.
+    pub fn missed<S: AsRef<str>>(&self, path: &[S]) {
+        let mut missed = self.missed.lock().unwrap_or_else(PoisonError::into_inner);
+        let known = missed
+            .iter()
+            .any(|m| m.len() == path.len() && m.iter().zip(path).all(|(a, b)| a == b.as_ref()));
+        if !known && missed.len() < MAX_LEARNED {
+            missed.push(path.iter().map(|k| k.as_ref().to_owned()).collect());
+            self.missed_any.store(true, Ordering::Release);
+        }
+    }
+
+    /// Replaces `snapshot` (taken at `generation`) with a new one if reads were missed or
+    /// what is wanted changed since: cheap enough to call before each line.
+    pub fn update(&self, snapshot: &mut Arc<Wanted>, generation: &mut u64) {
+        if self.missed_any.load(Ordering::Acquire)
+            || self.generation.load(Ordering::Acquire) != *generation
+        {
+            *generation = self.generation.load(Ordering::Acquire);
+            *snapshot = self.snapshot();
+            *generation = self.generation.load(Ordering::Acquire);
+        }
+    }
+
+    /// What to parse the next line batch for: the paths wanted so far, with the reads
+    /// missed since the last call.
+    pub fn snapshot(&self) -> Arc<Wanted> {
+        let missed =
+            std::mem::take(&mut *self.missed.lock().unwrap_or_else(PoisonError::into_inner));
+        if !missed.is_empty() {
+            let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+            let mut learned = self.learned.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut wanted = Wanted::clone(&current);
+            let mut changed = false;
+            for path in &missed {
+                if wanted.add(path) {
+                    changed = true;
+                    *learned += 1;
+                }
+            }
+            if *learned > MAX_LEARNED {
+                wanted = Wanted::everything();
+            }
+            if changed {
+                *current = Arc::new(wanted);
+                self.generation.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::LineBatch;
+
+    fn batch(lines: &[&str]) -> Arc<LineBatch> {
+        let mut batch = LineBatch::with_capacity(0, 0);
+        for (i, line) in lines.iter().enumerate() {
+            let start = batch.bytes.len();
+            batch.bytes.extend_from_slice(line.as_bytes());
+            batch.lines.push(BatchLine {
+                number: i as u64 + 1,
+                start,
+                end: batch.bytes.len(),
+                too_long: false,
+            });
+        }
+        Arc::new(batch)
+    }
+
+    fn wanted(paths: &[&[&str]]) -> Wanted {
+        let mut w = Wanted::nothing();
+        for p in paths {
+            w.add(p);
+        }
+        w
+    }
+
+    #[test]
+    fn reads_not_covered_are_answered_whole_and_learned() {
+        let lines = batch(&[
+            r#" {"a": 1, "b": {"c": "x", "d": [1]}, "B": {"c": "shadowed"}} "#,
+            r#"{"a": 2, "b": {"c": "y"}}"#,
+        ]);
+        let paths = Arc::new(WantedPaths::new(wanted(&[&["a"]])));
+        let snapshot = paths.snapshot();
+        let first = Event::parse(&lines, &lines.lines[0], &snapshot, &paths);
+        let first = first.unwrap().unwrap();
+        let full: Value = serde_json::from_slice(lines.bytes_of(&lines.lines[0])).unwrap();
+        for path in [
+            &["a"][..],
+            &["b", "c"],
+            &["B", "c"],
+            &["b", "d"],
+            &["b"],
+            &["z"],
+        ] {
+            assert_eq!(
+                first.get(path),
+                rulehost_event::deep_get(&full, path),
+                "{path:?}"
+            );
+        }
+        assert_eq!(first.whole_value(), &full);
+        // The next snapshot keeps what was read.
+        let next = paths.snapshot();
+        assert!(next.covers(&["b", "c"]) && next.covers(&["z"]) && next.covers(&["a"]));
+        assert!(
+            !snapshot.covers(&["b", "c"]),
+            "an old snapshot is left as it was"
+        );
+        let second = Event::parse(&lines, &lines.lines[1], &next, &paths);
+        let second = second.unwrap().unwrap();
+        assert_eq!(second.get(&["b", "c"]), Some(&Value::from("y")));
+        assert!(paths.missed.lock().unwrap().is_empty(), "covered now");
+    }
+
+    #[test]
+    fn bad_lines_are_refused_as_a_full_parse_refuses_them() {
+        let lines = batch(&[
+            "[1]",
+            r#"{"a": 1"#,
+            "3",
+            r#"{"a": "\ud800"}"#,
+            "  ",
+            "\u{feff}{}",
+            r#"{"z": 1e999}"#,
+        ]);
+        let paths = Arc::new(WantedPaths::new(wanted(&[&["z"]])));
+        let snapshot = paths.snapshot();
+        for line in &lines.lines {
+            let pruned = Event::parse(&lines, line, &snapshot, &paths).map(|e| e.is_some());
+            let full = match crate::input::parse_line(lines.bytes_of(line)) {
+                crate::input::Line::Bad(bad) => Err(bad),
+                crate::input::Line::Blank => Ok(false),
+                crate::input::Line::Event(_) => Ok(true),
+            };
+            assert_eq!(
+                pruned.map_err(|e| e.to_string()),
+                full.map_err(|e| e.to_string())
+            );
+        }
+    }
+
+    #[test]
+    fn too_many_learned_paths_keep_everything() {
+        let paths = WantedPaths::new(Wanted::nothing());
+        for i in 0..=MAX_LEARNED {
+            paths.missed(&[format!("k{i}")]);
+            paths.snapshot();
+        }
+        assert!(paths.snapshot().is_everything());
+    }
+}
