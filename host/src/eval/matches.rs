@@ -27,6 +27,7 @@ use super::{Rule, Verify};
 use crate::alert::AlertFields;
 use crate::calls::{CallResult, Function};
 use crate::clock::{Clock, format_ms};
+use crate::event::Event;
 use crate::input::{Line, LineBatch, parse_line};
 use crate::semantics;
 use crate::source::Position;
@@ -334,7 +335,7 @@ impl MatchStage {
                     // An event without a readable time gets the newest time seen, as in `eval`.
                     let time = time.or(watermark).unwrap_or(0);
                     let offset = judged.batch.lines[line].number;
-                    let mut parsed: Option<Arc<Value>> = None;
+                    let mut parsed: Option<Arc<Event>> = None;
                     for (index, outcome) in outcomes.by_ref().take(rules).enumerate() {
                         self.outcome(
                             index,
@@ -371,7 +372,7 @@ impl MatchStage {
         outcome: Verdict,
         (line, offset, time): (usize, u64, i64),
         batch: &LineBatch,
-        parsed: &mut Option<Arc<Value>>,
+        parsed: &mut Option<Arc<Event>>,
         out: &mut MatchBatch,
         key_index: &mut HashMap<String, usize>,
         seen: &mut HashSet<usize>,
@@ -402,7 +403,7 @@ impl MatchStage {
                     severity: rule.runner.rule.spec.severity.as_str(),
                     event_time: format_ms(time),
                     event_location: position().to_string(),
-                    event: &event,
+                    event: event.whole_value(),
                 };
                 let record = serde_json::to_string(&record).expect("a signal is JSON");
                 out.signals.push(Signal {
@@ -509,7 +510,7 @@ impl MatchStage {
         time: i64,
         batch: &LineBatch,
         line: usize,
-        parsed: &mut Option<Arc<Value>>,
+        parsed: &mut Option<Arc<Event>>,
     ) -> Opener {
         let rule = &mut self.rules[index];
         let spec = rule.runner.rule.spec.clone();
@@ -600,10 +601,10 @@ impl MatchStage {
 }
 
 /// The event of a line of the batch, parsed once per line (the worker dropped its own).
-fn event_of(batch: &LineBatch, line: usize, parsed: &mut Option<Arc<Value>>) -> Arc<Value> {
+fn event_of(batch: &LineBatch, line: usize, parsed: &mut Option<Arc<Event>>) -> Arc<Event> {
     parsed
         .get_or_insert_with(|| match parse_line(batch.bytes_of(&batch.lines[line])) {
-            Line::Event(event) => Arc::new(event),
+            Line::Event(event) => Arc::new(Event::whole(event)),
             _ => unreachable!("the line parsed as an event on the worker"),
         })
         .clone()
