@@ -38,6 +38,11 @@ pub struct Serve {
     /// The shared alert state: `redis://HOST:PORT/DB` (Redis or Valkey).
     #[arg(long, value_name = "URL")]
     state: String,
+    /// The namespace of the state's keys (default: the group). A new `--group` with an old
+    /// group's namespace reads the topic again from the start into that state: what was
+    /// applied already is skipped (each partition's offsets are kept in the state).
+    #[arg(long, value_name = "NAME")]
+    state_namespace: Option<String>,
     /// Produce alerts to this Kafka topic (idempotent producer, keyed by `alert_id`).
     #[arg(long, value_name = "TOPIC")]
     alerts_topic: Option<String>,
@@ -94,7 +99,8 @@ fn key_value(text: &str) -> Result<(String, String), String> {
 
 impl Serve {
     fn settings(&self) -> ServeSettings {
-        let mut redis = RedisSettings::new(&self.state, &self.group);
+        let namespace = self.state_namespace.as_deref().unwrap_or(&self.group);
+        let mut redis = RedisSettings::new(&self.state, namespace);
         redis.slots = self.state_slots.max(1);
         redis.grace_ms = (self.window_grace_minutes as i64).saturating_mul(60_000);
         ServeSettings {

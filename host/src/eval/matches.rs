@@ -293,7 +293,9 @@ impl MatchStage {
 
     /// Parses and evaluates a batch of lines of `source` (offsets are the lines' numbers).
     pub fn batch(&mut self, source: Arc<str>, batch: LineBatch, max_line: usize) -> MatchBatch {
-        let sampled = self.batches.is_multiple_of(super::worker::CHECK_EVERY_BATCHES);
+        let sampled = self
+            .batches
+            .is_multiple_of(super::worker::CHECK_EVERY_BATCHES);
         self.batches += 1;
         let Judged::Lines(judged) = self.worker.lines(source.clone(), batch, max_line, sampled)
         else {
@@ -324,7 +326,8 @@ impl MatchStage {
                 LineItem::Blank { .. } => self.blank_lines += 1,
                 LineItem::Bad { number, reason } => {
                     self.bad_lines += 1;
-                    out.bad.push((Position::new(source.clone(), number), reason));
+                    out.bad
+                        .push((Position::new(source.clone(), number), reason));
                 }
                 LineItem::Event { line, time } => {
                     self.events += 1;
@@ -365,7 +368,10 @@ impl MatchStage {
         out
     }
 
-    #[expect(clippy::too_many_arguments, reason = "one match's context, passed down once")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one match's context, passed down once"
+    )]
     fn outcome(
         &mut self,
         index: usize,
@@ -500,7 +506,10 @@ impl MatchStage {
     /// The alert id and fields of a window opened by this match: for alerts, the rule's
     /// functions on its event (under one shared deadline, as in `eval`); for rule errors,
     /// the error.
-    #[expect(clippy::too_many_arguments, reason = "one match's context, passed down once")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one match's context, passed down once"
+    )]
     fn opener(
         &mut self,
         index: usize,

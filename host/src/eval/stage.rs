@@ -697,7 +697,11 @@ pub(super) fn count_aux(rule: &mut StageRule, function: Function, failure: &Rule
 
 /// Calls the functions whose values an alert keeps, for the match that opens a window,
 /// and applies Panther's fallbacks; failed calls and invalid values are counted.
-pub(super) fn freeze(rule: &mut StageRule, event: &Arc<Event>, title: &CallResult<String>) -> AlertFields {
+pub(super) fn freeze(
+    rule: &mut StageRule,
+    event: &Arc<Event>,
+    title: &CallResult<String>,
+) -> AlertFields {
     let calls = rule.runner.calls();
     let severity = calls.text(Function::Severity, event);
     let context = calls.text(Function::AlertContext, event);

@@ -133,7 +133,9 @@ pub fn serve(
                 }
                 Err(e) => {
                     numbers.failed_reloads += 1;
-                    eprintln!("warning: the new rule set did not load ({e:#}); the old one runs on");
+                    eprintln!(
+                        "warning: the new rule set did not load ({e:#}); the old one runs on"
+                    );
                 }
             }
         }

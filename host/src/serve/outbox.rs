@@ -101,7 +101,10 @@ impl Forwarder {
 
     fn try_pump(&mut self, block: Duration) -> Result<usize, RedisStateError> {
         let mut delivered = 0;
-        if self.last_claim.is_none_or(|t| t.elapsed() >= self.claim_idle / 2) {
+        if self
+            .last_claim
+            .is_none_or(|t| t.elapsed() >= self.claim_idle / 2)
+        {
             self.last_claim = Some(Instant::now());
             for slot in 0..self.settings.slots {
                 let stream = self.settings.outbox(slot);
@@ -146,7 +149,10 @@ impl Forwarder {
                 delivered += self.deliver(&key.key, &key.ids)?;
             }
         }
-        if self.last_trim.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+        if self
+            .last_trim
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+        {
             self.last_trim = Some(Instant::now());
             self.trim()?;
         }
@@ -236,7 +242,10 @@ impl Forwarder {
 
 /// The ms part of a stream id (`1700000000000-3`).
 fn id_ms(id: &str) -> u64 {
-    id.split('-').next().and_then(|ms| ms.parse().ok()).unwrap_or(0)
+    id.split('-')
+        .next()
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or(0)
 }
 
 /// `last-delivered-id` of the outbox group in an `XINFO GROUPS` reply.
@@ -250,10 +259,16 @@ fn last_delivered(reply: &Value) -> Option<String> {
                 .chunks(2)
                 .filter_map(|c| Some((text(&c[0])?, c.get(1)?)))
                 .collect(),
-            Value::Map(items) => items.iter().filter_map(|(k, v)| Some((text(k)?, v))).collect(),
+            Value::Map(items) => items
+                .iter()
+                .filter_map(|(k, v)| Some((text(k)?, v)))
+                .collect(),
             _ => continue,
         };
-        let name = pairs.iter().find(|(k, _)| k == "name").and_then(|(_, v)| text(v));
+        let name = pairs
+            .iter()
+            .find(|(k, _)| k == "name")
+            .and_then(|(_, v)| text(v));
         if name.as_deref() == Some(OUTBOX_GROUP) {
             return pairs
                 .iter()
@@ -299,8 +314,8 @@ fn write_entry(sink: &mut dyn Sink, fields: &HashMap<&str, String>) -> std::io::
         "rule_error" => "rule_error",
         _ => "alert_update",
     };
-    let severity =
-        crate::spec::Severity::parse(&stored.severity).map_or("INFO", crate::spec::Severity::as_str);
+    let severity = crate::spec::Severity::parse(&stored.severity)
+        .map_or("INFO", crate::spec::Severity::as_str);
     let unique_count = match get("u") {
         "" => None,
         u => u.parse().ok(),

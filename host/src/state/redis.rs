@@ -207,9 +207,11 @@ impl RedisState {
         }
         for (i, signal) in batch.signals.iter().enumerate() {
             let rule_id = &stage.rule_ids()[signal.rule];
-            let slot = self
-                .settings
-                .slot_of(&crate::eval::window_id(rule_id, crate::state::Namespace::Alert, ""));
+            let slot = self.settings.slot_of(&crate::eval::window_id(
+                rule_id,
+                crate::state::Namespace::Alert,
+                "",
+            ));
             slots.entry(slot).or_default().1.push(i);
         }
         for slot in 0..self.settings.slots {

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -64,7 +64,14 @@ impl Redis {
     fn launch(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -168,28 +175,13 @@ impl Kafka {
             return vec![-1; self.partitions as usize];
         };
         (0..self.partitions)
-            .map(|p| match committed.find_partition(TOPIC, p).map(|e| e.offset()) {
-                Some(Offset::Offset(o)) => o,
-                _ => -1,
-            })
+            .map(
+                |p| match committed.find_partition(TOPIC, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    _ => -1,
+                },
+            )
             .collect()
-    }
-
-    /// Moves the group's committed offsets back to the start: every message is delivered
-    /// to the group again.
-    fn rewind(&self, group: &str) {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", self.brokers())
-            .set("group.id", group)
-            .create()
-            .unwrap();
-        let mut list = TopicPartitionList::new();
-        for p in 0..self.partitions {
-            list.add_partition_offset(TOPIC, p, Offset::Offset(0))
-                .unwrap();
-        }
-        consumer.assign(&list).unwrap();
-        consumer.commit(&list, CommitMode::Sync).unwrap();
     }
 }
 
@@ -224,12 +216,18 @@ fn eval_records(events: &[(i32, String)]) -> Vec<Value> {
         .arg(&input)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     records(&String::from_utf8(out.stdout).unwrap())
 }
 
 fn records(text: &str) -> Vec<Value> {
-    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// A `rulehost serve` process.
@@ -249,7 +247,12 @@ impl Worker {
             .arg("-o")
             .arg(out)
             .args(["--outbox-claim-ms", "1000", "--watch-seconds", "0"])
-            .args(["--batch-size", "200", "--linger-ms", "20"])
+            .args(["--linger-ms", "20"])
+            .args(if extra.contains(&"--batch-size") {
+                &[][..]
+            } else {
+                &["--batch-size", "200"][..]
+            })
             .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -261,14 +264,28 @@ impl Worker {
     /// SIGTERM: it must drain, commit and exit 0.
     fn stop(mut self) {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "serve exited with {status}: {}", self.log());
+                assert!(
+                    status.success(),
+                    "serve exited with {status}: {}",
+                    self.log()
+                );
                 return;
             }
-            assert!(Instant::now() < deadline, "serve did not stop: {}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "serve did not stop: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -279,8 +296,18 @@ impl Worker {
         self.child.wait().unwrap();
     }
 
+    /// Its log; a worker that exited by itself fails the test at once.
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let pid = self.child.id();
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Field 3 of `stat` is the state; `Z`: exited, not yet waited for.
+        let exited = state
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z'));
+        assert!(!exited, "serve exited by itself: {log}");
+        log
     }
 }
 
@@ -319,8 +346,10 @@ fn outbox_delivered(redis: &Redis, group: &str) -> bool {
     };
     (0..SLOTS).all(|slot| {
         let stream = format!("rulehost:{{{group}:{slot}}}:outbox");
-        let groups: redis::RedisResult<redis::streams::StreamInfoGroupsReply> =
-            redis::cmd("XINFO").arg("GROUPS").arg(&stream).query(&mut conn);
+        let groups: redis::RedisResult<redis::streams::StreamInfoGroupsReply> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&stream)
+            .query(&mut conn);
         let Ok(groups) = groups else {
             return false;
         };
@@ -341,14 +370,32 @@ fn outbox_delivered(redis: &Redis, group: &str) -> bool {
 }
 
 /// Waits until the group has committed every message and the outbox is delivered.
-fn wait_done(kafka: &Kafka, redis: &Redis, group: &str, events: &[(i32, String)], workers: &[&Worker]) {
+fn wait_done(
+    kafka: &Kafka,
+    redis: &Redis,
+    group: &str,
+    events: &[(i32, String)],
+    workers: &[&Worker],
+) {
+    wait_done_in(kafka, redis, group, group, events, workers);
+}
+
+/// [`wait_done`] for a group whose state namespace is `namespace`.
+fn wait_done_in(
+    kafka: &Kafka,
+    redis: &Redis,
+    group: &str,
+    namespace: &str,
+    events: &[(i32, String)],
+    workers: &[&Worker],
+) {
     let mut ends = vec![0i64; kafka.partitions as usize];
     for (p, _) in events {
         ends[*p as usize] += 1;
     }
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        if kafka.committed(group) == ends && outbox_delivered(redis, group) {
+        if kafka.committed(group) == ends && outbox_delivered(redis, namespace) {
             return;
         }
         let logs: Vec<String> = workers.iter().map(|w| w.log()).collect();
@@ -363,10 +410,22 @@ fn wait_done(kafka: &Kafka, redis: &Redis, group: &str, events: &[(i32, String)]
 }
 
 /// Waits until the group has committed at least `n` messages in all.
-fn wait_committed(kafka: &Kafka, group: &str, n: i64) {
+fn wait_committed(kafka: &Kafka, group: &str, n: i64, workers: &[&Worker]) {
     let deadline = Instant::now() + Duration::from_secs(120);
-    while kafka.committed(group).iter().map(|c| c.max(&0)).sum::<i64>() < n {
-        assert!(Instant::now() < deadline, "fewer than {n} messages committed");
+    while kafka
+        .committed(group)
+        .iter()
+        .map(|c| c.max(&0))
+        .sum::<i64>()
+        < n
+    {
+        let logs: Vec<String> = workers.iter().map(|w| w.log()).collect();
+        assert!(
+            Instant::now() < deadline,
+            "fewer than {n} messages committed ({:?}); logs:\n{}",
+            kafka.committed(group),
+            logs.join("\n---\n")
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -393,7 +452,11 @@ fn check(eval: &[Value], redis: &Redis, group: &str, outputs: &[PathBuf]) {
             }
         }
     }
-    assert_eq!(delivered.len(), eval.len(), "alerts delivered: {delivered:#?}");
+    assert_eq!(
+        delivered.len(),
+        eval.len(),
+        "alerts delivered: {delivered:#?}"
+    );
     for want in eval {
         let id = want["alert_id"].as_str().unwrap();
         assert_eq!(
@@ -406,7 +469,9 @@ fn check(eval: &[Value], redis: &Redis, group: &str, outputs: &[PathBuf]) {
             Some(&1),
             "alert {id}'s update once in the outbox"
         );
-        let got = delivered.get(id).unwrap_or_else(|| panic!("alert {id} delivered"));
+        let got = delivered
+            .get(id)
+            .unwrap_or_else(|| panic!("alert {id} delivered"));
         assert_eq!(got["kind"], "alert_update");
         for field in [
             "rule_id",
@@ -460,7 +525,9 @@ fn three_workers_share_six_partitions() {
     let events = events(6);
     let eval = eval_records(&events);
     let dir = tempfile::tempdir().unwrap();
-    let outs: Vec<PathBuf> = (0..3).map(|i| dir.path().join(format!("w{i}.jsonl"))).collect();
+    let outs: Vec<PathBuf> = (0..3)
+        .map(|i| dir.path().join(format!("w{i}.jsonl")))
+        .collect();
     let workers: Vec<Worker> = outs
         .iter()
         .map(|out| Worker::start(&kafka, &redis, "g3", out, &[]))
@@ -485,7 +552,7 @@ fn a_worker_killed_mid_stream_and_restarted_loses_and_duplicates_nothing() {
     kafka.produce(&events);
     // Small batches, so that the kill lands while batches are being applied.
     let worker = Worker::start(&kafka, &redis, "gk", &first, &["--batch-size", "10"]);
-    wait_committed(&kafka, "gk", events.len() as i64 / 3);
+    wait_committed(&kafka, "gk", events.len() as i64 / 3, &[&worker]);
     worker.kill();
     let worker = Worker::start(&kafka, &redis, "gk", &second, &[]);
     wait_done(&kafka, &redis, "gk", &events, &[&worker]);
@@ -500,15 +567,22 @@ fn a_rebalance_while_events_flow_loses_and_duplicates_nothing() {
     let events = events(6);
     let eval = eval_records(&events);
     let dir = tempfile::tempdir().unwrap();
-    let outs: Vec<PathBuf> = (0..2).map(|i| dir.path().join(format!("w{i}.jsonl"))).collect();
+    let outs: Vec<PathBuf> = (0..2)
+        .map(|i| dir.path().join(format!("w{i}.jsonl")))
+        .collect();
     let (head, tail) = events.split_at(events.len() / 2);
     let first = Worker::start(&kafka, &redis, "gr", &outs[0], &["--batch-size", "20"]);
     kafka.produce(head);
-    wait_committed(&kafka, "gr", head.len() as i64 / 4);
+    wait_committed(&kafka, "gr", head.len() as i64 / 4, &[&first]);
     // A second member joins while the first is busy: the partitions are shared out again.
     let second = Worker::start(&kafka, &redis, "gr", &outs[1], &["--batch-size", "20"]);
     kafka.produce(tail);
-    wait_committed(&kafka, "gr", head.len() as i64 + tail.len() as i64 / 4);
+    wait_committed(
+        &kafka,
+        "gr",
+        head.len() as i64 + tail.len() as i64 / 4,
+        &[&first, &second],
+    );
     // ... and leaves again: the first takes every partition back.
     second.stop();
     wait_done(&kafka, &redis, "gr", &events, &[&first]);
@@ -518,7 +592,9 @@ fn a_rebalance_while_events_flow_loses_and_duplicates_nothing() {
 
 #[test]
 fn redis_restarted_mid_stream_loses_and_duplicates_nothing() {
-    let Some(mut redis) = Redis::start() else { return };
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
     let kafka = Kafka::new(3);
     let events = events(3);
     let eval = eval_records(&events);
@@ -527,7 +603,7 @@ fn redis_restarted_mid_stream_loses_and_duplicates_nothing() {
     let (head, tail) = events.split_at(events.len() / 2);
     let worker = Worker::start(&kafka, &redis, "gs", &out, &["--batch-size", "20"]);
     kafka.produce(head);
-    wait_committed(&kafka, "gs", head.len() as i64 / 2);
+    wait_committed(&kafka, "gs", head.len() as i64 / 2, &[&worker]);
     redis.restart();
     kafka.produce(tail);
     wait_done(&kafka, &redis, "gs", &events, &[&worker]);
@@ -548,11 +624,17 @@ fn the_same_batches_delivered_twice_change_nothing() {
     wait_done(&kafka, &redis, "g2", &events, &[&worker]);
     worker.stop();
     let before = outbox(&redis, "g2");
-    // Every message again, as after a crash before any commit.
-    kafka.rewind("g2");
+    // Every message again, as after a crash before any commit: a new consumer group (it
+    // starts at the earliest offsets) on the same state.
     let again = dir.path().join("again.jsonl");
-    let worker = Worker::start(&kafka, &redis, "g2", &again, &[]);
-    wait_done(&kafka, &redis, "g2", &events, &[&worker]);
+    let worker = Worker::start(
+        &kafka,
+        &redis,
+        "g2-again",
+        &again,
+        &["--state-namespace", "g2"],
+    );
+    wait_done_in(&kafka, &redis, "g2-again", "g2", &events, &[&worker]);
     worker.stop();
     assert_eq!(outbox(&redis, "g2"), before, "the outbox is unchanged");
     assert_eq!(std::fs::read_to_string(&again).unwrap_or_default(), "");
