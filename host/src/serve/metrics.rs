@@ -170,8 +170,15 @@ impl Metrics {
                 for stream in listener.incoming() {
                     let Ok(mut stream) = stream else { continue };
                     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                    // The request head, up to its blank line (it may come in pieces).
                     let mut request = [0u8; 1024];
-                    let n = stream.read(&mut request).unwrap_or(0);
+                    let mut n = 0;
+                    while n < request.len() && !request[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut request[n..]) {
+                            Ok(0) | Err(_) => break,
+                            Ok(read) => n += read,
+                        }
+                    }
                     let head = String::from_utf8_lossy(&request[..n]);
                     let path = head.split_whitespace().nth(1).unwrap_or("/");
                     let (status, body) = match path {

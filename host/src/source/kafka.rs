@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use super::{Input, Source};
@@ -70,12 +71,27 @@ struct Changes {
     assigned: Vec<i32>,
 }
 
-/// The consumer's context: records rebalances for the serve loop.
+/// The consumer's context: records rebalances for the serve loop, and the consumer lag
+/// per partition from librdkafka's statistics (`statistics.interval.ms`).
 pub struct ServeContext {
     changes: Mutex<Changes>,
+    lag: Mutex<HashMap<i32, i64>>,
 }
 
-impl ClientContext for ServeContext {}
+impl ClientContext for ServeContext {
+    fn stats(&self, statistics: Statistics) {
+        let mut lag = self.lag.lock().expect("lag");
+        lag.clear();
+        for topic in statistics.topics.values() {
+            for (&partition, p) in &topic.partitions {
+                // -1: not known yet; partition -1 is librdkafka's own bookkeeping.
+                if partition >= 0 && p.consumer_lag >= 0 {
+                    lag.insert(partition, p.consumer_lag);
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for ServeContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -130,12 +146,14 @@ impl KafkaSource {
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
             .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "1000");
+            .set("heartbeat.interval.ms", "1000")
+            .set("statistics.interval.ms", "1000");
         for (key, value) in &settings.options {
             config.set(key, value);
         }
         let context = ServeContext {
             changes: Mutex::new(Changes::default()),
+            lag: Mutex::new(HashMap::new()),
         };
         let consumer: BaseConsumer<ServeContext> =
             config.create_with_context(context).map_err(fail)?;
@@ -292,29 +310,16 @@ impl KafkaSource {
         }
     }
 
-    /// Messages between this member's position and the end of each partition it holds
-    /// (one request per partition to its leader).
+    /// Messages between the committed offset and the end of each partition this member
+    /// holds, as librdkafka's latest statistics say (every second; no request of its own).
     pub fn lag(&self) -> Vec<(i32, i64)> {
-        let Ok(position) = self.consumer.position() else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for element in position.elements_for_topic(&self.settings.topic) {
-            let Ok((_, high)) = self.consumer.fetch_watermarks(
-                &self.settings.topic,
-                element.partition(),
-                Duration::from_millis(200),
-            ) else {
-                continue;
-            };
-            let at = match element.offset() {
-                Offset::Offset(at) => at,
-                _ => continue,
-            };
-            if high >= 0 {
-                out.push((element.partition(), (high - at).max(0)));
-            }
-        }
+        let lag = self.consumer.context().lag.lock().expect("lag");
+        let mut out: Vec<(i32, i64)> = lag
+            .iter()
+            .filter(|(p, _)| self.assigned.contains(p))
+            .map(|(&p, &l)| (p, l))
+            .collect();
+        out.sort_unstable();
         out
     }
 

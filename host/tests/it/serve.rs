@@ -238,21 +238,37 @@ struct Worker {
 
 impl Worker {
     fn start(kafka: &Kafka, redis: &Redis, group: &str, out: &Path, extra: &[&str]) -> Worker {
+        Worker::start_on(&rules_tests(), kafka, redis, group, out, extra)
+    }
+
+    /// [`Worker::start`] with the rules of `rules`.
+    fn start_on(
+        rules: &Path,
+        kafka: &Kafka,
+        redis: &Redis,
+        group: &str,
+        out: &Path,
+        extra: &[&str],
+    ) -> Worker {
         let log = out.with_extension("log");
         let child = rulehost()
             .args(["serve", "--rules"])
-            .arg(rules_tests())
+            .arg(rules)
             .args(["--kafka-brokers", &kafka.brokers(), "--topic", TOPIC])
             .args(["--group", group, "--state", &redis.url()])
             .arg("-o")
             .arg(out)
-            .args(["--outbox-claim-ms", "1000", "--watch-seconds", "0"])
             .args(["--linger-ms", "20"])
-            .args(if extra.contains(&"--batch-size") {
-                &[][..]
-            } else {
-                &["--batch-size", "200"][..]
-            })
+            .args(
+                [
+                    ["--outbox-claim-ms", "1000"],
+                    ["--watch-seconds", "0"],
+                    ["--batch-size", "200"],
+                ]
+                .iter()
+                .filter(|[flag, _]| !extra.contains(flag))
+                .flatten(),
+            )
             .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -297,6 +313,31 @@ impl Worker {
     }
 
     /// Its log; a worker that exited by itself fails the test at once.
+    /// Sends `signal` (`-HUP`, ...).
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    /// Waits until its log holds `text` `times` times.
+    fn wait_log(&self, text: &str, times: usize) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.log().matches(text).count() < times {
+            assert!(
+                Instant::now() < deadline,
+                "no `{text}` in the log: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn log(&self) -> String {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         let pid = self.child.id();
@@ -502,20 +543,181 @@ fn check(eval: &[Value], redis: &Redis, group: &str, outputs: &[PathBuf]) {
     assert_eq!(alerts, eval.len(), "outbox alerts");
 }
 
+/// One HTTP/1.0 GET: the status line and the body.
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let request = format!("GET {path} HTTP/1.0\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+/// The value of the metric line that starts with `name` (labels included).
+fn metric(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Every record of the alerts topic: (key, record).
+fn alerts_topic(kafka: &Kafka, topic: &str) -> Vec<(String, Value)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka.brokers())
+        .set("group.id", "alerts-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&list).unwrap();
+    let mut out = Vec::new();
+    let mut quiet_since = Instant::now();
+    let quiet = |out: &Vec<_>| Duration::from_secs(if out.is_empty() { 20 } else { 2 });
+    while quiet_since.elapsed() < quiet(&out) {
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            use rdkafka::message::Message;
+            let message = message.unwrap();
+            let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
+            let record = serde_json::from_slice(message.payload().unwrap()).unwrap();
+            out.push((key, record));
+            quiet_since = Instant::now();
+        }
+    }
+    out
+}
+
 #[test]
 fn one_worker_gives_evals_alerts() {
     let Some(redis) = Redis::start() else { return };
     let kafka = Kafka::new(3);
+    kafka.cluster.create_topic("rulehost-alerts", 1, 1).unwrap();
     let events = events(3);
     let eval = eval_records(&events);
     assert!(eval.len() >= 10, "the sample alerts: {}", eval.len());
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("w1.jsonl");
     kafka.produce(&events);
-    let worker = Worker::start(&kafka, &redis, "g1", &out, &[]);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let worker = Worker::start(
+        &kafka,
+        &redis,
+        "g1",
+        &out,
+        &["--metrics-addr", &addr, "--alerts-topic", "rulehost-alerts"],
+    );
     wait_done(&kafka, &redis, "g1", &events, &[&worker]);
+
+    // Liveness and readiness, and the counts as Prometheus reads them.
+    assert_eq!(http_get(&addr, "/healthz").0, "HTTP/1.0 200 OK");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let page = loop {
+        let (status, page) = http_get(&addr, "/metrics");
+        assert_eq!(status, "HTTP/1.0 200 OK");
+        // The lag comes from librdkafka's statistics, every second.
+        if metric(&page, "rulehost_events_total") == Some(events.len() as f64)
+            && metric(&page, "rulehost_consumer_lag{partition=\"0\"}") == Some(0.0)
+        {
+            break page;
+        }
+        assert!(Instant::now() < deadline, "events not counted: {page}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let alerts: f64 = ["AccessToMultipleWorkspaces", "InstallLibraryAllClusters"]
+        .iter()
+        .map(|r| {
+            metric(
+                &page,
+                &format!("rulehost_alerts_total{{rule=\"Databricks.Audit.{r}\"}}"),
+            )
+            .unwrap()
+        })
+        .sum();
+    assert_eq!(alerts, eval.len() as f64, "{page}");
+    assert_eq!(metric(&page, "rulehost_bad_lines_total"), Some(0.0));
+    for name in [
+        "rulehost_eval_seconds_count",
+        "rulehost_redis_round_trips_total",
+    ] {
+        assert!(metric(&page, name).is_some(), "no `{name}`: {page}");
+    }
     worker.stop();
-    check(&eval, &redis, "g1", &[out]);
+    check(&eval, &redis, "g1", &[out.clone()]);
+
+    // The alerts topic holds what the file holds, each record keyed by its `alert_id`.
+    let topic = alerts_topic(&kafka, "rulehost-alerts");
+    let file = records(&std::fs::read_to_string(&out).unwrap());
+    assert_eq!(topic.len(), file.len());
+    for ((key, record), want) in topic.iter().zip(&file) {
+        assert_eq!(key, want["alert_id"].as_str().unwrap());
+        assert_eq!(record, want);
+    }
+}
+
+#[test]
+fn bad_lines_are_counted_with_their_offsets() {
+    let Some(redis) = Redis::start() else { return };
+    let kafka = Kafka::new(1);
+    let mut events = events(1);
+    events.insert(3, (0, "not json".to_owned()));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("w.jsonl");
+    kafka.produce(&events);
+    let worker = Worker::start(&kafka, &redis, "gb", &out, &[]);
+    wait_done(&kafka, &redis, "gb", &events, &[&worker]);
+    worker.wait_log(&format!("`{TOPIC}/0:3`: skipped"), 1);
+    worker.stop();
+    let log = std::fs::read_to_string(out.with_extension("log")).unwrap();
+    assert!(log.contains(", 1 bad lines,"), "{log}");
+}
+
+#[test]
+fn a_rule_set_that_fails_to_load_keeps_the_old_one() {
+    let Some(redis) = Redis::start() else { return };
+    let kafka = Kafka::new(3);
+    let events = events(3);
+    let eval = eval_records(&events);
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    for entry in std::fs::read_dir(rules_tests()).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, rules.join(path.file_name().unwrap())).unwrap();
+    }
+    let lock = rulehost().arg("lock").arg(&rules).output().unwrap();
+    assert!(
+        lock.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lock.stderr)
+    );
+    let out = dir.path().join("w.jsonl");
+    let (head, tail) = events.split_at(events.len() / 2);
+    let extra = ["--locked", "--watch-seconds", "1", "--batch-size", "20"];
+    let worker = Worker::start_on(&rules, &kafka, &redis, "gl", &out, &extra);
+    kafka.produce(head);
+    wait_committed(&kafka, "gl", head.len() as i64 / 2, &[&worker]);
+
+    // A rule the lock does not pin: refused under `--locked`, the old set runs on.
+    let spec = std::fs::read_to_string(rules.join("databricks_install_library_all_clusters.yml"))
+        .unwrap()
+        .replace(
+            "InstallLibraryAllClusters\"",
+            "InstallLibraryAllClustersCopy\"",
+        );
+    std::fs::write(rules.join("copy.yml"), spec).unwrap();
+    worker.signal("-HUP");
+    worker.wait_log("the old one runs on", 1);
+    // Removed again: the folder's change is seen and the set loads.
+    std::fs::remove_file(rules.join("copy.yml")).unwrap();
+    worker.wait_log("rulehost serve: loaded 2 rules", 1);
+
+    kafka.produce(tail);
+    wait_done(&kafka, &redis, "gl", &events, &[&worker]);
+    worker.stop();
+    // Nothing dropped or counted twice across the reloads.
+    check(&eval, &redis, "gl", &[out]);
 }
 
 #[test]
