@@ -187,7 +187,16 @@ impl Kafka {
 
 /// The demo sample keyed by user into `partitions`, then one closing event per partition.
 fn events(partitions: i32) -> Vec<(i32, String)> {
-    let text = std::fs::read_to_string(repo().join("demo/databricks-audit-sample.jsonl")).unwrap();
+    events_of(
+        &repo().join("demo/databricks-audit-sample.jsonl"),
+        partitions,
+    )
+}
+
+/// The events of `path` keyed by user into `partitions`, then one closing event per
+/// partition.
+fn events_of(path: &Path, partitions: i32) -> Vec<(i32, String)> {
+    let text = std::fs::read_to_string(path).unwrap();
     let mut out = Vec::new();
     let mut last = 0;
     for line in text.lines() {
@@ -493,10 +502,33 @@ fn check(eval: &[Value], redis: &Redis, group: &str, outputs: &[PathBuf]) {
             }
         }
     }
+    let want: std::collections::BTreeSet<&str> = eval
+        .iter()
+        .map(|r| r["alert_id"].as_str().unwrap())
+        .collect();
+    let missing: Vec<&Value> = eval
+        .iter()
+        .filter(|r| !delivered.contains_key(r["alert_id"].as_str().unwrap()))
+        .take(3)
+        .collect();
+    let extra: Vec<&Value> = delivered
+        .iter()
+        .filter(|(id, _)| !want.contains(id.as_str()))
+        .map(|(_, r)| r)
+        .take(3)
+        .collect();
     assert_eq!(
         delivered.len(),
         eval.len(),
-        "alerts delivered: {delivered:#?}"
+        "alerts delivered ({} outbox entries, {:?} lines delivered); missing: {missing:#?}\nextra: {extra:#?}",
+        outbox_counts.values().sum::<u32>(),
+        outputs
+            .iter()
+            .map(|p| std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .lines()
+                .count())
+            .collect::<Vec<_>>()
     );
     for want in eval {
         let id = want["alert_id"].as_str().unwrap();
@@ -841,4 +873,124 @@ fn the_same_batches_delivered_twice_change_nothing() {
     assert_eq!(outbox(&redis, "g2"), before, "the outbox is unchanged");
     assert_eq!(std::fs::read_to_string(&again).unwrap_or_default(), "");
     check(&eval, &redis, "g2", &[out]);
+}
+
+/// The load numbers of the README: events/s of one and of two workers (each with its own
+/// Redis state) against one `rulehost eval --threads 1` over the same events, Redis round
+/// trips per 1,000 events and each worker's peak memory. Not a pass/fail test: run it with
+/// `cargo test --release --features serve --test it -- --ignored serve_load --nocapture`
+/// (`SERVE_LOAD_EVENTS`, default 200,000).
+#[test]
+#[ignore = "a measurement, run by hand"]
+fn serve_load() {
+    let n: usize = std::env::var("SERVE_LOAD_EVENTS").map_or(200_000, |v| v.parse().unwrap());
+    let batch = std::env::var("SERVE_LOAD_BATCH").unwrap_or_else(|_| "2000".to_owned());
+    let dir = tempfile::tempdir().unwrap();
+    println!("files in `{}`", dir.path().display());
+    let dir = dir.keep();
+    let input = dir.join("events.jsonl");
+    let made = Command::new("python3")
+        .arg(repo().join("scripts/gen_databricks.py"))
+        .args(["--events", &n.to_string(), "--hours", "240", "--output"])
+        .arg(&input)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let events = events_of(&input, 2);
+    let started = Instant::now();
+    let eval = eval_records(&events);
+    let eval_rate = events.len() as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "eval --threads 1: {eval_rate:.0} events/s ({} alerts)",
+        eval.len()
+    );
+
+    for workers in [1usize, 2] {
+        let redis = Redis::start().expect("redis-server");
+        let kafka = Kafka::new(2);
+        let group = format!("load{workers}");
+        let outs: Vec<PathBuf> = (0..workers)
+            .map(|i| dir.join(format!("{group}-{i}.jsonl")))
+            .collect();
+        let addrs: Vec<String> = (0..workers)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        let running: Vec<Worker> = outs
+            .iter()
+            .zip(&addrs)
+            .map(|(out, addr)| {
+                let extra = [
+                    "--batch-size",
+                    batch.as_str(),
+                    "--metrics-addr",
+                    addr.as_str(),
+                ];
+                Worker::start(&kafka, &redis, &group, out, &extra)
+            })
+            .collect();
+        // The mock broker keeps at most 5 MB per partition (older messages are deleted):
+        // events go in chunks, each once the one before last is committed. Timed from the
+        // first commit (the group has formed) to the last.
+        const CHUNK: usize = 4000;
+        let total: i64 = events.len() as i64;
+        let committed =
+            |kafka: &Kafka| -> i64 { kafka.committed(&group).iter().map(|c| c.max(&0)).sum() };
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let (mut first, mut at_first) = (None, 0);
+        let mut produced = 0;
+        loop {
+            let done = committed(&kafka);
+            if first.is_none() && done > 0 {
+                first = Some(Instant::now());
+                at_first = done;
+            }
+            if done == total {
+                break;
+            }
+            if produced < events.len() && done + CHUNK as i64 >= produced as i64 {
+                let end = (produced + CHUNK).min(events.len());
+                kafka.produce(&events[produced..end]);
+                produced = end;
+                continue;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {done} of {total} committed"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let seconds = first.unwrap().elapsed().as_secs_f64();
+        let rate = (total - at_first) as f64 / seconds;
+        let mut trips = 0.0;
+        let mut counted = 0.0;
+        let mut peaks = Vec::new();
+        std::thread::sleep(Duration::from_millis(1200));
+        for (worker, addr) in running.iter().zip(&addrs) {
+            let (_, page) = http_get(addr, "/metrics");
+            trips += metric(&page, "rulehost_redis_round_trips_total").unwrap();
+            counted += metric(&page, "rulehost_events_total").unwrap();
+            let status =
+                std::fs::read_to_string(format!("/proc/{}/status", worker.child.id())).unwrap();
+            let peak = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .unwrap()
+                .trim()
+                .to_owned();
+            peaks.push(peak);
+        }
+        println!(
+            "serve, {workers} worker(s): {rate:.0} events/s ({:.0}% of eval), \
+             {:.1} Redis round trips per 1,000 events, peak memory {}",
+            100.0 * rate / eval_rate,
+            1000.0 * trips / counted,
+            peaks.join(", ")
+        );
+        let refs: Vec<&Worker> = running.iter().collect();
+        wait_done(&kafka, &redis, &group, &events, &refs);
+        for worker in running {
+            worker.stop();
+        }
+        check(&eval, &redis, &group, &outs);
+    }
 }
