@@ -23,7 +23,7 @@ use crate::clock::Clock;
 use crate::eval::{MatchStage, Quarantine, Rule};
 use crate::sink::{JsonLines, KafkaSink, Sink};
 use crate::source::Input;
-use crate::source::kafka::{KafkaSettings, KafkaSource};
+use crate::source::kafka::{CommitMode, KafkaSettings, KafkaSource};
 use crate::state::redis::{RedisSettings, RedisState};
 use metrics::{LoopNumbers, Metrics};
 use outbox::Forwarder;
@@ -99,10 +99,13 @@ pub fn serve(
     );
 
     let mut numbers = LoopNumbers::default();
+    // Per partition held: the last offset applied to the state.
+    let mut last_applied: HashMap<i32, u64> = HashMap::new();
     let mut last_render = Instant::now();
     let mut last_watch = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         for partition in source.take_revoked() {
+            last_applied.remove(&partition);
             let name = source.partition_name(partition);
             stage.forget(&name);
             state.forget(&name);
@@ -176,8 +179,9 @@ pub fn serve(
                 stage.count_alert(rule);
             }
             if let Some(partition) = source.partition_of(&matches.source) {
+                last_applied.insert(partition, matches.last_offset);
                 let applied = HashMap::from([(partition, matches.last_offset)]);
-                if let Err(e) = source.commit(&applied) {
+                if let Err(e) = source.commit(&applied, CommitMode::Async) {
                     // The next owner applies the batch again; the state skips it.
                     eprintln!("warning: {e}: {}", error_chain(&e));
                 }
@@ -189,6 +193,10 @@ pub fn serve(
             numbers.delivered = forwarder.delivered();
             metrics.update(&stage.counts(), &numbers);
         }
+    }
+    // The commits of the loop were sent without waiting: this one waits for them all.
+    if let Err(e) = source.commit(&last_applied, CommitMode::Sync) {
+        eprintln!("warning: {e}: {}", error_chain(&e));
     }
     eprintln!("rulehost serve: stopping: the last batch is applied and committed");
     source.close();

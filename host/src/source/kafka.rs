@@ -11,7 +11,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+pub use rdkafka::consumer::CommitMode;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
@@ -280,9 +281,16 @@ impl KafkaSource {
     }
 
     /// Commits, per partition, the offset after `last` (the last offset applied), for the
-    /// partitions still held. Synchronous: when it returns, a member that takes the
-    /// partition over starts after `last`.
-    pub fn commit(&self, applied: &HashMap<i32, u64>) -> Result<(), KafkaSourceError> {
+    /// partitions still held. With [`CommitMode::Sync`], when it returns a member that takes
+    /// the partition over starts after `last`; with [`CommitMode::Async`] (the serve loop,
+    /// batch after batch) the commit is sent in order without waiting for it, and a member
+    /// that takes the partition over before it lands applies a batch again, which the
+    /// state skips.
+    pub fn commit(
+        &self,
+        applied: &HashMap<i32, u64>,
+        mode: CommitMode,
+    ) -> Result<(), KafkaSourceError> {
         let mut list = TopicPartitionList::new();
         for (&partition, &last) in applied {
             if !self.assigned.contains(&partition) {
@@ -299,7 +307,7 @@ impl KafkaSource {
             return Ok(());
         }
         self.consumer
-            .commit(&list, CommitMode::Sync)
+            .commit(&list, mode)
             .map_err(|source| self.commit_error(source))
     }
 

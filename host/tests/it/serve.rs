@@ -32,12 +32,19 @@ struct Redis {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    /// `appendfsync`: `always` in the scenarios.
+    fsync: &'static str,
 }
 
 impl Redis {
     /// Starts one; `None` (the test is skipped) when `redis-server` is not installed,
     /// except under `CI=true`, where that fails the test.
     fn start() -> Option<Redis> {
+        Redis::start_with("always")
+    }
+
+    /// [`Redis::start`] with `appendfsync fsync`.
+    fn start_with(fsync: &'static str) -> Option<Redis> {
         let found = Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -56,6 +63,7 @@ impl Redis {
             child: None,
             port,
             dir: tempfile::tempdir().unwrap(),
+            fsync,
         };
         redis.launch();
         Some(redis)
@@ -68,7 +76,7 @@ impl Redis {
                 "--appendonly",
                 "yes",
                 "--appendfsync",
-                "always",
+                self.fsync,
                 "--save",
                 "",
             ])
@@ -879,12 +887,18 @@ fn the_same_batches_delivered_twice_change_nothing() {
 /// Redis state) against one `rulehost eval --threads 1` over the same events, Redis round
 /// trips per 1,000 events and each worker's peak memory. Not a pass/fail test: run it with
 /// `cargo test --release --features serve --test it -- --ignored serve_load --nocapture`
-/// (`SERVE_LOAD_EVENTS`, default 200,000).
+/// (`SERVE_LOAD_EVENTS`, default 30,000; `SERVE_LOAD_PARTITIONS`, default 16;
+/// `SERVE_LOAD_FSYNC`, Redis' `appendfsync`, default `everysec`; `SERVE_LOAD_BATCH`).
 #[test]
 #[ignore = "a measurement, run by hand"]
 fn serve_load() {
-    let n: usize = std::env::var("SERVE_LOAD_EVENTS").map_or(200_000, |v| v.parse().unwrap());
+    let n: usize = std::env::var("SERVE_LOAD_EVENTS").map_or(30_000, |v| v.parse().unwrap());
     let batch = std::env::var("SERVE_LOAD_BATCH").unwrap_or_else(|_| "2000".to_owned());
+    // `everysec`: Redis' default; the scenarios use `always`.
+    let fsync = match std::env::var("SERVE_LOAD_FSYNC").as_deref() {
+        Ok("always") => "always",
+        _ => "everysec",
+    };
     let dir = tempfile::tempdir().unwrap();
     println!("files in `{}`", dir.path().display());
     let dir = dir.keep();
@@ -896,7 +910,10 @@ fn serve_load() {
         .status()
         .unwrap();
     assert!(made.success());
-    let events = events_of(&input, 2);
+    // The mock broker keeps at most 5 MB per partition (it deletes older messages), and the
+    // busiest user has 17% of the events: the default 30,000 events (~23 MB) fit.
+    let partitions: i32 = std::env::var("SERVE_LOAD_PARTITIONS").map_or(16, |v| v.parse().unwrap());
+    let events = events_of(&input, partitions);
     let started = Instant::now();
     let eval = eval_records(&events);
     let eval_rate = events.len() as f64 / started.elapsed().as_secs_f64();
@@ -906,8 +923,9 @@ fn serve_load() {
     );
 
     for workers in [1usize, 2] {
-        let redis = Redis::start().expect("redis-server");
-        let kafka = Kafka::new(2);
+        let redis = Redis::start_with(fsync).expect("redis-server");
+        let kafka = Kafka::new(partitions);
+        kafka.produce(&events);
         let group = format!("load{workers}");
         let outs: Vec<PathBuf> = (0..workers)
             .map(|i| dir.join(format!("{group}-{i}.jsonl")))
@@ -928,16 +946,12 @@ fn serve_load() {
                 Worker::start(&kafka, &redis, &group, out, &extra)
             })
             .collect();
-        // The mock broker keeps at most 5 MB per partition (older messages are deleted):
-        // events go in chunks, each once the one before last is committed. Timed from the
-        // first commit (the group has formed) to the last.
-        const CHUNK: usize = 4000;
+        // Timed from the first commit (the group has formed) to the last.
         let total: i64 = events.len() as i64;
         let committed =
             |kafka: &Kafka| -> i64 { kafka.committed(&group).iter().map(|c| c.max(&0)).sum() };
         let deadline = Instant::now() + Duration::from_secs(600);
         let (mut first, mut at_first) = (None, 0);
-        let mut produced = 0;
         loop {
             let done = committed(&kafka);
             if first.is_none() && done > 0 {
@@ -947,12 +961,6 @@ fn serve_load() {
             if done == total {
                 break;
             }
-            if produced < events.len() && done + CHUNK as i64 >= produced as i64 {
-                let end = (produced + CHUNK).min(events.len());
-                kafka.produce(&events[produced..end]);
-                produced = end;
-                continue;
-            }
             assert!(
                 Instant::now() < deadline,
                 "only {done} of {total} committed"
@@ -961,14 +969,20 @@ fn serve_load() {
         }
         let seconds = first.unwrap().elapsed().as_secs_f64();
         let rate = (total - at_first) as f64 / seconds;
+        std::thread::sleep(Duration::from_millis(1200));
         let mut trips = 0.0;
         let mut counted = 0.0;
+        let mut busy = Vec::new();
         let mut peaks = Vec::new();
-        std::thread::sleep(Duration::from_millis(1200));
         for (worker, addr) in running.iter().zip(&addrs) {
             let (_, page) = http_get(addr, "/metrics");
             trips += metric(&page, "rulehost_redis_round_trips_total").unwrap();
             counted += metric(&page, "rulehost_events_total").unwrap();
+            busy.push(format!(
+                "rules {:.1} s, Redis {:.1} s",
+                metric(&page, "rulehost_eval_seconds_sum").unwrap(),
+                metric(&page, "rulehost_redis_apply_seconds_sum").unwrap()
+            ));
             let status =
                 std::fs::read_to_string(format!("/proc/{}/status", worker.child.id())).unwrap();
             let peak = status
@@ -981,11 +995,14 @@ fn serve_load() {
         }
         println!(
             "serve, {workers} worker(s): {rate:.0} events/s ({:.0}% of eval), \
-             {:.1} Redis round trips per 1,000 events, peak memory {}",
+             {:.1} Redis round trips per 1,000 events, peak memory {}; in {seconds:.1} s: {}",
             100.0 * rate / eval_rate,
             1000.0 * trips / counted,
-            peaks.join(", ")
+            peaks.join(", "),
+            busy.join("; ")
         );
+        // Every event was read: none was deleted by the broker before.
+        assert_eq!(counted, total as f64);
         let refs: Vec<&Worker> = running.iter().collect();
         wait_done(&kafka, &redis, &group, &events, &refs);
         for worker in running {
