@@ -65,7 +65,7 @@ build: plugins ## Build the rulehost binary and the rule components
 	$(CARGO) build --release -p rulehost $(SERVE)
 
 .PHONY: demo
-demo: build ## Evaluate the bundled Databricks audit sample with both seed rules
+demo: build ## Evaluate the bundled Databricks audit sample with every rule in rules-tests/
 	$(RULEHOST) eval --rules rules-tests $(DEMO_DATA)
 
 .PHONY: rules-test
@@ -120,9 +120,9 @@ panther-compare: build ## Dev: Panther's Python rules, rulehost vs panther-core 
 	$(PYTHON) scripts/panther_compare.py --rulehost $(RULEHOST)
 
 .PHONY: new-rule
-new-rule: ## Scaffold a rule crate and its spec: make new-rule NAME=snake_case_name
-	@test -n "$(NAME)" || { echo "usage: make new-rule NAME=snake_case_name"; exit 2; }
-	python3 scripts/new_rule.py $(NAME)
+new-rule: ## Scaffold a rule crate and its spec: make new-rule NAME=snake_case_name [RULE_ID=Vendor.LogType.Name]
+	@test -n "$(NAME)" || { echo "usage: make new-rule NAME=snake_case_name [RULE_ID=Vendor.LogType.Name]"; exit 2; }
+	python3 scripts/new_rule.py '$(NAME)' $(if $(RULE_ID),--rule-id '$(RULE_ID)')
 
 FUZZ_SECONDS ?= 60
 # Target, then the read-only seed folders it starts from (new finds go to fuzz/corpus/).

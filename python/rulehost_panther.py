@@ -25,9 +25,21 @@ _UNREAD = object()
 
 
 class ImmutableList(tuple):
-    """A JSON array of an event: a tuple, so it cannot be changed."""
+    """A JSON array of an event: a tuple, so it cannot be changed. Like panther-core's, it
+    equals a list or tuple of equal items (`event.get("tags") == ["a"]`) and is not
+    hashable (`value in SOME_SET` raises `TypeError`, as in Panther)."""
 
     __slots__ = ()
+
+    def __eq__(self, other):
+        if isinstance(other, (tuple, list)):
+            return len(self) == len(other) and tuple.__eq__(self, tuple(other))
+        return False
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+    __hash__ = None
 
     def copy(self):
         """A mutable deep copy, as a list."""

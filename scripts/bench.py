@@ -18,6 +18,12 @@ and, in the same rounds, the peers a user would pick instead (issue 13):
 * Panther slice     panther-core running Panther's own Python rules (read in place from a
                     panther-analysis checkout, `--panther-analysis`) on those 100k, one core
 
+and, on the same 100k events, each seed rule alone three ways (issue 14): its Rust port in
+`rulehost eval`, Panther's Python rule unchanged in `rulehost eval` (the Python runtime,
+`build/runtimes/python.wasm`), and Panther's Python rule in panther-core. rulehost's cost per
+event is its CPU on the slice less its CPU on an empty input (the same rule loaded, no
+events), so start-up does not count; panther-core's is its rule loop's.
+
 and reports medians of wall time, CPU time, events/s, MB/s and peak RSS, the per-round
 ratios (rulehost/native, 50/2 rules, DuckDB/rulehost, rulehost/typed), the time to load 50
 rules, and a verdict for each target of issues 5 and 13. The four rulehost and native runs
@@ -51,6 +57,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# The seed rules' specs: a fixed folder, so that adding a rule to rules-tests/ changes
+# neither what the bench runs nor which native ports it needs (bench/native).
+SEED_DIR = ROOT / "rules-tests" / "seed"
 SEED_SPECS = (
     "databricks_access_to_multiple_workspaces.yml",
     "databricks_install_library_all_clusters.yml",
@@ -71,6 +80,11 @@ TARGET_DUCKDB = 1.5  # rulehost wall <= DuckDB wall / 1.5
 TARGET_TYPED = 1.6  # rulehost wall <= 1.6x the typed native detector
 TARGET_PANTHER = 40  # rulehost events per CPU second >= 40x Panther's engine
 SLICE_EVENTS = 100_000  # events given to Panther's engine (and rulehost, for the ratio)
+# Issue 14's target: a Python rule in rulehost is not slower than in Panther's engine.
+TARGET_PYTHON = 1.0  # rulehost Python CPU per event <= 1.0x panther-core's
+# A call's deadline is wall time: on a busy machine a Python call may wait for a core longer
+# than the default 100 ms (README, "Bring your Panther rules").
+PYTHON_TIMEOUT_MS = "5000"
 REQUIREMENTS = ROOT / "bench" / "requirements.txt"
 # What DuckDB's SQL cannot say as rulehost does (bench/duckdb/rules.sql says why).
 DUCKDB_GAPS = (
@@ -156,7 +170,7 @@ def write_rule_folders(tmp: Path) -> tuple[Path, Path]:
     for d in (two, fifty):
         d.mkdir()
         for name in SEED_SPECS:
-            shutil.copy(ROOT / "rules-tests" / name, d / name)
+            shutil.copy(SEED_DIR / name, d / name)
     for i in range(1, SYNTHETIC_RULES + 1):
         (fifty / f"synthetic_no_match_{i:02}.yml").write_text(synthetic_spec(i))
     return two, fifty
@@ -168,12 +182,40 @@ def write_load_folder(tmp: Path) -> Path:
     load = tmp / "rules-50-load"
     load.mkdir()
     for name in SEED_SPECS:
-        shutil.copy(ROOT / "rules-tests" / name, load / name)
+        shutil.copy(SEED_DIR / name, load / name)
     for i in range(1, SYNTHETIC_RULES + 1):
         wasm = f"synthetic_no_match_{i:02}.wasm"
         shutil.copy(components_dir() / "synthetic_no_match.wasm", load / wasm)
         (load / f"synthetic_no_match_{i:02}.yml").write_text(synthetic_spec(i, wasm))
     return load
+
+
+def write_single_rule_folders(tmp: Path, panther_analysis: Path) -> dict[str, tuple[Path, Path]]:
+    """For each seed rule: a folder with its spec alone (the Rust port) and one with
+    Panther's spec and `.py` for it, copied unchanged from `panther_analysis`."""
+    folders = {}
+    for name in SEED_SPECS:
+        stem = Path(name).stem
+        rust, python = tmp / f"rust-{stem}", tmp / f"python-{stem}"
+        rust.mkdir()
+        python.mkdir()
+        shutil.copy(SEED_DIR / name, rust / name)
+        for suffix in (".yml", ".py"):
+            src = panther_analysis / "rules" / "databricks_rules" / (stem + suffix)
+            shutil.copy(src, python / src.name)
+        folders[stem] = (rust, python)
+    return folders
+
+
+def python_runtime() -> Path:
+    """The Python runtime `rulehost eval` will use (the Makefile exports the variable)."""
+    return Path(os.environ.get("RULEHOST_PYTHON_RUNTIME",
+                               ROOT / "build" / "runtimes" / "python.wasm"))
+
+
+def short(stem: str) -> str:
+    """`databricks_install_library_all_clusters` -> `InstallLibraryAllClusters`."""
+    return "".join(p.title() for p in stem.removeprefix("databricks_").split("_"))
 
 
 def write_slice(data: Path, dest: Path, events: int) -> int:
@@ -408,18 +450,63 @@ def bench(args) -> int:
                             f"{peers['slice_events'] // 1000}k events, 1 core",
                             [str(python), str(ROOT / "bench" / "panther" / "run.py"),
                              "--panther-analysis", str(args.panther_analysis),
-                             "--stats", str(tmp / "panther-stats.json")]))
+                             "--stats", str(tmp / "panther-slice-stats.json")]))
             inputs["panther-slice"] = slice_path
         elif python:
             log(f"bench: warning: no `{rules_dir}`: the Panther row is left out\n\n"
                 "hint: pass --panther-analysis DIR (a panther-analysis checkout)")
         keyed = {"rulehost-2", "typed-2", "duckdb-2", "rulehost-slice", "panther-slice"}
+        empty = tmp / "empty.jsonl"
+        empty.write_bytes(b"")
+
+        # Issue 14: each seed rule alone, as a Rust port and as Panther's Python rule in
+        # rulehost (each also on an empty input: its start-up), and in panther-core.
+        peers["python_rules"] = []
+        if not rules_dir.is_dir():
+            log(f"bench: warning: no `{rules_dir}`: the Python rule rows are left out")
+        elif not python_runtime().is_file():
+            log(f"bench: warning: no `{python_runtime()}`: the Python rule rows are left out\n\n"
+                "hint: `make python-runtime`")
+        else:
+            helpers = ["--helpers", str(args.panther_analysis / "global_helpers"),
+                       "--timeout-ms", PYTHON_TIMEOUT_MS]
+
+            # One worker, as Panther's engine has one core: the CPU per event of one rule.
+            # The empty run loads the rule (its trial instance); the slice run also makes
+            # the worker's instance, a one-off left in the per-event figure.
+            def one_thread(rules: Path) -> list[str]:
+                return [str(args.rulehost), "eval", "--rules", str(rules),
+                        *(["--threads", "1"] if threaded else [])]
+
+            for stem, (rust, py) in write_single_rule_folders(tmp, args.panther_analysis).items():
+                name = short(stem)
+                peers["python_rules"].append(stem)
+                runs_of = [(f"rust-{stem}", f"rulehost, Rust port: {name}", one_thread(rust)),
+                           (f"python-{stem}", f"rulehost, Python rule: {name}",
+                            [*one_thread(py), *helpers])]
+                for key, label, cmd in runs_of:
+                    configs.append((key, f"{label}, first {peers['slice_events'] // 1000}k",
+                                    cmd))
+                    inputs[key] = slice_path
+                    configs.append((f"{key}-empty", f"{label}, empty input", cmd))
+                    inputs[f"{key}-empty"] = empty
+                    keyed.add(key)
+                if python:
+                    key = f"panther-{stem}"
+                    configs.append((key, f"Panther engine: {name}, first "
+                                    f"{peers['slice_events'] // 1000}k, 1 core",
+                                    [str(python), str(ROOT / "bench" / "panther" / "run.py"),
+                                     "--panther-analysis", str(args.panther_analysis),
+                                     "--rule", stem, "--stats", str(tmp / f"{key}-stats.json")]))
+                    inputs[key] = slice_path
+                    keyed.add(key)
+                # The runtime's first compile (~10 s, then cached) is not a round's cost.
+                subprocess.run([*one_thread(py), *helpers, "--output", os.devnull, str(empty)],
+                               check=True, stderr=subprocess.DEVNULL)
 
         # Load time: 50 component files, empty input, with a fresh code cache: the first run
         # compiles (or has no cache), the next five load what it cached; their median is
         # the figure (a single run on this kind of VM can take twice as long).
-        empty = tmp / "empty.jsonl"
-        empty.write_bytes(b"")
         load_rules = write_load_folder(tmp)
         os.environ["RULEHOST_CACHE_DIR"] = str(tmp / "code-cache")
         load = []
@@ -453,8 +540,8 @@ def bench(args) -> int:
                     if keys.setdefault(key, got) != got:
                         log(f"bench: error: {label} wrote different alerts in round {r}")
                         return 1
-                if key == "panther-slice":
-                    res["engine_cpu"] = json.loads((tmp / "panther-stats.json").read_text())[
+                if key.startswith("panther-"):
+                    res["engine_cpu"] = json.loads((tmp / f"{key}-stats.json").read_text())[
                         "cpu_s"]
             load_avg.append(os.getloadavg()[0])
 
@@ -475,6 +562,10 @@ def bench(args) -> int:
         "panther-slice": keys.get("panther-slice") == keys["rulehost-slice"]
         if "panther-slice" in keys else None,
     }
+    for stem in peers["python_rules"]:
+        for other in (f"python-{stem}", f"panther-{stem}"):
+            if other in keys:
+                peers["same_alerts"][other] = keys[other] == keys[f"rust-{stem}"]
 
     report(args, data, size, runs, configs, load, threaded, n_threads, load_avg, peers)
     return 0
@@ -505,8 +596,11 @@ def report(args, data, size, runs, configs, load, threaded, n_threads, load_avg,
     p("|---|---:|---:|---:|---:|---:|")
     for key, label, _ in configs:
         m = med[key]
-        n, b = (peers["slice_events"], peers["slice_bytes"]) if key.endswith("-slice") \
-            else (events, size)
+        if key.endswith("-empty"):
+            p(f"| {label} | {m['wall']:.2f} | {m['cpu']:.2f} | | | {m['rss_mb']:.0f} |")
+            continue
+        on_slice = key.endswith("-slice") or key.startswith(("rust-", "python-", "panther-"))
+        n, b = (peers["slice_events"], peers["slice_bytes"]) if on_slice else (events, size)
         p(f"| {label} | {m['wall']:.2f} | {m['cpu']:.2f} | {fmt_eps(n / m['wall'])} | "
           f"{b / 1e6 / m['wall']:,.0f} | {m['rss_mb']:.0f} |")
     p(f"| rulehost, load 50 components, empty input: cached, median of {LOAD_WARM_RUNS} (1st) | {load[1]['wall']:.3f} "
@@ -540,6 +634,7 @@ def report(args, data, size, runs, configs, load, threaded, n_threads, load_avg,
       f"{verdict(load[1]['wall'] < TARGET_LOAD_S)} |")
     p()
     report_peers(runs, med, ratio, many, n_threads, peers)
+    report_python(runs, med, peers)
     if args.json:
         args.json.write_text(json.dumps({"runs": runs, "load": load, "peers": peers},
                                         indent=1) + "\n")
@@ -614,6 +709,49 @@ def report_peers(runs, med, ratio, many, n_threads, peers) -> None:
       "`PantherEvent` and `Rule.run`; its CPU is that loop's, without interpreter start-up; "
       "the windows (Panther's backend keeps them) are rulehost's, applied afterwards and "
       "not timed.")
+
+
+def report_python(runs, med, peers) -> None:
+    """Issue 14's table: each seed rule as Panther wrote it, in rulehost and in Panther's
+    engine, beside its Rust port, in CPU µs per event."""
+    if not peers["python_rules"]:
+        return
+    p = print
+    n = peers["slice_events"]
+    p()
+
+    def rulehost_us(key: str) -> float:
+        # The slice's CPU less the same run's on no events: loading is not per event.
+        return max(med[key]["cpu"] - med[f"{key}-empty"]["cpu"], 0.0) / n * 1e6
+
+    p(f"#### Python rules (issue 14): each seed rule alone, first {n:,} events, 1 thread; "
+      "CPU µs per event (medians)")
+    p()
+    p("| rule | rulehost, Rust port | rulehost, Panther's Python rule | Panther's engine "
+      "(panther-core) | Python / Rust | Panther / rulehost Python | rulehost Python not "
+      "slower than Panther's engine | same alerts as the Rust port (Python, Panther) |")
+    p("|---|---:|---:|---:|---:|---:|---|---|")
+    same = {True: "yes", False: "**no**", None: "–"}
+    for stem in peers["python_rules"]:
+        rust, py = rulehost_us(f"rust-{stem}"), rulehost_us(f"python-{stem}")
+        key = f"panther-{stem}"
+        if key in med:
+            engine = statistics.median(r["engine_cpu"] for r in runs[key]) / n * 1e6
+            panther = f"{engine:.1f}"
+            versus = f"{engine / py:.1f}x" if py else "–"
+            ok = verdict(py <= TARGET_PYTHON * engine)
+        else:
+            panther = versus = "not measured (`--no-peers`, or no virtualenv)"
+            ok = ""
+        p(f"| `{short(stem)}` | {rust:.2f} | {py:.1f} | {panther} | "
+          f"{py / rust if rust else float('nan'):.0f}x | {versus} | {ok} | "
+          f"{same[peers['same_alerts'].get(f'python-{stem}')]}, "
+          f"{same[peers['same_alerts'].get(key)]} |")
+    p()
+    p("rulehost's figures are whole-process CPU on the slice less the same run on an empty "
+      "input (loading and, for Python, the runtime's instances); its parse of each event "
+      "(~2 µs) is in both. Panther's engine's is its rule loop alone (`json.loads`, "
+      "`PantherEvent`, `Rule.run`).")
 
 
 def main(argv=None) -> int:

@@ -2,6 +2,7 @@
 """Scaffold a new rule: plugins/rules/NAME (crate) and rules-tests/NAME.yml (spec).
 
 Usage: python3 scripts/new_rule.py NAME [--rule-id Vendor.LogType.Name] [--root DIR]
+(or `make new-rule NAME=... RULE_ID=...`)
 
 NAME is snake_case and says what the rule detects (e.g. databricks_token_created).
 """
@@ -44,7 +45,9 @@ LIB = """//! {rule_id}
 use rulehost_sdk::{{Event, export_rule}};
 
 fn rule(event: &Event) -> bool {{
-    event.get_str("actionName").as_deref() == Some("TODO")
+    // `get` is Python's `event.get`: `None` when missing. A `Value` compares as Python
+    // does (`== "x"`, `== 200` also matches `200.0`) and `truthy()` is `if value:`.
+    event.get("actionName").is_some_and(|a| a == "TODO")
 }}
 
 fn title(event: &Event) -> String {{
@@ -100,6 +103,10 @@ def main() -> int:
         print(f"error: NAME `{args.name}` must be snake_case (a-z, 0-9, _)", file=sys.stderr)
         return 2
     rule_id = args.rule_id or "Custom." + "".join(p.title() for p in args.name.split("_"))
+    # Panther's RuleIDs are dotted names; the spec quotes it, so no quotes or spaces.
+    if not re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*", rule_id):
+        print(f"error: RULE_ID `{rule_id}` must be a dotted name like Vendor.LogType.Name", file=sys.stderr)
+        return 2
     crate_dir = args.root / "plugins" / "rules" / args.name
     spec = args.root / "rules-tests" / f"{args.name}.yml"
     for path in (crate_dir, spec):
@@ -111,7 +118,8 @@ def main() -> int:
     (crate_dir / "src" / "lib.rs").write_text(LIB.format(rule_id=rule_id))
     spec.parent.mkdir(parents=True, exist_ok=True)
     spec.write_text(SPEC.format(name=args.name, rule_id=rule_id))
-    print(f"created `{crate_dir}` and `{spec}`; edit the TODOs, then `make plugins rules-test`")
+    print(f"created `{crate_dir}` and `{spec}`; edit the TODOs, then "
+          f"`cargo test -p {args.name.replace('_', '-')}` and `make plugins rules-test`")
     return 0
 
 

@@ -2,7 +2,7 @@
 """`make bench`'s Panther peer: Panther's own engine (panther-core) running Panther's own
 Python rules, one core.
 
-Loads the two seed rules from a panther-analysis checkout, in place
+Loads the two seed rules (or those named by `--rule`) from a panther-analysis checkout, in place
 (`rules/databricks_rules/*.py`, with `global_helpers/` on the import path), and runs them
 on a JSON-lines file the way Panther's log analysis does: `json.loads`, a `PantherEvent`,
 then `Rule.run(..., batch_mode=True)` per rule (filters, `rule`, and on a match the title,
@@ -113,6 +113,8 @@ def main(argv=None) -> int:
                    help="a panther-analysis checkout (rules/ and global_helpers/)")
     p.add_argument("--output", "-o", type=Path, help="alert records (default: stdout)")
     p.add_argument("--stats", type=Path, help="write {events, cpu_s} here as JSON")
+    p.add_argument("--rule", action="append", choices=RULES,
+                   help="run only this rule (repeatable; default: both seed rules)")
     args = p.parse_args(argv)
 
     root = args.panther_analysis
@@ -121,7 +123,7 @@ def main(argv=None) -> int:
     from panther_core.rule import Rule
 
     specs, rules = [], []
-    for name in RULES:
+    for name in args.rule or RULES:
         path = root / "rules" / "databricks_rules" / f"{name}.py"
         s = spec(path.with_suffix(".yml"))
         rule = Rule({"id": s["id"], "versionId": "bench", "path": str(path),

@@ -29,8 +29,23 @@ pub struct Wanted {
 pub(crate) struct Node {
     /// Keep the value here whole (a path ends here).
     pub(crate) whole: bool,
-    /// Lowercased keys (Unicode `to_lowercase`) and what to keep under them.
-    children: Vec<(String, Node)>,
+    /// The keys wanted under this one, and what to keep under them.
+    children: Vec<Child>,
+    /// Bit `min(len, 63)` set for the length of each child's key: an ASCII key of any
+    /// other length matches none of them.
+    lengths: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Child {
+    /// The key's [`signature`]: an ASCII key matches only a child with its own.
+    signature: u32,
+    /// The key as first added: logs mostly spell a key as rules do, and an exact
+    /// comparison is the cheap one.
+    spelled: String,
+    /// The key lowercased (Unicode `to_lowercase`).
+    lower: String,
+    node: Node,
 }
 
 impl Node {
@@ -39,16 +54,41 @@ impl Node {
     /// every key [`crate::get`] could match (and a few it could not, which costs nothing).
     pub(crate) fn child(&self, key: &str) -> Option<&Node> {
         if key.is_ascii() {
+            if self.lengths & length_bit(key) == 0 {
+                return None;
+            }
+            let signature = signature(key);
             self.children
                 .iter()
-                .find(|(k, _)| k.len() == key.len() && k.eq_ignore_ascii_case(key))
-                .map(|(_, n)| n)
+                .find(|c| {
+                    c.signature == signature
+                        && (c.spelled == key || c.lower.eq_ignore_ascii_case(key))
+                })
+                .map(|c| &c.node)
         } else {
             let lower = key.to_lowercase();
             self.children
                 .iter()
-                .find(|(k, _)| *k == lower)
-                .map(|(_, n)| n)
+                .find(|c| c.lower == lower)
+                .map(|c| &c.node)
+        }
+    }
+}
+
+fn length_bit(key: &str) -> u64 {
+    1 << key.len().min(63)
+}
+
+/// A key's length with its first and last bytes, ASCII letters lowercased (`| 0x20`, which
+/// keeps every two bytes that are equal ignoring ASCII case equal): two keys that are equal
+/// ignoring ASCII case have the same signature.
+fn signature(key: &str) -> u32 {
+    match key.as_bytes() {
+        [] => 0,
+        [first, .., last] | [first @ last] => {
+            ((key.len().min(0xffff) as u32) << 16)
+                | (u32::from(first | 0x20) << 8)
+                | u32::from(last | 0x20)
         }
     }
 }
@@ -64,7 +104,7 @@ impl Wanted {
         Wanted {
             root: Node {
                 whole: true,
-                children: Vec::new(),
+                ..Node::default()
             },
         }
     }
@@ -77,19 +117,27 @@ impl Wanted {
             if node.whole {
                 return false;
             }
-            let key = key.as_ref().to_lowercase();
-            let at = match node.children.iter().position(|(k, _)| *k == key) {
+            let spelled = key.as_ref();
+            let key = spelled.to_lowercase();
+            let at = match node.children.iter().position(|c| c.lower == key) {
                 Some(at) => at,
                 None => {
-                    node.children.push((key, Node::default()));
+                    node.lengths |= length_bit(&key);
+                    node.children.push(Child {
+                        signature: signature(&key),
+                        spelled: spelled.to_owned(),
+                        lower: key,
+                        node: Node::default(),
+                    });
                     node.children.len() - 1
                 }
             };
-            node = &mut node.children[at].1;
+            node = &mut node.children[at].node;
         }
         let changed = !node.whole;
         node.whole = true;
         node.children.clear();
+        node.lengths = 0;
         changed
     }
 
@@ -122,7 +170,7 @@ impl Wanted {
             if node.whole {
                 1
             } else {
-                node.children.iter().map(|(_, n)| count(n)).sum()
+                node.children.iter().map(|c| count(&c.node)).sum()
             }
         }
         count(&self.root)

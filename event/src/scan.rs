@@ -1,11 +1,13 @@
 //! [`parse_kept`]: the pruned parse the host runs on every line, and [`Kept`], what it
 //! keeps.
 //!
-//! A fast scanner walks the line, keeping the values a [`Wanted`] tree reaches (each parsed
-//! by `serde_json`, alone) and skipping the rest without building anything. It accepts
-//! only the plain JSON of ordinary logs, and always less than `serde_json` does: keys
-//! without escapes, strings whose `\u` escapes are not surrogates, numbers without an
-//! exponent and with fewer than 300 digits, at most 100 levels of nesting. Anything else
+//! A fast scanner walks the line, keeping the values a [`Wanted`] tree reaches (plain
+//! strings, integers and literals built as `serde_json` builds them, anything else parsed
+//! by `serde_json` alone) and skipping the rest without building anything. It accepts only
+//! the plain JSON of ordinary logs, and always less than `serde_json` does: no control
+//! character anywhere (not even a tab between tokens), keys without escapes, strings whose
+//! `\u` escapes are not surrogates, numbers without an exponent and with fewer than 300
+//! digits, at most 100 levels of nesting. Anything else
 //! (including every invalid line) makes it give up, and the line goes through
 //! [`parse_pruned`], the `serde_json` parse that fails exactly when a full parse fails, with
 //! its error. So a line is refused exactly when a full parse refuses it, and every path
@@ -120,6 +122,11 @@ impl<'a> Scanner<'a> {
     }
 
     fn event(mut self, root: &Node) -> Option<Kept> {
+        // A control character is invalid in a string and rare between tokens (a tab, say):
+        // refusing them all here spares every string the check.
+        if has_control(self.bytes) {
+            return None;
+        }
         self.space();
         if self.peek()? != b'{' || root.whole {
             return None;
@@ -190,10 +197,7 @@ impl<'a> Scanner<'a> {
     /// A value under `node`: whole, partly kept, or skipped.
     fn kept(&mut self, node: &Node) -> Option<Kept> {
         if node.whole {
-            let start = self.at;
-            self.skip()?;
-            let text = &self.text[start..self.at];
-            return serde_json::from_str(text).ok().map(Kept::Whole);
+            return self.value().map(Kept::Whole);
         }
         if self.peek()? == b'{' {
             self.object(node)
@@ -203,22 +207,49 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// A value kept whole: plain strings, small integers and literals built here, anything
+    /// else parsed by `serde_json` alone.
+    fn value(&mut self) -> Option<Value> {
+        let start = self.at;
+        match self.peek()? {
+            b'"' => {
+                let plain = self.string()?;
+                let inner = &self.text[start + 1..self.at - 1];
+                if plain {
+                    return Some(Value::String(inner.to_owned()));
+                }
+            }
+            b'n' => return self.literal(b"null").map(|()| Value::Null),
+            b't' => return self.literal(b"true").map(|()| Value::Bool(true)),
+            b'f' => return self.literal(b"false").map(|()| Value::Bool(false)),
+            b'0'..=b'9' => {
+                self.number()?;
+                // As `serde_json` reads an integer that fits: a `u64`.
+                if let Ok(n) = self.text[start..self.at].parse::<u64>() {
+                    return Some(Value::from(n));
+                }
+            }
+            _ => self.skip()?,
+        }
+        serde_json::from_str(&self.text[start..self.at]).ok()
+    }
+
     /// A key without escapes.
     fn key(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.at;
-        let len = memchr::memchr2(b'"', b'\\', &self.bytes[start..])?;
-        if self.bytes[start + len] != b'"' || has_control(&self.bytes[start..start + len]) {
+        let end = special(self.bytes, start)?;
+        if self.bytes[end] != b'"' {
             return None;
         }
-        self.at = start + len + 1;
-        Some(&self.text[start..start + len])
+        self.at = end + 1;
+        Some(&self.text[start..end])
     }
 
     /// Any value, validated, without building it.
     fn skip(&mut self) -> Option<()> {
         match self.peek()? {
-            b'"' => self.string(),
+            b'"' => self.string().map(drop),
             b'{' => {
                 self.at += 1;
                 self.enter()?;
@@ -313,18 +344,17 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// A string whose escapes are valid and not surrogates.
-    fn string(&mut self) -> Option<()> {
+    /// A string whose escapes are valid and not surrogates; whether it had no escapes.
+    fn string(&mut self) -> Option<bool> {
         self.eat(b'"')?;
+        let mut plain = true;
         loop {
-            let rest = &self.bytes[self.at..];
-            let len = memchr::memchr2(b'"', b'\\', rest)?;
-            if has_control(&rest[..len]) {
-                return None;
-            }
-            self.at += len + 1;
-            if rest[len] == b'"' {
-                return Some(());
+            let end = special(self.bytes, self.at)?;
+            self.at = end + 1;
+            match self.bytes[end] {
+                b'"' => return Some(plain),
+                b'\\' => plain = false,
+                _ => return None,
             }
             match self.peek()? {
                 b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.at += 1,
@@ -343,10 +373,33 @@ impl<'a> Scanner<'a> {
     }
 }
 
-/// Whether `bytes` hold a control character, which a JSON string may not (written so that
-/// it compiles to a vector loop, without an early exit).
+/// Whether `bytes` hold a control character (written so that it compiles to a vector loop,
+/// without an early exit).
 fn has_control(bytes: &[u8]) -> bool {
     bytes.iter().fold(false, |seen, &b| seen | (b < 0x20))
+}
+
+/// The first byte from `at` that ends a plain run of string text, a quote or a backslash
+/// (the line holds no control character). Eight bytes at a time: in each word, the lowest
+/// flagged byte is exact (a borrow only flags bytes above a true match).
+fn special(bytes: &[u8], at: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut i = at;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+        let flagged =
+            zero(word ^ (ONES * u64::from(b'"'))) | zero(word ^ (ONES * u64::from(b'\\')));
+        if flagged != 0 {
+            return Some(i + (flagged.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    bytes[i.min(bytes.len())..]
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\')
+        .map(|p| i + p)
 }
 
 #[cfg(test)]
@@ -362,11 +415,13 @@ mod tests {
         w
     }
 
-    const EVENT: &str = r#"{"actionName": "login", "userIdentity": {"email": "a@b.c", "id": 7},
-        "USERIDENTITY": {"email": "other"}, "requestParams": {"x": [1, {"y": 2}]},
-        "workspaceId": null, "big": 18446744073709551615, "f": 1.5, "esc": "\u00e9\n",
-        "noise": {"deep": [[[{"a": "b"}]]], "s": "text \"quoted\""}, "arr": [1, 2],
-        "dup": 1, "Dup": 2, "dup": 3, "t": true, "n": -0.25}"#;
+    const EVENT: &str = concat!(
+        r#"{"actionName": "login", "userIdentity": {"email": "a@b.c", "id": 7}, "#,
+        r#""USERIDENTITY": {"email": "other"}, "requestParams": {"x": [1, {"y": 2}]}, "#,
+        r#""workspaceId": null, "big": 18446744073709551615, "f": 1.5, "esc": "\u00e9\n", "#,
+        r#""noise": {"deep": [[[{"a": "b"}]]], "s": "text \"quoted\""}, "arr": [1, 2], "#,
+        r#""dup": 1, "Dup": 2, "dup": 3, "t": true, "n": -0.25}"#,
+    );
 
     #[test]
     fn the_scanner_keeps_what_a_full_parse_holds() {
@@ -425,6 +480,7 @@ mod tests {
             r#"{"b": "tab	"}"#,
             r#"{"b": "\x"}"#,
             r#"{"b": 1} x"#,
+            "{\"a\": 1,\n\"b\": 2}",
             "[1]",
             "\"s\"",
         ];

@@ -1,6 +1,7 @@
-//! The fast event model against a full parse: any text, any paths. A pruned parse must
-//! fail exactly when a full parse fails (same error), and every path it covers must read
-//! the same with `deep_get`.
+//! The fast event model against a full parse: any text, any paths. Both pruned parses (the
+//! `serde_json` one, `parse_pruned`, and the scanner the host runs, `parse_kept`, on lines
+//! that start with `{`) must fail exactly when a full parse fails (same error), and every
+//! path they cover must read the same as `deep_get` reads it on the full parse.
 //!
 //! Input: the first line is the JSON text; each further line is a path, keys separated by
 //! `.`; the paths are wanted, then looked up, along with their prefixes and extensions.
@@ -8,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rulehost_event::{Wanted, deep_get, parse_pruned};
+use rulehost_event::{Wanted, deep_get, parse_kept, parse_pruned};
 use serde_json::Value;
 
 fuzz_target!(|data: &[u8]| {
@@ -26,6 +27,30 @@ fuzz_target!(|data: &[u8]| {
         wanted.add(path);
     }
     let full = serde_json::from_str::<Value>(json);
+    if json.starts_with('{') {
+        let kept = parse_kept(json, &wanted);
+        match (&full, &kept) {
+            (Err(f), Err(k)) => assert_eq!(f.to_string(), k.to_string(), "{json:?}"),
+            (Ok(_), Err(k)) => panic!("parse_kept failed where a full parse did not: {k}: {json:?}"),
+            (Err(f), Ok(_)) => panic!("parse_kept accepted what a full parse refused: {f}: {json:?}"),
+            (Ok(full), Ok(kept)) => {
+                for path in &paths {
+                    let mut longer = path.clone();
+                    longer.push("x".to_owned());
+                    for len in 0..=longer.len() {
+                        let prefix = &longer[..len];
+                        if wanted.covers(prefix) {
+                            assert_eq!(
+                                kept.get(prefix),
+                                deep_get(full, prefix),
+                                "{prefix:?} in {json:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
     let pruned = parse_pruned(json, &wanted);
     match (&full, &pruned) {
         (Err(f), Err(p)) => assert_eq!(f.to_string(), p.to_string(), "{json:?}"),

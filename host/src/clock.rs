@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use crate::event::EventRoot;
+use crate::event::Lookup;
 
 /// Reads an event's time, in milliseconds since the Unix epoch (UTC).
 #[derive(Debug, Clone)]
@@ -35,10 +35,10 @@ impl Clock {
     /// The event's time, if one of the fields holds a number (epoch milliseconds), a string
     /// of digits (epoch milliseconds), or a timestamp string (RFC 3339, or
     /// `YYYY-MM-DD HH:MM:SS[.fff]` read as UTC).
-    pub fn event_time_ms<E: EventRoot + ?Sized>(&self, event: &E) -> Option<i64> {
-        self.fields.iter().find_map(|path| {
-            rulehost_event::deep_get(event.root(path), path).and_then(parse_time_ms)
-        })
+    pub fn event_time_ms<E: Lookup + ?Sized>(&self, event: &E) -> Option<i64> {
+        self.fields
+            .iter()
+            .find_map(|path| event.lookup(path).and_then(parse_time_ms))
     }
 
     /// The paths it reads.

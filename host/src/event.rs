@@ -1,18 +1,20 @@
 //! [`Event`]: one parsed event as the host hands it to rules, filters and the clock.
 //!
 //! A worker parses each line once, keeping only what the run is known to read
-//! ([`rulehost_event::parse_pruned`] with the run's [`WantedPaths`]): the filters' and the
+//! ([`rulehost_event::parse_kept`] with the run's [`WantedPaths`]): the filters' and the
 //! clock's fields from the start, and every path a rule has read. A read of a path the
 //! pruned parse does not cover is answered from a full parse of the line (made once per
 //! event, on first need), and the path is learned: the next line batches keep it. So every
 //! read gives exactly what a full parse gives, whichever fields a rule reads and whenever
 //! it first reads them, and once learned a path costs only its own value.
 
+use std::cell::Cell;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
-use rulehost_event::{Wanted, deep_get, parse_pruned};
+use rulehost_event::{Kept, Wanted, deep_get, parse_kept};
 use serde_json::Value;
 
 use crate::input::{BadLine, BatchLine, LineBatch, line_text, refuse_root};
@@ -23,18 +25,23 @@ const MAX_LEARNED: usize = 256;
 
 /// An event: parsed whole, or pruned with its line kept to parse whole on demand.
 #[derive(Debug)]
-pub struct Event {
-    value: Value,
-    pruned: Option<Pruned>,
+pub struct Event(Parsed);
+
+#[derive(Debug)]
+enum Parsed {
+    Whole(Value),
+    Pruned(Box<Pruned>),
 }
 
 #[derive(Debug)]
 struct Pruned {
+    /// What the pruned parse kept.
+    kept: Kept,
+    /// The paths it kept.
+    wanted: Arc<Wanted>,
     /// The batch holding the line, and the line's bytes in it.
     batch: Arc<LineBatch>,
     line: Range<usize>,
-    /// What the pruned parse kept.
-    wanted: Arc<Wanted>,
     /// Where a read that was not covered is recorded.
     paths: Arc<WantedPaths>,
     full: OnceLock<Value>,
@@ -43,10 +50,7 @@ struct Pruned {
 impl Event {
     /// An event parsed whole.
     pub fn whole(value: Value) -> Self {
-        Event {
-            value,
-            pruned: None,
-        }
+        Event(Parsed::Whole(value))
     }
 
     /// Parses `line` of `batch` keeping what `wanted` covers (`None`: a blank line); reads
@@ -62,84 +66,89 @@ impl Event {
         let Some(text) = line_text(bytes)? else {
             return Ok(None);
         };
-        let value = if wanted.is_everything() {
-            serde_json::from_str(text)
-        } else {
-            parse_pruned(text, wanted)
-        }
-        .map_err(|e| BadLine::Json(e.to_string()))?;
-        refuse_root(&value)?;
-        if wanted.is_everything() {
+        if wanted.is_everything() || !text.starts_with('{') {
+            // Whole, or not an object: a full parse says what is wrong with it.
+            let value = serde_json::from_str(text).map_err(|e| BadLine::Json(e.to_string()))?;
+            refuse_root(&value)?;
             return Ok(Some(Event::whole(value)));
         }
+        let kept = parse_kept(text, wanted).map_err(|e| BadLine::Json(e.to_string()))?;
         // `text` is `bytes` trimmed: where it lies in the batch.
         let start = line.start + (text.as_ptr() as usize - bytes.as_ptr() as usize);
-        Ok(Some(Event {
-            value,
-            pruned: Some(Pruned {
-                batch: batch.clone(),
-                line: start..start + text.len(),
-                wanted: wanted.clone(),
-                paths: paths.clone(),
-                full: OnceLock::new(),
-            }),
-        }))
+        Ok(Some(Event(Parsed::Pruned(Box::new(Pruned {
+            kept,
+            wanted: wanted.clone(),
+            batch: batch.clone(),
+            line: start..start + text.len(),
+            paths: paths.clone(),
+            full: OnceLock::new(),
+        })))))
     }
 
     /// Panther's `deep_get` walk ([`rulehost_event::deep_get`]), exactly as on the whole
     /// event.
     pub fn get<S: AsRef<str>>(&self, path: &[S]) -> Option<&Value> {
-        deep_get(self.covering(path), path)
-    }
-
-    /// A value that holds what a full parse holds along `path`: the pruned one when it
-    /// covers `path`, else the whole event (and `path` is learned). For walks of the host's
-    /// own (filters) that start at `path` and may go on through arrays.
-    pub fn covering<S: AsRef<str>>(&self, path: &[S]) -> &Value {
-        match &self.pruned {
-            Some(pruned) if !pruned.wanted.covers(path) => {
+        match &self.0 {
+            Parsed::Whole(value) => deep_get(value, path),
+            Parsed::Pruned(pruned) if pruned.wanted.covers(path) => pruned.kept.get(path),
+            Parsed::Pruned(pruned) => {
                 pruned.paths.missed(path);
-                pruned.full()
+                deep_get(pruned.full(), path)
             }
-            _ => &self.value,
         }
     }
 
     /// The whole event (parsed now, if it was pruned).
     pub fn whole_value(&self) -> &Value {
-        match &self.pruned {
-            Some(pruned) => pruned.full(),
-            None => &self.value,
+        match &self.0 {
+            Parsed::Whole(value) => value,
+            Parsed::Pruned(pruned) => pruned.full(),
         }
     }
 }
 
 /// What the host's own reads (filters, the clock) take: a parsed event, whole or not.
-pub trait EventRoot {
-    /// A root holding, along `keys`, what the whole event holds: walks that start with
-    /// `keys` (and may go on through arrays) find there what they find in the whole event.
-    fn root<S: AsRef<str>>(&self, keys: &[S]) -> &Value;
+pub trait Lookup {
+    /// [`rulehost_event::deep_get`] on the whole event.
+    fn lookup<S: AsRef<str>>(&self, path: &[S]) -> Option<&Value>;
 }
 
-impl EventRoot for Value {
-    fn root<S: AsRef<str>>(&self, _keys: &[S]) -> &Value {
-        self
+impl Lookup for Value {
+    fn lookup<S: AsRef<str>>(&self, path: &[S]) -> Option<&Value> {
+        deep_get(self, path)
     }
 }
 
-impl EventRoot for Event {
-    fn root<S: AsRef<str>>(&self, keys: &[S]) -> &Value {
-        self.covering(keys)
+impl Lookup for Event {
+    fn lookup<S: AsRef<str>>(&self, path: &[S]) -> Option<&Value> {
+        self.get(path)
     }
 }
 
 impl Pruned {
     fn full(&self) -> &Value {
         self.full.get_or_init(|| {
-            serde_json::from_slice(&self.batch.bytes[self.line.clone()])
-                .expect("the line parsed before, pruned")
+            let started = Instant::now();
+            let value = serde_json::from_slice(&self.batch.bytes[self.line.clone()])
+                .expect("the line parsed before, pruned");
+            FULL_PARSES.with(|spent| spent.set(spent.get() + started.elapsed()));
+            value
         })
     }
+}
+
+thread_local! {
+    /// Time this thread spent parsing whole lines for reads not covered (see
+    /// [`take_full_parse_time`]).
+    static FULL_PARSES: Cell<Duration> = const { Cell::new(Duration::ZERO) };
+}
+
+/// The time this thread spent parsing whole lines since the last call, for reads the pruned
+/// parse did not cover. That cost is the host's, not the rule's: a call whose reads made
+/// the host parse a long line gets that time back on its deadline (see the runtime), so a
+/// rule is never timed out for a parse of the host's. It is bounded: one parse per event.
+pub fn take_full_parse_time() -> Duration {
+    FULL_PARSES.with(|spent| spent.replace(Duration::ZERO))
 }
 
 /// The paths a run's events are parsed for: given at load (filters, the clock) and learned
@@ -204,8 +213,13 @@ impl WantedPaths {
     /// What to parse the next line batch for: the paths wanted so far, with the reads
     /// missed since the last call.
     pub fn snapshot(&self) -> Arc<Wanted> {
-        let missed =
-            std::mem::take(&mut *self.missed.lock().unwrap_or_else(PoisonError::into_inner));
+        let missed = {
+            let mut missed = self.missed.lock().unwrap_or_else(PoisonError::into_inner);
+            // Under the lock that `missed` sets it under: a read missed after this is kept
+            // for the next snapshot, and flagged again.
+            self.missed_any.store(false, Ordering::Release);
+            std::mem::take(&mut *missed)
+        };
         if !missed.is_empty() {
             let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
             let mut learned = self.learned.lock().unwrap_or_else(PoisonError::into_inner);
@@ -288,6 +302,10 @@ mod tests {
         assert_eq!(first.whole_value(), &full);
         // The next snapshot keeps what was read.
         let next = paths.snapshot();
+        assert!(
+            !paths.missed_any.load(Ordering::Acquire),
+            "the next line does not take a snapshot again"
+        );
         assert!(next.covers(&["b", "c"]) && next.covers(&["z"]) && next.covers(&["a"]));
         assert!(
             !snapshot.covers(&["b", "c"]),

@@ -12,7 +12,7 @@
 //! use clap::Parser;
 //! # fn main() -> anyhow::Result<()> {
 //! let eval = rulehost::commands::eval::Eval::parse_from([
-//!     "rulehost-native", "--rules", "rules-tests", "demo/databricks-audit-sample.jsonl",
+//!     "rulehost-native", "--rules", "rules-tests/seed", "demo/databricks-audit-sample.jsonl",
 //! ]);
 //! let status = eval.run_with(rulehost_native::load)?;
 //! # Ok(()) }

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use crate::event::{Event, Field};
 
-/// What the windows need to know of a rule (its YAML spec in `rules-tests/`).
+/// What the windows need to know of a rule (its YAML spec in `rules-tests/seed/`).
 #[derive(Debug, Clone, Copy)]
 pub struct RuleSpec {
     /// `RuleID`.

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::InlineFilters;
-use super::key_path::{Step, leading_keys, walk};
+use super::key_path::{Step, leading_keys, walk_from};
 use super::matching::{Expr, Test};
 use super::value::Scalar;
-use crate::event::EventRoot;
+use crate::event::Lookup;
 
 /// Many rules' [`InlineFilters`] answered with one lookup per key path and event, for the
 /// filters that test one key path for equality with strings (a single `Equals` or `IsIn`
@@ -25,7 +25,7 @@ pub struct FilterIndex {
 #[derive(Debug, Clone)]
 struct IndexedPath {
     steps: Vec<Step>,
-    /// The keys `steps` starts with ([`EventRoot::root`]).
+    /// The keys `steps` starts with ([`Lookup::root`]).
     keys: Vec<String>,
     /// Every indexed filter on this path, by its position in the list given to `new`.
     members: Vec<usize>,
@@ -73,10 +73,10 @@ impl FilterIndex {
 
     /// Sets `results[i]` to `filters[i].matches(event)` for each indexed filter `i` that
     /// `event` decides here: its field is missing (the filter passes) or a string.
-    pub fn apply<E: EventRoot + ?Sized>(&self, event: &E, results: &mut [Option<bool>]) {
+    pub fn apply<E: Lookup + ?Sized>(&self, event: &E, results: &mut [Option<bool>]) {
         for path in &self.paths {
             let mut found = None;
-            walk(event.root(&path.keys), &path.steps, &mut |v| {
+            walk_from(event, &path.keys, &path.steps, &mut |v| {
                 found = Some(v);
                 true
             });

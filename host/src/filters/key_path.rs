@@ -6,6 +6,7 @@ use serde::de::Deserializer;
 use serde_json::Value;
 
 use super::parse::ParseVisitor;
+use crate::event::Lookup;
 
 /// A parsed `KeyPath`.
 #[derive(Debug, Clone, Default)]
@@ -142,6 +143,20 @@ pub(super) fn walk<'a, F: FnMut(&'a Value) -> bool>(
         (Step::Wildcard, Value::Array(items)) => items.iter().any(|item| walk(item, rest, f)),
         _ => false,
     }
+}
+
+/// [`walk`] over `steps` from an event's root, whose leading keys are `keys`
+/// ([`leading_keys`]): those are read with [`Lookup::lookup`], so that a pruned event
+/// answers them.
+pub(super) fn walk_from<'a, E: Lookup + ?Sized, F: FnMut(&'a Value) -> bool>(
+    event: &'a E,
+    keys: &[String],
+    steps: &[Step],
+    f: &mut F,
+) -> bool {
+    event
+        .lookup(keys)
+        .is_some_and(|value| walk(value, &steps[keys.len()..], f))
 }
 
 #[cfg(test)]

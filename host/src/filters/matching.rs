@@ -6,9 +6,9 @@ use std::net::IpAddr;
 use serde_json::Value;
 
 use super::ip::{Cidr, is_global, is_private};
-use super::key_path::{KeyPath, walk};
+use super::key_path::{KeyPath, walk_from};
 use super::value::{CmpOp, Num, Scalar, icontains, iends_with, istarts_with};
-use crate::event::EventRoot;
+use crate::event::Lookup;
 
 /// One match expression.
 #[derive(Debug, Clone)]
@@ -27,7 +27,7 @@ impl Expr {
         }
     }
 
-    pub(super) fn matches<E: EventRoot + ?Sized>(&self, event: &E) -> bool {
+    pub(super) fn matches<E: Lookup + ?Sized>(&self, event: &E) -> bool {
         match self {
             Expr::All(exprs) => exprs.iter().all(|e| e.matches(event)),
             Expr::Any(exprs) => exprs.iter().any(|e| e.matches(event)),
@@ -46,12 +46,12 @@ pub(super) struct Match {
 }
 
 impl Match {
-    fn matches<E: EventRoot + ?Sized>(&self, event: &E) -> bool {
+    fn matches<E: Lookup + ?Sized>(&self, event: &E) -> bool {
         if let Test::Always = self.test {
             return !self.negated;
         }
         let mut reached = false;
-        let hit = walk(event.root(&self.path.keys), &self.path.steps, &mut |v| {
+        let hit = walk_from(event, &self.path.keys, &self.path.steps, &mut |v| {
             reached = true;
             self.test.holds(v)
         });

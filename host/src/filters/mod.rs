@@ -101,7 +101,7 @@ use serde::{Deserialize, Deserializer};
 
 pub use index::FilterIndex;
 
-use crate::event::EventRoot;
+use crate::event::Lookup;
 use matching::Expr;
 
 /// A rule's `InlineFilters:`: match expressions that must all hold for the rule to run.
@@ -115,7 +115,7 @@ pub struct InlineFilters {
 
 impl InlineFilters {
     /// Whether `event` passes every filter, so that the rule should run on it.
-    pub fn matches<E: EventRoot + ?Sized>(&self, event: &E) -> bool {
+    pub fn matches<E: Lookup + ?Sized>(&self, event: &E) -> bool {
         self.exprs.iter().all(|e| e.matches(event))
     }
 

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use wasmtime::Store;
 use wasmtime::component::InstancePre;
+use wasmtime::{Store, UpdateDeadline};
 
 use super::bindings::{batch, detection, rule_source};
 use super::host::HostState;
@@ -134,7 +134,19 @@ impl RuleComponent {
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(self.limits.deadline_ticks());
-        store.epoch_deadline_trap();
+        // The deadline traps, less the time the host spent parsing whole lines for the
+        // rule's reads (`event::take_full_parse_time`), which it gives back.
+        let tick = self.limits.tick.as_nanos().max(1);
+        store.epoch_deadline_callback(move |_| {
+            let owed = crate::event::take_full_parse_time()
+                .as_nanos()
+                .div_ceil(tick);
+            Ok(match u64::try_from(owed) {
+                Ok(0) => UpdateDeadline::Interrupt,
+                Ok(ticks) => UpdateDeadline::Continue(ticks),
+                Err(_) => UpdateDeadline::Continue(u64::MAX),
+            })
+        });
         let fail = |e: wasmtime::Error| anyhow::anyhow!(flatten(&e));
         let instance = self.pre.instantiate(&mut store).map_err(fail)?;
         // `load` checks the exports' types against the WIT.

@@ -278,6 +278,8 @@ impl RuleInstance {
         state.events.clear();
         state.events.extend_from_slice(events);
         state.virt.begin_call();
+        // Parses before this call are not this call's to give back.
+        crate::event::take_full_parse_time();
         self.store.set_epoch_deadline(ticks);
         let result = f(
             &mut self.store,

@@ -187,6 +187,41 @@ fn a_10_mb_line_is_evaluated_under_a_larger_cap() {
     );
 }
 
+/// Reads not covered by the pruned parse make the host parse the whole line inside the
+/// rule's call: that is the host's time, given back on the deadline, so a rule is not timed
+/// out for it however long the parse. Here a 4 MB line of a million small values, whose
+/// whole parse takes longer than the 50 ms deadline (it fails without the give-back).
+#[test]
+fn the_hosts_parse_of_a_long_line_is_not_charged_to_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = json!({"timestamp": 1_704_067_200_000_i64,
+        "actionName": "installLibraryOnAllClusters", "workspaceId": "long",
+        "userIdentity": {"email": "dev@example.com"}, "padding": vec!["p"; 1 << 20]});
+    let text = format!("{line}\n{}\n", good("b"));
+    let input = write(dir.path(), "events.jsonl", text.as_bytes());
+    let out = eval(
+        &[input],
+        &[
+            "--max-line-bytes",
+            "16777216",
+            "--timeout-ms",
+            "50",
+            "--threads",
+            "1",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("failed"), "{stderr}");
+    assert_eq!(
+        alerts(&out, dir.path()),
+        [
+            pair("b", "<dir>/events.jsonl:2"),
+            pair("long", "<dir>/events.jsonl:1"),
+        ]
+    );
+}
+
 #[test]
 fn an_empty_file_is_read_as_no_events() {
     // Not an error: a log file may be empty. It is counted as a file read.

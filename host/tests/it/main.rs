@@ -25,6 +25,9 @@ mod library;
 /// Fast paths give what one call per function gives: `test` fails a path that differs,
 /// `eval` checks a sample; a path that only fails costs one failed call per worker.
 mod paths;
+/// Rust ports of Panther's rules pass Panther's own tests, read in place, and alert as the
+/// Python originals; a port that uses regular expressions imports no random numbers.
+mod ports;
 /// Panther's Python rules, unchanged: the Databricks pack's 162 tests, the event API,
 /// `Mocks:`, no files or network, a trap's fresh instance, the lock.
 mod python;

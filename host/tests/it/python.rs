@@ -175,6 +175,16 @@ def rule(event):
     assert event.deep_walk("items", "x") == [1, 2]
     assert event.deep_walk("items", "x", return_val="last") == 2
     assert event.deep_walk("items", "nope", default="d") == "d"
+    # Panther's ImmutableList: equal to a list or tuple of equal items, and not hashable.
+    items = event["items"]
+    assert items == [{"x": 1}, {"x": 2}, {"x": 1}] and not items != ({"x": 1}, {"x": 2}, {"x": 1})
+    assert items != [{"x": 1}] and items != "items"
+    try:
+        items in {"a"}
+    except TypeError:
+        pass
+    else:
+        raise AssertionError("an ImmutableList is hashable")
     assert sorted(event) == ["action", "items", "nothing", "outer", "timestamp"]
     copy = event.to_dict()
     copy["outer"]["inner"]["leaf"] = 2

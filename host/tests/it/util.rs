@@ -76,9 +76,10 @@ pub fn python_runtime_cached() {
     });
 }
 
-/// The bundled specs.
+/// The seed specs (`rules-tests/seed/`): a fixed folder, which goldens and counts pin.
+/// Other bundled rules go beside it in `rules-tests/`, which `make test` runs whole.
 pub fn rules_tests() -> PathBuf {
-    repo().join("rules-tests")
+    repo().join("rules-tests/seed")
 }
 
 /// The rulehost binary built for this test run.

@@ -27,15 +27,19 @@
 #[cfg(any(target_arch = "wasm32", test))]
 mod alloc;
 mod context;
+mod error;
 mod event;
 pub mod helpers;
+mod json;
 #[cfg(any(target_arch = "wasm32", test))]
 mod packed;
+pub mod regex;
 mod value;
 
 pub use context::Context;
+pub use error::Error;
 pub use event::Event;
-pub use value::Value;
+pub use value::{Object, Value};
 
 #[doc(hidden)]
 pub use wit_bindgen;
@@ -276,4 +280,81 @@ macro_rules! __export_component {
 #[macro_export]
 macro_rules! __export_component {
     ($rule:ident) => {};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Every function may return `Result`, with the SDK's `Error` or any `E: Display`: this
+    // rule compiles only if `export_rule!` accepts a `Result` in every slot.
+    fn rule(event: &Event) -> Result<bool, Error> {
+        Ok(event
+            .get("ok")
+            .ok_or_else(|| Error::new("KeyError", "'ok'"))?
+            .truthy())
+    }
+    fn text(event: &Event) -> Result<String, Error> {
+        match event.get("ok") {
+            Some(Value::Bool(true)) => Ok("fine".to_owned()),
+            Some(other) => Err(Error::no_attribute(&other, "lower")),
+            None => Err(Error::type_error("no value")),
+        }
+    }
+    fn context(event: &Event) -> Result<Context, String> {
+        text(event).map_err(|e| e.to_string())?;
+        Ok(Context::new())
+    }
+    fn destinations(event: &Event) -> Result<Vec<String>, std::fmt::Error> {
+        text(event).map(|t| vec![t]).map_err(|_| std::fmt::Error)
+    }
+    export_rule!(
+        rule = rule,
+        title = text,
+        dedup = text,
+        unique = text,
+        severity = text,
+        alert_context = context,
+        description = text,
+        reference = text,
+        runbook = text,
+        destinations = destinations,
+    );
+
+    #[test]
+    fn every_function_may_raise() {
+        let ok = Event::from_json(r#"{"ok": true}"#).unwrap();
+        let bad = Event::from_json(r#"{"ok": 3}"#).unwrap();
+        let missing = Event::from_json("{}").unwrap();
+        assert_eq!(rule(&ok).into_result(), Ok(true));
+        assert_eq!(rule(&bad).into_result(), Ok(true));
+        assert_eq!(
+            rule(&missing).into_result(),
+            Err("KeyError: 'ok'".to_owned())
+        );
+        let title: Function<String> = |e| text(e).into_result();
+        assert_eq!(
+            optional(Some(title), &ok, |t| t),
+            Some(Ok(Some("fine".to_owned())))
+        );
+        assert_eq!(
+            optional(Some(title), &bad, |t| t),
+            Some(Err(
+                "AttributeError: 'int' object has no attribute 'lower'".to_owned()
+            ))
+        );
+        assert_eq!(optional(None, &bad, |t: String| t), None);
+        let ctx: Function<Context> = |e| context(e).into_result();
+        assert_eq!(
+            optional(Some(ctx), &missing, |c| c.to_json()),
+            Some(Err("TypeError: no value".to_owned()))
+        );
+        let dest: Function<Vec<String>> = |e| destinations(e).into_result();
+        assert_eq!(
+            optional(Some(dest), &bad, |d| d),
+            Some(Err(
+                "an error occurred when formatting an argument".to_owned()
+            ))
+        );
+    }
 }
