@@ -52,7 +52,7 @@ pub enum KafkaSourceError {
         brokers: String,
         /// The cause.
         #[source]
-        source: KafkaError,
+        source: Box<KafkaError>,
     },
     /// Committing offsets failed.
     #[error("failed to commit offsets of topic `{topic}`")]
@@ -61,7 +61,7 @@ pub enum KafkaSourceError {
         topic: String,
         /// The cause.
         #[source]
-        source: KafkaError,
+        source: Box<KafkaError>,
     },
 }
 
@@ -136,7 +136,7 @@ impl KafkaSource {
         let fail = |source| KafkaSourceError::Consumer {
             topic: settings.topic.clone(),
             brokers: settings.brokers.clone(),
-            source,
+            source: Box::new(source),
         };
         let mut config = ClientConfig::new();
         config
@@ -314,7 +314,7 @@ impl KafkaSource {
     fn commit_error(&self, source: KafkaError) -> KafkaSourceError {
         KafkaSourceError::Commit {
             topic: self.settings.topic.clone(),
-            source,
+            source: Box::new(source),
         }
     }
 

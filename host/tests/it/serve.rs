@@ -693,7 +693,7 @@ fn one_worker_gives_evals_alerts() {
         assert!(metric(&page, name).is_some(), "no `{name}`: {page}");
     }
     worker.stop();
-    check(&eval, &redis, "g1", &[out.clone()]);
+    check(&eval, &redis, "g1", std::slice::from_ref(&out));
 
     // The alerts topic holds what the file holds, each record keyed by its `alert_id`.
     let topic = alerts_topic(&kafka, "rulehost-alerts");
