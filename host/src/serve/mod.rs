@@ -1,14 +1,14 @@
 //! `rulehost serve`: a long-running detection service, one worker of many.
 //!
 //! The loop, in one thread: read a batch of one partition from Kafka
-//! ([`KafkaSource`](crate::source::kafka::KafkaSource)), parse it and call the rules
+//! ([`KafkaSource`]), parse it and call the rules
 //! ([`MatchStage`]), apply its matches to the shared state in Redis
 //! ([`RedisState`]: one Lua call per hash slot, in one round trip), and only then commit
-//! the partition's offset. A batch is applied before the next is read, so nothing is in
+//! the partition's offset (sent in order without waiting; the last commit waits). A batch is applied before the next is read, so nothing is in
 //! flight between two batches: that is where SIGTERM stops the loop, where a rule set is
 //! swapped in (SIGHUP, or a changed rules folder) and where a rebalance takes partitions
-//! away. A [`Forwarder`](outbox::Forwarder) thread delivers the outbox the state's script
-//! appends alerts to; [`Metrics`](metrics::Metrics) are served from another.
+//! away. A [`Forwarder`] thread delivers the outbox the state's script
+//! appends alerts to; [`Metrics`] are served from another.
 
 pub mod metrics;
 pub mod outbox;
