@@ -19,9 +19,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::runner::{Paths, Runner};
-use super::stage::{StageRule, count_aux, freeze};
+use super::stage::{StageRule, count_aux, count_failed, freeze};
 use super::summary::{Quarantine, RuleStats};
-use super::verdict::{Judged, LineItem, Verdict};
+use super::verdict::{Judged, LineItem, NoteKind, Verdict};
 use super::worker::{Worker, WorkerSettings};
 use super::{Rule, Verify};
 use crate::alert::AlertFields;
@@ -320,6 +320,7 @@ impl MatchStage {
         let mut seen: HashSet<usize> = HashSet::new();
         let rules = self.rules.len();
         let mut outcomes = judged.outcomes.into_iter();
+        let mut notes = judged.notes.into_iter().peekable();
         let mut watermark = self.watermarks.get(&source).copied();
         for item in judged.items {
             match item {
@@ -339,7 +340,34 @@ impl MatchStage {
                     let time = time.or(watermark).unwrap_or(0);
                     let offset = judged.batch.lines[line].number;
                     let mut parsed: Option<Arc<Event>> = None;
+                    let event_index = out.events as usize - 1;
                     for (index, outcome) in outcomes.by_ref().take(rules).enumerate() {
+                        // What the worker noted of a fast path, as `eval`'s stage takes it:
+                        // a failed fast path is counted, a checked one that disagreed with
+                        // one call per function quarantines the rule after this outcome.
+                        let mut mismatch = None;
+                        while let Some(note) =
+                            notes.next_if(|n| n.event == event_index && n.rule <= index)
+                        {
+                            let position = Position::new(source.clone(), offset);
+                            let rule = &mut self.rules[note.rule];
+                            match note.what {
+                                NoteKind::FastPathFailed { path, failure } => {
+                                    count_failed(&mut rule.stats, path, &failure);
+                                    if rule.reported < 5 {
+                                        rule.reported += 1;
+                                        (self.warn)(&format!(
+                                            "rule `{}`: `{path}` failed on `{position}`: \
+                                             {failure}; one call per function gave the outcome",
+                                            rule.runner.rule.spec.rule_id
+                                        ));
+                                    }
+                                }
+                                NoteKind::Mismatch { path, detail } => {
+                                    mismatch = Some((note.rule, path, detail));
+                                }
+                            }
+                        }
                         self.outcome(
                             index,
                             outcome,
@@ -350,6 +378,16 @@ impl MatchStage {
                             &mut key_index,
                             &mut seen,
                         );
+                        if let Some((rule, path, detail)) = mismatch {
+                            self.quarantine(
+                                rule,
+                                &Position::new(source.clone(), offset),
+                                &format!(
+                                    "because its `{path}` results disagree with one call per \
+                                     function ({detail})"
+                                ),
+                            );
+                        }
                     }
                 }
             }
@@ -591,21 +629,32 @@ impl MatchStage {
 
     /// Quarantines a rule that has spent its failure budget (as `eval`'s stage does).
     fn check_budget(&mut self, index: usize, source: &Arc<str>, offset: u64) {
-        let rule = &mut self.rules[index];
+        let rule = &self.rules[index];
         if let Some(budget) = self.quarantine.budget()
             && rule.spent >= budget
-            && rule.stats.quarantined_at.is_none()
         {
-            let at = Position::new(source.clone(), offset);
-            rule.stats.quarantined_at = Some(at.clone());
-            rule.runner.reset();
-            self.quarantined[index].store(true, Ordering::Relaxed);
-            (self.warn)(&format!(
-                "rule `{}` quarantined at `{at}` after {} calls timed out, hit a limit or \
-                 trapped: it is not called until the rules are loaded again",
-                rule.runner.rule.spec.rule_id, rule.spent
-            ));
+            let reason = format!(
+                "after {} calls timed out, hit a limit or trapped",
+                rule.spent
+            );
+            self.quarantine(index, &Position::new(source.clone(), offset), &reason);
         }
+    }
+
+    /// Stops calling rule `index` until the rules are loaded again.
+    fn quarantine(&mut self, index: usize, at: &Position, reason: &str) {
+        let rule = &mut self.rules[index];
+        if rule.stats.quarantined_at.is_some() {
+            return;
+        }
+        rule.stats.quarantined_at = Some(at.clone());
+        rule.runner.reset();
+        self.quarantined[index].store(true, Ordering::Relaxed);
+        (self.warn)(&format!(
+            "rule `{}` quarantined at `{at}` {reason}: it is not called until the rules are \
+             loaded again",
+            rule.runner.rule.spec.rule_id
+        ));
     }
 }
 

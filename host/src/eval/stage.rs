@@ -680,7 +680,7 @@ fn skew_text(ms: i64) -> String {
 }
 
 /// Counts a failed call.
-fn count_failed(stats: &mut RuleStats, function: Function, failure: &RuleFailure) {
+pub(super) fn count_failed(stats: &mut RuleStats, function: Function, failure: &RuleFailure) {
     *stats
         .failed_calls
         .entry((function, failure.kind()))
