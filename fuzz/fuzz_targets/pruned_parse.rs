@@ -1,7 +1,9 @@
 //! The fast event model against a full parse: any text, any paths. Both pruned parses (the
 //! `serde_json` one, `parse_pruned`, and the scanner the host runs, `parse_kept`, on lines
 //! that start with `{`) must fail exactly when a full parse fails (same error), and every
-//! path they cover must read the same as `deep_get` reads it on the full parse.
+//! path they cover must read the same as `deep_get` reads it on the full parse. The host's
+//! `Event` (the scan, and a whole parse for a path not covered) must refuse a line exactly
+//! as `parse_line` does, with its error, and read every path as a full parse does.
 //!
 //! Input: the first line is the JSON text; each further line is a path, keys separated by
 //! `.`; the paths are wanted, then looked up, along with their prefixes and extensions.
@@ -9,6 +11,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use std::sync::Arc;
+
+use rulehost::event::{Event, WantedPaths};
+use rulehost::input::{BatchLine, Line, LineBatch, parse_line};
 use rulehost_event::{Wanted, deep_get, parse_kept, parse_pruned};
 use serde_json::Value;
 
@@ -26,6 +32,7 @@ fuzz_target!(|data: &[u8]| {
     for path in &paths {
         wanted.add(path);
     }
+    host_event(json, &wanted, &paths);
     let full = serde_json::from_str::<Value>(json);
     if json.starts_with('{') {
         let kept = parse_kept(json, &wanted);
@@ -85,3 +92,38 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// The host's `Event` on `json` as one line of a batch, against `parse_line`.
+fn host_event(json: &str, wanted: &Wanted, paths: &[Vec<String>]) {
+    let mut batch = LineBatch::with_capacity(json.len(), 1);
+    batch.bytes.extend_from_slice(json.as_bytes());
+    batch.lines.push(BatchLine {
+        number: 1,
+        start: 0,
+        end: json.len(),
+        too_long: false,
+    });
+    let batch = Arc::new(batch);
+    let learned = Arc::new(WantedPaths::new(wanted.clone()));
+    let event = Event::parse(&batch, &batch.lines[0], &learned.snapshot(), &learned);
+    match (parse_line(json.as_bytes()), event) {
+        (Line::Bad(full), Err(bad)) => assert_eq!(full.to_string(), bad.to_string(), "{json:?}"),
+        (Line::Blank, Ok(None)) => {}
+        (Line::Event(full), Ok(Some(event))) => {
+            for path in paths {
+                let mut longer = path.clone();
+                longer.push("x".to_owned());
+                for len in 0..=longer.len() {
+                    let prefix = &longer[..len];
+                    assert_eq!(event.get(prefix), deep_get(&full, prefix), "{prefix:?} in {json:?}");
+                }
+            }
+            assert_eq!(event.whole_value(), &full, "{json:?}");
+        }
+        (full, event) => panic!(
+            "Event::parse and parse_line disagree on {json:?}: {:?} / {:?}",
+            matches!(full, Line::Event(_)),
+            event.map(|e| e.is_some()).map_err(|e| e.to_string())
+        ),
+    }
+}

@@ -30,7 +30,7 @@ pub struct Event(Parsed);
 #[derive(Debug)]
 enum Parsed {
     Whole(Value),
-    Pruned(Box<Pruned>),
+    Pruned(Pruned),
 }
 
 #[derive(Debug)]
@@ -75,14 +75,14 @@ impl Event {
         let kept = parse_kept(text, wanted).map_err(|e| BadLine::Json(e.to_string()))?;
         // `text` is `bytes` trimmed: where it lies in the batch.
         let start = line.start + (text.as_ptr() as usize - bytes.as_ptr() as usize);
-        Ok(Some(Event(Parsed::Pruned(Box::new(Pruned {
+        Ok(Some(Event(Parsed::Pruned(Pruned {
             kept,
             wanted: wanted.clone(),
             batch: batch.clone(),
             line: start..start + text.len(),
             paths: paths.clone(),
             full: OnceLock::new(),
-        })))))
+        }))))
     }
 
     /// Panther's `deep_get` walk ([`rulehost_event::deep_get`]), exactly as on the whole
