@@ -12,6 +12,9 @@ TEST_CRATES := $(patsubst plugins/test-components/%/Cargo.toml,%,$(wildcard plug
 # Cargo's output folder: honours CARGO_TARGET_DIR like cargo itself.
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 RULEHOST := $(TARGET_DIR)/release/rulehost
+# `rulehost serve` (Kafka and Redis) is the host's cargo feature `serve`: librdkafka is built
+# from C source once. Every target here turns it on; a plain `cargo build` goes without.
+SERVE := --features rulehost/serve
 DEMO_DATA := demo/databricks-audit-sample.jsonl
 # The Python rule runtime: componentize-py (pinned in python/requirements.txt) in a
 # virtualenv of its own, building python/ against wit/rulehost.wit's `rule-runtime` world.
@@ -59,7 +62,7 @@ test-components: wasm-target ## Build the hostile test components into build/tes
 
 .PHONY: build
 build: plugins ## Build the rulehost binary and the rule components
-	$(CARGO) build --release -p rulehost
+	$(CARGO) build --release -p rulehost $(SERVE)
 
 .PHONY: demo
 demo: build ## Evaluate the bundled Databricks audit sample with every rule in rules-tests/
@@ -71,18 +74,19 @@ rules-test: build ## Run the YAML tests of every spec in rules-tests/
 
 .PHONY: test
 test: plugins test-components ## Run every test: unit, integration, YAML specs
-	$(CARGO) test --release --workspace
+	$(CARGO) test --release --workspace $(SERVE)
 	$(RULEHOST) test rules-tests
 
 .PHONY: lint
 lint: ## clippy -D warnings (host and wasm) and rustfmt --check
 	$(CARGO) fmt --all --check
-	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --release --workspace --all-targets $(SERVE) -- -D warnings
+	$(CARGO) clippy --release -p rulehost -- -D warnings
 	$(CARGO) clippy --profile plugin --target $(WASM_TARGET) $(addprefix -p ,$(subst _,-,$(RULE_CRATES) $(TEST_CRATES))) -- -D warnings
 
 .PHONY: doc
 doc: ## Build the docs with warnings as errors
-	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace $(SERVE)
 
 .PHONY: demo-data
 demo-data: ## Regenerate the committed demo sample (deterministic)

@@ -26,6 +26,9 @@ enum Command {
     Lock(commands::lock::Lock),
     /// Show the alert state kept by `eval --state`, or clear a rule's windows from it.
     State(commands::state::State),
+    /// Run the rules on a Kafka topic as one worker of many, with the alert state in Redis.
+    #[cfg(feature = "serve")]
+    Serve(commands::serve::Serve),
 }
 
 /// What a run concluded.
@@ -79,5 +82,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Inspect(cmd) => cmd.run(),
         Command::Lock(cmd) => cmd.run(),
         Command::State(cmd) => cmd.run(),
+        #[cfg(feature = "serve")]
+        Command::Serve(cmd) => cmd.run(),
     }
 }

@@ -4,6 +4,8 @@ pub mod debug;
 pub mod eval;
 pub mod inspect;
 pub mod lock;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod state;
 pub mod test;
 

@@ -33,6 +33,8 @@ pub mod python;
 pub mod ruleset;
 pub mod runtime;
 pub mod semantics;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod sink;
 pub mod source;
 pub mod spec;

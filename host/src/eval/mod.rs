@@ -15,6 +15,7 @@
 //! [`Sink`]; with a state, checkpoints go to a
 //! [`StateBackend`](crate::state::backend::StateBackend) through a [`Checkpointer`].
 
+mod matches;
 mod parallel;
 mod runner;
 mod skew;
@@ -32,6 +33,9 @@ use serde_json::Value;
 pub use crate::alert::{AlertFields, AlertRecord, SignalRecord};
 pub use crate::calls::Function;
 pub use crate::source::{Location, Position};
+pub use matches::{
+    Match, MatchBatch, MatchCounts, MatchStage, Opener, Signal, StoredFields, WindowRef, window_id,
+};
 pub use parallel::{Progress, run_parallel};
 pub use runner::Paths;
 pub use skew::{ClockGuard, DEFAULT_MAX_CLOCK_SKEW_MS};

@@ -32,9 +32,9 @@ pub(super) struct StageRule {
     pub runner: Runner,
     pub stats: RuleStats,
     /// Failures already printed to stderr (the rest are only counted).
-    reported: u32,
+    pub reported: u32,
     /// Costly failed calls so far, in input order: the failure budget ([`Quarantine`]).
-    spent: u32,
+    pub spent: u32,
 }
 
 impl StageRule {
@@ -680,7 +680,7 @@ fn skew_text(ms: i64) -> String {
 }
 
 /// Counts a failed call.
-fn count_failed(stats: &mut RuleStats, function: Function, failure: &RuleFailure) {
+pub(super) fn count_failed(stats: &mut RuleStats, function: Function, failure: &RuleFailure) {
     *stats
         .failed_calls
         .entry((function, failure.kind()))
@@ -688,7 +688,7 @@ fn count_failed(stats: &mut RuleStats, function: Function, failure: &RuleFailure
 }
 
 /// Counts a failed call to a function whose fallback replaces its value.
-fn count_aux(rule: &mut StageRule, function: Function, failure: &RuleFailure) {
+pub(super) fn count_aux(rule: &mut StageRule, function: Function, failure: &RuleFailure) {
     rule.stats.aux_errors += 1;
     rule.stats.restarts += u64::from(failure.needs_fresh_instance());
     rule.spent += u32::from(failure.needs_fresh_instance());
@@ -697,7 +697,11 @@ fn count_aux(rule: &mut StageRule, function: Function, failure: &RuleFailure) {
 
 /// Calls the functions whose values an alert keeps, for the match that opens a window,
 /// and applies Panther's fallbacks; failed calls and invalid values are counted.
-fn freeze(rule: &mut StageRule, event: &Arc<Event>, title: &CallResult<String>) -> AlertFields {
+pub(super) fn freeze(
+    rule: &mut StageRule,
+    event: &Arc<Event>,
+    title: &CallResult<String>,
+) -> AlertFields {
     let calls = rule.runner.calls();
     let severity = calls.text(Function::Severity, event);
     let context = calls.text(Function::AlertContext, event);

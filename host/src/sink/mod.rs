@@ -9,6 +9,8 @@
 //! to that length). Each sink states what that gives ([`Delivery`]).
 
 mod jsonl;
+#[cfg(feature = "serve")]
+mod kafka;
 mod memory;
 
 use std::io::{self, BufWriter};
@@ -17,6 +19,8 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 pub use jsonl::JsonLines;
+#[cfg(feature = "serve")]
+pub use kafka::KafkaSink;
 pub use memory::MemorySink;
 
 use crate::alert::{AlertRecord, SignalRecord};

@@ -12,6 +12,8 @@
 //! the last position applied per source ([`track`] ties them to a [`StateBackend`]).
 
 mod file;
+#[cfg(feature = "serve")]
+pub mod kafka;
 mod position;
 mod replay;
 

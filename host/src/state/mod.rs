@@ -22,6 +22,8 @@ pub mod backend;
 pub mod checkpoint;
 mod lock;
 pub mod memory;
+#[cfg(feature = "serve")]
+pub mod redis;
 pub mod sqlite;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

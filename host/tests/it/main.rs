@@ -40,6 +40,11 @@ mod sandbox;
 mod seams;
 /// Panther's fallbacks, limits, rule errors, signals and inline filters.
 mod semantics;
+/// `rulehost serve` on librdkafka's mock cluster and a `redis-server` per test: 1 worker,
+/// 3 workers on 6 partitions, a killed worker, a rebalance, Redis restarted, batches
+/// delivered twice; each against one `rulehost eval`.
+#[cfg(feature = "serve")]
+mod serve;
 /// `eval --state`: split runs equal one run, crash safety with a killed process, expiry,
 /// locking, `rulehost state`.
 mod state;

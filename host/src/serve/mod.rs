@@ -1,0 +1,342 @@
+//! `rulehost serve`: a long-running detection service, one worker of many.
+//!
+//! The loop, in one thread: read a batch of one partition from Kafka
+//! ([`KafkaSource`]), parse it and call the rules
+//! ([`MatchStage`]), apply its matches to the shared state in Redis
+//! ([`RedisState`]: one Lua call per hash slot, in one round trip), and only then commit
+//! the partition's offset (sent in order without waiting; the last commit waits). A batch is applied before the next is read, so nothing is in
+//! flight between two batches: that is where SIGTERM stops the loop, where a rule set is
+//! swapped in (SIGHUP, or a changed rules folder) and where a rebalance takes partitions
+//! away. A [`Forwarder`] thread delivers the outbox the state's script
+//! appends alerts to; [`Metrics`] are served from another.
+
+pub mod metrics;
+pub mod outbox;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::clock::Clock;
+use crate::eval::{MatchStage, Quarantine, Rule};
+use crate::sink::{JsonLines, KafkaSink, Sink};
+use crate::source::Input;
+use crate::source::kafka::{CommitMode, KafkaSettings, KafkaSource};
+use crate::state::redis::{RedisSettings, RedisState};
+use metrics::{LoopNumbers, Metrics};
+use outbox::Forwarder;
+
+/// `rulehost serve`, resolved from its flags.
+pub struct ServeSettings {
+    /// The rules folder (watched for changes).
+    pub rules: PathBuf,
+    /// Where events come from.
+    pub kafka: KafkaSettings,
+    /// The shared state.
+    pub redis: RedisSettings,
+    /// `-o`: JSON-lines files the forwarder appends alerts to.
+    pub outputs: Vec<PathBuf>,
+    /// `--alerts-topic`: a Kafka topic the forwarder produces alerts to.
+    pub alerts_topic: Option<String>,
+    /// `--metrics-addr`.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Event time fields.
+    pub clock: Clock,
+    /// When a failing rule is quarantined.
+    pub quarantine: Quarantine,
+    /// This worker's name in the outbox's consumer group.
+    pub consumer: String,
+    /// How long an outbox entry read by a worker that died waits before another takes it.
+    pub claim_idle: Duration,
+    /// How long delivered outbox entries are kept.
+    pub retention: Duration,
+    /// How often the rules folder is checked for changes (`None`: only on SIGHUP).
+    pub watch: Option<Duration>,
+}
+
+/// Rules as a loader gives them, and what must live as long as they run.
+pub type Loaded = (Vec<Rule>, Box<dyn std::any::Any>);
+
+/// Runs the serve loop until SIGTERM (or SIGINT): drains the batch in hand, commits,
+/// delivers what the outbox holds, and returns. `load` loads the rules folder (`None`:
+/// refused, and it said why).
+pub fn serve(
+    settings: ServeSettings,
+    mut load: impl FnMut() -> anyhow::Result<Option<Loaded>>,
+) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone())?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())?;
+
+    let Some((rules, mut keep)) = load()? else {
+        anyhow::bail!("the rules in `{}` did not load", settings.rules.display());
+    };
+    let mut fingerprint = folder_fingerprint(&settings.rules);
+    let mut stage = new_stage(rules, &settings);
+
+    let metrics = Arc::new(Metrics::default());
+    if let Some(addr) = settings.metrics_addr {
+        let bound = metrics.serve(addr)?;
+        eprintln!("rulehost serve: metrics on http://{bound}/metrics");
+    }
+
+    let mut state = connect_redis(&settings.redis, &stop)?;
+    let forwarder_stop = Arc::new(AtomicBool::new(false));
+    let forwarder = start_forwarder(&settings, forwarder_stop.clone())?;
+    let mut source = KafkaSource::subscribe(settings.kafka.clone())?;
+    metrics.ready.store(true, Ordering::Relaxed);
+    eprintln!(
+        "rulehost serve: consuming `{}` as group `{}` ({} rules), state in `{}`",
+        settings.kafka.topic,
+        settings.kafka.group,
+        stage.rule_ids().len(),
+        settings.redis.shown_url()
+    );
+
+    let mut numbers = LoopNumbers::default();
+    // Per partition held: the last offset applied to the state.
+    let mut last_applied: HashMap<i32, u64> = HashMap::new();
+    let mut last_render = Instant::now();
+    let mut last_watch = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        for partition in source.take_revoked() {
+            last_applied.remove(&partition);
+            let name = source.partition_name(partition);
+            stage.forget(&name);
+            state.forget(&name);
+        }
+        let changed = settings.watch.is_some_and(|every| {
+            last_watch.elapsed() >= every && {
+                last_watch = Instant::now();
+                let now = folder_fingerprint(&settings.rules);
+                now != fingerprint
+            }
+        });
+        if reload.swap(false, Ordering::Relaxed) || changed {
+            fingerprint = folder_fingerprint(&settings.rules);
+            match load() {
+                Ok(Some((rules, kept))) => {
+                    stage = new_stage(rules, &settings);
+                    keep = kept;
+                    numbers.reloads += 1;
+                    eprintln!(
+                        "rulehost serve: loaded {} rules from `{}`",
+                        stage.rule_ids().len(),
+                        settings.rules.display()
+                    );
+                }
+                Ok(None) => {
+                    numbers.failed_reloads += 1;
+                    eprintln!("warning: the new rule set was refused; the old one runs on");
+                }
+                Err(e) => {
+                    numbers.failed_reloads += 1;
+                    eprintln!(
+                        "warning: the new rule set did not load ({e:#}); the old one runs on"
+                    );
+                }
+            }
+        }
+        if let Some(Input::Lines {
+            source: name,
+            batch,
+            max_line,
+        }) = source.next_batch(Duration::from_millis(200))
+        {
+            let started = Instant::now();
+            let mut matches = stage.batch(name, batch, max_line);
+            numbers.eval_seconds += started.elapsed().as_secs_f64();
+            numbers.batches += 1;
+            for (position, reason) in &matches.bad {
+                eprintln!("warning: `{position}`: skipped: {reason}");
+            }
+            let started = Instant::now();
+            let applied = loop {
+                match state.apply(&mut stage, &mut matches) {
+                    Ok(applied) => break Some(applied),
+                    Err(e) => {
+                        eprintln!("warning: {e:#}; retrying the batch");
+                        if stop.load(Ordering::Relaxed) {
+                            break None;
+                        }
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
+                }
+            };
+            numbers.redis_seconds += started.elapsed().as_secs_f64();
+            let Some(applied) = applied else {
+                // Stopped before the batch was applied: not committed, read again later.
+                break;
+            };
+            numbers.redis_round_trips = state.round_trips;
+            numbers.windows_closed += applied.closed;
+            for rule in applied.alerts {
+                stage.count_alert(rule);
+            }
+            if let Some(partition) = source.partition_of(&matches.source) {
+                last_applied.insert(partition, matches.last_offset);
+                let applied = HashMap::from([(partition, matches.last_offset)]);
+                if let Err(e) = source.commit(&applied, CommitMode::Async) {
+                    // The next owner applies the batch again; the state skips it.
+                    eprintln!("warning: {e}: {}", error_chain(&e));
+                }
+            }
+        }
+        if last_render.elapsed() >= Duration::from_millis(500) {
+            last_render = Instant::now();
+            numbers.lag = source.lag();
+            numbers.delivered = forwarder.delivered();
+            metrics.update(&stage.counts(), &numbers);
+        }
+    }
+    // The commits of the loop were sent without waiting: this one waits for them all.
+    if let Err(e) = source.commit(&last_applied, CommitMode::Sync) {
+        eprintln!("warning: {e}: {}", error_chain(&e));
+    }
+    eprintln!("rulehost serve: stopping: the last batch is applied and committed");
+    source.close();
+    forwarder_stop.store(true, Ordering::Relaxed);
+    let delivered = forwarder.join();
+    let counts = stage.counts();
+    eprintln!(
+        "rulehost serve: {} events, {} bad lines, {} alerts created, {delivered} records delivered",
+        counts.events,
+        counts.bad_lines,
+        counts.rules.iter().map(|(_, s)| s.alerts).sum::<u64>()
+    );
+    drop(keep);
+    Ok(())
+}
+
+fn new_stage(rules: Vec<Rule>, settings: &ServeSettings) -> MatchStage {
+    let rules = rules.into_iter().filter(|r| r.spec.enabled).collect();
+    MatchStage::new(
+        rules,
+        settings.clock.clone(),
+        settings.quarantine,
+        Box::new(|w| eprintln!("warning: {w}")),
+    )
+}
+
+/// Connects to Redis, retrying until it answers or the loop is stopped.
+fn connect_redis(settings: &RedisSettings, stop: &AtomicBool) -> anyhow::Result<RedisState> {
+    loop {
+        match RedisState::connect(settings.clone()) {
+            Ok(state) => return Ok(state),
+            Err(e) if !stop.load(Ordering::Relaxed) => {
+                eprintln!("warning: {e}: {}; retrying", error_chain(&e));
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The forwarder's thread.
+struct ForwarderThread {
+    handle: std::thread::JoinHandle<u64>,
+    delivered: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl ForwarderThread {
+    fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
+    }
+
+    fn join(self) -> u64 {
+        self.handle.join().unwrap_or_default()
+    }
+}
+
+fn start_forwarder(
+    settings: &ServeSettings,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<ForwarderThread> {
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    for path in &settings.outputs {
+        sinks.push(Box::new(JsonLines::append(path)?));
+    }
+    if let Some(topic) = &settings.alerts_topic {
+        sinks.push(Box::new(KafkaSink::new(
+            &settings.kafka.brokers,
+            topic,
+            &settings.kafka.options,
+        )?));
+    }
+    let mut forwarder = Forwarder::new(
+        settings.redis.clone(),
+        settings.consumer.clone(),
+        sinks,
+        settings.claim_idle,
+        settings.retention,
+    )?;
+    let delivered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = delivered.clone();
+    let handle = std::thread::Builder::new()
+        .name("forwarder".into())
+        .spawn(move || {
+            loop {
+                let stopping = stop.load(Ordering::Relaxed);
+                match forwarder.pump(Duration::from_millis(200)) {
+                    // After SIGTERM: deliver what is there, then stop.
+                    Ok(0) if stopping => break,
+                    Ok(_) => {}
+                    Err(e) => {
+                        eprintln!("warning: outbox: {e}: {}; retrying", error_chain(&e));
+                        if stopping {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
+                }
+                count.store(forwarder.delivered, Ordering::Relaxed);
+            }
+            forwarder.delivered
+        })?;
+    Ok(ForwarderThread { handle, delivered })
+}
+
+/// The causes of an error, joined.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = Vec::new();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        out.push(cause.to_string());
+        source = cause.source();
+    }
+    out.join(": ")
+}
+
+/// What tells a changed rules folder: every file's path, length and modification time.
+fn folder_fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        // Links are followed, each folder read once (a link loop ends here).
+        if !std::fs::canonicalize(&dir).is_ok_and(|real| seen.insert(real)) {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(path);
+            } else {
+                out.push((path, meta.len(), meta.modified().ok()));
+            }
+        }
+    }
+    out.sort();
+    out
+}

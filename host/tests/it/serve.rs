@@ -1,0 +1,1019 @@
+//! `rulehost serve` against one `rulehost eval` over the same events: workers are real
+//! `rulehost serve` processes, pointed at librdkafka's mock cluster (it lives in this test
+//! process and listens on a loopback port) and at a `redis-server` started per test on a
+//! free loopback port with `appendfsync always`. Each scenario checks that no alert is
+//! lost, none is in the outbox twice, and the counts are exact.
+//!
+//! The events are the demo sample (in time order), keyed by user: each dedup key's events
+//! are in one partition, as `serve` requires. One last event per partition, days later
+//! and matching no rule, closes every window, so that each alert has its `alert_update`
+//! with the final counts, as `eval` has them at the end of its input.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::Value;
+
+use crate::util::{repo, rulehost, rules_tests};
+
+const TOPIC: &str = "databricks-audit";
+const SLOTS: u32 = 16;
+
+/// A `redis-server` of this test: its own folder and port, append-only file fsynced on
+/// every write.
+struct Redis {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+    /// `appendfsync`: `always` in the scenarios.
+    fsync: &'static str,
+}
+
+impl Redis {
+    /// Starts one; `None` (the test is skipped) when `redis-server` is not installed,
+    /// except under `CI=true`, where that fails the test.
+    fn start() -> Option<Redis> {
+        Redis::start_with("always")
+    }
+
+    /// [`Redis::start`] with `appendfsync fsync`.
+    fn start_with(fsync: &'static str) -> Option<Redis> {
+        let found = Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "redis-server is required under CI=true (.ci/run installs it)"
+            );
+            eprintln!("skipped: redis-server is not installed (apt-get install redis-server)");
+            return None;
+        }
+        let port = free_port();
+        let mut redis = Redis {
+            child: None,
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            fsync,
+        };
+        redis.launch();
+        Some(redis)
+    }
+
+    fn launch(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                self.fsync,
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(mut conn) = self.conn()
+                && redis::cmd("PING").query::<String>(&mut conn).is_ok()
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "redis-server did not answer");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the server (SIGKILL: only what `appendfsync always` wrote survives) and
+    /// starts it again on the same port and files.
+    fn restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        self.launch();
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn conn(&self) -> redis::RedisResult<redis::Connection> {
+        redis::Client::open(self.url())?.get_connection_with_timeout(Duration::from_secs(1))
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The mock cluster and the events on it.
+struct Kafka {
+    cluster: MockCluster<'static, DefaultProducerContext>,
+    partitions: i32,
+}
+
+impl Kafka {
+    fn new(partitions: i32) -> Kafka {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic(TOPIC, partitions, 1).unwrap();
+        Kafka {
+            cluster,
+            partitions,
+        }
+    }
+
+    fn brokers(&self) -> String {
+        self.cluster.bootstrap_servers()
+    }
+
+    /// Produces `events` (partition, line), in order, and waits for the acks.
+    fn produce(&self, events: &[(i32, String)]) {
+        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", self.brokers())
+            .create()
+            .unwrap();
+        for (partition, line) in events {
+            let record: BaseRecord<'_, (), String> =
+                BaseRecord::to(TOPIC).partition(*partition).payload(line);
+            producer.send(record).map_err(|(e, _)| e).unwrap();
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+    }
+
+    /// The group's committed offset per partition (`-1`: none yet).
+    fn committed(&self, group: &str) -> Vec<i64> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.brokers())
+            .set("group.id", group)
+            .create()
+            .unwrap();
+        let mut list = TopicPartitionList::new();
+        for p in 0..self.partitions {
+            list.add_partition(TOPIC, p);
+        }
+        let Ok(committed) = consumer.committed_offsets(list, Duration::from_secs(5)) else {
+            return vec![-1; self.partitions as usize];
+        };
+        (0..self.partitions)
+            .map(
+                |p| match committed.find_partition(TOPIC, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    _ => -1,
+                },
+            )
+            .collect()
+    }
+}
+
+/// The demo sample keyed by user into `partitions`, then one closing event per partition.
+fn events(partitions: i32) -> Vec<(i32, String)> {
+    events_of(
+        &repo().join("demo/databricks-audit-sample.jsonl"),
+        partitions,
+    )
+}
+
+/// The events of `path` keyed by user into `partitions`, then one closing event per
+/// partition.
+fn events_of(path: &Path, partitions: i32) -> Vec<(i32, String)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut out = Vec::new();
+    let mut last = 0;
+    for line in text.lines() {
+        let event: Value = serde_json::from_str(line).unwrap();
+        last = last.max(event["timestamp"].as_i64().unwrap());
+        let user = event["userIdentity"]["email"].as_str().unwrap_or_default();
+        let partition = user.bytes().map(u32::from).sum::<u32>() % partitions as u32;
+        out.push((partition as i32, line.to_owned()));
+    }
+    for p in 0..partitions {
+        let close = serde_json::json!({"timestamp": last + 3 * 86_400_000, "actionName": "close"});
+        out.push((p, close.to_string()));
+    }
+    out
+}
+
+/// `rulehost eval` over the same events, in the same order: its records.
+fn eval_records(events: &[(i32, String)]) -> Vec<Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    let lines: Vec<&str> = events.iter().map(|(_, l)| l.as_str()).collect();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let out = rulehost()
+        .args(["eval", "--threads", "1", "--rules"])
+        .arg(rules_tests())
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    records(&String::from_utf8(out.stdout).unwrap())
+}
+
+fn records(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A `rulehost serve` process.
+struct Worker {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Worker {
+    fn start(kafka: &Kafka, redis: &Redis, group: &str, out: &Path, extra: &[&str]) -> Worker {
+        Worker::start_on(&rules_tests(), kafka, redis, group, out, extra)
+    }
+
+    /// [`Worker::start`] with the rules of `rules`.
+    fn start_on(
+        rules: &Path,
+        kafka: &Kafka,
+        redis: &Redis,
+        group: &str,
+        out: &Path,
+        extra: &[&str],
+    ) -> Worker {
+        let log = out.with_extension("log");
+        let child = rulehost()
+            .args(["serve", "--rules"])
+            .arg(rules)
+            .args(["--kafka-brokers", &kafka.brokers(), "--topic", TOPIC])
+            .args(["--group", group, "--state", &redis.url()])
+            .arg("-o")
+            .arg(out)
+            .args(["--linger-ms", "20"])
+            .args(
+                [
+                    ["--outbox-claim-ms", "1000"],
+                    ["--watch-seconds", "0"],
+                    ["--batch-size", "200"],
+                ]
+                .iter()
+                .filter(|[flag, _]| !extra.contains(flag))
+                .flatten(),
+            )
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Worker { child, log }
+    }
+
+    /// SIGTERM: it must drain, commit and exit 0.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "serve exited with {status}: {}",
+                    self.log()
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not stop: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: no chance to commit or acknowledge anything.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Its log; a worker that exited by itself fails the test at once.
+    /// Sends `signal` (`-HUP`, ...).
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    /// Waits until its log holds `text` `times` times.
+    fn wait_log(&self, text: &str, times: usize) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.log().matches(text).count() < times {
+            assert!(
+                Instant::now() < deadline,
+                "no `{text}` in the log: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let pid = self.child.id();
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Field 3 of `stat` is the state; `Z`: exited, not yet waited for.
+        let exited = state
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z'));
+        assert!(!exited, "serve exited by itself: {log}");
+        log
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The outbox entries of every slot, in order: (kind, alert id).
+fn outbox(redis: &Redis, group: &str) -> Vec<(String, String)> {
+    let mut conn = redis.conn().unwrap();
+    let mut out = Vec::new();
+    for slot in 0..SLOTS {
+        let stream = format!("rulehost:{{{group}:{slot}}}:outbox");
+        let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(&stream)
+            .arg("-")
+            .arg("+")
+            .query(&mut conn)
+            .unwrap();
+        for entry in entries.ids {
+            let kind: String = entry.get("k").unwrap();
+            let id: String = entry.get("a").unwrap_or_default();
+            out.push((kind, id));
+        }
+    }
+    out
+}
+
+/// Whether every outbox entry was delivered and acknowledged.
+fn outbox_delivered(redis: &Redis, group: &str) -> bool {
+    let Ok(mut conn) = redis.conn() else {
+        return false;
+    };
+    (0..SLOTS).all(|slot| {
+        let stream = format!("rulehost:{{{group}:{slot}}}:outbox");
+        let groups: redis::RedisResult<redis::streams::StreamInfoGroupsReply> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&stream)
+            .query(&mut conn);
+        let Ok(groups) = groups else {
+            return false;
+        };
+        let last: redis::RedisResult<redis::streams::StreamRangeReply> = redis::cmd("XREVRANGE")
+            .arg(&stream)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query(&mut conn);
+        let last = last.ok().and_then(|r| r.ids.first().map(|e| e.id.clone()));
+        groups.groups.iter().any(|g| {
+            g.name == "rulehost-outbox"
+                && g.pending == 0
+                && last.as_ref().is_none_or(|id| *id == g.last_delivered_id)
+        })
+    })
+}
+
+/// Waits until the group has committed every message and the outbox is delivered.
+fn wait_done(
+    kafka: &Kafka,
+    redis: &Redis,
+    group: &str,
+    events: &[(i32, String)],
+    workers: &[&Worker],
+) {
+    wait_done_in(kafka, redis, group, group, events, workers);
+}
+
+/// [`wait_done`] for a group whose state namespace is `namespace`.
+fn wait_done_in(
+    kafka: &Kafka,
+    redis: &Redis,
+    group: &str,
+    namespace: &str,
+    events: &[(i32, String)],
+    workers: &[&Worker],
+) {
+    let mut ends = vec![0i64; kafka.partitions as usize];
+    for (p, _) in events {
+        ends[*p as usize] += 1;
+    }
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        if kafka.committed(group) == ends && outbox_delivered(redis, namespace) {
+            return;
+        }
+        let logs: Vec<String> = workers.iter().map(|w| w.log()).collect();
+        assert!(
+            Instant::now() < deadline,
+            "not done: committed {:?} of {ends:?}; logs:\n{}",
+            kafka.committed(group),
+            logs.join("\n---\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits until the group has committed at least `n` messages in all.
+fn wait_committed(kafka: &Kafka, group: &str, n: i64, workers: &[&Worker]) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while kafka
+        .committed(group)
+        .iter()
+        .map(|c| c.max(&0))
+        .sum::<i64>()
+        < n
+    {
+        let logs: Vec<String> = workers.iter().map(|w| w.log()).collect();
+        assert!(
+            Instant::now() < deadline,
+            "fewer than {n} messages committed ({:?}); logs:\n{}",
+            kafka.committed(group),
+            logs.join("\n---\n")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Compares what the workers delivered (files) and what the outbox holds with `eval`'s
+/// records: every alert once in the outbox with one update, and the last record of each
+/// alert (its `alert_update`) equal to `eval`'s alert, counts included.
+fn check(eval: &[Value], redis: &Redis, group: &str, outputs: &[PathBuf]) {
+    let mut outbox_counts: BTreeMap<(String, String), u32> = BTreeMap::new();
+    for entry in outbox(redis, group) {
+        *outbox_counts.entry(entry).or_default() += 1;
+    }
+    let mut delivered: HashMap<String, Value> = HashMap::new();
+    for path in outputs {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        for record in records(&text) {
+            let id = record["alert_id"].as_str().unwrap().to_owned();
+            let is_update = record["kind"] == "alert_update";
+            match delivered.get(&id) {
+                Some(have) if have["kind"] == "alert_update" && !is_update => {}
+                _ => {
+                    delivered.insert(id, record);
+                }
+            }
+        }
+    }
+    let want: std::collections::BTreeSet<&str> = eval
+        .iter()
+        .map(|r| r["alert_id"].as_str().unwrap())
+        .collect();
+    let missing: Vec<&Value> = eval
+        .iter()
+        .filter(|r| !delivered.contains_key(r["alert_id"].as_str().unwrap()))
+        .take(3)
+        .collect();
+    let extra: Vec<&Value> = delivered
+        .iter()
+        .filter(|(id, _)| !want.contains(id.as_str()))
+        .map(|(_, r)| r)
+        .take(3)
+        .collect();
+    assert_eq!(
+        delivered.len(),
+        eval.len(),
+        "alerts delivered ({} outbox entries, {:?} lines delivered); missing: {missing:#?}\nextra: {extra:#?}",
+        outbox_counts.values().sum::<u32>(),
+        outputs
+            .iter()
+            .map(|p| std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .lines()
+                .count())
+            .collect::<Vec<_>>()
+    );
+    for want in eval {
+        let id = want["alert_id"].as_str().unwrap();
+        assert_eq!(
+            outbox_counts.get(&("alert".to_owned(), id.to_owned())),
+            Some(&1),
+            "alert {id} once in the outbox"
+        );
+        assert_eq!(
+            outbox_counts.get(&("alert_update".to_owned(), id.to_owned())),
+            Some(&1),
+            "alert {id}'s update once in the outbox"
+        );
+        let got = delivered
+            .get(id)
+            .unwrap_or_else(|| panic!("alert {id} delivered"));
+        assert_eq!(got["kind"], "alert_update");
+        for field in [
+            "rule_id",
+            "severity",
+            "title",
+            "dedup",
+            "first_event_time",
+            "last_event_time",
+            "window_start",
+            "window_end",
+            "created_at",
+            "event_count",
+            "unique_count",
+            "threshold",
+            "alert_context",
+            "description",
+            "runbook",
+            "reference",
+            "tags",
+            "reports",
+            "destinations",
+            "suppressed",
+        ] {
+            assert_eq!(got[field], want[field], "alert {id}: `{field}`");
+        }
+    }
+    let alerts = outbox_counts.keys().filter(|(k, _)| k == "alert").count();
+    assert_eq!(alerts, eval.len(), "outbox alerts");
+}
+
+/// Copies the files of `from` into `to`, folders included.
+fn copy_folder(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_folder(&path, &target);
+        } else {
+            std::fs::copy(&path, target).unwrap();
+        }
+    }
+}
+
+/// One HTTP/1.0 GET: the status line and the body.
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let request = format!("GET {path} HTTP/1.0\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+/// The value of the metric line that starts with `name` (labels included).
+fn metric(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Every record of the alerts topic: (key, record).
+fn alerts_topic(kafka: &Kafka, topic: &str) -> Vec<(String, Value)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka.brokers())
+        .set("group.id", "alerts-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&list).unwrap();
+    let mut out = Vec::new();
+    let mut quiet_since = Instant::now();
+    let quiet = |out: &Vec<_>| Duration::from_secs(if out.is_empty() { 20 } else { 2 });
+    while quiet_since.elapsed() < quiet(&out) {
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            use rdkafka::message::Message;
+            let message = message.unwrap();
+            let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
+            let record = serde_json::from_slice(message.payload().unwrap()).unwrap();
+            out.push((key, record));
+            quiet_since = Instant::now();
+        }
+    }
+    out
+}
+
+#[test]
+fn one_worker_gives_evals_alerts() {
+    let Some(redis) = Redis::start() else { return };
+    let kafka = Kafka::new(3);
+    kafka.cluster.create_topic("rulehost-alerts", 1, 1).unwrap();
+    let events = events(3);
+    let eval = eval_records(&events);
+    assert!(eval.len() >= 10, "the sample alerts: {}", eval.len());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("w1.jsonl");
+    kafka.produce(&events);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let worker = Worker::start(
+        &kafka,
+        &redis,
+        "g1",
+        &out,
+        &["--metrics-addr", &addr, "--alerts-topic", "rulehost-alerts"],
+    );
+    wait_done(&kafka, &redis, "g1", &events, &[&worker]);
+
+    // Liveness and readiness, and the counts as Prometheus reads them.
+    assert_eq!(http_get(&addr, "/healthz").0, "HTTP/1.0 200 OK");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let page = loop {
+        let (status, page) = http_get(&addr, "/metrics");
+        assert_eq!(status, "HTTP/1.0 200 OK");
+        // The lag comes from librdkafka's statistics, every second.
+        if metric(&page, "rulehost_events_total") == Some(events.len() as f64)
+            && metric(&page, "rulehost_consumer_lag{partition=\"0\"}") == Some(0.0)
+        {
+            break page;
+        }
+        assert!(Instant::now() < deadline, "events not counted: {page}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let alerts: f64 = page
+        .lines()
+        .filter(|l| l.starts_with("rulehost_alerts_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(alerts, eval.len() as f64, "{page}");
+    assert_eq!(metric(&page, "rulehost_bad_lines_total"), Some(0.0));
+    for name in [
+        "rulehost_eval_seconds_count",
+        "rulehost_redis_round_trips_total",
+    ] {
+        assert!(metric(&page, name).is_some(), "no `{name}`: {page}");
+    }
+    worker.stop();
+    check(&eval, &redis, "g1", std::slice::from_ref(&out));
+
+    // The alerts topic holds what the file holds, each record keyed by its `alert_id`.
+    let topic = alerts_topic(&kafka, "rulehost-alerts");
+    let file = records(&std::fs::read_to_string(&out).unwrap());
+    assert_eq!(topic.len(), file.len());
+    for ((key, record), want) in topic.iter().zip(&file) {
+        assert_eq!(key, want["alert_id"].as_str().unwrap());
+        assert_eq!(record, want);
+    }
+}
+
+#[test]
+fn bad_lines_are_counted_with_their_offsets() {
+    let Some(redis) = Redis::start() else { return };
+    let kafka = Kafka::new(1);
+    let mut events = events(1);
+    events.insert(3, (0, "not json".to_owned()));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("w.jsonl");
+    kafka.produce(&events);
+    let worker = Worker::start(&kafka, &redis, "gb", &out, &[]);
+    wait_done(&kafka, &redis, "gb", &events, &[&worker]);
+    worker.wait_log(&format!("`{TOPIC}/0:3`: skipped"), 1);
+    worker.stop();
+    let log = std::fs::read_to_string(out.with_extension("log")).unwrap();
+    assert!(log.contains(", 1 bad lines,"), "{log}");
+}
+
+#[test]
+fn a_rule_set_that_fails_to_load_keeps_the_old_one() {
+    let Some(redis) = Redis::start() else { return };
+    let kafka = Kafka::new(3);
+    let events = events(3);
+    let eval = eval_records(&events);
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    copy_folder(&rules_tests(), &rules);
+    let lock = rulehost().arg("lock").arg(&rules).output().unwrap();
+    assert!(
+        lock.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lock.stderr)
+    );
+    let out = dir.path().join("w.jsonl");
+    let (head, tail) = events.split_at(events.len() / 2);
+    let extra = ["--locked", "--watch-seconds", "1", "--batch-size", "20"];
+    let worker = Worker::start_on(&rules, &kafka, &redis, "gl", &out, &extra);
+    kafka.produce(head);
+    wait_committed(&kafka, "gl", head.len() as i64 / 2, &[&worker]);
+
+    // A rule the lock does not pin: refused under `--locked`, the old set runs on.
+    let spec = std::fs::read_to_string(rules.join("databricks_install_library_all_clusters.yml"))
+        .unwrap()
+        .replace(
+            "InstallLibraryAllClusters\"",
+            "InstallLibraryAllClustersCopy\"",
+        );
+    std::fs::write(rules.join("copy.yml"), spec).unwrap();
+    worker.signal("-HUP");
+    worker.wait_log("the old one runs on", 1);
+    // Removed again: the folder's change is seen and the set loads.
+    std::fs::remove_file(rules.join("copy.yml")).unwrap();
+    worker.wait_log("rulehost serve: loaded ", 1);
+
+    kafka.produce(tail);
+    wait_done(&kafka, &redis, "gl", &events, &[&worker]);
+    worker.stop();
+    // Nothing dropped or counted twice across the reloads.
+    check(&eval, &redis, "gl", &[out]);
+}
+
+#[test]
+fn three_workers_share_six_partitions() {
+    let Some(redis) = Redis::start() else { return };
+    let kafka = Kafka::new(6);
+    let events = events(6);
+    let eval = eval_records(&events);
+    let dir = tempfile::tempdir().unwrap();
+    let outs: Vec<PathBuf> = (0..3)
+        .map(|i| dir.path().join(format!("w{i}.jsonl")))
+        .collect();
+    let workers: Vec<Worker> = outs
+        .iter()
+        .map(|out| Worker::start(&kafka, &redis, "g3", out, &[]))
+        .collect();
+    kafka.produce(&events);
+    let refs: Vec<&Worker> = workers.iter().collect();
+    wait_done(&kafka, &redis, "g3", &events, &refs);
+    for worker in workers {
+        worker.stop();
+    }
+    check(&eval, &redis, "g3", &outs);
+}
+
+#[test]
+fn a_worker_killed_mid_stream_and_restarted_loses_and_duplicates_nothing() {
+    let Some(redis) = Redis::start() else { return };
+    let kafka = Kafka::new(3);
+    let events = events(3);
+    let eval = eval_records(&events);
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+    kafka.produce(&events);
+    // Small batches, so that the kill lands while batches are being applied.
+    let worker = Worker::start(&kafka, &redis, "gk", &first, &["--batch-size", "10"]);
+    wait_committed(&kafka, "gk", events.len() as i64 / 3, &[&worker]);
+    worker.kill();
+    let worker = Worker::start(&kafka, &redis, "gk", &second, &[]);
+    wait_done(&kafka, &redis, "gk", &events, &[&worker]);
+    worker.stop();
+    check(&eval, &redis, "gk", &[first, second]);
+}
+
+#[test]
+fn a_rebalance_while_events_flow_loses_and_duplicates_nothing() {
+    let Some(redis) = Redis::start() else { return };
+    let kafka = Kafka::new(6);
+    let events = events(6);
+    let eval = eval_records(&events);
+    let dir = tempfile::tempdir().unwrap();
+    let outs: Vec<PathBuf> = (0..2)
+        .map(|i| dir.path().join(format!("w{i}.jsonl")))
+        .collect();
+    let (head, tail) = events.split_at(events.len() / 2);
+    let first = Worker::start(&kafka, &redis, "gr", &outs[0], &["--batch-size", "20"]);
+    kafka.produce(head);
+    wait_committed(&kafka, "gr", head.len() as i64 / 4, &[&first]);
+    // A second member joins while the first is busy: the partitions are shared out again.
+    let second = Worker::start(&kafka, &redis, "gr", &outs[1], &["--batch-size", "20"]);
+    kafka.produce(tail);
+    wait_committed(
+        &kafka,
+        "gr",
+        head.len() as i64 + tail.len() as i64 / 4,
+        &[&first, &second],
+    );
+    // ... and leaves again: the first takes every partition back.
+    second.stop();
+    wait_done(&kafka, &redis, "gr", &events, &[&first]);
+    first.stop();
+    check(&eval, &redis, "gr", &outs);
+}
+
+#[test]
+fn redis_restarted_mid_stream_loses_and_duplicates_nothing() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let kafka = Kafka::new(3);
+    let events = events(3);
+    let eval = eval_records(&events);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("w.jsonl");
+    let (head, tail) = events.split_at(events.len() / 2);
+    let worker = Worker::start(&kafka, &redis, "gs", &out, &["--batch-size", "20"]);
+    kafka.produce(head);
+    wait_committed(&kafka, "gs", head.len() as i64 / 2, &[&worker]);
+    redis.restart();
+    kafka.produce(tail);
+    wait_done(&kafka, &redis, "gs", &events, &[&worker]);
+    worker.stop();
+    check(&eval, &redis, "gs", &[out]);
+}
+
+#[test]
+fn the_same_batches_delivered_twice_change_nothing() {
+    let Some(redis) = Redis::start() else { return };
+    let kafka = Kafka::new(3);
+    let events = events(3);
+    let eval = eval_records(&events);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("w.jsonl");
+    kafka.produce(&events);
+    let worker = Worker::start(&kafka, &redis, "g2", &out, &[]);
+    wait_done(&kafka, &redis, "g2", &events, &[&worker]);
+    worker.stop();
+    let before = outbox(&redis, "g2");
+    // Every message again, as after a crash before any commit: a new consumer group (it
+    // starts at the earliest offsets) on the same state.
+    let again = dir.path().join("again.jsonl");
+    let worker = Worker::start(
+        &kafka,
+        &redis,
+        "g2-again",
+        &again,
+        &["--state-namespace", "g2"],
+    );
+    wait_done_in(&kafka, &redis, "g2-again", "g2", &events, &[&worker]);
+    worker.stop();
+    assert_eq!(outbox(&redis, "g2"), before, "the outbox is unchanged");
+    assert_eq!(std::fs::read_to_string(&again).unwrap_or_default(), "");
+    check(&eval, &redis, "g2", &[out]);
+}
+
+/// The load numbers of the README: events/s of one and of two workers (each with its own
+/// Redis state) against one `rulehost eval --threads 1` over the same events, Redis round
+/// trips per 1,000 events and each worker's peak memory. Not a pass/fail test: run it with
+/// `cargo test --release --features serve --test it -- --ignored serve_load --nocapture`
+/// (`SERVE_LOAD_EVENTS`, default 30,000; `SERVE_LOAD_PARTITIONS`, default 16;
+/// `SERVE_LOAD_FSYNC`, Redis' `appendfsync`, default `everysec`; `SERVE_LOAD_BATCH`).
+#[test]
+#[ignore = "a measurement, run by hand"]
+fn serve_load() {
+    let n: usize = std::env::var("SERVE_LOAD_EVENTS").map_or(30_000, |v| v.parse().unwrap());
+    let batch = std::env::var("SERVE_LOAD_BATCH").unwrap_or_else(|_| "2000".to_owned());
+    // `everysec`: Redis' default; the scenarios use `always`.
+    let fsync = match std::env::var("SERVE_LOAD_FSYNC").as_deref() {
+        Ok("always") => "always",
+        _ => "everysec",
+    };
+    let dir = tempfile::tempdir().unwrap();
+    println!("files in `{}`", dir.path().display());
+    let dir = dir.keep();
+    let input = dir.join("events.jsonl");
+    let made = Command::new("python3")
+        .arg(repo().join("scripts/gen_databricks.py"))
+        .args(["--events", &n.to_string(), "--hours", "240", "--output"])
+        .arg(&input)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // The mock broker keeps at most 5 MB per partition (it deletes older messages), and the
+    // busiest user has 17% of the events: the default 30,000 events (~23 MB) fit.
+    let partitions: i32 = std::env::var("SERVE_LOAD_PARTITIONS").map_or(16, |v| v.parse().unwrap());
+    let events = events_of(&input, partitions);
+    let started = Instant::now();
+    let eval = eval_records(&events);
+    let eval_rate = events.len() as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "eval --threads 1: {eval_rate:.0} events/s ({} alerts)",
+        eval.len()
+    );
+
+    for workers in [1usize, 2] {
+        let redis = Redis::start_with(fsync).expect("redis-server");
+        let kafka = Kafka::new(partitions);
+        kafka.produce(&events);
+        let group = format!("load{workers}");
+        let outs: Vec<PathBuf> = (0..workers)
+            .map(|i| dir.join(format!("{group}-{i}.jsonl")))
+            .collect();
+        let addrs: Vec<String> = (0..workers)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        let running: Vec<Worker> = outs
+            .iter()
+            .zip(&addrs)
+            .map(|(out, addr)| {
+                let extra = [
+                    "--batch-size",
+                    batch.as_str(),
+                    "--metrics-addr",
+                    addr.as_str(),
+                ];
+                Worker::start(&kafka, &redis, &group, out, &extra)
+            })
+            .collect();
+        // Timed from the first commit (the group has formed) to the last.
+        let total: i64 = events.len() as i64;
+        let committed =
+            |kafka: &Kafka| -> i64 { kafka.committed(&group).iter().map(|c| c.max(&0)).sum() };
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let (mut first, mut at_first) = (None, 0);
+        loop {
+            let done = committed(&kafka);
+            if first.is_none() && done > 0 {
+                first = Some(Instant::now());
+                at_first = done;
+            }
+            if done == total {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {done} of {total} committed"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let seconds = first.unwrap().elapsed().as_secs_f64();
+        let rate = (total - at_first) as f64 / seconds;
+        std::thread::sleep(Duration::from_millis(1200));
+        let mut trips = 0.0;
+        let mut counted = 0.0;
+        let mut busy = Vec::new();
+        let mut peaks = Vec::new();
+        for (worker, addr) in running.iter().zip(&addrs) {
+            let (_, page) = http_get(addr, "/metrics");
+            trips += metric(&page, "rulehost_redis_round_trips_total").unwrap();
+            counted += metric(&page, "rulehost_events_total").unwrap();
+            busy.push(format!(
+                "rules {:.1} s, Redis {:.1} s",
+                metric(&page, "rulehost_eval_seconds_sum").unwrap(),
+                metric(&page, "rulehost_redis_apply_seconds_sum").unwrap()
+            ));
+            let status =
+                std::fs::read_to_string(format!("/proc/{}/status", worker.child.id())).unwrap();
+            let peak = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .unwrap()
+                .trim()
+                .to_owned();
+            peaks.push(peak);
+        }
+        println!(
+            "serve, {workers} worker(s): {rate:.0} events/s ({:.0}% of eval), \
+             {:.1} Redis round trips per 1,000 events, peak memory {}; in {seconds:.1} s: {}",
+            100.0 * rate / eval_rate,
+            1000.0 * trips / counted,
+            peaks.join(", "),
+            busy.join("; ")
+        );
+        // Every event was read: none was deleted by the broker before.
+        assert_eq!(counted, total as f64);
+        let refs: Vec<&Worker> = running.iter().collect();
+        wait_done(&kafka, &redis, &group, &events, &refs);
+        for worker in running {
+            worker.stop();
+        }
+        check(&eval, &redis, &group, &outs);
+    }
+}
