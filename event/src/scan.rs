@@ -158,31 +158,43 @@ impl<'a> Scanner<'a> {
 
     /// An object under `node` (not whole), keeping the keys its children want.
     fn object(&mut self, node: &Node) -> Option<Kept> {
-        self.eat(b'{')?;
-        self.enter()?;
         let mut entries: Vec<(Box<str>, Kept)> = Vec::new();
+        self.items(b'{', b'}', |scan| {
+            let key = scan.member_key()?;
+            match node.child(key) {
+                Some(child) => {
+                    let value = scan.kept(child)?;
+                    match entries.iter_mut().find(|(k, _)| **k == *key) {
+                        Some((_, old)) => *old = value,
+                        None => entries.push((key.into(), value)),
+                    }
+                }
+                None => scan.skip()?,
+            }
+            Some(())
+        })?;
+        Some(Kept::Object(entries))
+    }
+
+    /// The items of an object or array from `open` to `close`, comma-separated, each read
+    /// by `item` (which starts at the item, after any whitespace), one level deeper.
+    fn items(
+        &mut self,
+        open: u8,
+        close: u8,
+        mut item: impl FnMut(&mut Self) -> Option<()>,
+    ) -> Option<()> {
+        self.eat(open)?;
+        self.enter()?;
         self.space();
-        if self.eat(b'}').is_none() {
+        if self.eat(close).is_none() {
             loop {
                 self.space();
-                let key = self.key()?;
-                self.space();
-                self.eat(b':')?;
-                self.space();
-                match node.child(key) {
-                    Some(child) => {
-                        let value = self.kept(child)?;
-                        match entries.iter_mut().find(|(k, _)| **k == *key) {
-                            Some((_, old)) => *old = value,
-                            None => entries.push((key.into(), value)),
-                        }
-                    }
-                    None => self.skip()?,
-                }
+                item(self)?;
                 self.space();
                 match self.peek()? {
                     b',' => self.at += 1,
-                    b'}' => {
+                    b if b == close => {
                         self.at += 1;
                         break;
                     }
@@ -191,7 +203,16 @@ impl<'a> Scanner<'a> {
             }
         }
         self.depth -= 1;
-        Some(Kept::Object(entries))
+        Some(())
+    }
+
+    /// A member's key and its colon; the scan stands at its value.
+    fn member_key(&mut self) -> Option<&'a str> {
+        let key = self.key()?;
+        self.space();
+        self.eat(b':')?;
+        self.space();
+        Some(key)
     }
 
     /// A value under `node`: whole, partly kept, or skipped.
@@ -250,54 +271,14 @@ impl<'a> Scanner<'a> {
     fn skip(&mut self) -> Option<()> {
         match self.peek()? {
             b'"' => self.string().map(drop),
-            b'{' => {
-                self.at += 1;
-                self.enter()?;
-                self.space();
-                if self.eat(b'}').is_none() {
-                    loop {
-                        self.space();
-                        self.string()?;
-                        self.space();
-                        self.eat(b':')?;
-                        self.space();
-                        self.skip()?;
-                        self.space();
-                        match self.peek()? {
-                            b',' => self.at += 1,
-                            b'}' => {
-                                self.at += 1;
-                                break;
-                            }
-                            _ => return None,
-                        }
-                    }
-                }
-                self.depth -= 1;
-                Some(())
-            }
-            b'[' => {
-                self.at += 1;
-                self.enter()?;
-                self.space();
-                if self.eat(b']').is_none() {
-                    loop {
-                        self.space();
-                        self.skip()?;
-                        self.space();
-                        match self.peek()? {
-                            b',' => self.at += 1,
-                            b']' => {
-                                self.at += 1;
-                                break;
-                            }
-                            _ => return None,
-                        }
-                    }
-                }
-                self.depth -= 1;
-                Some(())
-            }
+            b'{' => self.items(b'{', b'}', |scan| {
+                scan.string()?;
+                scan.space();
+                scan.eat(b':')?;
+                scan.space();
+                scan.skip()
+            }),
+            b'[' => self.items(b'[', b']', Self::skip),
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
             b'n' => self.literal(b"null"),
