@@ -12,24 +12,23 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::health::{Health, RuleError, error_fields};
 use super::runner::{Paths, Runner};
-use super::stage::{StageRule, count_aux, count_failed, freeze};
+use super::stage::{StageRule, freeze};
 use super::summary::{Quarantine, RuleStats};
-use super::verdict::{Judged, LineItem, NoteKind, Verdict};
+use super::verdict::{Judged, JudgedLines, LineItem, Verdict};
 use super::worker::{Worker, WorkerSettings};
 use super::{Rule, Verify};
 use crate::alert::AlertFields;
-use crate::calls::{CallResult, Function};
-use crate::clock::{Clock, format_ms};
+use crate::clock::Clock;
 use crate::event::Event;
 use crate::input::{Line, LineBatch, parse_line};
-use crate::semantics;
 use crate::source::Position;
 use crate::state::{Namespace, alert_id};
 
@@ -134,6 +133,8 @@ pub struct Match {
     pub opens: Option<Opener>,
     /// Index of the event's line in the batch (to freeze its fields later).
     line: usize,
+    /// For a rule error: the error (its fields' title).
+    error: Option<String>,
 }
 
 /// What a window opened by a match keeps.
@@ -197,8 +198,8 @@ pub struct MatchCounts {
 pub struct MatchStage {
     worker: Worker,
     rules: Vec<StageRule>,
-    quarantined: Arc<[AtomicBool]>,
-    quarantine: Quarantine,
+    /// Failures, rule errors and quarantine, as `eval`'s stage takes them.
+    health: Health,
     /// Per window id: the end of its live window, as far as this stage knows.
     ends: HashMap<String, i64>,
     /// Per source: the newest event time seen.
@@ -207,12 +208,34 @@ pub struct MatchStage {
     bad_lines: u64,
     blank_lines: u64,
     batches: u64,
-    warn: Box<dyn FnMut(&str) + Send>,
+    /// Of the batch being built: window id → index into its keys.
+    key_index: HashMap<String, usize>,
+    /// Of the batch being built: keys whose next match gets fields regardless of the ends
+    /// known.
+    seen: HashSet<usize>,
 }
 
 /// At most this many window ends are remembered; past it the oldest half is forgotten
 /// (a forgotten end only costs fields computed for a match that does not need them).
 const MAX_KNOWN_ENDS: usize = 1 << 20;
+
+/// The event an outcome is about: its line in the batch, its offset and its time.
+struct At {
+    line: usize,
+    offset: u64,
+    time: i64,
+}
+
+/// What a match counts into its window.
+struct Counted {
+    namespace: Namespace,
+    /// The dedup string (for rule errors: the error kind).
+    dedup: String,
+    unique: Option<String>,
+    counts_unique: bool,
+    /// For rule errors: the error.
+    error: Option<String>,
+}
 
 impl MatchStage {
     /// A stage for `rules`, reading event times with `clock`.
@@ -236,15 +259,20 @@ impl MatchStage {
         MatchStage {
             worker,
             rules,
-            quarantined,
-            quarantine,
+            health: Health {
+                quarantine,
+                quarantined,
+                warn,
+                lasts: "until the rules are loaded again",
+            },
             ends: HashMap::new(),
             watermarks: HashMap::new(),
             events: 0,
             bad_lines: 0,
             blank_lines: 0,
             batches: 0,
-            warn,
+            key_index: HashMap::new(),
+            seen: HashSet::new(),
         }
     }
 
@@ -270,10 +298,14 @@ impl MatchStage {
         }
     }
 
-    /// Counts an alert a shared state created for rule `rule`.
-    pub fn count_alert(&mut self, rule: usize) {
+    /// Counts a record a shared state created for rule `rule`: an alert, or a
+    /// `rule_error` record.
+    pub fn count_created(&mut self, rule: usize, namespace: Namespace) {
         if let Some(r) = self.rules.get_mut(rule) {
-            r.stats.alerts += 1;
+            match namespace {
+                Namespace::Alert => r.stats.alerts += 1,
+                Namespace::Error => r.stats.error_records += 1,
+            }
         }
     }
 
@@ -301,28 +333,32 @@ impl MatchStage {
         else {
             unreachable!("a line batch is judged as lines")
         };
-        let first_offset = judged.batch.lines.first().map_or(0, |l| l.number);
-        let last_offset = judged.batch.lines.last().map_or(0, |l| l.number);
+        let JudgedLines {
+            batch,
+            items,
+            outcomes,
+            notes,
+            ..
+        } = judged;
         let mut out = MatchBatch {
             source: source.clone(),
-            first_offset,
-            last_offset,
+            first_offset: batch.lines.first().map_or(0, |l| l.number),
+            last_offset: batch.lines.last().map_or(0, |l| l.number),
             watermark: None,
             keys: Vec::new(),
             matches: Vec::new(),
             signals: Vec::new(),
             bad: Vec::new(),
             events: 0,
-            batch: LineBatch::default(),
+            batch,
         };
-        let mut key_index: HashMap<String, usize> = HashMap::new();
-        // Keys whose next match in this batch gets fields regardless of the ends known.
-        let mut seen: HashSet<usize> = HashSet::new();
+        self.key_index.clear();
+        self.seen.clear();
         let rules = self.rules.len();
-        let mut outcomes = judged.outcomes.into_iter();
-        let mut notes = judged.notes.into_iter().peekable();
+        let mut outcomes = outcomes.into_iter();
+        let mut notes = notes.into_iter().peekable();
         let mut watermark = self.watermarks.get(&source).copied();
-        for item in judged.items {
+        for item in items {
             match item {
                 LineItem::Blank { .. } => self.blank_lines += 1,
                 LineItem::Bad { number, reason } => {
@@ -331,6 +367,7 @@ impl MatchStage {
                         .push((Position::new(source.clone(), number), reason));
                 }
                 LineItem::Event { line, time } => {
+                    let event = out.events as usize;
                     self.events += 1;
                     out.events += 1;
                     if let Some(t) = time {
@@ -338,55 +375,27 @@ impl MatchStage {
                     }
                     // An event without a readable time gets the newest time seen, as in `eval`.
                     let time = time.or(watermark).unwrap_or(0);
-                    let offset = judged.batch.lines[line].number;
+                    let offset = out.batch.lines[line].number;
+                    let at = At { line, offset, time };
+                    let location = Position::new(source.clone(), offset);
                     let mut parsed: Option<Arc<Event>> = None;
-                    let event_index = out.events as usize - 1;
                     for (index, outcome) in outcomes.by_ref().take(rules).enumerate() {
-                        // What the worker noted of a fast path, as `eval`'s stage takes it:
-                        // a failed fast path is counted, a checked one that disagreed with
-                        // one call per function quarantines the rule after this outcome.
-                        let mut mismatch = None;
-                        while let Some(note) =
-                            notes.next_if(|n| n.event == event_index && n.rule <= index)
+                        let rule_notes = std::iter::from_fn(|| {
+                            notes.next_if(|n| n.event == event && n.rule == index)
+                        })
+                        .map(|note| note.what);
+                        let rule = &mut self.rules[index];
+                        let Some(pending) =
+                            self.health.before(rule, &outcome, rule_notes, &location)
+                        else {
+                            continue;
+                        };
+                        self.outcome(index, outcome, &at, &location, &mut parsed, &mut out);
+                        if let Some(error) =
+                            self.health
+                                .after(&mut self.rules[index], index, pending, &location)
                         {
-                            let position = Position::new(source.clone(), offset);
-                            let rule = &mut self.rules[note.rule];
-                            match note.what {
-                                NoteKind::FastPathFailed { path, failure } => {
-                                    count_failed(&mut rule.stats, path, &failure);
-                                    if rule.reported < 5 {
-                                        rule.reported += 1;
-                                        (self.warn)(&format!(
-                                            "rule `{}`: `{path}` failed on `{position}`: \
-                                             {failure}; one call per function gave the outcome",
-                                            rule.runner.rule.spec.rule_id
-                                        ));
-                                    }
-                                }
-                                NoteKind::Mismatch { path, detail } => {
-                                    mismatch = Some((note.rule, path, detail));
-                                }
-                            }
-                        }
-                        self.outcome(
-                            index,
-                            outcome,
-                            (line, offset, time),
-                            &judged.batch,
-                            &mut parsed,
-                            &mut out,
-                            &mut key_index,
-                            &mut seen,
-                        );
-                        if let Some((rule, path, detail)) = mismatch {
-                            self.quarantine(
-                                rule,
-                                &Position::new(source.clone(), offset),
-                                &format!(
-                                    "because its `{path}` results disagree with one call per \
-                                     function ({detail})"
-                                ),
-                            );
+                            self.push(index, error_counted(&error), &at, &mut parsed, &mut out);
                         }
                     }
                 }
@@ -396,7 +405,6 @@ impl MatchStage {
             self.watermarks.insert(source, w);
         }
         out.watermark = watermark;
-        out.batch = judged.batch;
         if self.ends.len() > MAX_KNOWN_ENDS {
             let mut ends: Vec<i64> = self.ends.values().copied().collect();
             ends.sort_unstable();
@@ -406,106 +414,69 @@ impl MatchStage {
         out
     }
 
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one match's context, passed down once"
-    )]
+    /// Applies one rule's outcome on one event (after [`Health::before`]).
     fn outcome(
         &mut self,
         index: usize,
         outcome: Verdict,
-        (line, offset, time): (usize, u64, i64),
-        batch: &LineBatch,
+        at: &At,
+        location: &Position,
         parsed: &mut Option<Arc<Event>>,
         out: &mut MatchBatch,
-        key_index: &mut HashMap<String, usize>,
-        seen: &mut HashSet<usize>,
     ) {
-        let position = || Position::new(out.source.clone(), offset);
         let rule = &mut self.rules[index];
-        if rule.stats.quarantined_at.is_some() {
-            rule.stats.skipped += 1;
-            return;
-        }
-        let (namespace, dedup, unique, counts_unique, error) = match outcome {
-            Verdict::Filtered => {
-                rule.stats.filtered += 1;
-                return;
-            }
+        let counted = match outcome {
+            // Counted by `Health::before`.
+            Verdict::Filtered | Verdict::NoMatch => return,
             Verdict::Skipped => {
                 rule.stats.skipped += 1;
                 return;
             }
-            Verdict::NoMatch => return,
             Verdict::Signal => {
-                rule.stats.matches += 1;
-                rule.stats.signals += 1;
-                let event = event_of(batch, line, parsed);
-                let record = crate::alert::SignalRecord {
-                    kind: "signal",
-                    rule_id: &rule.runner.rule.spec.rule_id,
-                    severity: rule.runner.rule.spec.severity.as_str(),
-                    event_time: format_ms(time),
-                    event_location: position().to_string(),
-                    event: event.whole_value(),
-                };
+                let event = event_of(&out.batch, at.line, parsed);
+                let record = rule.signal(event.whole_value(), at.time, location);
                 let record = serde_json::to_string(&record).expect("a signal is JSON");
                 out.signals.push(Signal {
-                    offset,
+                    offset: at.offset,
                     rule: index,
                     record,
                 });
                 return;
             }
             Verdict::Failed(failure) => {
-                rule.stats.rule_errors += 1;
-                rule.stats.restarts += u64::from(failure.needs_fresh_instance());
-                *rule
-                    .stats
-                    .failed_calls
-                    .entry((Function::Rule, failure.kind()))
-                    .or_default() += 1;
-                rule.spent += u32::from(failure.needs_fresh_instance());
-                let error = failure.to_string();
-                if rule.reported < 5 {
-                    rule.reported += 1;
-                    (self.warn)(&format!(
-                        "rule `{}` failed on `{}`: {error}",
-                        rule.runner.rule.spec.rule_id,
-                        position()
-                    ));
-                }
-                (
-                    Namespace::Error,
-                    failure.kind().to_owned(),
-                    None,
-                    false,
-                    Some(error),
-                )
+                error_counted(&self.health.failed(rule, *failure, location))
             }
             Verdict::Match(info) => {
-                rule.stats.matches += 1;
-                for (function, failure) in info.failures() {
-                    count_aux(rule, function, failure);
+                let (dedup, unique, counts_unique) = rule.matched(&info);
+                Counted {
+                    namespace: Namespace::Alert,
+                    dedup,
+                    unique,
+                    counts_unique,
+                    error: None,
                 }
-                let no_title: CallResult<String> = Ok(None);
-                let dedup = semantics::dedup(
-                    &rule.runner.rule.spec,
-                    &info.dedup,
-                    info.title.as_ref().unwrap_or(&no_title),
-                );
-                let counts_unique = !matches!(info.unique, Ok(None));
-                let unique = semantics::unique(&info.unique);
-                (Namespace::Alert, dedup, unique, counts_unique, None)
             }
         };
-        let spec = &rule.runner.rule.spec;
-        let rule_id = spec.rule_id.clone();
-        let id = window_id(&rule_id, namespace, &dedup);
-        let key = *key_index.entry(id.clone()).or_insert_with(|| {
+        self.push(index, counted, at, parsed, out);
+    }
+
+    /// Adds a match of rule `index` to the batch, with the fields of the window it opens
+    /// when it may open one.
+    fn push(
+        &mut self,
+        index: usize,
+        counted: Counted,
+        at: &At,
+        parsed: &mut Option<Arc<Event>>,
+        out: &mut MatchBatch,
+    ) {
+        let (namespace, dedup) = (counted.namespace, &counted.dedup);
+        let spec = &self.rules[index].runner.rule.spec;
+        let id = window_id(&spec.rule_id, namespace, dedup);
+        let key = *self.key_index.entry(id.clone()).or_insert_with(|| {
             out.keys.push(WindowRef {
                 id: id.clone(),
-                rule_id: rule_id.clone(),
+                rule_id: spec.rule_id.clone(),
                 namespace,
                 dedup: dedup.clone(),
                 period_ms: spec.dedup_period_ms().max(1),
@@ -514,31 +485,33 @@ impl MatchStage {
                 } else {
                     spec.threshold.max(1)
                 },
-                counts_unique,
+                counts_unique: counted.counts_unique,
                 rule: index,
             });
             out.keys.len() - 1
         });
         let period = out.keys[key].period_ms;
         let may_open = match self.ends.get(&id) {
-            Some(&end) => time >= end || !seen.contains(&key),
+            Some(&end) => at.time >= end || !self.seen.contains(&key),
             None => true,
         };
+        self.seen.insert(key);
         let opens = may_open.then(|| {
-            seen.insert(key);
-            self.ends.insert(id.clone(), time.saturating_add(period));
-            self.opener(index, namespace, &dedup, error, time, batch, line, parsed)
+            self.ends.insert(id, at.time.saturating_add(period));
+            let error = counted.error.clone();
+            self.opener(
+                index, namespace, dedup, error, at.time, &out.batch, at.line, parsed,
+            )
         });
-        seen.insert(key);
         out.matches.push(Match {
             key,
-            offset,
-            time_ms: time,
-            unique,
+            offset: at.offset,
+            time_ms: at.time,
+            unique: counted.unique,
             opens,
-            line,
+            line: at.line,
+            error: counted.error,
         });
-        self.check_budget(index, &out.source, offset);
     }
 
     /// The alert id and fields of a window opened by this match: for alerts, the rule's
@@ -560,35 +533,14 @@ impl MatchStage {
         parsed: &mut Option<Arc<Event>>,
     ) -> Opener {
         let rule = &mut self.rules[index];
-        let spec = rule.runner.rule.spec.clone();
+        let alert_id = alert_id(&rule.runner.rule.spec.rule_id, namespace, dedup, time);
         let fields = match error {
-            Some(error) => AlertFields {
-                title: format!("{}: {error}", spec.rule_id),
-                severity: spec.severity,
-                alert_context: Value::Object(Default::default()),
-                description: spec.description.clone(),
-                reference: spec.reference.clone(),
-                runbook: spec.runbook.clone(),
-                destinations: spec.output_ids.clone(),
-                suppressed: false,
-                error: Some(error),
-            },
-            None => {
-                let event = event_of(batch, line, parsed);
-                rule.runner.calls().set_time(time);
-                rule.runner.calls().share_deadline(true);
-                let title = rule.runner.title(&event);
-                if let Err(failure) = &title {
-                    count_aux(rule, Function::Title, failure);
-                }
-                let fields = freeze(rule, &event, &title);
-                rule.runner.calls().share_deadline(false);
-                fields
-            }
+            Some(error) => error_fields(&rule.runner.rule.spec, error),
+            None => freeze(rule, &event_of(batch, line, parsed), time, None),
         };
         let stored = StoredFields::new(fields, &rule.runner.rule);
         Opener {
-            alert_id: alert_id(&spec.rule_id, namespace, dedup, time),
+            alert_id,
             fields: serde_json::to_string(&stored).expect("fields are JSON"),
         }
     }
@@ -611,8 +563,7 @@ impl MatchStage {
                 parsed = None;
                 last_line = m.line;
             }
-            let error = (namespace == Namespace::Error).then(|| dedup.clone());
-            let (time, line) = (m.time_ms, m.line);
+            let (error, time, line) = (m.error.clone(), m.time_ms, m.line);
             let opener = self.opener(
                 rule,
                 namespace,
@@ -626,35 +577,16 @@ impl MatchStage {
             batch.matches[i].opens = Some(opener);
         }
     }
+}
 
-    /// Quarantines a rule that has spent its failure budget (as `eval`'s stage does).
-    fn check_budget(&mut self, index: usize, source: &Arc<str>, offset: u64) {
-        let rule = &self.rules[index];
-        if let Some(budget) = self.quarantine.budget()
-            && rule.spent >= budget
-        {
-            let reason = format!(
-                "after {} calls timed out, hit a limit or trapped",
-                rule.spent
-            );
-            self.quarantine(index, &Position::new(source.clone(), offset), &reason);
-        }
-    }
-
-    /// Stops calling rule `index` until the rules are loaded again.
-    fn quarantine(&mut self, index: usize, at: &Position, reason: &str) {
-        let rule = &mut self.rules[index];
-        if rule.stats.quarantined_at.is_some() {
-            return;
-        }
-        rule.stats.quarantined_at = Some(at.clone());
-        rule.runner.reset();
-        self.quarantined[index].store(true, Ordering::Relaxed);
-        (self.warn)(&format!(
-            "rule `{}` quarantined at `{at}` {reason}: it is not called until the rules are \
-             loaded again",
-            rule.runner.rule.spec.rule_id
-        ));
+/// What a rule error counts into: its kind's window of the error namespace.
+fn error_counted(error: &RuleError) -> Counted {
+    Counted {
+        namespace: Namespace::Error,
+        dedup: error.kind().to_owned(),
+        unique: None,
+        counts_unique: false,
+        error: Some(error.to_string()),
     }
 }
 

@@ -92,6 +92,26 @@ impl Metrics {
             per_rule(&|s| s.rule_errors),
         );
         family(
+            "rulehost_rule_error_records_total",
+            "counter",
+            "rule_error records this worker created in the state (one per error kind per \
+             period), per rule.",
+            per_rule(&|s| s.error_records),
+        );
+        family(
+            "rulehost_path_mismatches_total",
+            "counter",
+            "Checked evaluate-batch calls whose results disagreed with one call per function, \
+             per rule (each quarantines the rule).",
+            per_rule(&|s| s.path_mismatches),
+        );
+        family(
+            "rulehost_quarantined",
+            "gauge",
+            "1 while this worker does not call the rule (until the rules are loaded again).",
+            per_rule(&|s| u64::from(s.quarantined_at.is_some())),
+        );
+        family(
             "rulehost_aux_errors_total",
             "counter",
             "Failed calls of functions other than rule, per rule.",

@@ -175,8 +175,8 @@ pub fn serve(
             };
             numbers.redis_round_trips = state.round_trips;
             numbers.windows_closed += applied.closed;
-            for rule in applied.alerts {
-                stage.count_alert(rule);
+            for (rule, namespace) in applied.alerts {
+                stage.count_created(rule, namespace);
             }
             if let Some(partition) = source.partition_of(&matches.source) {
                 last_applied.insert(partition, matches.last_offset);
