@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -20,15 +21,16 @@ use sha2::{Digest, Sha256};
 
 use super::health::{Health, RuleError, error_fields};
 use super::runner::{Paths, Runner};
+use super::skew::{ClockGuard, Placement};
 use super::stage::{StageRule, freeze};
 use super::summary::{Quarantine, RuleStats};
-use super::verdict::{Judged, JudgedLines, LineItem, Verdict};
+use super::verdict::{Judged, JudgedLines, LineItem, Note, Verdict};
 use super::worker::{Worker, WorkerSettings};
 use super::{Rule, Verify};
 use crate::alert::AlertFields;
 use crate::clock::Clock;
 use crate::event::Event;
-use crate::input::{Line, LineBatch, parse_line};
+use crate::input::{BatchLine, Line, LineBatch, parse_line};
 use crate::source::Position;
 use crate::state::{Namespace, alert_id};
 
@@ -190,6 +192,12 @@ pub struct MatchCounts {
     pub bad_lines: u64,
     /// Blank lines.
     pub blank_lines: u64,
+    /// Events whose time was too far ahead of their source's clock to move it: evaluated
+    /// and windowed at the clock's time (each reported with its offset).
+    pub ahead_of_clock: u64,
+    /// Events held now, each the last of its source so far, until the source's next
+    /// event decides whether their time moves the clock.
+    pub held: u64,
     /// Per rule, by `RuleID`.
     pub rules: Vec<(String, RuleStats)>,
 }
@@ -202,8 +210,15 @@ pub struct MatchStage {
     health: Health,
     /// Per window id: the end of its live window, as far as this stage knows.
     ends: HashMap<String, i64>,
-    /// Per source: the newest event time seen.
+    /// Per source: its event-time clock, the newest event time that moved it.
     watermarks: HashMap<Arc<str>, i64>,
+    /// Which event times may move a source's clock.
+    clock: ClockGuard,
+    /// Per source: an event held for its time at the end of its last batch, to evaluate
+    /// first in its next ([`MatchStage::batch`]).
+    carried: HashMap<Arc<str>, Carried>,
+    /// Events too far ahead of their source's clock to move it.
+    ahead_of_clock: u64,
     events: u64,
     bad_lines: u64,
     blank_lines: u64,
@@ -218,6 +233,23 @@ pub struct MatchStage {
 /// At most this many window ends are remembered; past it the oldest half is forgotten
 /// (a forgotten end only costs fields computed for a match that does not need them).
 const MAX_KNOWN_ENDS: usize = 1 << 20;
+
+/// An event of the batch whose time is ahead of its source's clock, waiting for the next
+/// event to decide where it goes ([`ClockGuard`]).
+struct Held {
+    line: usize,
+    time: i64,
+    outcomes: Vec<Verdict>,
+    notes: Vec<Note>,
+}
+
+/// The line of an event held at the end of its source's batch.
+struct Carried {
+    offset: u64,
+    bytes: Vec<u8>,
+    /// When it was held.
+    since: Instant,
+}
 
 /// The event an outcome is about: its line in the batch, its offset and its time.
 struct At {
@@ -267,6 +299,9 @@ impl MatchStage {
             },
             ends: HashMap::new(),
             watermarks: HashMap::new(),
+            clock: ClockGuard::default(),
+            carried: HashMap::new(),
+            ahead_of_clock: 0,
             events: 0,
             bad_lines: 0,
             blank_lines: 0,
@@ -274,6 +309,30 @@ impl MatchStage {
             key_index: HashMap::new(),
             seen: HashSet::new(),
         }
+    }
+
+    /// Sets which event times may move a source's clock (default [`ClockGuard::default`]:
+    /// one hour of skew, as `eval`).
+    pub fn with_clock_guard(mut self, guard: ClockGuard) -> Self {
+        self.clock = guard;
+        self
+    }
+
+    /// Takes over what `old` (the stage of the rules before a reload) knew of each source:
+    /// its clock, and a held event, which is evaluated again with these rules.
+    pub fn taking_over(mut self, old: MatchStage) -> Self {
+        self.watermarks = old.watermarks;
+        self.carried = old.carried;
+        self
+    }
+
+    /// A source with an event held at the end of its last batch for at least `after`: when
+    /// the source has nothing more to read, an empty batch of it decides the event.
+    pub fn quiet_source(&self, after: Duration) -> Option<Arc<str>> {
+        self.carried
+            .iter()
+            .find(|(_, held)| held.since.elapsed() >= after)
+            .map(|(source, _)| source.clone())
     }
 
     /// The `RuleID`s, in rule order.
@@ -290,6 +349,8 @@ impl MatchStage {
             events: self.events,
             bad_lines: self.bad_lines,
             blank_lines: self.blank_lines,
+            ahead_of_clock: self.ahead_of_clock,
+            held: self.carried.len() as u64,
             rules: self
                 .rules
                 .iter()
@@ -320,15 +381,33 @@ impl MatchStage {
     /// may change meanwhile.
     pub fn forget(&mut self, source: &str) {
         self.watermarks.remove(source);
+        self.carried.remove(source);
         self.ends.clear();
     }
 
     /// Parses and evaluates a batch of lines of `source` (offsets are the lines' numbers).
+    ///
+    /// An event whose time is too far ahead of the source's clock ([`ClockGuard`]) waits
+    /// for the source's next event to decide whether it moves the clock, as in `eval`; when
+    /// it is the batch's last event, the batch ends before it (its offset is neither
+    /// applied nor committed) and it is evaluated again at the start of the source's next
+    /// batch. An empty batch of a source that has nothing more to read
+    /// ([`MatchStage::quiet_source`]) decides it by the machine's clock: applied at its own
+    /// time when that is not ahead of the machine's clock (events after it would be later
+    /// still), else held again.
     pub fn batch(&mut self, source: Arc<str>, batch: LineBatch, max_line: usize) -> MatchBatch {
         let sampled = self
             .batches
             .is_multiple_of(super::worker::CHECK_EVERY_BATCHES);
         self.batches += 1;
+        self.clock = self.clock.refreshed();
+        let quiet = batch.lines.is_empty();
+        let batch = match self.carried.remove(&source) {
+            Some(held) if batch.lines.first().is_none_or(|l| l.number > held.offset) => {
+                prepend(held, &batch)
+            }
+            _ => batch,
+        };
         let Judged::Lines(judged) = self.worker.lines(source.clone(), batch, max_line, sampled)
         else {
             unreachable!("a line batch is judged as lines")
@@ -358,6 +437,8 @@ impl MatchStage {
         let mut outcomes = outcomes.into_iter();
         let mut notes = notes.into_iter().peekable();
         let mut watermark = self.watermarks.get(&source).copied();
+        let mut held: Option<Held> = None;
+        let mut events = 0;
         for item in items {
             match item {
                 LineItem::Blank { .. } => self.blank_lines += 1,
@@ -367,38 +448,53 @@ impl MatchStage {
                         .push((Position::new(source.clone(), number), reason));
                 }
                 LineItem::Event { line, time } => {
-                    let event = out.events as usize;
-                    self.events += 1;
-                    out.events += 1;
-                    if let Some(t) = time {
-                        watermark = Some(watermark.map_or(t, |w| w.max(t)));
-                    }
-                    // An event without a readable time gets the newest time seen, as in `eval`.
-                    let time = time.or(watermark).unwrap_or(0);
-                    let offset = out.batch.lines[line].number;
-                    let at = At { line, offset, time };
-                    let location = Position::new(source.clone(), offset);
-                    let mut parsed: Option<Arc<Event>> = None;
-                    for (index, outcome) in outcomes.by_ref().take(rules).enumerate() {
-                        let rule_notes = std::iter::from_fn(|| {
-                            notes.next_if(|n| n.event == event && n.rule == index)
-                        })
-                        .map(|note| note.what);
-                        let rule = &mut self.rules[index];
-                        let Some(pending) =
-                            self.health.before(rule, &outcome, rule_notes, &location)
-                        else {
-                            continue;
+                    let event = events;
+                    events += 1;
+                    let these = outcomes.by_ref().take(rules);
+                    let notes = std::iter::from_fn(|| notes.next_if(|n| n.event == event));
+                    if let Some(held) = held.take() {
+                        let placement = if self.clock.corroborates(held.time, time) {
+                            Placement::Own(held.time)
+                        } else {
+                            Placement::Ahead(held.time)
                         };
-                        self.outcome(index, outcome, &at, &location, &mut parsed, &mut out);
-                        if let Some(error) =
-                            self.health
-                                .after(&mut self.rules[index], index, pending, &location)
-                        {
-                            self.push(index, error_counted(&error), &at, &mut parsed, &mut out);
+                        let (outcomes, notes) = (held.outcomes.into_iter(), held.notes);
+                        let at = (held.line, placement);
+                        self.event(at, outcomes, notes.into_iter(), &mut watermark, &mut out);
+                    }
+                    match self.clock.place(time, watermark) {
+                        Placement::Suspect(time) => {
+                            let (outcomes, notes) = (these.collect(), notes.collect());
+                            held = Some(Held {
+                                line,
+                                time,
+                                outcomes,
+                                notes,
+                            });
+                        }
+                        placement => {
+                            self.event((line, placement), these, notes, &mut watermark, &mut out);
                         }
                     }
                 }
+            }
+        }
+        if let Some(held) = held {
+            if quiet && self.clock.settles(held.time) {
+                let (outcomes, notes) = (held.outcomes.into_iter(), held.notes.into_iter());
+                let at = (held.line, Placement::Own(held.time));
+                self.event(at, outcomes, notes, &mut watermark, &mut out);
+            } else {
+                // No event after it in the batch: the batch ends before it.
+                let line = out.batch.lines[held.line];
+                let carried = Carried {
+                    offset: line.number,
+                    bytes: out.batch.bytes_of(&line).to_vec(),
+                    since: Instant::now(),
+                };
+                self.carried.insert(source.clone(), carried);
+                out.last_offset = (line.number.checked_sub(1))
+                    .expect("an event held for its time follows another event of its source");
             }
         }
         if let Some(w) = watermark {
@@ -412,6 +508,54 @@ impl MatchStage {
             self.ends.retain(|_, end| *end > cut);
         }
         out
+    }
+
+    /// Applies the outcomes of the event of `line` where `placement` puts it, moving the
+    /// source's clock (`watermark`) when its time may.
+    fn event(
+        &mut self,
+        (line, placement): (usize, Placement),
+        outcomes: impl Iterator<Item = Verdict>,
+        notes: impl Iterator<Item = Note>,
+        watermark: &mut Option<i64>,
+        out: &mut MatchBatch,
+    ) {
+        self.events += 1;
+        out.events += 1;
+        let offset = out.batch.lines[line].number;
+        let location = Position::new(out.source.clone(), offset);
+        // An event without a readable time, or too far ahead, gets the clock's time.
+        let clock = watermark.unwrap_or(0);
+        let time = match placement {
+            Placement::Own(time) => {
+                *watermark = Some(watermark.map_or(time, |w| w.max(time)));
+                time
+            }
+            Placement::Missing => clock,
+            Placement::Ahead(time) | Placement::Suspect(time) => {
+                self.ahead_of_clock += 1;
+                (self.health.warn)(&self.clock.ahead(&location, time, clock));
+                clock
+            }
+        };
+        let at = At { line, offset, time };
+        let mut parsed: Option<Arc<Event>> = None;
+        let mut notes = notes.peekable();
+        for (index, outcome) in outcomes.enumerate() {
+            let rule_notes =
+                std::iter::from_fn(|| notes.next_if(|n| n.rule == index)).map(|note| note.what);
+            let rule = &mut self.rules[index];
+            let Some(pending) = self.health.before(rule, &outcome, rule_notes, &location) else {
+                continue;
+            };
+            self.outcome(index, outcome, &at, &location, &mut parsed, out);
+            if let Some(error) =
+                self.health
+                    .after(&mut self.rules[index], index, pending, &location)
+            {
+                self.push(index, error_counted(&error), &at, &mut parsed, out);
+            }
+        }
     }
 
     /// Applies one rule's outcome on one event (after [`Health::before`]).
@@ -577,6 +721,31 @@ impl MatchStage {
             batch.matches[i].opens = Some(opener);
         }
     }
+}
+
+/// The line of `held` followed by the lines of `batch`.
+fn prepend(held: Carried, batch: &LineBatch) -> LineBatch {
+    let Carried {
+        offset: number,
+        bytes,
+        ..
+    } = held;
+    let shift = bytes.len();
+    let mut out = LineBatch::with_capacity(shift + batch.bytes.len(), batch.lines.len() + 1);
+    out.bytes.extend_from_slice(&bytes);
+    out.bytes.extend_from_slice(&batch.bytes);
+    out.lines.push(BatchLine {
+        number,
+        start: 0,
+        end: shift,
+        too_long: false,
+    });
+    out.lines.extend(batch.lines.iter().map(|l| BatchLine {
+        start: l.start + shift,
+        end: l.end + shift,
+        ..*l
+    }));
+    out
 }
 
 /// What a rule error counts into: its kind's window of the error namespace.

@@ -330,13 +330,7 @@ impl<'a> Stage<'a> {
             // A suspect event is held by `event` until it is decided, never applied as such.
             Placement::Ahead(time) | Placement::Suspect(time) => {
                 self.summary.events_ahead_of_clock += 1;
-                (self.health.warn)(&format!(
-                    "`{location}`: event time {} is more than {} ahead of the event-time clock \
-                     ({}): it is evaluated and windowed at the clock's time, and does not move it",
-                    format_ms(time),
-                    skew_text(self.clock.max_skew_ms.unwrap_or(0)),
-                    format_ms(clock)
-                ));
+                (self.health.warn)(&self.clock.ahead(location, time, clock));
                 clock
             }
         };
@@ -538,16 +532,6 @@ impl<'a> Stage<'a> {
             .map(|r| (r.runner.rule.spec.rule_id.clone(), r.stats))
             .collect();
         Ok(summary)
-    }
-}
-
-/// `1h`, `90m`, `30s`, `250ms`.
-fn skew_text(ms: i64) -> String {
-    match ms {
-        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
-        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
-        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
-        ms => format!("{ms}ms"),
     }
 }
 

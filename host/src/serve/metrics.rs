@@ -66,6 +66,20 @@ impl Metrics {
             "Messages that were not JSON objects (each reported with topic/partition:offset).",
             plain(counts.bad_lines.to_string()),
         );
+        family(
+            "rulehost_events_ahead_of_clock_total",
+            "counter",
+            "Events too far ahead of their partition's event-time clock to move it \
+             (--max-clock-skew): windowed at the clock's time.",
+            plain(counts.ahead_of_clock.to_string()),
+        );
+        family(
+            "rulehost_events_held",
+            "gauge",
+            "Partitions whose last event waits for the next to decide whether its time moves \
+             the clock (its offset is not committed until then).",
+            plain(counts.held.to_string()),
+        );
         let per_rule = |f: &dyn Fn(&crate::eval::RuleStats) -> u64| {
             counts
                 .rules

@@ -816,6 +816,70 @@ fn misbehaving_rules_are_quarantined_with_evals_rule_errors() {
 }
 
 #[test]
+fn a_poisoned_timestamp_loses_and_corrupts_no_alert() {
+    // Two events with absurd times, matching no rule: one a month ahead of its partition
+    // (the next event of the partition shows it was a lone outlier), one in the year 2200
+    // (past this machine's clock). Without the guard either would move its partition's
+    // clock and close its windows early, splitting alerts and their counts.
+    let Some(redis) = Redis::start() else { return };
+    let kafka = Kafka::new(3);
+    let mut events = events(3);
+    let last = events
+        .iter()
+        .filter_map(|(_, l)| serde_json::from_str::<Value>(l).ok()?["timestamp"].as_i64())
+        .max()
+        .unwrap();
+    let poison = |t: i64| serde_json::json!({"timestamp": t, "actionName": "poison"}).to_string();
+    let mut offsets = Vec::new();
+    for (partition, time) in [(1, last + 30 * 86_400_000), (2, 7_258_118_400_000)] {
+        // After the middle event of the partition.
+        let of_partition: Vec<usize> = (0..events.len())
+            .filter(|&i| events[i].0 == partition)
+            .collect();
+        let middle = of_partition.len() / 2;
+        events.insert(of_partition[middle] + 1, (partition, poison(time)));
+        offsets.push((partition, middle + 1));
+    }
+    let eval = eval_records(&events);
+    let dir = tempfile::tempdir().unwrap();
+    kafka.produce(&events);
+
+    // Batches of one message: the first poison is the last event of its batch, held
+    // (uncommitted) until the partition's next batch; then batches of up to 200.
+    for (group, batch) in [("gp1", "1"), ("gp200", "200")] {
+        let out = dir.path().join(format!("{group}.jsonl"));
+        let worker = Worker::start(&kafka, &redis, group, &out, &["--batch-size", batch]);
+        wait_done(&kafka, &redis, group, &events, &[&worker]);
+        for (partition, offset) in &offsets {
+            worker.wait_log(&format!("`{TOPIC}/{partition}:{offset}`: event time "), 1);
+        }
+        worker.wait_log("is more than 1h ahead of the event-time clock", 2);
+        worker.stop();
+        check(&eval, &redis, group, &[out]);
+    }
+
+    // The same without the guard: windows close early, alerts are split and their counts
+    // wrong (so the check above can tell).
+    let out = dir.path().join("off.jsonl");
+    let extra = ["--max-clock-skew", "0"];
+    let worker = Worker::start(&kafka, &redis, "gp-off", &out, &extra);
+    wait_done(&kafka, &redis, "gp-off", &events, &[&worker]);
+    worker.stop();
+    // Each alert's last record: (alert id, events counted).
+    let finals = |records: &[Value]| -> BTreeMap<String, Value> {
+        let id = |r: &Value| r["alert_id"].as_str().unwrap().to_owned();
+        records
+            .iter()
+            .map(|r| (id(r), r["event_count"].clone()))
+            .collect()
+    };
+    let off = finals(&records(&std::fs::read_to_string(&out).unwrap()));
+    let want = finals(&eval);
+    // One of the 13 alerts when this was written.
+    assert_ne!(off, want, "without the guard no alert changed");
+}
+
+#[test]
 fn bad_lines_are_counted_with_their_offsets() {
     let Some(redis) = Redis::start() else { return };
     let kafka = Kafka::new(1);
