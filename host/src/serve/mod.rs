@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::clock::Clock;
-use crate::eval::{MatchStage, Quarantine, Rule};
+use crate::eval::{ClockGuard, MatchStage, Quarantine, Rule};
 use crate::sink::{JsonLines, KafkaSink, Sink};
 use crate::source::Input;
 use crate::source::kafka::{CommitMode, KafkaSettings, KafkaSource};
@@ -44,6 +44,8 @@ pub struct ServeSettings {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Event time fields.
     pub clock: Clock,
+    /// Which event times may move a partition's clock (`--max-clock-skew`).
+    pub clock_guard: ClockGuard,
     /// When a failing rule is quarantined.
     pub quarantine: Quarantine,
     /// This worker's name in the outbox's consumer group.
@@ -121,7 +123,7 @@ pub fn serve(
             fingerprint = folder_fingerprint(&settings.rules);
             match load() {
                 Ok(Some((rules, kept))) => {
-                    stage = new_stage(rules, &settings);
+                    stage = new_stage(rules, &settings).taking_over(stage);
                     keep = kept;
                     numbers.reloads += 1;
                     eprintln!(
@@ -142,11 +144,21 @@ pub fn serve(
                 }
             }
         }
+        // When nothing comes, an event held for its time is decided (`MatchStage::batch`).
+        let input = source.next_batch(Duration::from_millis(200)).or_else(|| {
+            let name = stage.quiet_source(Duration::from_secs(1))?;
+            let (batch, max_line) = (Default::default(), settings.kafka.max_line);
+            Some(Input::Lines {
+                source: name,
+                batch,
+                max_line,
+            })
+        });
         if let Some(Input::Lines {
             source: name,
             batch,
             max_line,
-        }) = source.next_batch(Duration::from_millis(200))
+        }) = input
         {
             let started = Instant::now();
             let mut matches = stage.batch(name, batch, max_line);
@@ -175,8 +187,8 @@ pub fn serve(
             };
             numbers.redis_round_trips = state.round_trips;
             numbers.windows_closed += applied.closed;
-            for rule in applied.alerts {
-                stage.count_alert(rule);
+            for (rule, namespace) in applied.alerts {
+                stage.count_created(rule, namespace);
             }
             if let Some(partition) = source.partition_of(&matches.source) {
                 last_applied.insert(partition, matches.last_offset);
@@ -221,6 +233,7 @@ fn new_stage(rules: Vec<Rule>, settings: &ServeSettings) -> MatchStage {
         settings.quarantine,
         Box::new(|w| eprintln!("warning: {w}")),
     )
+    .with_clock_guard(settings.clock_guard)
 }
 
 /// Connects to Redis, retrying until it answers or the loop is stopped.
