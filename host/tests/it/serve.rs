@@ -996,6 +996,76 @@ fn the_state_over_tls_gives_evals_alerts() {
 }
 
 #[test]
+fn rulehost_state_shows_serves_state_in_redis() {
+    let Some(redis) = Redis::start() else { return };
+    let kafka = Kafka::new(3);
+    let events = events(3);
+    // The closing events (one per partition) come last: before them, windows are open.
+    let (head, tail) = events.split_at(events.len() - 3);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("w.jsonl");
+    kafka.produce(head);
+    let worker = Worker::start(&kafka, &redis, "gv", &out, &[]);
+    wait_done(&kafka, &redis, "gv", head, &[&worker]);
+    let state = |format: &str| {
+        let out = rulehost()
+            .arg("state")
+            .arg(redis.url())
+            .args(["--state-namespace", "gv", "--format", format])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let sum = |json: &Value, field: &str| -> u64 {
+        let rules = json["rules"].as_array().unwrap();
+        rules.iter().map(|r| r[field].as_u64().unwrap()).sum()
+    };
+    let last_offsets = |events: &[(i32, String)]| {
+        let mut last = BTreeMap::new();
+        for (p, _) in events {
+            *last.entry(format!("{TOPIC}/{p}")).or_insert(-1i64) += 1;
+        }
+        serde_json::to_value(last).unwrap()
+    };
+
+    let json: Value = serde_json::from_str(&state("json")).unwrap();
+    assert_eq!(json["applied"], last_offsets(head), "{json:#}");
+    let entries = outbox(&redis, "gv");
+    assert_eq!(json["outbox"]["entries"], entries.len(), "{json:#}");
+    assert_eq!(json["outbox"]["undelivered"], 0, "{json:#}");
+    assert_eq!(json["outbox"]["unacknowledged"], 0, "{json:#}");
+    // A window is alerted from its alert until its update, when it closes.
+    let kind = |k: &str| entries.iter().filter(|(kind, _)| kind == k).count() as u64;
+    assert_eq!(sum(&json, "alerted"), kind("alert") - kind("alert_update"));
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("rulehost:{gv:*}:w:*")
+        .query(&mut redis.conn().unwrap())
+        .unwrap();
+    assert!(
+        !keys.is_empty(),
+        "windows are open before the closing events"
+    );
+    assert_eq!(sum(&json, "windows"), keys.len() as u64, "{json:#}");
+    let text = state("text");
+    assert!(
+        text.contains(&format!("`{TOPIC}/0`: up to offset ")),
+        "{text}"
+    );
+    assert!(text.contains("  RULE  "), "{text}");
+
+    // The closing events close every window; each partition moves one offset on.
+    kafka.produce(tail);
+    wait_done(&kafka, &redis, "gv", &events, &[&worker]);
+    worker.stop();
+    let json: Value = serde_json::from_str(&state("json")).unwrap();
+    assert_eq!(json["rules"], serde_json::json!([]), "{json:#}");
+    assert_eq!(json["applied"], last_offsets(&events), "{json:#}");
+    assert_eq!(json["outbox"]["entries"], outbox(&redis, "gv").len());
+}
+
+#[test]
 fn bad_lines_are_counted_with_their_offsets() {
     let Some(redis) = Redis::start() else { return };
     let kafka = Kafka::new(1);
