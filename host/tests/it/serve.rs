@@ -31,6 +31,8 @@ const SLOTS: u32 = 16;
 struct Redis {
     child: Option<Child>,
     port: u16,
+    /// Also listening with TLS on this port ([`Redis::start_tls`]).
+    tls_port: Option<u16>,
     dir: tempfile::TempDir,
     /// `appendfsync`: `always` in the scenarios.
     fsync: &'static str,
@@ -62,11 +64,66 @@ impl Redis {
         let mut redis = Redis {
             child: None,
             port,
+            tls_port: None,
             dir: tempfile::tempdir().unwrap(),
             fsync,
         };
         redis.launch();
         Some(redis)
+    }
+
+    /// [`Redis::start`], also listening with TLS ([`Redis::tls_url`]), with a certificate
+    /// for 127.0.0.1 that the `openssl` command makes (its file: [`Redis::certificate`]).
+    fn start_tls() -> Option<Redis> {
+        let found = Command::new("openssl")
+            .arg("version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "openssl is required under CI=true (.ci/run installs it)"
+            );
+            eprintln!("skipped: openssl is not installed (apt-get install openssl)");
+            return None;
+        }
+        let mut redis = Redis::start()?;
+        let made = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args([
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ])
+            .arg("-keyout")
+            .arg(redis.dir.path().join("key.pem"))
+            .arg("-out")
+            .arg(redis.certificate())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(made.success(), "openssl made no certificate");
+        if let Some(mut child) = redis.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        redis.tls_port = Some(free_port());
+        redis.launch();
+        Some(redis)
+    }
+
+    /// The certificate of [`Redis::start_tls`].
+    fn certificate(&self) -> PathBuf {
+        self.dir.path().join("cert.pem")
+    }
+
+    /// `rediss://` on the TLS port.
+    fn tls_url(&self) -> String {
+        format!("rediss://127.0.0.1:{}/0", self.tls_port.unwrap())
     }
 
     fn launch(&mut self) {
@@ -82,6 +139,19 @@ impl Redis {
             ])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(self.tls_port.iter().flat_map(|port| {
+                let file = |name: &str| self.dir.path().join(name).into_os_string();
+                [
+                    "--tls-port".into(),
+                    port.to_string().into(),
+                    "--tls-cert-file".into(),
+                    file("cert.pem"),
+                    "--tls-key-file".into(),
+                    file("key.pem"),
+                    "--tls-auth-clients".into(),
+                    "no".into(),
+                ]
+            }))
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server starts");
@@ -275,17 +345,33 @@ impl Worker {
         out: &Path,
         extra: &[&str],
     ) -> Worker {
+        Worker::start_env(rules, kafka, redis, group, out, extra, &[])
+    }
+
+    /// [`Worker::start_on`] with more environment variables.
+    fn start_env(
+        rules: &Path,
+        kafka: &Kafka,
+        redis: &Redis,
+        group: &str,
+        out: &Path,
+        extra: &[&str],
+        env: &[(&str, &Path)],
+    ) -> Worker {
         let log = out.with_extension("log");
+        let url = redis.url();
         let child = rulehost()
+            .envs(env.iter().copied())
             .args(["serve", "--rules"])
             .arg(rules)
             .args(["--kafka-brokers", &kafka.brokers(), "--topic", TOPIC])
-            .args(["--group", group, "--state", &redis.url()])
+            .args(["--group", group])
             .arg("-o")
             .arg(out)
             .args(["--linger-ms", "20"])
             .args(
                 [
+                    ["--state", url.as_str()],
                     ["--outbox-claim-ms", "1000"],
                     ["--watch-seconds", "0"],
                     ["--batch-size", "200"],
@@ -877,6 +963,106 @@ fn a_poisoned_timestamp_loses_and_corrupts_no_alert() {
     let want = finals(&eval);
     // One of the 13 alerts when this was written.
     assert_ne!(off, want, "without the guard no alert changed");
+}
+
+#[test]
+fn the_state_over_tls_gives_evals_alerts() {
+    let Some(redis) = Redis::start_tls() else {
+        return;
+    };
+    let kafka = Kafka::new(3);
+    let events = events(3);
+    let eval = eval_records(&events);
+    let dir = tempfile::tempdir().unwrap();
+    kafka.produce(&events);
+    let url = redis.tls_url();
+    let extra = ["--state", url.as_str()];
+
+    // A server whose certificate the worker does not trust is refused, and said why.
+    let out = dir.path().join("untrusted.jsonl");
+    let worker = Worker::start_on(&rules_tests(), &kafka, &redis, "gt", &out, &extra);
+    worker.wait_log("certificate verify failed", 1);
+    worker.kill();
+
+    // Trusted (OpenSSL's `SSL_CERT_FILE`): the state, the outbox and the forwarder go
+    // through TLS.
+    let out = dir.path().join("w.jsonl");
+    let env = [("SSL_CERT_FILE", redis.certificate())];
+    let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+    let worker = Worker::start_env(&rules_tests(), &kafka, &redis, "gt", &out, &extra, &env);
+    wait_done(&kafka, &redis, "gt", &events, &[&worker]);
+    worker.stop();
+    check(&eval, &redis, "gt", &[out]);
+}
+
+#[test]
+fn rulehost_state_shows_serves_state_in_redis() {
+    let Some(redis) = Redis::start() else { return };
+    let kafka = Kafka::new(3);
+    let events = events(3);
+    // The closing events (one per partition) come last: before them, windows are open.
+    let (head, tail) = events.split_at(events.len() - 3);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("w.jsonl");
+    kafka.produce(head);
+    let worker = Worker::start(&kafka, &redis, "gv", &out, &[]);
+    wait_done(&kafka, &redis, "gv", head, &[&worker]);
+    let state = |format: &str| {
+        let out = rulehost()
+            .arg("state")
+            .arg(redis.url())
+            .args(["--state-namespace", "gv", "--format", format])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let sum = |json: &Value, field: &str| -> u64 {
+        let rules = json["rules"].as_array().unwrap();
+        rules.iter().map(|r| r[field].as_u64().unwrap()).sum()
+    };
+    let last_offsets = |events: &[(i32, String)]| {
+        let mut last = BTreeMap::new();
+        for (p, _) in events {
+            *last.entry(format!("{TOPIC}/{p}")).or_insert(-1i64) += 1;
+        }
+        serde_json::to_value(last).unwrap()
+    };
+
+    let json: Value = serde_json::from_str(&state("json")).unwrap();
+    assert_eq!(json["applied"], last_offsets(head), "{json:#}");
+    let entries = outbox(&redis, "gv");
+    assert_eq!(json["outbox"]["entries"], entries.len(), "{json:#}");
+    assert_eq!(json["outbox"]["undelivered"], 0, "{json:#}");
+    assert_eq!(json["outbox"]["unacknowledged"], 0, "{json:#}");
+    // A window is alerted from its alert until its update, when it closes.
+    let kind = |k: &str| entries.iter().filter(|(kind, _)| kind == k).count() as u64;
+    assert_eq!(sum(&json, "alerted"), kind("alert") - kind("alert_update"));
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("rulehost:{gv:*}:w:*")
+        .query(&mut redis.conn().unwrap())
+        .unwrap();
+    assert!(
+        !keys.is_empty(),
+        "windows are open before the closing events"
+    );
+    assert_eq!(sum(&json, "windows"), keys.len() as u64, "{json:#}");
+    let text = state("text");
+    assert!(
+        text.contains(&format!("`{TOPIC}/0`: up to offset ")),
+        "{text}"
+    );
+    assert!(text.contains("  RULE  "), "{text}");
+
+    // The closing events close every window; each partition moves one offset on.
+    kafka.produce(tail);
+    wait_done(&kafka, &redis, "gv", &events, &[&worker]);
+    worker.stop();
+    let json: Value = serde_json::from_str(&state("json")).unwrap();
+    assert_eq!(json["rules"], serde_json::json!([]), "{json:#}");
+    assert_eq!(json["applied"], last_offsets(&events), "{json:#}");
+    assert_eq!(json["outbox"]["entries"], outbox(&redis, "gv").len());
 }
 
 #[test]
