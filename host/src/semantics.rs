@@ -20,7 +20,8 @@ pub use crate::calls::CallResult;
 
 /// Cuts `s` to [`MAX_FIELD_CHARS`] characters, suffix included.
 pub fn truncate(s: String) -> String {
-    if s.chars().count() <= MAX_FIELD_CHARS {
+    // No more characters than bytes.
+    if s.len() <= MAX_FIELD_CHARS || s.chars().count() <= MAX_FIELD_CHARS {
         return s;
     }
     let keep = MAX_FIELD_CHARS - TRUNCATION_SUFFIX.chars().count();
@@ -42,14 +43,10 @@ pub fn title(spec: &Spec, called: &CallResult<String>) -> String {
 /// string; `defaultDedupString:<RuleID>` when it is defined but fails or returns `""`.
 /// Only when the rule defines no `dedup()`: the title from `title()` (RuleID if that
 /// failed), else `defaultDedupString:<RuleID>`. Never the DisplayName.
-pub fn dedup(
-    spec: &Spec,
-    called: &CallResult<String>,
-    title_called: &CallResult<String>,
-) -> String {
+pub fn dedup(spec: &Spec, called: CallResult<String>, title_called: &CallResult<String>) -> String {
     let default = || format!("defaultDedupString:{}", spec.rule_id);
     match called {
-        Ok(Some(d)) if !d.is_empty() => truncate(d.clone()),
+        Ok(Some(d)) if !d.is_empty() => truncate(d),
         Ok(Some(_)) | Err(_) => default(),
         Ok(None) => match title_called {
             Ok(Some(t)) if !t.is_empty() => truncate(t.clone()),
@@ -127,9 +124,9 @@ pub fn destinations(spec: &Spec, called: &CallResult<Vec<String>>) -> (Vec<Strin
 }
 
 /// The unique value: truncated like the other strings.
-pub fn unique(called: &CallResult<String>) -> Option<String> {
+pub fn unique(called: CallResult<String>) -> Option<String> {
     match called {
-        Ok(Some(u)) => Some(truncate(u.clone())),
+        Ok(Some(u)) => Some(truncate(u)),
         _ => None,
     }
 }
@@ -166,23 +163,23 @@ mod tests {
     #[test]
     fn dedup_fallbacks_never_use_display_name() {
         let s = spec(Some("Nice"));
-        assert_eq!(dedup(&s, &Ok(Some("d".into())), &Ok(None)), "d");
+        assert_eq!(dedup(&s, Ok(Some("d".into())), &Ok(None)), "d");
         assert_eq!(
-            dedup(&s, &Ok(None), &Ok(Some("the title".into()))),
+            dedup(&s, Ok(None), &Ok(Some("the title".into()))),
             "the title"
         );
         // A defined dedup() that returns "" or fails never falls back to the title.
         assert_eq!(
-            dedup(&s, &Ok(Some(String::new())), &Ok(Some("t".into()))),
+            dedup(&s, Ok(Some(String::new())), &Ok(Some("t".into()))),
             "defaultDedupString:R.1"
         );
         assert_eq!(
-            dedup(&s, &Err(trap()), &Ok(Some("t".into()))),
+            dedup(&s, Err(trap()), &Ok(Some("t".into()))),
             "defaultDedupString:R.1"
         );
-        assert_eq!(dedup(&s, &Ok(None), &Ok(None)), "defaultDedupString:R.1");
-        assert_eq!(dedup(&s, &Err(trap()), &Ok(None)), "defaultDedupString:R.1");
-        assert_eq!(dedup(&s, &Ok(None), &Err(trap())), "R.1");
+        assert_eq!(dedup(&s, Ok(None), &Ok(None)), "defaultDedupString:R.1");
+        assert_eq!(dedup(&s, Err(trap()), &Ok(None)), "defaultDedupString:R.1");
+        assert_eq!(dedup(&s, Ok(None), &Err(trap())), "R.1");
     }
 
     #[test]

@@ -590,8 +590,8 @@ impl MatchStage {
             Verdict::Failed(failure) => {
                 error_counted(&self.health.failed(rule, *failure, location))
             }
-            Verdict::Match(info) => {
-                let (dedup, unique, counts_unique) = rule.matched(&info);
+            Verdict::Match(mut info) => {
+                let (dedup, unique, counts_unique) = rule.matched(&mut info);
                 Counted {
                     namespace: Namespace::Alert,
                     dedup,

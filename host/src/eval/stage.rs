@@ -49,19 +49,22 @@ impl StageRule {
     }
 
     /// Counts a match and its failed calls: its dedup string, its unique value, and
-    /// whether its window counts unique values.
-    pub fn matched(&mut self, info: &MatchCalls) -> (String, Option<String>, bool) {
+    /// whether its window counts unique values. Takes `dedup`'s and `unique`'s strings
+    /// out of `info` (its title stays, for the alert).
+    pub fn matched(&mut self, info: &mut MatchCalls) -> (String, Option<String>, bool) {
         self.stats.matches += 1;
         for (function, failure) in info.failures() {
             count_aux(self, function, failure);
         }
         let no_title: CallResult<String> = Ok(None);
         let title = info.title.as_ref().unwrap_or(&no_title);
-        let dedup = semantics::dedup(&self.runner.rule.spec, &info.dedup, title);
+        let called = std::mem::replace(&mut info.dedup, Ok(None));
+        let dedup = semantics::dedup(&self.runner.rule.spec, called, title);
         // A rule defines `unique` when the call returned a value or failed; a failed call
         // counts the event but adds no value (Panther: `None`).
         let counts_unique = !matches!(info.unique, Ok(None));
-        (dedup, semantics::unique(&info.unique), counts_unique)
+        let unique = std::mem::replace(&mut info.unique, Ok(None));
+        (dedup, semantics::unique(unique), counts_unique)
     }
 
     /// Counts a signal: its record.
@@ -380,7 +383,7 @@ impl<'a> Stage<'a> {
                 let record = rule.signal(event.get().whole_value(), time, location);
                 self.sink.write(&Record::Signal(&record))?;
             }
-            Verdict::Match(info) => self.apply_match(index, &info, event, time, location),
+            Verdict::Match(mut info) => self.apply_match(index, &mut info, event, time, location),
         }
         Ok(())
     }
@@ -388,7 +391,7 @@ impl<'a> Stage<'a> {
     fn apply_match(
         &mut self,
         index: usize,
-        info: &MatchCalls,
+        info: &mut MatchCalls,
         event: &mut StageEvent<'_>,
         time: i64,
         location: &Position,
@@ -404,14 +407,14 @@ impl<'a> Stage<'a> {
             location: location.clone(),
             unique,
         };
-        match self.state.add(&key, hit.clone()) {
-            Added::Counted => return,
-            Added::CountedWithoutUnique(cap) => {
+        let hit = match self.state.add(&key, hit) {
+            Ok(Added::Counted) => return,
+            Ok(Added::CountedWithoutUnique(cap)) => {
                 self.state_limit(index, cap, time, location);
                 return;
             }
-            Added::NoWindow => {}
-        }
+            Err(hit) => hit,
+        };
         if let Err(cap) = self.state.can_open(&key) {
             self.state_limit(index, cap, time, location);
             return;
@@ -449,7 +452,7 @@ impl<'a> Stage<'a> {
             location: location.clone(),
             unique: None,
         };
-        if !self.state.add(&key, hit.clone()).counted() {
+        if let Err(hit) = self.state.add(&key, hit) {
             let spec = &rule.runner.rule.spec;
             let frozen = error_fields(spec, error.to_string());
             // Rule errors alert at the first occurrence, within the rule's period. Their

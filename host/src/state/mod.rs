@@ -57,7 +57,7 @@ pub struct WindowKey {
 }
 
 /// One match, as the state sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hit<L> {
     /// Event time, epoch ms.
     pub time_ms: i64,
@@ -210,15 +210,6 @@ pub enum Added {
     Counted,
     /// Counted, but its unique value was dropped ([`Caps::unique_values`]).
     CountedWithoutUnique(CapReached),
-    /// No live window: the caller opens one ([`AlertState::open`]).
-    NoWindow,
-}
-
-impl Added {
-    /// Whether the hit went into a live window.
-    pub fn counted(self) -> bool {
-        !matches!(self, Added::NoWindow)
-    }
 }
 
 /// What one rule's live windows use, against [`Caps`].
@@ -353,12 +344,12 @@ impl<L: Clone, F: Weigh> AlertState<L, F> {
         self.windows.get(key)
     }
 
-    /// Counts a match into the live window for `key`. Returns [`Added::NoWindow`] (and
-    /// changes nothing) when there is none: the caller then computes the alert fields and
-    /// calls [`Self::open`].
-    pub fn add(&mut self, key: &WindowKey, mut hit: Hit<L>) -> Added {
+    /// Counts a match into the live window for `key`. Gives the hit back (and changes
+    /// nothing) when there is none: the caller then computes the alert fields and calls
+    /// [`Self::open`] with it.
+    pub fn add(&mut self, key: &WindowKey, mut hit: Hit<L>) -> Result<Added, Hit<L>> {
         let Some(window) = self.windows.get_mut(key) else {
-            return Added::NoWindow;
+            return Err(hit);
         };
         let mut added = Added::Counted;
         if let (Some(set), Some(value)) = (&window.uniques, &hit.unique)
@@ -385,7 +376,7 @@ impl<L: Clone, F: Weigh> AlertState<L, F> {
         if let Some(changed) = &mut self.changed {
             changed.insert(key.clone());
         }
-        added
+        Ok(added)
     }
 
     /// Opens a window for `key` at the hit's time and counts the hit. `counts_unique` makes
@@ -619,7 +610,7 @@ mod tests {
                 location: line as u32 + 1,
                 unique: u.map(str::to_owned),
             };
-            if !state.add(&key(dedup), hit.clone()).counted() {
+            if let Err(hit) = state.add(&key(dedup), hit) {
                 state
                     .open(key(dedup), hit, period, threshold, unique, "fields")
                     .unwrap();
@@ -744,7 +735,7 @@ mod tests {
                     location: 0,
                     unique: u.map(str::to_owned),
                 };
-                if !state.add(&key(dedup), hit.clone()).counted() {
+                if let Err(hit) = state.add(&key(dedup), hit) {
                     state
                         .open(key(dedup), hit, 3 * 60 * MIN, 2, true, "f")
                         .unwrap();
@@ -801,7 +792,7 @@ mod tests {
         assert_eq!(changed, vec![key("a"), key("b")]);
         assert!(state.take_changed().is_empty());
         state.advance(2 * MIN); // closes `a`
-        assert!(state.add(&key("b"), hit(2 * MIN)).counted());
+        assert!(state.add(&key("b"), hit(2 * MIN)).is_ok());
         let mut changed = state.take_changed();
         changed.sort_by(|x, y| x.dedup.cmp(&y.dedup));
         assert_eq!(changed, vec![key("a"), key("b")]);
@@ -838,12 +829,12 @@ mod tests {
         );
         assert_eq!(state.live_windows(), 2);
         // Values: the second distinct one fits, the third is dropped, a repeat is free.
-        assert_eq!(state.add(&key("a"), hit(1, Some("2"))), Added::Counted);
+        assert_eq!(state.add(&key("a"), hit(1, Some("2"))), Ok(Added::Counted));
         assert_eq!(
             state.add(&key("a"), hit(2, Some("3"))),
-            Added::CountedWithoutUnique(CapReached::UniqueValues(2))
+            Ok(Added::CountedWithoutUnique(CapReached::UniqueValues(2)))
         );
-        assert_eq!(state.add(&key("a"), hit(3, Some("1"))), Added::Counted);
+        assert_eq!(state.add(&key("a"), hit(3, Some("1"))), Ok(Added::Counted));
         let a = state.live(&key("a")).unwrap();
         assert_eq!((a.event_count, a.count()), (4, 2));
         // Closing gives the room back.

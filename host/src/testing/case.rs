@@ -140,7 +140,7 @@ pub fn run_case(rule: &LoadedRule, case: &TestCase) -> CaseResult {
         // The dedup line always shows, with its fallback, as pat prints it.
         let resolved_dedup = match &dedup {
             Err(f) => Err(f.to_string()),
-            Ok(_) => Ok(Some(semantics::dedup(spec, &dedup, &title))),
+            Ok(_) => Ok(Some(semantics::dedup(spec, dedup.clone(), &title))),
         };
         functions.extend(line("dedup", resolved_dedup, case.expected_dedup.as_ref()));
     }
