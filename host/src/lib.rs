@@ -19,6 +19,7 @@
 #![deny(missing_docs)]
 
 pub mod alert;
+pub mod allocator;
 pub mod calls;
 pub mod cli;
 pub mod clock;

@@ -10,5 +10,6 @@ use rulehost::commands::eval::Eval;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    rulehost::allocator::keep_freed_memory();
     exit_code(Eval::parse().run_with(rulehost_native::load))
 }

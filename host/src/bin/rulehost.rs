@@ -9,5 +9,6 @@ use rulehost::cli::{Cli, exit_code, run};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    rulehost::allocator::keep_freed_memory();
     exit_code(run(Cli::parse()))
 }
