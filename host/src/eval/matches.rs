@@ -5,12 +5,12 @@
 //! frozen from its event (Panther keeps the fields of a window's first match).
 //!
 //! The state decides which match opens a window; the stage only guesses, from the ends of
-//! windows it has learned ([`MatchStage::learn_end`]): the first match of a key in a
-//! batch, and a match past the end it knows, get their fields. A state that meets an
+//! windows it has learned ([`MatchStage::learn_end`]): a match of a window it does not
+//! know, and a match past the end it knows, get their fields. A state that meets an
 //! opener without fields changes nothing and names the matches it needs
 //! ([`MatchStage::supply_fields`]), so a wrong guess costs a round trip, never an alert.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -316,8 +316,6 @@ impl MatchStage {
             batch: LineBatch::default(),
         };
         let mut key_index: HashMap<String, usize> = HashMap::new();
-        // Keys whose next match in this batch gets fields regardless of the ends known.
-        let mut seen: HashSet<usize> = HashSet::new();
         let rules = self.rules.len();
         let mut outcomes = judged.outcomes.into_iter();
         let mut notes = judged.notes.into_iter().peekable();
@@ -376,7 +374,6 @@ impl MatchStage {
                             &mut parsed,
                             &mut out,
                             &mut key_index,
-                            &mut seen,
                         );
                         if let Some((rule, path, detail)) = mismatch {
                             self.quarantine(
@@ -419,7 +416,6 @@ impl MatchStage {
         parsed: &mut Option<Arc<Event>>,
         out: &mut MatchBatch,
         key_index: &mut HashMap<String, usize>,
-        seen: &mut HashSet<usize>,
     ) {
         let position = || Position::new(out.source.clone(), offset);
         let rule = &mut self.rules[index];
@@ -520,16 +516,15 @@ impl MatchStage {
             out.keys.len() - 1
         });
         let period = out.keys[key].period_ms;
-        let may_open = match self.ends.get(&id) {
-            Some(&end) => time >= end || !seen.contains(&key),
-            None => true,
-        };
+        // Only a match past the end known, or of a window not known, gets fields (and sets
+        // the end it would have). Fields for the first match of each window of every batch
+        // cost most of a batch's time under load, and setting their ends hid the ends the
+        // state told: a wrong guess costs the state's request for fields, never an alert.
+        let may_open = self.ends.get(&id).is_none_or(|&end| time >= end);
         let opens = may_open.then(|| {
-            seen.insert(key);
             self.ends.insert(id.clone(), time.saturating_add(period));
             self.opener(index, namespace, &dedup, error, time, batch, line, parsed)
         });
-        seen.insert(key);
         out.matches.push(Match {
             key,
             offset,

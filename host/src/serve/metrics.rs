@@ -31,6 +31,8 @@ pub struct LoopNumbers {
     pub redis_seconds: f64,
     /// Round trips to Redis.
     pub redis_round_trips: u64,
+    /// Script calls made again with the fields of a window's first match.
+    pub redis_field_requests: u64,
     /// Windows closed.
     pub windows_closed: u64,
     /// Consumer lag per partition held.
@@ -130,6 +132,13 @@ impl Metrics {
             "counter",
             "Round trips to Redis for batches.",
             plain(numbers.redis_round_trips.to_string()),
+        );
+        family(
+            "rulehost_redis_field_requests_total",
+            "counter",
+            "Script calls made again with the alert fields of a match that opened a window \
+             (the worker's guess missed it).",
+            plain(numbers.redis_field_requests.to_string()),
         );
         family(
             "rulehost_windows_closed_total",

@@ -156,16 +156,49 @@ impl Kafka {
 
     /// Produces `events` (partition, line), in order, and waits for the acks.
     fn produce(&self, events: &[(i32, String)]) {
-        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        self.produce_with(events, &[]);
+    }
+
+    /// [`Kafka::produce`] with more producer settings.
+    fn produce_with(&self, events: &[(i32, String)], settings: &[(&str, &str)]) {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", self.brokers());
+        for (key, value) in settings {
+            config.set(*key, *value);
+        }
+        let producer: ThreadedProducer<DefaultProducerContext> = config.create().unwrap();
+        for (partition, line) in events {
+            let mut record: BaseRecord<'_, (), String> =
+                BaseRecord::to(TOPIC).partition(*partition).payload(line);
+            // A full queue waits for the broker's acks (the producer's thread polls).
+            while let Err((e, back)) = producer.send(record) {
+                assert_eq!(
+                    e,
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull
+                    )
+                );
+                record = back;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        producer.flush(Duration::from_secs(120)).unwrap();
+    }
+
+    /// The first offset the broker still holds, per partition.
+    fn low_watermarks(&self) -> Vec<i64> {
+        let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", self.brokers())
             .create()
             .unwrap();
-        for (partition, line) in events {
-            let record: BaseRecord<'_, (), String> =
-                BaseRecord::to(TOPIC).partition(*partition).payload(line);
-            producer.send(record).map_err(|(e, _)| e).unwrap();
-        }
-        producer.flush(Duration::from_secs(30)).unwrap();
+        (0..self.partitions)
+            .map(|p| {
+                consumer
+                    .fetch_watermarks(TOPIC, p, Duration::from_secs(10))
+                    .unwrap()
+                    .0
+            })
+            .collect()
     }
 
     /// The group's committed offset per partition (`-1`: none yet).
@@ -889,131 +922,361 @@ fn the_same_batches_delivered_twice_change_nothing() {
     check(&eval, &redis, "g2", &[out]);
 }
 
-/// The load numbers of the README: events/s of one and of two workers (each with its own
-/// Redis state) against one `rulehost eval --threads 1` over the same events, Redis round
-/// trips per 1,000 events and each worker's peak memory. Not a pass/fail test: run it with
-/// `cargo test --release --features serve --test it -- --ignored serve_load --nocapture`
-/// (`SERVE_LOAD_EVENTS`, default 30,000; `SERVE_LOAD_PARTITIONS`, default 16;
-/// `SERVE_LOAD_FSYNC`, Redis' `appendfsync`, default `everysec`; `SERVE_LOAD_BATCH`).
+/// The load numbers of the README (issue 15): events/s of one and of two `rulehost serve`
+/// workers against `rulehost eval --threads 1` over the same events, in the same run, in
+/// interleaved rounds (medians printed last); Redis round trips per 1,000 events, each
+/// worker's peak RSS, and the CPU seconds of the worker(s) and of `redis-server`. Not a
+/// pass/fail test (every run's alerts are still checked against `eval`'s): run it with
+/// `cargo test --release --features serve -p rulehost --test it -- --ignored serve_load
+/// --nocapture`.
+///
+/// The events: `SERVE_LOAD_STREAMS` (default 4) streams of the generator with their own
+/// seeds and their own users (`first.last+k@example.com` in stream `k`), as that many
+/// tenants' audit logs, merged in time order: `SERVE_LOAD_EVENTS` in all (default
+/// 300,000), keyed by user into `SERVE_LOAD_PARTITIONS` (default 64) and produced with lz4.
+/// librdkafka's mock broker keeps at most 5 MB per partition (it deletes older messages;
+/// the test fails if it did), and one generated stream has a user with 17% of its events:
+/// the streams, the partitions and the compression keep the busiest partition under it.
+///
+/// `SERVE_LOAD_ROUNDS` (default 3) rounds of: `eval` (its wall time less that of an
+/// `eval` of one line: loading the rules), then for each `SERVE_LOAD_FSYNC` (Redis'
+/// `appendfsync`, comma-separated, default `always`, as the scenarios run it) one worker
+/// and two workers, each on a fresh `redis-server` and consumer group, timed from the
+/// group's first commit to its last. `SERVE_LOAD_BATCH`: `--batch-size` (default 2000).
 #[test]
 #[ignore = "a measurement, run by hand"]
 fn serve_load() {
-    let n: usize = std::env::var("SERVE_LOAD_EVENTS").map_or(30_000, |v| v.parse().unwrap());
-    let batch = std::env::var("SERVE_LOAD_BATCH").unwrap_or_else(|_| "2000".to_owned());
-    // `everysec`: Redis' default; the scenarios use `always`.
-    let fsync = match std::env::var("SERVE_LOAD_FSYNC").as_deref() {
-        Ok("always") => "always",
-        _ => "everysec",
-    };
+    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+    let n: usize = var("SERVE_LOAD_EVENTS", "300000").parse().unwrap();
+    let streams: usize = var("SERVE_LOAD_STREAMS", "4").parse().unwrap();
+    let partitions: i32 = var("SERVE_LOAD_PARTITIONS", "64").parse().unwrap();
+    let rounds: usize = var("SERVE_LOAD_ROUNDS", "3").parse().unwrap();
+    let batch = var("SERVE_LOAD_BATCH", "2000");
+    let fsyncs: Vec<&'static str> = var("SERVE_LOAD_FSYNC", "always")
+        .split(',')
+        .map(|f| match f {
+            "always" => "always",
+            "everysec" => "everysec",
+            "no" => "no",
+            other => panic!("SERVE_LOAD_FSYNC: `{other}` is not always, everysec or no"),
+        })
+        .collect();
+
     let dir = tempfile::tempdir().unwrap();
     println!("files in `{}`", dir.path().display());
     let dir = dir.keep();
     let input = dir.join("events.jsonl");
-    let made = Command::new("python3")
-        .arg(repo().join("scripts/gen_databricks.py"))
-        .args(["--events", &n.to_string(), "--hours", "240", "--output"])
-        .arg(&input)
-        .status()
-        .unwrap();
-    assert!(made.success());
-    // The mock broker keeps at most 5 MB per partition (it deletes older messages), and the
-    // busiest user has 17% of the events: the default 30,000 events (~23 MB) fit.
-    let partitions: i32 = std::env::var("SERVE_LOAD_PARTITIONS").map_or(16, |v| v.parse().unwrap());
+    load_events(&input, n, streams);
     let events = events_of(&input, partitions);
-    let started = Instant::now();
-    let eval = eval_records(&events);
-    let eval_rate = events.len() as f64 / started.elapsed().as_secs_f64();
+    let lines: Vec<&str> = events.iter().map(|(_, l)| l.as_str()).collect();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let one_line = dir.join("one.jsonl");
+    std::fs::write(&one_line, format!("{}\n", lines[lines.len() - 1])).unwrap();
+    let mut busiest = vec![0usize; partitions as usize];
+    for (p, line) in &events {
+        busiest[*p as usize] += line.len();
+    }
     println!(
-        "eval --threads 1: {eval_rate:.0} events/s ({} alerts)",
-        eval.len()
+        "{} events ({} MB) in {streams} streams on {partitions} partitions, the busiest {:.1} MB",
+        events.len(),
+        lines.iter().map(|l| l.len() + 1).sum::<usize>() / 1_000_000,
+        *busiest.iter().max().unwrap() as f64 / 1e6
     );
 
-    for workers in [1usize, 2] {
-        let redis = Redis::start_with(fsync).expect("redis-server");
-        let kafka = Kafka::new(partitions);
-        kafka.produce(&events);
-        let group = format!("load{workers}");
-        let outs: Vec<PathBuf> = (0..workers)
-            .map(|i| dir.join(format!("{group}-{i}.jsonl")))
-            .collect();
-        let addrs: Vec<String> = (0..workers)
-            .map(|_| format!("127.0.0.1:{}", free_port()))
-            .collect();
-        let running: Vec<Worker> = outs
-            .iter()
-            .zip(&addrs)
-            .map(|(out, addr)| {
-                let extra = [
-                    "--batch-size",
-                    batch.as_str(),
-                    "--metrics-addr",
-                    addr.as_str(),
-                ];
-                Worker::start(&kafka, &redis, &group, out, &extra)
-            })
-            .collect();
-        // Timed from the first commit (the group has formed) to the last.
-        let total: i64 = events.len() as i64;
-        let committed =
-            |kafka: &Kafka| -> i64 { kafka.committed(&group).iter().map(|c| c.max(&0)).sum() };
-        let deadline = Instant::now() + Duration::from_secs(600);
-        let (mut first, mut at_first) = (None, 0);
-        loop {
-            let done = committed(&kafka);
-            if first.is_none() && done > 0 {
-                first = Some(Instant::now());
-                at_first = done;
-            }
-            if done == total {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "only {done} of {total} committed"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let seconds = first.unwrap().elapsed().as_secs_f64();
-        let rate = (total - at_first) as f64 / seconds;
-        std::thread::sleep(Duration::from_millis(1200));
-        let mut trips = 0.0;
-        let mut counted = 0.0;
-        let mut busy = Vec::new();
-        let mut peaks = Vec::new();
-        for (worker, addr) in running.iter().zip(&addrs) {
-            let (_, page) = http_get(addr, "/metrics");
-            trips += metric(&page, "rulehost_redis_round_trips_total").unwrap();
-            counted += metric(&page, "rulehost_events_total").unwrap();
-            busy.push(format!(
-                "rules {:.1} s, Redis {:.1} s",
-                metric(&page, "rulehost_eval_seconds_sum").unwrap(),
-                metric(&page, "rulehost_redis_apply_seconds_sum").unwrap()
-            ));
-            let status =
-                std::fs::read_to_string(format!("/proc/{}/status", worker.child.id())).unwrap();
-            let peak = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .unwrap()
-                .trim()
-                .to_owned();
-            peaks.push(peak);
-        }
+    let kafka = Kafka::new(partitions);
+    kafka.produce_with(
+        &events,
+        &[("compression.type", "lz4"), ("linger.ms", "100")],
+    );
+    assert_eq!(
+        kafka.low_watermarks(),
+        vec![0; partitions as usize],
+        "the mock broker deleted messages: fewer events or more partitions"
+    );
+
+    let mut eval_rates = Vec::new();
+    let mut rows: BTreeMap<(&str, usize), Vec<LoadRun>> = BTreeMap::new();
+    for round in 0..rounds {
+        let (records, seconds) = eval_timed(&input);
+        let (_, startup) = eval_timed(&one_line);
+        let rate = events.len() as f64 / (seconds - startup);
         println!(
-            "serve, {workers} worker(s): {rate:.0} events/s ({:.0}% of eval), \
-             {:.1} Redis round trips per 1,000 events, peak memory {}; in {seconds:.1} s: {}",
-            100.0 * rate / eval_rate,
-            1000.0 * trips / counted,
-            peaks.join(", "),
-            busy.join("; ")
+            "round {round}: eval --threads 1: {rate:.0} events/s ({seconds:.2} s, less \
+             {startup:.2} s to load the rules; {} alerts)",
+            records.len()
         );
-        // Every event was read: none was deleted by the broker before.
-        assert_eq!(counted, total as f64);
-        let refs: Vec<&Worker> = running.iter().collect();
-        wait_done(&kafka, &redis, &group, &events, &refs);
-        for worker in running {
-            worker.stop();
+        eval_rates.push(rate);
+        for &fsync in &fsyncs {
+            for workers in [1usize, 2] {
+                let group = format!("load-{fsync}-{workers}-{round}");
+                let run = serve_run(
+                    &kafka, &events, &records, &dir, &group, fsync, workers, &batch,
+                );
+                println!(
+                    "round {round}: serve, appendfsync {fsync}, {workers} worker(s): {:.0} \
+                     events/s ({:.0}% of eval) in {:.1} s; {:.2} Redis round trips per 1,000 \
+                     events ({:.2} for fields), {:.0} bytes of append-only file per event; peak RSS {} MB; CPU: \
+                     worker(s) {:.1} s (rules {:.1} s, waiting on Redis {:.1} s), redis-server \
+                     {:.1} s",
+                    run.rate,
+                    100.0 * run.rate / rate,
+                    run.seconds,
+                    run.trips_per_1000,
+                    run.asked_per_1000,
+                    run.aof_per_event,
+                    run.peak_mb
+                        .iter()
+                        .map(|m| m.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" + "),
+                    run.worker_cpu,
+                    run.rules_seconds,
+                    run.redis_seconds,
+                    run.redis_cpu
+                );
+                rows.entry((fsync, workers)).or_default().push(run);
+            }
         }
-        check(&eval, &redis, &group, &outs);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let eval_rate = median(eval_rates);
+    println!("medians of {rounds} round(s):");
+    println!("  eval --threads 1: {eval_rate:.0} events/s");
+    for ((fsync, workers), runs) in rows {
+        let rate = median(runs.iter().map(|r| r.rate).collect());
+        println!(
+            "  serve, appendfsync {fsync}, {workers} worker(s): {rate:.0} events/s ({:.0}% of \
+             eval), {:.2} Redis round trips per 1,000 events, peak RSS {:.0} MB per worker",
+            100.0 * rate / eval_rate,
+            median(runs.iter().map(|r| r.trips_per_1000).collect()),
+            median(
+                runs.iter()
+                    .flat_map(|r| r.peak_mb.iter().map(|&m| m as f64))
+                    .collect()
+            ),
+        );
+    }
+}
+
+/// `n` events of `streams` generator streams (see [`serve_load`]), merged in time order.
+fn load_events(path: &Path, n: usize, streams: usize) {
+    let mut all: Vec<(i64, usize, usize, String)> = Vec::new();
+    for k in 0..streams {
+        let part = path.with_extension(format!("{k}.jsonl"));
+        let made = Command::new("python3")
+            .arg(repo().join("scripts/gen_databricks.py"))
+            .args(["--events", &(n / streams).to_string(), "--hours", "240"])
+            .args(["--seed", &(7 + k).to_string(), "--output"])
+            .arg(&part)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let text = std::fs::read_to_string(&part).unwrap();
+        std::fs::remove_file(&part).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            let line = if k == 0 {
+                line.to_owned()
+            } else {
+                line.replace("@example.com", &format!("+{k}@example.com"))
+            };
+            let time = serde_json::from_str::<Value>(&line).unwrap()["timestamp"]
+                .as_i64()
+                .unwrap();
+            all.push((time, k, i, line));
+        }
+    }
+    all.sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+    let lines: Vec<String> = all.into_iter().map(|(_, _, _, l)| l).collect();
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+/// `rulehost eval --threads 1` of `input`: its records and its wall time.
+fn eval_timed(input: &Path) -> (Vec<Value>, f64) {
+    let started = Instant::now();
+    let out = rulehost()
+        .args(["eval", "--threads", "1", "--rules"])
+        .arg(rules_tests())
+        .arg(input)
+        .output()
+        .unwrap();
+    let seconds = started.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (records(&String::from_utf8(out.stdout).unwrap()), seconds)
+}
+
+/// What one timed serve run measured.
+struct LoadRun {
+    /// Events per second, first commit to last.
+    rate: f64,
+    seconds: f64,
+    trips_per_1000: f64,
+    /// Calls made again with the fields they asked for, per 1,000 events.
+    asked_per_1000: f64,
+    /// Bytes Redis appended to its append-only file per event.
+    aof_per_event: f64,
+    /// Each worker's peak RSS (VmHWM), MB.
+    peak_mb: Vec<u64>,
+    /// CPU seconds (user + system) of the workers, and of `redis-server`.
+    worker_cpu: f64,
+    redis_cpu: f64,
+    /// The workers' own split of their loop: in rules, and blocked on Redis.
+    rules_seconds: f64,
+    redis_seconds: f64,
+}
+
+/// CPU seconds (user + system) of process `pid`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    // Fields 14 and 15 of `stat` (utime, stime), counted from the state (field 3).
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// One timed run of `workers` serve processes over the topic, on a fresh Redis.
+#[expect(clippy::too_many_arguments, reason = "one run's settings")]
+fn serve_run(
+    kafka: &Kafka,
+    events: &[(i32, String)],
+    eval: &[Value],
+    dir: &Path,
+    group: &str,
+    fsync: &'static str,
+    workers: usize,
+    batch: &str,
+) -> LoadRun {
+    let redis = Redis::start_with(fsync).expect("redis-server");
+    let outs: Vec<PathBuf> = (0..workers)
+        .map(|i| dir.join(format!("{group}-{i}.jsonl")))
+        .collect();
+    let addrs: Vec<String> = (0..workers)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let running: Vec<Worker> = outs
+        .iter()
+        .zip(&addrs)
+        .map(|(out, addr)| {
+            let extra = ["--batch-size", batch, "--metrics-addr", addr.as_str()];
+            Worker::start(kafka, &redis, group, out, &extra)
+        })
+        .collect();
+    let total = events.len() as i64;
+    let watcher: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka.brokers())
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    for p in 0..kafka.partitions {
+        list.add_partition(TOPIC, p);
+    }
+    let committed = || -> i64 {
+        let Ok(c) = watcher.committed_offsets(list.clone(), Duration::from_secs(5)) else {
+            return 0;
+        };
+        c.elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            })
+            .sum()
+    };
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let (mut first, mut at_first) = (None, 0);
+    let redis_pid = redis.child.as_ref().unwrap().id();
+    let (mut cpu_at_first, mut redis_at_first) = (0.0, 0.0);
+    loop {
+        let done = committed();
+        if first.is_none() && done > 0 {
+            first = Some(Instant::now());
+            at_first = done;
+            cpu_at_first = running.iter().map(|w| cpu_seconds(w.child.id())).sum();
+            redis_at_first = cpu_seconds(redis_pid);
+        }
+        if done == total {
+            break;
+        }
+        let logs: Vec<String> = running.iter().map(|w| w.log()).collect();
+        assert!(
+            Instant::now() < deadline,
+            "only {done} of {total} committed: {}",
+            logs.join("\n---\n")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let seconds = first.unwrap().elapsed().as_secs_f64();
+    let worker_cpu = running
+        .iter()
+        .map(|w| cpu_seconds(w.child.id()))
+        .sum::<f64>()
+        - cpu_at_first;
+    let redis_cpu = cpu_seconds(redis_pid) - redis_at_first;
+    // The metrics page is rendered every 500 ms.
+    std::thread::sleep(Duration::from_millis(1200));
+    let (mut trips, mut counted, mut rules_seconds, mut redis_seconds) = (0.0, 0.0, 0.0, 0.0);
+    let mut asked = 0.0;
+    let mut peak_mb = Vec::new();
+    for (worker, addr) in running.iter().zip(&addrs) {
+        let (_, page) = http_get(addr, "/metrics");
+        trips += metric(&page, "rulehost_redis_round_trips_total").unwrap();
+        asked += metric(&page, "rulehost_redis_field_requests_total").unwrap();
+        counted += metric(&page, "rulehost_events_total").unwrap();
+        rules_seconds += metric(&page, "rulehost_eval_seconds_sum").unwrap();
+        redis_seconds += metric(&page, "rulehost_redis_apply_seconds_sum").unwrap();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", worker.child.id())).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .unwrap()
+            .trim()
+            .trim_end_matches(" kB")
+            .parse()
+            .unwrap();
+        peak_mb.push(kb / 1024);
+    }
+    // Every event was read once: none was deleted by the broker, none read twice.
+    assert_eq!(counted, total as f64);
+    let info: String = redis::cmd("INFO")
+        .arg("persistence")
+        .query(&mut redis.conn().unwrap())
+        .unwrap();
+    let aof_bytes: f64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("aof_current_size:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let refs: Vec<&Worker> = running.iter().collect();
+    wait_done(kafka, &redis, group, events, &refs);
+    for worker in running {
+        worker.stop();
+    }
+    check(eval, &redis, group, &outs);
+    LoadRun {
+        rate: (total - at_first) as f64 / seconds,
+        seconds,
+        trips_per_1000: 1000.0 * trips / counted,
+        aof_per_event: aof_bytes / counted,
+        asked_per_1000: 1000.0 * asked / counted,
+        peak_mb,
+        worker_cpu,
+        redis_cpu,
+        rules_seconds,
+        redis_seconds,
     }
 }
