@@ -105,17 +105,25 @@ pub struct WindowRef {
 
 /// The id of the window key (`RuleID`, namespace, dedup).
 pub fn window_id(rule_id: &str, namespace: Namespace, dedup: &str) -> String {
+    // The namespace as `{namespace:?}` writes it (ids are kept in shared state: they never
+    // change), without formatting on every match.
+    let namespace = match namespace {
+        Namespace::Alert => "Alert",
+        Namespace::Error => "Error",
+    };
     let mut h = Sha256::new();
-    for part in [
-        rule_id.as_bytes(),
-        format!("{namespace:?}").as_bytes(),
-        dedup.as_bytes(),
-    ] {
+    for part in [rule_id.as_bytes(), namespace.as_bytes(), dedup.as_bytes()] {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part);
     }
     let digest = h.finalize();
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(32);
+    for b in &digest[..16] {
+        id.push(HEX[usize::from(b >> 4)] as char);
+        id.push(HEX[usize::from(b & 15)] as char);
+    }
+    id
 }
 
 /// One match for the shared state.
@@ -277,9 +285,13 @@ impl MatchStage {
         }
     }
 
-    /// The state says the live window `id` ends at `end_ms`.
-    pub fn learn_end(&mut self, id: &str, end_ms: i64) {
-        if let Some(end) = self.ends.get_mut(id) {
+    /// The state says the live window `id` (of `period_ms`) ends at `end_ms`, as of a batch
+    /// this stage evaluated before. An end known a period or more past it is kept: a later
+    /// batch, evaluated meanwhile, opened the window after that one.
+    pub fn learn_end(&mut self, id: &str, end_ms: i64, period_ms: i64) {
+        if let Some(end) = self.ends.get_mut(id)
+            && *end < end_ms.saturating_add(period_ms)
+        {
             *end = end_ms;
         }
     }
@@ -555,7 +567,8 @@ impl MatchStage {
         parsed: &mut Option<Arc<Event>>,
     ) -> Opener {
         let rule = &mut self.rules[index];
-        let spec = rule.runner.rule.spec.clone();
+        // Not the whole spec: it holds the tests (their events) too.
+        let spec = &rule.runner.rule.spec;
         let fields = match error {
             Some(error) => AlertFields {
                 title: format!("{}: {error}", spec.rule_id),
@@ -583,7 +596,7 @@ impl MatchStage {
         };
         let stored = StoredFields::new(fields, &rule.runner.rule);
         Opener {
-            alert_id: alert_id(&spec.rule_id, namespace, dedup, time),
+            alert_id: alert_id(&rule.runner.rule.spec.rule_id, namespace, dedup, time),
             fields: serde_json::to_string(&stored).expect("fields are JSON"),
         }
     }
@@ -661,4 +674,23 @@ fn event_of(batch: &LineBatch, line: usize, parsed: &mut Option<Arc<Event>>) -> 
             _ => unreachable!("the line parsed as an event on the worker"),
         })
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Window ids are kept in the shared state: they never change (sha256 over the
+    /// length-prefixed `RuleID`, namespace and dedup string, its first 16 bytes in hex).
+    #[test]
+    fn window_ids_are_stable() {
+        assert_eq!(
+            window_id(
+                "Databricks.Audit.AccessToMultipleWorkspaces",
+                Namespace::Alert,
+                "jane@example.com"
+            ),
+            "230d2225c097e31369c30d84a9bd7a29"
+        );
+    }
 }

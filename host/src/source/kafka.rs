@@ -252,7 +252,13 @@ impl KafkaSource {
             };
             first_at.get_or_insert_with(Instant::now);
             count += 1;
-            let batch = batches.entry(message.partition()).or_default();
+            // Room for a few hundred messages at once, not grown from nothing.
+            let batch = batches
+                .entry(message.partition())
+                .or_insert_with(|| LineBatch {
+                    bytes: Vec::with_capacity(256 << 10),
+                    lines: Vec::with_capacity(256),
+                });
             let payload = message.payload().unwrap_or_default();
             self.bytes_read += payload.len() as u64;
             let start = batch.bytes.len();

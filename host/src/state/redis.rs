@@ -318,7 +318,8 @@ impl RedisState {
                             let keys = slot_keys(batch, &call.matches);
                             for (&k, end) in keys.iter().zip(ends) {
                                 if end > 0 {
-                                    stage.learn_end(&batch.keys[k].id, end);
+                                    let key = &batch.keys[k];
+                                    stage.learn_end(&key.id, end, key.period_ms);
                                 }
                             }
                             for local in alerts {

@@ -997,13 +997,14 @@ fn serve_load() {
     let mut eval_rates = Vec::new();
     let mut rows: BTreeMap<(&str, usize), Vec<LoadRun>> = BTreeMap::new();
     for round in 0..rounds {
-        let (records, seconds) = eval_timed(&input);
-        let (_, startup) = eval_timed(&one_line);
+        let (records, seconds, cpu) = eval_timed(&input);
+        let (_, startup, startup_cpu) = eval_timed(&one_line);
         let rate = events.len() as f64 / (seconds - startup);
         println!(
             "round {round}: eval --threads 1: {rate:.0} events/s ({seconds:.2} s, less \
-             {startup:.2} s to load the rules; {} alerts)",
-            records.len()
+             {startup:.2} s to load the rules; {} alerts); CPU {:.1} µs per event",
+            records.len(),
+            1e6 * (cpu - startup_cpu) / events.len() as f64
         );
         eval_rates.push(rate);
         for &fsync in &fsyncs {
@@ -1015,9 +1016,9 @@ fn serve_load() {
                 println!(
                     "round {round}: serve, appendfsync {fsync}, {workers} worker(s): {:.0} \
                      events/s ({:.0}% of eval) in {:.1} s; {:.2} Redis round trips per 1,000 \
-                     events ({:.2} for fields), {:.0} bytes of append-only file per event; peak RSS {} MB; CPU: \
-                     worker(s) {:.1} s (rules {:.1} s, waiting on Redis {:.1} s), redis-server \
-                     {:.1} s",
+                     events ({:.2} for fields); {:.0} bytes of append-only file per event; peak \
+                     RSS {} MB; CPU per event: worker(s) {:.1} µs, redis-server {:.1} µs; the \
+                     loop's wall time: in rules {:.1} s, blocked on Redis {:.1} s",
                     run.rate,
                     100.0 * run.rate / rate,
                     run.seconds,
@@ -1029,10 +1030,10 @@ fn serve_load() {
                         .map(|m| m.to_string())
                         .collect::<Vec<_>>()
                         .join(" + "),
-                    run.worker_cpu,
+                    1e6 * run.worker_cpu / run.timed_events,
+                    1e6 * run.redis_cpu / run.timed_events,
                     run.rules_seconds,
                     run.redis_seconds,
-                    run.redis_cpu
                 );
                 rows.entry((fsync, workers)).or_default().push(run);
             }
@@ -1093,8 +1094,9 @@ fn load_events(path: &Path, n: usize, streams: usize) {
     std::fs::write(path, lines.join("\n") + "\n").unwrap();
 }
 
-/// `rulehost eval --threads 1` of `input`: its records and its wall time.
-fn eval_timed(input: &Path) -> (Vec<Value>, f64) {
+/// `rulehost eval --threads 1` of `input`: its records, its wall time and its CPU seconds.
+fn eval_timed(input: &Path) -> (Vec<Value>, f64, f64) {
+    let cpu = children_cpu_seconds();
     let started = Instant::now();
     let out = rulehost()
         .args(["eval", "--threads", "1", "--rules"])
@@ -1103,18 +1105,38 @@ fn eval_timed(input: &Path) -> (Vec<Value>, f64) {
         .output()
         .unwrap();
     let seconds = started.elapsed().as_secs_f64();
+    let cpu = children_cpu_seconds() - cpu;
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    (records(&String::from_utf8(out.stdout).unwrap()), seconds)
+    (
+        records(&String::from_utf8(out.stdout).unwrap()),
+        seconds,
+        cpu,
+    )
+}
+
+/// CPU seconds (user + system) of this process' children that were waited for.
+fn children_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    // Fields 16 and 17 of `stat` (cutime, cstime), counted from the state (field 3).
+    (fields[13].parse::<f64>().unwrap() + fields[14].parse::<f64>().unwrap()) / 100.0
 }
 
 /// What one timed serve run measured.
 struct LoadRun {
     /// Events per second, first commit to last.
     rate: f64,
+    /// Events committed between the first commit and the last.
+    timed_events: f64,
     seconds: f64,
     trips_per_1000: f64,
     /// Calls made again with the fields they asked for, per 1,000 events.
@@ -1269,6 +1291,7 @@ fn serve_run(
     check(eval, &redis, group, &outs);
     LoadRun {
         rate: (total - at_first) as f64 / seconds,
+        timed_events: (total - at_first) as f64,
         seconds,
         trips_per_1000: 1000.0 * trips / counted,
         aof_per_event: aof_bytes / counted,
