@@ -285,7 +285,7 @@ impl RedisState {
             }
             let calls = flight.sent.as_ref().map_or(0, Vec::len);
             let mut replies = self.receive(calls)?;
-            if replies.iter().any(|r| is_noscript(r)) {
+            if replies.iter().any(is_noscript) {
                 // Redis lost its scripts (restarted): load the script, send the wave again
                 // (any call of it that did run is skipped by the state the second time).
                 self.load_script()?;
@@ -344,7 +344,7 @@ impl RedisState {
                 self.field_requests += again.len() as u64;
                 self.send_calls(&flight.batches, &again)?;
                 replies = self.receive(again.len())?;
-                if replies.iter().any(|r| is_noscript(r)) {
+                if replies.iter().any(is_noscript) {
                     self.load_script()?;
                     self.send_calls(&flight.batches, &again)?;
                     replies = self.receive(again.len())?;

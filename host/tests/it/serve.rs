@@ -1248,7 +1248,7 @@ fn load_events(path: &Path, n: usize, streams: usize) {
             all.push((time, k, i, line));
         }
     }
-    all.sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+    all.sort_unstable_by_key(|a| (a.0, a.1, a.2));
     let lines: Vec<String> = all.into_iter().map(|(_, _, _, l)| l).collect();
     std::fs::write(path, lines.join("\n") + "\n").unwrap();
 }
