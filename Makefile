@@ -100,12 +100,18 @@ native: ## Build rulehost-native, the plain-Rust baseline of the seed rules (ben
 typed: ## Build rulehost-typed, the hand-written typed detector of the seed rules (bench/typed)
 	$(CARGO) build --release -p rulehost-typed
 
-BENCH_BINARIES := --rulehost $(RULEHOST) --native $(TARGET_DIR)/release/rulehost-native \
+# `make bench ROUNDS=3`: fewer (or more) interleaved rounds than the default 5.
+BENCH_ROUNDS := $(if $(ROUNDS),--rounds $(ROUNDS))
+BENCH_BINARIES := $(BENCH_ROUNDS) --rulehost $(RULEHOST) --native $(TARGET_DIR)/release/rulehost-native \
 	--typed $(TARGET_DIR)/release/rulehost-typed
 
 .PHONY: bench
 bench: build native typed ## Time rulehost against native Rust, typed Rust, DuckDB and Panther on 1M generated events (bench-data/)
 	python3 scripts/bench.py $(BENCH_BINARIES)
+
+.PHONY: bench-python
+bench-python: build ## Time only the Python rule rows of make bench: each seed rule as Rust, as Python in rulehost, in Panther's engine
+	python3 scripts/bench.py --python-rules --rulehost $(RULEHOST) $(BENCH_ROUNDS)
 
 .PHONY: instructions
 instructions: build native ## Instructions per event under callgrind, rulehost and native (after make bench)

@@ -203,30 +203,7 @@ def _deep_walk(obj, keys, default, return_val):
     return found[0] if len(found) == 1 else found
 
 
-class OneEvent:
-    """Reads the event of a one-event call: the host's `event.get(path)`."""
-
-    __slots__ = ("_get",)
-
-    def __init__(self, handle):
-        self._get = handle.get
-
-    def read(self, path):
-        """The value at `path` (a tuple of keys), `_MISSING` when there is none."""
-        return to_python(self._get(list(path)))
-
-
-# Ids of the paths registered with the host's `field` in this instance (`None`: the host
-# registers no more); they live as long as the instance.
-_FIELD_IDS = {}
-
-
-def _field_id(path):
-    field = _FIELD_IDS.get(path, _UNREAD)
-    if field is _UNREAD:
-        field = types.field(list(path))
-        _FIELD_IDS[path] = field
-    return field
+# --- reading through the host ------------------------------------------------------
 
 
 class _Json(str):
@@ -235,113 +212,183 @@ class _Json(str):
     __slots__ = ()
 
 
-_U32 = struct.Struct("<I")
-_ENTRY = struct.Struct("<IB")
+# Ids of the paths registered with the host's `field` in this instance (`None`: the host
+# registers no more), and for each id the key its value has in an event's cache (the key
+# for a one-key path, else the path); they live as long as the instance.
+_FIELD_IDS = {}
+_CACHE_KEYS = {}
+
+# `evaluate-batch`: a path is read with `get-field` (after which the host packs its value
+# into every later call, for every event) only once it is read often enough for that to
+# pay: `_PROMOTE_READS` times, in at least one in `_PROMOTE_SHARE` of the events since its
+# first read. Until then, and for a path read only on rare branches (a `title` of a rule
+# that seldom matches), it is read with `get`, which packs nothing.
+_PROMOTE_READS = 8
+_PROMOTE_SHARE = 8
+
+
+class _BatchReads:
+    """How often `evaluate-batch` calls of this instance read each path not packed yet."""
+
+    # Events given to earlier `evaluate-batch` calls of this instance.
+    seen = 0
+    # Path -> [reads, number of the event of the first read].
+    reads = {}
+
+
+def _field_id(path):
+    field = _FIELD_IDS.get(path, _UNREAD)
+    if field is _UNREAD:
+        field = types.field(list(path))
+        _FIELD_IDS[path] = field
+        if field is not None:
+            _CACHE_KEYS[field] = path[0] if len(path) == 1 else path
+    return field
+
+
+def _frequent(path, index):
+    """Counts a read of `path` (not packed) in event `index` of this call; whether it is
+    read often enough to register and have packed."""
+    number = _BatchReads.seen + index
+    counts = _BatchReads.reads.get(path)
+    if counts is None:
+        counts = _BatchReads.reads[path] = [0, number]
+    counts[0] += 1
+    return counts[0] >= _PROMOTE_READS and counts[0] * _PROMOTE_SHARE > number - counts[1]
+
+
+def _batch_read(events, index, path):
+    """The value at `path` of event `index` of an `evaluate-batch` call, not packed: with
+    `get-field` for a registered path, else with `get` (the whole event, `()`, is not worth
+    packing into every call)."""
+    field = _FIELD_IDS.get(path)
+    if field is None and path and path not in _FIELD_IDS and _frequent(path, index):
+        field = _field_id(path)
+    if field is None:
+        return to_python(events.get(index, list(path)))
+    return to_python(events.get_field(index, field))
+
+
+def batch_done(count):
+    """An `evaluate-batch` call of `count` events ended."""
+    _BatchReads.seen += count
+
+
 _I64 = struct.Struct("<q")
 _F64 = struct.Struct("<d")
+# An event's section length with its first entry's id, tag and (for text and JSON) size;
+# a later entry's id, tag and size. Each is read in one call (`fields` is padded, so that
+# a read past a short last entry stays in bounds): in the Python runtime every call and
+# every integer past 256 costs.
+_HEAD = struct.Struct("<IIBI")
+_ENTRY = struct.Struct("<IBI")
+_PAD = bytes(_HEAD.size)
 
 
 def unpack_fields(fields):
     """`evaluate-batch`'s packed `fields` (wit/rulehost.wit): for each event, a dict of
-    field id to value, each what `get-field` gives now."""
+    the packed values by cache key (`_CACHE_KEYS`), each what `get-field` gives now
+    (objects and arrays as `_Json`, parsed when read): the event's cache to start with."""
     events = []
-    end_all = len(fields)
+    append = events.append
+    keys = _CACHE_KEYS
+    head = _HEAD.unpack_from
+    entry = _ENTRY.unpack_from
+    last = len(fields) - 4
+    fields += _PAD
     at = 0
-    while at + 4 <= end_all:
-        (length,) = _U32.unpack_from(fields, at)
-        at += 4
-        end = at + length
-        entries = {}
-        while at < end:
-            field, tag = _ENTRY.unpack_from(fields, at)
-            at += 5
-            if tag == 0:
-                value = _MISSING
-            elif tag == 1:
-                value = None
-            elif tag == 2 or tag == 3:
-                value = tag == 3
-            elif tag == 4:
-                (value,) = _I64.unpack_from(fields, at)
-                at += 8
-            elif tag == 5:
-                (value,) = _F64.unpack_from(fields, at)
-                at += 8
-            elif tag == 6 or tag == 7:
-                (size,) = _U32.unpack_from(fields, at)
-                at += 4
-                value = fields[at : at + size].decode()
-                at += size
-                if tag == 7:
-                    value = _Json(value)
-            else:
-                break
-            entries[field] = value
+    while at <= last:
+        length, field, tag, size = head(fields, at)
+        end = at + 4 + length
+        values = {}
+        if length:
+            at += 9
+            while True:
+                if tag == 6 or tag == 7:
+                    at += 4
+                    stop = at + size
+                    value = fields[at:stop].decode()
+                    at = stop
+                    if tag == 7:
+                        value = _Json(value)
+                elif tag < 2:
+                    value = _MISSING if tag == 0 else None
+                elif tag < 4:
+                    value = tag == 3
+                elif tag == 4:
+                    (value,) = _I64.unpack_from(fields, at)
+                    at += 8
+                elif tag == 5:
+                    (value,) = _F64.unpack_from(fields, at)
+                    at += 8
+                else:
+                    # Not a tag of this contract: the rest of the section is not read.
+                    break
+                key = keys.get(field)
+                if key is not None:
+                    values[key] = value
+                if at >= end:
+                    break
+                field, tag, size = entry(fields, at)
+                at += 5
+        append(values)
         at = end
-        events.append(entries)
     return events
-
-
-class BatchEvent:
-    """Reads event `index` of an `evaluate-batch` call: paths through registered fields,
-    from the values the host packed (`fields`) when it packed them, else with
-    `events.get-field` (which makes the host pack them in the next calls)."""
-
-    __slots__ = ("_events", "_index", "_packed")
-
-    def __init__(self, events, index, packed):
-        self._events = events
-        self._index = index
-        self._packed = packed
-
-    def read(self, path):
-        """The value at `path` (a tuple of keys), `_MISSING` when there is none."""
-        # The whole event is not worth packing into every later call.
-        field = _field_id(path) if path else None
-        if field is None:
-            return to_python(self._events.get(self._index, list(path)))
-        packed = self._packed
-        if packed is not None:
-            value = packed.get(field, _UNREAD)
-            if value is not _UNREAD:
-                return _from_json(value) if type(value) is _Json else value
-        return to_python(self._events.get_field(self._index, field))
 
 
 class PantherEvent(ImmutableCaseInsensitiveDict):
     """The `event` a rule's functions get: Panther's `PantherEvent`, reading through the
-    host with `reader` (`OneEvent` or `BatchEvent`)."""
+    host: a one-event call's `event` handle (`_index` -1) or event `_index` of an
+    `evaluate-batch` call's `events`. Made by `one_event` and `batch_event`."""
 
-    __slots__ = ("_reader", "_cache", "_whole")
+    # `_cache`: what was read, by key (a `get`) or path (a `deep_get`); `_data` (of
+    # `ImmutableCaseInsensitiveDict`) stays None until a rule needs every key (iteration,
+    # `len`, copies), after which keys are looked up in it.
+    __slots__ = ("_source", "_index", "_cache")
 
-    def __init__(self, reader):
-        # `_data` stays empty until a rule needs every key (iteration, len, copies). Set
-        # here rather than through `super().__init__`: one event per call, on the hot path.
-        self._data = {}
-        self._folded = None
-        self._reader = reader
-        self._cache = {}
-        self._whole = False
+    def _read(self, path):
+        """The value at `path` (a tuple of keys) from the host, `_MISSING` when none."""
+        index = self._index
+        if index < 0:
+            return to_python(self._source.get(list(path)))
+        return _batch_read(self._source, index, path)
 
     def _load_whole(self):
-        if not self._whole:
-            whole = self._reader.read(())
-            self._data = whole._data if isinstance(whole, ImmutableCaseInsensitiveDict) else {}
+        data = self._data
+        if data is None:
+            whole = self._read(())
+            data = whole._data if isinstance(whole, ImmutableCaseInsensitiveDict) else {}
+            # Keys are found in `data` from now on; `deep_get` paths stay cached.
+            self._cache = {k: v for k, v in self._cache.items() if type(k) is tuple}
             self._folded = None
-            self._whole = True
-        return self._data
+            self._data = data
+        return data
 
     def _find(self, key):
-        if self._whole:
+        if self._data is not None:
             return ImmutableCaseInsensitiveDict._find(self, key)
         if not isinstance(key, str):
             return _MISSING
         cache = self._cache
-        if key in cache:
-            return cache[key]
-        value = self._reader.read((key,))
+        value = cache.get(key, _UNREAD)
+        if value is _UNREAD:
+            value = self._read((key,))
+        elif type(value) is _Json:
+            value = _from_json(value)
+        else:
+            return value
         cache[key] = value
         return value
+
+    def get(self, key, default=None):
+        # The common case first: a key read (or packed) before.
+        if type(key) is str:
+            value = self._cache.get(key, _UNREAD)
+            if value is _UNREAD or type(value) is _Json:
+                value = self._find(key)
+        else:
+            value = self._find(key)
+        return default if value is _MISSING else value
 
     def __iter__(self):
         return iter(self._load_whole())
@@ -362,17 +409,26 @@ class PantherEvent(ImmutableCaseInsensitiveDict):
     def deep_get(self, *keys, default=None):
         """Panther's `event.deep_get(*keys, default=None)`: one host read for the path;
         a missing key, a non-object on the way or a final None gives `default`."""
-        if not keys:
-            return default
-        if not all(isinstance(k, str) for k in keys):
-            return _deep_get(self, keys, default)
-        if len(keys) == 1:
-            value = self._find(keys[0])
-        else:
-            cache = self._cache
-            value = cache.get(keys, _UNREAD)
-            if value is _UNREAD:
-                value = self._reader.read(keys)
+        # The common case first: a path read (or packed) before; only paths of strings
+        # are cached.
+        try:
+            value = self._cache.get(keys, _UNREAD)
+        except TypeError:  # an unhashable key
+            value = _UNREAD
+        if value is _UNREAD or type(value) is _Json:
+            if not keys:
+                return default
+            if not all(isinstance(k, str) for k in keys):
+                return _deep_get(self, keys, default)
+            if len(keys) == 1:
+                value = self._find(keys[0])
+            else:
+                cache = self._cache
+                value = cache.get(keys, _UNREAD)
+                if value is _UNREAD:
+                    value = self._read(keys)
+                elif type(value) is _Json:
+                    value = _from_json(value)
                 cache[keys] = value
         return default if value is _MISSING or value is None else value
 
@@ -415,6 +471,30 @@ class PantherEvent(ImmutableCaseInsensitiveDict):
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=timezone.utc)
         return int(parsed.timestamp())
+
+
+_new = object.__new__
+
+
+def one_event(handle):
+    """The `PantherEvent` of a one-event call's `event` handle."""
+    event = _new(PantherEvent)
+    event._source = handle
+    event._index = -1
+    event._cache = {}
+    event._data = None
+    return event
+
+
+def batch_event(events, index, cache):
+    """The `PantherEvent` of event `index` of an `evaluate-batch` call, whose cache starts
+    as `cache` (its packed fields, `unpack_fields`)."""
+    event = _new(PantherEvent)
+    event._source = events
+    event._index = index
+    event._cache = cache
+    event._data = None
+    return event
 
 
 def json_default(value):

@@ -279,8 +279,7 @@ class RuleSource(exports.RuleSource):
             raise Err(_message(error))
 
 
-def _event(handle):
-    return PantherEvent(rulehost_panther.OneEvent(handle))
+_event = rulehost_panther.one_event
 
 
 class Detection(exports.Detection):
@@ -317,32 +316,131 @@ class Detection(exports.Detection):
         return _destinations(_event(event))
 
 
+# `rule` returned False: the same outcome every time.
+_NO_MATCH = batch_types.Outcome_NoMatch()
+
+# Matches whose `dedup`, `title` and `unique` returned the same strings (or None) share one
+# outcome, made once: (dedup, title, unique) -> `Outcome_Matched`, with `_UNUSED` for a
+# function not defined (or, for `title`, not called). Cleared when its strings pass
+# `_MATCHES_MAX_BYTES`, so that it stays small beside the instance's memory cap.
+_MATCHES = {}
+_MATCHES_MAX_BYTES = 256 << 10
+_matches_bytes = 0
+_UNUSED = object()
+
+
+class _Raised:
+    """What a function raised, in place of its value (never equal to another)."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, error):
+        self.message = _message(error)
+
+
+def _result(name, value):
+    """What `_string` gives for function `name` from what it returned (`_UNUSED` when
+    not defined or not called, `_Raised` when it raised)."""
+    if value is _UNUSED:
+        return None
+    if type(value) is _Raised:
+        return Err(value.message)
+    if value is None or isinstance(value, str):
+        return Ok(value)
+    return Err(_type_error(name, value, "str"))
+
+
+def _new_match(dedup, title, unique):
+    """The outcome of a match whose functions returned these (as for `_result`), shared
+    through `_MATCHES` when each is a str or None."""
+    global _matches_bytes
+    outcome = batch_types.Outcome_Matched(
+        batch_types.Matched(
+            _result("dedup", dedup), _result("title", title), _result("unique", unique)
+        )
+    )
+    key = (dedup, title, unique)
+    if all(v is None or v is _UNUSED or type(v) is str for v in key):
+        size = sum(len(v) for v in key if type(v) is str)
+        if _matches_bytes + size > _MATCHES_MAX_BYTES:
+            _MATCHES.clear()
+            _matches_bytes = 0
+        if size <= _MATCHES_MAX_BYTES:
+            _MATCHES[key] = outcome
+            _matches_bytes += size
+    return outcome
+
+
 class Batch(exports.Batch):
     """`evaluate-batch`: `rule`, then `dedup`, `title` and `unique` on a match, for each
     event. Fields are read through registered ids, so that later calls get them packed in
-    `fields` instead of one host call per read."""
+    `fields` instead of one host call per read (`rulehost_panther`: only fields read often
+    enough for that to pay)."""
 
     def evaluate_batch(self, events, fields):
+        # One section per event when there are sections (wit/rulehost.wit), each the
+        # cache its event starts with.
+        packed = rulehost_panther.unpack_fields(fields) if fields else None
+        if not packed:
+            packed = [{} for _ in range(events.len())]
         outcomes = []
-        has_dedup = "dedup" in _functions
-        packed = rulehost_panther.unpack_fields(fields) if fields else []
-        for index in range(events.len()):
-            values = packed[index] if index < len(packed) else None
-            event = PantherEvent(rulehost_panther.BatchEvent(events, index, values))
+        append = outcomes.append
+        functions = _functions
+        rule = functions["rule"]
+        dedup = functions.get("dedup")
+        # `title` only when `dedup` is not defined (it stands in for it).
+        title = functions.get("title") if dedup is None else None
+        unique = functions.get("unique")
+        new, cls, matches = object.__new__, PantherEvent, _MATCHES
+        for index, cache in enumerate(packed):
+            # `rulehost_panther.batch_event`, inline: this loop is the hot path.
+            event = new(cls)
+            event._source = events
+            event._index = index
+            event._cache = cache
+            event._data = None
+            # `_rule`, inline.
             try:
-                matched = _rule(event)
-            except Err as error:
-                outcomes.append(batch_types.Outcome_RuleError(error.value))
+                matched = rule(event)
+            except Exception as error:  # noqa: BLE001 - every exception is a rule error
+                append(batch_types.Outcome_RuleError(_message(error)))
                 continue
-            if not matched:
-                outcomes.append(batch_types.Outcome_NoMatch())
-                continue
-            dedup = _string("dedup", event)
-            title = None if has_dedup else _string("title", event)
-            unique = _string("unique", event)
-            outcomes.append(
-                batch_types.Outcome_Matched(batch_types.Matched(dedup, title, unique))
-            )
+            if matched is False:
+                append(_NO_MATCH)
+            elif matched is True:
+                # `dedup`, `title`, `unique` in that order, each called even when another
+                # raised; the same results as a match before give the outcome made then.
+                # A value that is not a str or None is never in `matches`.
+                if dedup is None:
+                    d = _UNUSED
+                else:
+                    try:
+                        d = dedup(event)
+                    except Exception as error:  # noqa: BLE001
+                        d = _Raised(error)
+                if title is None:
+                    t = _UNUSED
+                else:
+                    try:
+                        t = title(event)
+                    except Exception as error:  # noqa: BLE001
+                        t = _Raised(error)
+                if unique is None:
+                    u = _UNUSED
+                else:
+                    try:
+                        u = unique(event)
+                    except Exception as error:  # noqa: BLE001
+                        u = _Raised(error)
+                found = (d, t, u)
+                try:
+                    outcome = matches.get(found)
+                except Exception:  # noqa: BLE001 - an unhashable value: never shared
+                    outcome = None
+                append(outcome or _new_match(*found))
+            else:
+                append(batch_types.Outcome_RuleError(_type_error("rule", matched, "bool")))
+        rulehost_panther.batch_done(len(packed))
         return outcomes
 
 

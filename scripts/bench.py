@@ -38,6 +38,8 @@ those rows are left out and their targets reported as not measured.
 
 `--threads N` is passed to both binaries only when `rulehost eval --help` offers it.
 `--check` only compares the two binaries' output on the committed demo sample.
+`--python-rules` (`make bench-python`) runs only issue 14's rows, on the same first 100k events,
+and prints their table.
 """
 
 from __future__ import annotations
@@ -387,12 +389,156 @@ def check(args) -> int:
     return 0 if ok else 1
 
 
-def bench(args) -> int:
+def python_rule_configs(args, tmp: Path, slice_path: Path, empty: Path, python: Path | None,
+                        threaded: bool, peers: dict) -> tuple[list, dict, set]:
+    """Issue 14's rows: each seed rule alone as its Rust port and as Panther's Python rule
+    in rulehost (each also on an empty input: its start-up), and in panther-core (when
+    `python`, the peers' virtualenv, is there). Sets `peers["python_rules"]`."""
+    configs, inputs, keyed = [], {}, set()
+    peers["python_rules"] = []
+    rules_dir = args.panther_analysis / "rules" / "databricks_rules"
+    if not rules_dir.is_dir():
+        log(f"bench: warning: no `{rules_dir}`: the Python rule rows are left out")
+        return configs, inputs, keyed
+    if not python_runtime().is_file():
+        log(f"bench: warning: no `{python_runtime()}`: the Python rule rows are left out\n\n"
+            "hint: `make python-runtime`")
+        return configs, inputs, keyed
+    helpers = ["--helpers", str(args.panther_analysis / "global_helpers"),
+               "--timeout-ms", PYTHON_TIMEOUT_MS]
+
+    # One worker, as Panther's engine has one core: the CPU per event of one rule.
+    # The empty run loads the rule (its trial instance); the slice run also makes
+    # the worker's instance, a one-off left in the per-event figure.
+    def one_thread(rules: Path) -> list[str]:
+        return [str(args.rulehost), "eval", "--rules", str(rules),
+                *(["--threads", "1"] if threaded else [])]
+
+    k = peers["slice_events"] // 1000
+    for stem, (rust, py) in write_single_rule_folders(tmp, args.panther_analysis).items():
+        name = short(stem)
+        peers["python_rules"].append(stem)
+        runs_of = [(f"rust-{stem}", f"rulehost, Rust port: {name}", one_thread(rust)),
+                   (f"python-{stem}", f"rulehost, Python rule: {name}",
+                    [*one_thread(py), *helpers])]
+        for key, label, cmd in runs_of:
+            configs.append((key, f"{label}, first {k}k", cmd))
+            inputs[key] = slice_path
+            configs.append((f"{key}-empty", f"{label}, empty input", cmd))
+            inputs[f"{key}-empty"] = empty
+            keyed.add(key)
+        if python:
+            key = f"panther-{stem}"
+            configs.append((key, f"Panther engine: {name}, first {k}k, 1 core",
+                            [str(python), str(ROOT / "bench" / "panther" / "run.py"),
+                             "--panther-analysis", str(args.panther_analysis),
+                             "--rule", stem, "--stats", str(tmp / f"{key}-stats.json")]))
+            inputs[key] = slice_path
+            keyed.add(key)
+        # The runtime's first compile (~10 s, then cached) is not a round's cost.
+        subprocess.run([*one_thread(py), *helpers, "--output", os.devnull, str(empty)],
+                       check=True, stderr=subprocess.DEVNULL)
+    return configs, inputs, keyed
+
+
+def run_rounds(args, tmp: Path, configs: list, inputs: dict, keyed: set, data: Path):
+    """Runs every config once per round, interleaved: (runs, alert keys, load averages),
+    or an exit code when a run failed or a keyed config wrote other alerts than before."""
+    runs: dict[str, list[dict]] = {key: [] for key, _, _ in configs}
+    keys: dict[str, list[tuple]] = {}
+    load_avg = [os.getloadavg()[0]]
+    for r in range(1, args.rounds + 1):
+        for key, label, cmd in configs:
+            out, err = tmp / f"{key}.jsonl", tmp / f"{key}.err"
+            res = measure([*cmd, "--output", str(out), str(inputs.get(key, data))], out, err)
+            runs[key].append(res)
+            log(f"bench: round {r}/{args.rounds}: {label:<28} {res['wall']:7.2f} s wall "
+                f"{res['cpu']:7.2f} s CPU {res['rss_mb']:6.0f} MB  exit {res['exit']}")
+            if res["exit"] != 0:
+                log(err.read_text(errors="replace")[-2000:])
+                return 2
+            if key in keyed:
+                got = alert_keys(out)
+                res["alerts"] = per_rule(got)
+                if keys.setdefault(key, got) != got:
+                    log(f"bench: error: {label} wrote different alerts in round {r}")
+                    return 1
+            if key.startswith("panther-"):
+                res["engine_cpu"] = json.loads((tmp / f"{key}-stats.json").read_text())[
+                    "cpu_s"]
+        load_avg.append(os.getloadavg()[0])
+    return runs, keys, load_avg
+
+
+def python_same_alerts(peers: dict, keys: dict) -> None:
+    """Whether each Python row raised its Rust port's alerts, into `peers["same_alerts"]`."""
+    same = peers.setdefault("same_alerts", {})
+    for stem in peers["python_rules"]:
+        for other in (f"python-{stem}", f"panther-{stem}"):
+            if other in keys:
+                same[other] = keys[other] == keys[f"rust-{stem}"]
+
+
+def bench_data(args) -> Path:
+    """The JSON-lines file to run on: `--data`, else the generated one (made if missing)."""
     data = args.data.resolve() if args.data else ROOT / "bench-data" / (
         "databricks-1m.jsonl" if args.events == 1_000_000 else f"databricks-{args.events}.jsonl"
     )
     if not args.data:
         ensure_data(data, args.events)
+    return data
+
+
+def commit(args) -> str:
+    rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True).stdout.strip() or "?"
+    return rev + (" + local changes" if args.dirty else "")
+
+
+def python_only(args) -> int:
+    """`--python-rules`: issue 14's rows alone (each seed rule as its Rust port, as Panther's
+    Python rule in rulehost, and in panther-core), on the first events of the bench file,
+    interleaved rounds; prints their table."""
+    data = bench_data(args)
+    with tempfile.TemporaryDirectory(prefix="rulehost-bench-") as t:
+        tmp = Path(t)
+        peers: dict = {}
+        slice_path = tmp / "slice.jsonl"
+        peers["slice_events"] = write_slice(data, slice_path, SLICE_EVENTS)
+        peers["slice_bytes"] = slice_path.stat().st_size
+        empty = tmp / "empty.jsonl"
+        empty.write_bytes(b"")
+        python = None if args.no_peers else ensure_venv(args.venv)
+        configs, inputs, keyed = python_rule_configs(
+            args, tmp, slice_path, empty, python, supports_threads(args.rulehost), peers)
+        if not configs:
+            return 2
+        done = run_rounds(args, tmp, configs, inputs, keyed, slice_path)
+        if isinstance(done, int):
+            return done
+        runs, keys, load_avg = done
+    python_same_alerts(peers, keys)
+    med = {k: {m: statistics.median(r[m] for r in rs) for m in ("wall", "cpu", "rss_mb")}
+           for k, rs in runs.items()}
+    print(f"### `make bench-python`: {time.strftime('%Y-%m-%d')}, {machine()}, commit "
+          f"{commit(args)}")
+    print()
+    print(f"Median of {args.rounds} interleaved rounds; load average {min(load_avg):.1f}-"
+          f"{max(load_avg):.1f}.")
+    print()
+    print("| run | wall s | CPU s | peak RSS MB |")
+    print("|---|---:|---:|---:|")
+    for key, label, _ in configs:
+        m = med[key]
+        print(f"| {label} | {m['wall']:.2f} | {m['cpu']:.2f} | {m['rss_mb']:.0f} |")
+    report_python(runs, med, peers)
+    (args.json or ROOT / "bench-data" / "last-python-run.json").write_text(
+        json.dumps({"runs": runs, "peers": peers}, indent=1) + "\n")
+    return 0
+
+
+def bench(args) -> int:
+    data = bench_data(args)
     size = data.stat().st_size
     with open(data, "rb") as f:
         args.events = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
@@ -460,49 +606,12 @@ def bench(args) -> int:
         empty.write_bytes(b"")
 
         # Issue 14: each seed rule alone, as a Rust port and as Panther's Python rule in
-        # rulehost (each also on an empty input: its start-up), and in panther-core.
-        peers["python_rules"] = []
-        if not rules_dir.is_dir():
-            log(f"bench: warning: no `{rules_dir}`: the Python rule rows are left out")
-        elif not python_runtime().is_file():
-            log(f"bench: warning: no `{python_runtime()}`: the Python rule rows are left out\n\n"
-                "hint: `make python-runtime`")
-        else:
-            helpers = ["--helpers", str(args.panther_analysis / "global_helpers"),
-                       "--timeout-ms", PYTHON_TIMEOUT_MS]
-
-            # One worker, as Panther's engine has one core: the CPU per event of one rule.
-            # The empty run loads the rule (its trial instance); the slice run also makes
-            # the worker's instance, a one-off left in the per-event figure.
-            def one_thread(rules: Path) -> list[str]:
-                return [str(args.rulehost), "eval", "--rules", str(rules),
-                        *(["--threads", "1"] if threaded else [])]
-
-            for stem, (rust, py) in write_single_rule_folders(tmp, args.panther_analysis).items():
-                name = short(stem)
-                peers["python_rules"].append(stem)
-                runs_of = [(f"rust-{stem}", f"rulehost, Rust port: {name}", one_thread(rust)),
-                           (f"python-{stem}", f"rulehost, Python rule: {name}",
-                            [*one_thread(py), *helpers])]
-                for key, label, cmd in runs_of:
-                    configs.append((key, f"{label}, first {peers['slice_events'] // 1000}k",
-                                    cmd))
-                    inputs[key] = slice_path
-                    configs.append((f"{key}-empty", f"{label}, empty input", cmd))
-                    inputs[f"{key}-empty"] = empty
-                    keyed.add(key)
-                if python:
-                    key = f"panther-{stem}"
-                    configs.append((key, f"Panther engine: {name}, first "
-                                    f"{peers['slice_events'] // 1000}k, 1 core",
-                                    [str(python), str(ROOT / "bench" / "panther" / "run.py"),
-                                     "--panther-analysis", str(args.panther_analysis),
-                                     "--rule", stem, "--stats", str(tmp / f"{key}-stats.json")]))
-                    inputs[key] = slice_path
-                    keyed.add(key)
-                # The runtime's first compile (~10 s, then cached) is not a round's cost.
-                subprocess.run([*one_thread(py), *helpers, "--output", os.devnull, str(empty)],
-                               check=True, stderr=subprocess.DEVNULL)
+        # rulehost, and in panther-core.
+        rows, row_inputs, row_keyed = python_rule_configs(args, tmp, slice_path, empty, python,
+                                                          threaded, peers)
+        configs += rows
+        inputs.update(row_inputs)
+        keyed |= row_keyed
 
         # Load time: 50 component files, empty input, with a fresh code cache: the first run
         # compiles (or has no cache), the next five load what it cached; their median is
@@ -521,29 +630,10 @@ def bench(args) -> int:
         warm = sorted(load[1:], key=lambda r: r["wall"])
         load = [load[0], warm[len(warm) // 2]]
 
-        runs: dict[str, list[dict]] = {key: [] for key, _, _ in configs}
-        keys: dict[str, list[tuple]] = {}
-        load_avg = [os.getloadavg()[0]]
-        for r in range(1, args.rounds + 1):
-            for key, label, cmd in configs:
-                out, err = tmp / f"{key}.jsonl", tmp / f"{key}.err"
-                res = measure([*cmd, "--output", str(out), str(inputs.get(key, data))], out, err)
-                runs[key].append(res)
-                log(f"bench: round {r}/{args.rounds}: {label:<28} {res['wall']:7.2f} s wall "
-                    f"{res['cpu']:7.2f} s CPU {res['rss_mb']:6.0f} MB  exit {res['exit']}")
-                if res["exit"] != 0:
-                    log(err.read_text(errors="replace")[-2000:])
-                    return 2
-                if key in keyed:
-                    got = alert_keys(out)
-                    res["alerts"] = per_rule(got)
-                    if keys.setdefault(key, got) != got:
-                        log(f"bench: error: {label} wrote different alerts in round {r}")
-                        return 1
-                if key.startswith("panther-"):
-                    res["engine_cpu"] = json.loads((tmp / f"{key}-stats.json").read_text())[
-                        "cpu_s"]
-            load_avg.append(os.getloadavg()[0])
+        done = run_rounds(args, tmp, configs, inputs, keyed, data)
+        if isinstance(done, int):
+            return done
+        runs, keys, load_avg = done
 
     hashes = {res["sha256"] for key in same_output for res in runs[key]}
     if len(hashes) != 1:
@@ -562,10 +652,7 @@ def bench(args) -> int:
         "panther-slice": keys.get("panther-slice") == keys["rulehost-slice"]
         if "panther-slice" in keys else None,
     }
-    for stem in peers["python_rules"]:
-        for other in (f"python-{stem}", f"panther-{stem}"):
-            if other in keys:
-                peers["same_alerts"][other] = keys[other] == keys[f"rust-{stem}"]
+    python_same_alerts(peers, keys)
 
     report(args, data, size, runs, configs, load, threaded, n_threads, load_avg, peers)
     return 0
@@ -580,11 +667,8 @@ def report(args, data, size, runs, configs, load, threaded, n_threads, load_avg,
     def ratio(a: str, b: str, metric: str = "wall") -> float:
         return statistics.median(x[metric] / y[metric] for x, y in zip(runs[a], runs[b]))
 
-    rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True).stdout.strip() or "?"
     p = print
-    p(f"### `make bench`: {time.strftime('%Y-%m-%d')}, {machine()}, commit {rev}"
-      f"{' + local changes' if args.dirty else ''}")
+    p(f"### `make bench`: {time.strftime('%Y-%m-%d')}, {machine()}, commit {commit(args)}")
     p()
     p(f"{events:,} events, {size / 1e6:,.0f} MB (`{data.relative_to(ROOT)}`), "
       f"{n_threads} thread(s) each{'' if threaded else ' (rulehost eval has no --threads yet)'}; "
@@ -635,9 +719,8 @@ def report(args, data, size, runs, configs, load, threaded, n_threads, load_avg,
     p()
     report_peers(runs, med, ratio, many, n_threads, peers)
     report_python(runs, med, peers)
-    if args.json:
-        args.json.write_text(json.dumps({"runs": runs, "load": load, "peers": peers},
-                                        indent=1) + "\n")
+    (args.json or ROOT / "bench-data" / "last-run.json").write_text(
+        json.dumps({"runs": runs, "load": load, "peers": peers}, indent=1) + "\n")
 
 
 def report_peers(runs, med, ratio, many, n_threads, peers) -> None:
@@ -771,19 +854,26 @@ def main(argv=None) -> int:
                    help="panther-analysis checkout whose Databricks rules Panther's engine runs")
     p.add_argument("--no-peers", action="store_true",
                    help="leave out DuckDB and Panther's engine (no virtualenv, no network)")
-    p.add_argument("--json", type=Path, default=ROOT / "bench-data" / "last-run.json",
-                   help="where to keep every run's numbers")
+    p.add_argument("--json", type=Path,
+                   help="where to keep every run's numbers (default: bench-data/last-run.json, "
+                   "with --python-rules bench-data/last-python-run.json)")
     p.add_argument("--check", action="store_true",
                    help="only check that both binaries write identical alerts on the demo sample")
+    p.add_argument("--python-rules", action="store_true",
+                   help="only the Python rule rows (issue 14): each seed rule as its Rust "
+                   "port, as Panther's Python rule in rulehost and in Panther's engine")
     args = p.parse_args(argv)
     if "RULEHOST_COMPONENTS" not in os.environ:
         os.environ["RULEHOST_COMPONENTS"] = str(ROOT / "build" / "components")
-    for binary in (args.rulehost, args.native, args.typed):
+    needed = (args.rulehost,) if args.python_rules else (args.rulehost, args.native, args.typed)
+    for binary in needed:
         if not binary.is_file():
             p.error(f"`{binary}` not found: run `make build native typed` first")
     args.dirty = bool(subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain"],
                                      capture_output=True, text=True).stdout.strip())
-    return check(args) if args.check else bench(args)
+    if args.check:
+        return check(args)
+    return python_only(args) if args.python_rules else bench(args)
 
 
 if __name__ == "__main__":

@@ -54,17 +54,7 @@ impl Node {
     /// every key [`crate::get`] could match (and a few it could not, which costs nothing).
     pub(crate) fn child(&self, key: &str) -> Option<&Node> {
         if key.is_ascii() {
-            if self.lengths & length_bit(key) == 0 {
-                return None;
-            }
-            let signature = signature(key);
-            self.children
-                .iter()
-                .find(|c| {
-                    c.signature == signature
-                        && (c.spelled == key || c.lower.eq_ignore_ascii_case(key))
-                })
-                .map(|c| &c.node)
+            self.ascii_child(key)
         } else {
             let lower = key.to_lowercase();
             self.children
@@ -72,6 +62,25 @@ impl Node {
                 .find(|c| c.lower == lower)
                 .map(|c| &c.node)
         }
+    }
+
+    /// [`Node::child`] for a key known to be ASCII.
+    pub(crate) fn ascii_child(&self, key: &str) -> Option<&Node> {
+        if self.lengths & length_bit(key) == 0 {
+            return None;
+        }
+        let signature = signature(key);
+        self.children
+            .iter()
+            .find(|c| {
+                c.signature == signature && (c.spelled == key || c.lower.eq_ignore_ascii_case(key))
+            })
+            .map(|c| &c.node)
+    }
+
+    /// How many keys are wanted here.
+    pub(crate) fn width(&self) -> usize {
+        self.children.len()
     }
 }
 

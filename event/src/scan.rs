@@ -13,6 +13,8 @@
 //! its error. So a line is refused exactly when a full parse refuses it, and every path
 //! [`Wanted::covers`] reads from [`Kept::get`] what [`deep_get`] reads from a full parse.
 
+use std::sync::OnceLock;
+
 use serde_json::Value;
 
 use crate::prune::{Node, parse_pruned};
@@ -25,33 +27,129 @@ const MAX_DEPTH: usize = 100;
 /// `serde_json` refuses).
 const MAX_DIGITS: usize = 300;
 
-/// The parts of an event a pruned parse keeps.
+/// The parts of an event a pruned parse keeps. Keys and values the scanner kept are
+/// positions in the event's text, which every read takes again: nothing of a line is
+/// copied until it is read (an event that no rule matches costs one allocation or two).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Kept {
     /// An object of which only some keys are wanted: those, in document order, each once
     /// (a repeated key keeps its first place and its last value, as `serde_json` does).
-    Object(Vec<(Box<str>, Kept)>),
+    Object(Vec<(Key, Kept)>),
     /// A value kept whole.
     Whole(Value),
+    /// A value kept whole, built from the text when first read.
+    Lazy(Lazy),
     /// Not an object where a wanted path goes on: nothing under it can be found.
     Skipped,
 }
 
+/// A kept object's key: where it is in the text (the scanner only keeps keys without
+/// escapes), or the key itself.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Key {
+    /// `text[start..end]`.
+    At(usize, usize),
+    /// A key as `serde_json` read it.
+    Owned(Box<str>),
+}
+
+impl Key {
+    fn bytes<'a>(&'a self, text: &'a [u8]) -> &'a [u8] {
+        match self {
+            Key::At(start, end) => &text[*start..*end],
+            Key::Owned(key) => key.as_bytes(),
+        }
+    }
+}
+
+/// A value the scanner validated and did not build: a string without escapes (the text
+/// between its quotes), or any other value's text, which `serde_json` parses when read
+/// (it accepts everything the scanner accepts).
+#[derive(Debug, Clone)]
+pub struct Lazy {
+    start: usize,
+    end: usize,
+    plain: bool,
+    value: OnceLock<Value>,
+}
+
+impl PartialEq for Lazy {
+    /// The same text, read or not.
+    fn eq(&self, other: &Self) -> bool {
+        (self.start, self.end, self.plain) == (other.start, other.end, other.plain)
+    }
+}
+
+impl Lazy {
+    fn new(start: usize, end: usize, plain: bool) -> Self {
+        Lazy {
+            start,
+            end,
+            plain,
+            value: OnceLock::new(),
+        }
+    }
+
+    fn value(&self, text: &[u8]) -> &Value {
+        self.value.get_or_init(|| {
+            let bytes = &text[self.start..self.end];
+            let parsed = match self.plain {
+                true => std::str::from_utf8(bytes)
+                    .map(|s| Value::String(s.to_owned()))
+                    .ok(),
+                false => serde_json::from_slice(bytes).ok(),
+            };
+            parsed.expect("a value the scanner validated, read in the text it was scanned in")
+        })
+    }
+}
+
+/// A value read from a [`Kept`] ([`Kept::find`]): a string without escapes as it is in the
+/// text, or a value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Found<'a> {
+    /// A string's UTF-8 bytes, straight from the text (which is UTF-8, so they are too).
+    Text(&'a [u8]),
+    /// Any value.
+    Value(&'a Value),
+}
+
 impl Kept {
     /// [`deep_get`] on the event, for a path [`Wanted::covers`]; `None` for any other.
-    pub fn get<S: AsRef<str>>(&self, path: &[S]) -> Option<&Value> {
+    /// `text` is the text [`parse_kept`] parsed.
+    pub fn get<'a, S: AsRef<str>>(&'a self, text: &[u8], path: &[S]) -> Option<&'a Value> {
+        let (node, at) = self.walk(text, path)?;
+        match node {
+            Kept::Whole(value) => deep_get(value, &path[at..]),
+            Kept::Lazy(lazy) => deep_get(lazy.value(text), &path[at..]),
+            Kept::Object(_) | Kept::Skipped => None,
+        }
+    }
+
+    /// [`Kept::get`], with a string that has no escapes read straight from `text` (no
+    /// copy).
+    pub fn find<'a, S: AsRef<str>>(&'a self, text: &'a [u8], path: &[S]) -> Option<Found<'a>> {
+        let (node, at) = self.walk(text, path)?;
+        match node {
+            Kept::Lazy(lazy) if lazy.plain && at == path.len() => {
+                Some(Found::Text(&text[lazy.start..lazy.end]))
+            }
+            _ => self.get(text, path).map(Found::Value),
+        }
+    }
+
+    /// Follows `path` through kept objects: the node where it stops, and how many keys it
+    /// took.
+    fn walk<S: AsRef<str>>(&self, text: &[u8], path: &[S]) -> Option<(&Kept, usize)> {
         let mut node = self;
         for (at, key) in path.iter().enumerate() {
             match node {
-                Kept::Whole(value) => return deep_get(value, &path[at..]),
-                Kept::Object(entries) => node = lookup(entries, key.as_ref())?,
+                Kept::Object(entries) => node = lookup(text, entries, key.as_ref())?,
                 Kept::Skipped => return None,
+                Kept::Whole(_) | Kept::Lazy(_) => return Some((node, at)),
             }
         }
-        match node {
-            Kept::Whole(value) => Some(value),
-            _ => None,
-        }
+        Some((node, path.len()))
     }
 
     /// The tree of a [`parse_pruned`] value.
@@ -64,7 +162,10 @@ impl Kept {
                 map.into_iter()
                     .filter_map(|(key, value)| {
                         let child = node.child(&key)?;
-                        Some((key.into_boxed_str(), Kept::from_pruned(value, child)))
+                        Some((
+                            Key::Owned(key.into_boxed_str()),
+                            Kept::from_pruned(value, child),
+                        ))
                     })
                     .collect(),
             ),
@@ -75,20 +176,25 @@ impl Kept {
 
 /// [`crate::get`]'s rule over kept entries: the exact key first, then the first key in
 /// document order that matches case-insensitively.
-fn lookup<'a>(entries: &'a [(Box<str>, Kept)], key: &str) -> Option<&'a Kept> {
-    if let Some((_, kept)) = entries.iter().find(|(k, _)| **k == *key) {
+fn lookup<'a>(text: &[u8], entries: &'a [(Key, Kept)], key: &str) -> Option<&'a Kept> {
+    if let Some((_, kept)) = entries
+        .iter()
+        .find(|(k, _)| k.bytes(text) == key.as_bytes())
+    {
         return Some(kept);
     }
     if key.is_ascii() {
         entries
             .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .find(|(k, _)| k.bytes(text).eq_ignore_ascii_case(key.as_bytes()))
             .map(|(_, v)| v)
     } else {
         let wanted = key.to_lowercase();
         entries
             .iter()
-            .find(|(k, _)| k.to_lowercase() == wanted)
+            .find(|(k, _)| {
+                std::str::from_utf8(k.bytes(text)).is_ok_and(|k| k.to_lowercase() == wanted)
+            })
             .map(|(_, v)| v)
     }
 }
@@ -109,6 +215,8 @@ struct Scanner<'a> {
     bytes: &'a [u8],
     at: usize,
     depth: usize,
+    /// The line is ASCII: keys need no check before [`Node::ascii_child`].
+    ascii: bool,
 }
 
 impl<'a> Scanner<'a> {
@@ -118,15 +226,18 @@ impl<'a> Scanner<'a> {
             bytes: text.as_bytes(),
             at: 0,
             depth: 0,
+            ascii: false,
         }
     }
 
     fn event(mut self, root: &Node) -> Option<Kept> {
         // A control character is invalid in a string and rare between tokens (a tab, say):
         // refusing them all here spares every string the check.
-        if has_control(self.bytes) {
+        let (control, ascii) = classify(self.bytes);
+        if control {
             return None;
         }
+        self.ascii = ascii;
         self.space();
         if self.peek()? != b'{' || root.whole {
             return None;
@@ -158,15 +269,28 @@ impl<'a> Scanner<'a> {
 
     /// An object under `node` (not whole), keeping the keys its children want.
     fn object(&mut self, node: &Node) -> Option<Kept> {
-        let mut entries: Vec<(Box<str>, Kept)> = Vec::new();
+        let mut entries: Vec<(Key, Kept)> = Vec::new();
         self.items(b'{', b'}', |scan| {
-            let key = scan.member_key()?;
-            match node.child(key) {
+            let (start, end) = scan.member_key()?;
+            let key = &scan.text[start..end];
+            let child = match scan.ascii {
+                true => node.ascii_child(key),
+                false => node.child(key),
+            };
+            match child {
                 Some(child) => {
                     let value = scan.kept(child)?;
-                    match entries.iter_mut().find(|(k, _)| **k == *key) {
+                    let bytes = scan.bytes;
+                    match entries
+                        .iter_mut()
+                        .find(|(k, _)| k.bytes(bytes) == key.as_bytes())
+                    {
                         Some((_, old)) => *old = value,
-                        None => entries.push((key.into(), value)),
+                        None => {
+                            // Room for every wanted key at once: one allocation.
+                            entries.reserve(node.width());
+                            entries.push((Key::At(start, end), value));
+                        }
                     }
                 }
                 None => scan.skip()?,
@@ -206,8 +330,8 @@ impl<'a> Scanner<'a> {
         Some(())
     }
 
-    /// A member's key and its colon; the scan stands at its value.
-    fn member_key(&mut self) -> Option<&'a str> {
+    /// A member's key (where it is) and its colon; the scan stands at its value.
+    fn member_key(&mut self) -> Option<(usize, usize)> {
         let key = self.key()?;
         self.space();
         self.eat(b':')?;
@@ -218,7 +342,7 @@ impl<'a> Scanner<'a> {
     /// A value under `node`: whole, partly kept, or skipped.
     fn kept(&mut self, node: &Node) -> Option<Kept> {
         if node.whole {
-            return self.value().map(Kept::Whole);
+            return self.value();
         }
         if self.peek()? == b'{' {
             self.object(node)
@@ -228,35 +352,40 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// A value kept whole: plain strings, small integers and literals built here, anything
-    /// else parsed by `serde_json` alone.
-    fn value(&mut self) -> Option<Value> {
+    /// A value kept whole: literals and small integers built here, other numbers by
+    /// `serde_json`, strings, objects and arrays left to build when read ([`Lazy`]).
+    fn value(&mut self) -> Option<Kept> {
         let start = self.at;
-        match self.peek()? {
+        let whole = match self.peek()? {
             b'"' => {
                 let plain = self.string()?;
-                let inner = &self.text[start + 1..self.at - 1];
-                if plain {
-                    return Some(Value::String(inner.to_owned()));
-                }
+                return Some(Kept::Lazy(match plain {
+                    true => Lazy::new(start + 1, self.at - 1, true),
+                    false => Lazy::new(start, self.at, false),
+                }));
             }
-            b'n' => return self.literal(b"null").map(|()| Value::Null),
-            b't' => return self.literal(b"true").map(|()| Value::Bool(true)),
-            b'f' => return self.literal(b"false").map(|()| Value::Bool(false)),
-            b'0'..=b'9' => {
+            b'n' => self.literal(b"null").map(|()| Value::Null),
+            b't' => self.literal(b"true").map(|()| Value::Bool(true)),
+            b'f' => self.literal(b"false").map(|()| Value::Bool(false)),
+            b'-' | b'0'..=b'9' => {
                 self.number()?;
+                let number = &self.text[start..self.at];
                 // As `serde_json` reads an integer that fits: a `u64`.
-                if let Ok(n) = self.text[start..self.at].parse::<u64>() {
-                    return Some(Value::from(n));
+                match number.parse::<u64>() {
+                    Ok(n) => Some(Value::from(n)),
+                    Err(_) => serde_json::from_str(number).ok(),
                 }
             }
-            _ => self.skip()?,
-        }
-        serde_json::from_str(&self.text[start..self.at]).ok()
+            _ => {
+                self.skip()?;
+                return Some(Kept::Lazy(Lazy::new(start, self.at, false)));
+            }
+        };
+        whole.map(Kept::Whole)
     }
 
-    /// A key without escapes.
-    fn key(&mut self) -> Option<&'a str> {
+    /// A key without escapes: where it is.
+    fn key(&mut self) -> Option<(usize, usize)> {
         self.eat(b'"')?;
         let start = self.at;
         let end = special(self.bytes, start)?;
@@ -264,7 +393,7 @@ impl<'a> Scanner<'a> {
             return None;
         }
         self.at = end + 1;
-        Some(&self.text[start..end])
+        Some((start, end))
     }
 
     /// Any value, validated, without building it.
@@ -354,33 +483,21 @@ impl<'a> Scanner<'a> {
     }
 }
 
-/// Whether `bytes` hold a control character (written so that it compiles to a vector loop,
-/// without an early exit).
-fn has_control(bytes: &[u8]) -> bool {
-    bytes.iter().fold(false, |seen, &b| seen | (b < 0x20))
+/// Whether `bytes` hold a control character, and whether they are all ASCII (the common
+/// case, printable ASCII only, in one loop that compiles to vector code: no early exit).
+fn classify(bytes: &[u8]) -> (bool, bool) {
+    let unusual = |b: u8| b.wrapping_sub(0x20) > 0x5f;
+    if !bytes.iter().fold(false, |seen, &b| seen | unusual(b)) {
+        return (false, true);
+    }
+    let control = bytes.iter().fold(false, |seen, &b| seen | (b < 0x20));
+    (control, bytes.is_ascii())
 }
 
 /// The first byte from `at` that ends a plain run of string text, a quote or a backslash
-/// (the line holds no control character). Eight bytes at a time: in each word, the lowest
-/// flagged byte is exact (a borrow only flags bytes above a true match).
+/// (the line holds no control character): `memchr`'s vector search.
 fn special(bytes: &[u8], at: usize) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut i = at;
-    while let Some(chunk) = bytes.get(i..i + 8) {
-        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
-        let flagged =
-            zero(word ^ (ONES * u64::from(b'"'))) | zero(word ^ (ONES * u64::from(b'\\')));
-        if flagged != 0 {
-            return Some(i + (flagged.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    bytes[i.min(bytes.len())..]
-        .iter()
-        .position(|&b| b == b'"' || b == b'\\')
-        .map(|p| i + p)
+    memchr::memchr2(b'"', b'\\', &bytes[at..]).map(|p| at + p)
 }
 
 #[cfg(test)]
@@ -429,19 +546,40 @@ mod tests {
             .expect("plain JSON is scanned");
         assert_eq!(scanned, parse_kept(EVENT, &w).unwrap());
         let pruned = Kept::from_pruned(parse_pruned(EVENT, &w).unwrap(), &w.root);
-        assert_eq!(
-            scanned, pruned,
-            "the scanner keeps what the serde_json parse keeps"
-        );
+        let text = EVENT.as_bytes();
         for path in paths {
             assert!(w.covers(path), "{path:?}");
-            assert_eq!(scanned.get(path), deep_get(&full, path), "{path:?}");
+            assert_eq!(scanned.get(text, path), deep_get(&full, path), "{path:?}");
+            assert_eq!(
+                pruned.get(text, path),
+                deep_get(&full, path),
+                "the serde_json parse keeps the same: {path:?}"
+            );
+            let found = match scanned.find(text, path) {
+                Some(Found::Text(s)) => Some(Value::from(std::str::from_utf8(s).unwrap())),
+                Some(Found::Value(v)) => Some(v.clone()),
+                None => None,
+            };
+            assert_eq!(found.as_ref(), deep_get(&full, path), "{path:?}");
         }
-        assert_eq!(scanned.get(&["dup"]), Some(&json!(3)));
+        assert_eq!(scanned.get(text, &["dup"]), Some(&json!(3)));
+        assert_eq!(
+            scanned.find(text, &["actionName"]),
+            Some(Found::Text(b"login"))
+        );
+        assert_eq!(
+            scanned.find(text, &["esc"]),
+            Some(Found::Value(&json!("\u{e9}\n"))),
+            "a string with escapes is unescaped"
+        );
         let Kept::Object(entries) = &scanned else {
             panic!()
         };
-        assert!(!entries.iter().any(|(k, _)| &**k == "noise"));
+        assert!(!entries.iter().any(|(k, _)| k.bytes(text) == b"noise"));
+        assert!(
+            entries.iter().all(|(k, _)| matches!(k, Key::At(..))),
+            "no key is copied"
+        );
     }
 
     #[test]
@@ -480,7 +618,7 @@ mod tests {
         for text in [r#"{"a": 1e5, "A": 2}"#, r#"{"a": "\ud83d\ude00"}"#] {
             let full: Value = serde_json::from_str(text).unwrap();
             assert_eq!(
-                parse_kept(text, &w).unwrap().get(&["a"]),
+                parse_kept(text, &w).unwrap().get(text.as_bytes(), &["a"]),
                 deep_get(&full, &["a"])
             );
         }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use rulehost::event::{Event, WantedPaths};
 use rulehost::input::{BatchLine, Line, LineBatch, parse_line};
-use rulehost_event::{Wanted, deep_get, parse_kept, parse_pruned};
+use rulehost_event::{Found, Wanted, deep_get, parse_kept, parse_pruned};
 use serde_json::Value;
 
 fuzz_target!(|data: &[u8]| {
@@ -47,11 +47,20 @@ fuzz_target!(|data: &[u8]| {
                     for len in 0..=longer.len() {
                         let prefix = &longer[..len];
                         if wanted.covers(prefix) {
+                            let text = json.as_bytes();
                             assert_eq!(
-                                kept.get(prefix),
+                                kept.get(text, prefix),
                                 deep_get(full, prefix),
                                 "{prefix:?} in {json:?}"
                             );
+                            let found = match kept.find(text, prefix) {
+                                Some(Found::Text(t)) => {
+                                    Some(Value::from(std::str::from_utf8(t).unwrap()))
+                                }
+                                Some(Found::Value(v)) => Some(v.clone()),
+                                None => None,
+                            };
+                            assert_eq!(found.as_ref(), deep_get(full, prefix), "{prefix:?} in {json:?}");
                         }
                     }
                 }
@@ -116,6 +125,12 @@ fn host_event(json: &str, wanted: &Wanted, paths: &[Vec<String>]) {
                 for len in 0..=longer.len() {
                     let prefix = &longer[..len];
                     assert_eq!(event.get(prefix), deep_get(&full, prefix), "{prefix:?} in {json:?}");
+                    let found = match event.find(prefix) {
+                        Some(Found::Text(t)) => Some(Value::from(std::str::from_utf8(t).unwrap())),
+                        Some(Found::Value(v)) => Some(v.clone()),
+                        None => None,
+                    };
+                    assert_eq!(found.as_ref(), deep_get(&full, prefix), "{prefix:?} in {json:?}");
                 }
             }
             assert_eq!(event.whole_value(), &full, "{json:?}");

@@ -20,6 +20,22 @@ use crate::python::PythonSettings;
 use crate::ruleset::{self, RuleSet, Search};
 use crate::runtime::{CodeCache, Limits, Runtime};
 
+/// `--max-clock-skew` (`eval`, `serve`): a duration, `0` for no guard.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Skew(pub Option<i64>);
+
+pub(crate) fn parse_skew(text: &str) -> Result<Skew, String> {
+    if text.trim() == "0" {
+        return Ok(Skew(None));
+    }
+    match crate::clock::parse_offset_ms(text) {
+        Some(ms) if ms > 0 => Ok(Skew(Some(ms))),
+        _ => Err(format!(
+            "expected a duration such as `30m`, `1h` or `2d` (or `0` for none), got `{text}`"
+        )),
+    }
+}
+
 /// Where Python rules' runtime and helpers are (specs whose `Filename:` is a `.py`).
 #[derive(Debug, Args)]
 pub struct PythonArgs {

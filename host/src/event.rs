@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use rulehost_event::{Kept, Wanted, deep_get, parse_kept};
+use rulehost_event::{Found, Kept, Wanted, deep_get, parse_kept};
 use serde_json::Value;
 
 use crate::input::{BadLine, BatchLine, LineBatch, line_text, refuse_root};
@@ -90,11 +90,24 @@ impl Event {
     pub fn get<S: AsRef<str>>(&self, path: &[S]) -> Option<&Value> {
         match &self.0 {
             Parsed::Whole(value) => deep_get(value, path),
-            Parsed::Pruned(pruned) if pruned.wanted.covers(path) => pruned.kept.get(path),
+            Parsed::Pruned(pruned) if pruned.wanted.covers(path) => {
+                pruned.kept.get(pruned.text(), path)
+            }
             Parsed::Pruned(pruned) => {
                 pruned.paths.missed(path);
                 deep_get(pruned.full(), path)
             }
+        }
+    }
+
+    /// [`Event::get`], with a string that has no escapes read straight from the line, not
+    /// copied ([`Found::Text`]).
+    pub fn find<S: AsRef<str>>(&self, path: &[S]) -> Option<Found<'_>> {
+        match &self.0 {
+            Parsed::Pruned(pruned) if pruned.wanted.covers(path) => {
+                pruned.kept.find(pruned.text(), path)
+            }
+            _ => self.get(path).map(Found::Value),
         }
     }
 
@@ -111,6 +124,12 @@ impl Event {
 pub trait Lookup {
     /// [`rulehost_event::deep_get`] on the whole event.
     fn lookup<S: AsRef<str>>(&self, path: &[S]) -> Option<&Value>;
+
+    /// [`Lookup::lookup`], with a string that has no escapes read straight from the line
+    /// where the event keeps it ([`Event::find`]).
+    fn find_text<S: AsRef<str>>(&self, path: &[S]) -> Option<Found<'_>> {
+        self.lookup(path).map(Found::Value)
+    }
 }
 
 impl Lookup for Value {
@@ -123,14 +142,23 @@ impl Lookup for Event {
     fn lookup<S: AsRef<str>>(&self, path: &[S]) -> Option<&Value> {
         self.get(path)
     }
+
+    fn find_text<S: AsRef<str>>(&self, path: &[S]) -> Option<Found<'_>> {
+        self.find(path)
+    }
 }
 
 impl Pruned {
+    /// The line, as parsed.
+    fn text(&self) -> &[u8] {
+        &self.batch.bytes[self.line.clone()]
+    }
+
     fn full(&self) -> &Value {
         self.full.get_or_init(|| {
             let started = Instant::now();
-            let value = serde_json::from_slice(&self.batch.bytes[self.line.clone()])
-                .expect("the line parsed before, pruned");
+            let value =
+                serde_json::from_slice(self.text()).expect("the line parsed before, pruned");
             FULL_PARSES.with(|spent| spent.set(spent.get() + started.elapsed()));
             value
         })

@@ -6,8 +6,8 @@ use std::time::Instant;
 use clap::Parser;
 
 use crate::cli::ExitStatus;
-use crate::clock::{Clock, parse_offset_ms};
-use crate::commands::RuleArgs;
+use crate::clock::Clock;
+use crate::commands::{RuleArgs, Skew, parse_skew};
 use crate::eval::{ClockGuard, Evaluator, Quarantine, Rule, Summary};
 use crate::input::DEFAULT_MAX_LINE_BYTES;
 use crate::sink::{self, Output};
@@ -117,22 +117,6 @@ pub struct LoadedRules {
     /// What must live as long as the rules run (the wasm runtime, whose ticker drives
     /// their deadlines).
     pub keep: Box<dyn std::any::Any>,
-}
-
-/// `--max-clock-skew`: a duration, `0` for no guard.
-#[derive(Debug, Clone, Copy)]
-struct Skew(Option<i64>);
-
-fn parse_skew(text: &str) -> Result<Skew, String> {
-    if text.trim() == "0" {
-        return Ok(Skew(None));
-    }
-    match parse_offset_ms(text) {
-        Some(ms) if ms > 0 => Ok(Skew(Some(ms))),
-        _ => Err(format!(
-            "expected a duration such as `30m`, `1h` or `2d` (or `0` for none), got `{text}`"
-        )),
-    }
 }
 
 /// `--state` and its options.

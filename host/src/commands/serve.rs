@@ -8,7 +8,8 @@ use clap::Parser;
 
 use crate::cli::ExitStatus;
 use crate::clock::Clock;
-use crate::commands::RuleArgs;
+use crate::commands::{RuleArgs, Skew, parse_skew};
+use crate::eval::ClockGuard;
 use crate::input::DEFAULT_MAX_LINE_BYTES;
 use crate::serve::{ServeSettings, serve};
 use crate::source::kafka::KafkaSettings;
@@ -83,6 +84,14 @@ pub struct Serve {
     /// `timestamp`.
     #[arg(long = "time-field", value_name = "PATH")]
     time_fields: Vec<String>,
+    /// An event more than this far ahead of its partition's event-time clock (the newest
+    /// event time of the partition), or of this machine's clock, does not move it: it is
+    /// evaluated, windowed at the clock's time and reported, so one bad timestamp cannot
+    /// close a partition's windows early. One ahead of the partition's clock waits for the
+    /// partition's next event, which moves the clock with it when it is as late.
+    /// `30m`, `1h`, `2d`, ...; `0` turns the guard off.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_skew)]
+    max_clock_skew: Skew,
     /// Messages longer than this many bytes are skipped and reported.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE_BYTES)]
     max_line_bytes: usize,
@@ -123,6 +132,7 @@ impl Serve {
             } else {
                 Clock::new(&self.time_fields)
             },
+            clock_guard: ClockGuard::with_skew(self.max_clock_skew.0),
             quarantine: self.rule_args.quarantine(),
             consumer: format!(
                 "{}-{}-{}",

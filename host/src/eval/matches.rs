@@ -12,24 +12,25 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::health::{Health, RuleError, error_fields};
 use super::runner::{Paths, Runner};
-use super::stage::{StageRule, count_aux, count_failed, freeze};
+use super::skew::{ClockGuard, Placement};
+use super::stage::{StageRule, freeze};
 use super::summary::{Quarantine, RuleStats};
-use super::verdict::{Judged, LineItem, NoteKind, Verdict};
+use super::verdict::{Judged, JudgedLines, LineItem, Note, Verdict};
 use super::worker::{Worker, WorkerSettings};
 use super::{Rule, Verify};
 use crate::alert::AlertFields;
-use crate::calls::{CallResult, Function};
-use crate::clock::{Clock, format_ms};
+use crate::clock::Clock;
 use crate::event::Event;
-use crate::input::{Line, LineBatch, parse_line};
-use crate::semantics;
+use crate::input::{BatchLine, Line, LineBatch, parse_line};
 use crate::source::Position;
 use crate::state::{Namespace, alert_id};
 
@@ -142,6 +143,8 @@ pub struct Match {
     pub opens: Option<Opener>,
     /// Index of the event's line in the batch (to freeze its fields later).
     line: usize,
+    /// For a rule error: the error (its fields' title).
+    error: Option<String>,
 }
 
 /// What a window opened by a match keeps.
@@ -197,6 +200,12 @@ pub struct MatchCounts {
     pub bad_lines: u64,
     /// Blank lines.
     pub blank_lines: u64,
+    /// Events whose time was too far ahead of their source's clock to move it: evaluated
+    /// and windowed at the clock's time (each reported with its offset).
+    pub ahead_of_clock: u64,
+    /// Events held now, each the last of its source so far, until the source's next
+    /// event decides whether their time moves the clock.
+    pub held: u64,
     /// Per rule, by `RuleID`.
     pub rules: Vec<(String, RuleStats)>,
 }
@@ -205,22 +214,65 @@ pub struct MatchCounts {
 pub struct MatchStage {
     worker: Worker,
     rules: Vec<StageRule>,
-    quarantined: Arc<[AtomicBool]>,
-    quarantine: Quarantine,
+    /// Failures, rule errors and quarantine, as `eval`'s stage takes them.
+    health: Health,
     /// Per window id: the end of its live window, as far as this stage knows.
     ends: HashMap<String, i64>,
-    /// Per source: the newest event time seen.
+    /// Per source: its event-time clock, the newest event time that moved it.
     watermarks: HashMap<Arc<str>, i64>,
+    /// Which event times may move a source's clock.
+    clock: ClockGuard,
+    /// Per source: an event held for its time at the end of its last batch, to evaluate
+    /// first in its next ([`MatchStage::batch`]).
+    carried: HashMap<Arc<str>, Carried>,
+    /// Events too far ahead of their source's clock to move it.
+    ahead_of_clock: u64,
     events: u64,
     bad_lines: u64,
     blank_lines: u64,
     batches: u64,
-    warn: Box<dyn FnMut(&str) + Send>,
+    /// Of the batch being built: window id → index into its keys.
+    key_index: HashMap<String, usize>,
 }
 
 /// At most this many window ends are remembered; past it the oldest half is forgotten
 /// (a forgotten end only costs fields computed for a match that does not need them).
 const MAX_KNOWN_ENDS: usize = 1 << 20;
+
+/// An event of the batch whose time is ahead of its source's clock, waiting for the next
+/// event to decide where it goes ([`ClockGuard`]).
+struct Held {
+    line: usize,
+    time: i64,
+    outcomes: Vec<Verdict>,
+    notes: Vec<Note>,
+}
+
+/// The line of an event held at the end of its source's batch.
+struct Carried {
+    offset: u64,
+    bytes: Vec<u8>,
+    /// When it was held.
+    since: Instant,
+}
+
+/// The event an outcome is about: its line in the batch, its offset and its time.
+struct At {
+    line: usize,
+    offset: u64,
+    time: i64,
+}
+
+/// What a match counts into its window.
+struct Counted {
+    namespace: Namespace,
+    /// The dedup string (for rule errors: the error kind).
+    dedup: String,
+    unique: Option<String>,
+    counts_unique: bool,
+    /// For rule errors: the error.
+    error: Option<String>,
+}
 
 impl MatchStage {
     /// A stage for `rules`, reading event times with `clock`.
@@ -244,16 +296,47 @@ impl MatchStage {
         MatchStage {
             worker,
             rules,
-            quarantined,
-            quarantine,
+            health: Health {
+                quarantine,
+                quarantined,
+                warn,
+                lasts: "until the rules are loaded again",
+            },
             ends: HashMap::new(),
             watermarks: HashMap::new(),
+            clock: ClockGuard::default(),
+            carried: HashMap::new(),
+            ahead_of_clock: 0,
             events: 0,
             bad_lines: 0,
             blank_lines: 0,
             batches: 0,
-            warn,
+            key_index: HashMap::new(),
         }
+    }
+
+    /// Sets which event times may move a source's clock (default [`ClockGuard::default`]:
+    /// one hour of skew, as `eval`).
+    pub fn with_clock_guard(mut self, guard: ClockGuard) -> Self {
+        self.clock = guard;
+        self
+    }
+
+    /// Takes over what `old` (the stage of the rules before a reload) knew of each source:
+    /// its clock, and a held event, which is evaluated again with these rules.
+    pub fn taking_over(mut self, old: MatchStage) -> Self {
+        self.watermarks = old.watermarks;
+        self.carried = old.carried;
+        self
+    }
+
+    /// A source with an event held at the end of its last batch for at least `after`: when
+    /// the source has nothing more to read, an empty batch of it decides the event.
+    pub fn quiet_source(&self, after: Duration) -> Option<Arc<str>> {
+        self.carried
+            .iter()
+            .find(|(_, held)| held.since.elapsed() >= after)
+            .map(|(source, _)| source.clone())
     }
 
     /// The `RuleID`s, in rule order.
@@ -270,6 +353,8 @@ impl MatchStage {
             events: self.events,
             bad_lines: self.bad_lines,
             blank_lines: self.blank_lines,
+            ahead_of_clock: self.ahead_of_clock,
+            held: self.carried.len() as u64,
             rules: self
                 .rules
                 .iter()
@@ -278,10 +363,14 @@ impl MatchStage {
         }
     }
 
-    /// Counts an alert a shared state created for rule `rule`.
-    pub fn count_alert(&mut self, rule: usize) {
+    /// Counts a record a shared state created for rule `rule`: an alert, or a
+    /// `rule_error` record.
+    pub fn count_created(&mut self, rule: usize, namespace: Namespace) {
         if let Some(r) = self.rules.get_mut(rule) {
-            r.stats.alerts += 1;
+            match namespace {
+                Namespace::Alert => r.stats.alerts += 1,
+                Namespace::Error => r.stats.error_records += 1,
+            }
         }
     }
 
@@ -300,39 +389,64 @@ impl MatchStage {
     /// may change meanwhile.
     pub fn forget(&mut self, source: &str) {
         self.watermarks.remove(source);
+        self.carried.remove(source);
         self.ends.clear();
     }
 
     /// Parses and evaluates a batch of lines of `source` (offsets are the lines' numbers).
+    ///
+    /// An event whose time is too far ahead of the source's clock ([`ClockGuard`]) waits
+    /// for the source's next event to decide whether it moves the clock, as in `eval`; when
+    /// it is the batch's last event, the batch ends before it (its offset is neither
+    /// applied nor committed) and it is evaluated again at the start of the source's next
+    /// batch. An empty batch of a source that has nothing more to read
+    /// ([`MatchStage::quiet_source`]) decides it by the machine's clock: applied at its own
+    /// time when that is not ahead of the machine's clock (events after it would be later
+    /// still), else held again.
     pub fn batch(&mut self, source: Arc<str>, batch: LineBatch, max_line: usize) -> MatchBatch {
         let sampled = self
             .batches
             .is_multiple_of(super::worker::CHECK_EVERY_BATCHES);
         self.batches += 1;
+        self.clock = self.clock.refreshed();
+        let quiet = batch.lines.is_empty();
+        let batch = match self.carried.remove(&source) {
+            Some(held) if batch.lines.first().is_none_or(|l| l.number > held.offset) => {
+                prepend(held, &batch)
+            }
+            _ => batch,
+        };
         let Judged::Lines(judged) = self.worker.lines(source.clone(), batch, max_line, sampled)
         else {
             unreachable!("a line batch is judged as lines")
         };
-        let first_offset = judged.batch.lines.first().map_or(0, |l| l.number);
-        let last_offset = judged.batch.lines.last().map_or(0, |l| l.number);
+        let JudgedLines {
+            batch,
+            items,
+            outcomes,
+            notes,
+            ..
+        } = judged;
         let mut out = MatchBatch {
             source: source.clone(),
-            first_offset,
-            last_offset,
+            first_offset: batch.lines.first().map_or(0, |l| l.number),
+            last_offset: batch.lines.last().map_or(0, |l| l.number),
             watermark: None,
             keys: Vec::new(),
             matches: Vec::new(),
             signals: Vec::new(),
             bad: Vec::new(),
             events: 0,
-            batch: LineBatch::default(),
+            batch,
         };
-        let mut key_index: HashMap<String, usize> = HashMap::new();
+        self.key_index.clear();
         let rules = self.rules.len();
-        let mut outcomes = judged.outcomes.into_iter();
-        let mut notes = judged.notes.into_iter().peekable();
+        let mut outcomes = outcomes.into_iter();
+        let mut notes = notes.into_iter().peekable();
         let mut watermark = self.watermarks.get(&source).copied();
-        for item in judged.items {
+        let mut held: Option<Held> = None;
+        let mut events = 0;
+        for item in items {
             match item {
                 LineItem::Blank { .. } => self.blank_lines += 1,
                 LineItem::Bad { number, reason } => {
@@ -341,71 +455,59 @@ impl MatchStage {
                         .push((Position::new(source.clone(), number), reason));
                 }
                 LineItem::Event { line, time } => {
-                    self.events += 1;
-                    out.events += 1;
-                    if let Some(t) = time {
-                        watermark = Some(watermark.map_or(t, |w| w.max(t)));
+                    let event = events;
+                    events += 1;
+                    let these = outcomes.by_ref().take(rules);
+                    let notes = std::iter::from_fn(|| notes.next_if(|n| n.event == event));
+                    if let Some(held) = held.take() {
+                        let placement = if self.clock.corroborates(held.time, time) {
+                            Placement::Own(held.time)
+                        } else {
+                            Placement::Ahead(held.time)
+                        };
+                        let (outcomes, notes) = (held.outcomes.into_iter(), held.notes);
+                        let at = (held.line, placement);
+                        self.event(at, outcomes, notes.into_iter(), &mut watermark, &mut out);
                     }
-                    // An event without a readable time gets the newest time seen, as in `eval`.
-                    let time = time.or(watermark).unwrap_or(0);
-                    let offset = judged.batch.lines[line].number;
-                    let mut parsed: Option<Arc<Event>> = None;
-                    let event_index = out.events as usize - 1;
-                    for (index, outcome) in outcomes.by_ref().take(rules).enumerate() {
-                        // What the worker noted of a fast path, as `eval`'s stage takes it:
-                        // a failed fast path is counted, a checked one that disagreed with
-                        // one call per function quarantines the rule after this outcome.
-                        let mut mismatch = None;
-                        while let Some(note) =
-                            notes.next_if(|n| n.event == event_index && n.rule <= index)
-                        {
-                            let position = Position::new(source.clone(), offset);
-                            let rule = &mut self.rules[note.rule];
-                            match note.what {
-                                NoteKind::FastPathFailed { path, failure } => {
-                                    count_failed(&mut rule.stats, path, &failure);
-                                    if rule.reported < 5 {
-                                        rule.reported += 1;
-                                        (self.warn)(&format!(
-                                            "rule `{}`: `{path}` failed on `{position}`: \
-                                             {failure}; one call per function gave the outcome",
-                                            rule.runner.rule.spec.rule_id
-                                        ));
-                                    }
-                                }
-                                NoteKind::Mismatch { path, detail } => {
-                                    mismatch = Some((note.rule, path, detail));
-                                }
-                            }
+                    match self.clock.place(time, watermark) {
+                        Placement::Suspect(time) => {
+                            let (outcomes, notes) = (these.collect(), notes.collect());
+                            held = Some(Held {
+                                line,
+                                time,
+                                outcomes,
+                                notes,
+                            });
                         }
-                        self.outcome(
-                            index,
-                            outcome,
-                            (line, offset, time),
-                            &judged.batch,
-                            &mut parsed,
-                            &mut out,
-                            &mut key_index,
-                        );
-                        if let Some((rule, path, detail)) = mismatch {
-                            self.quarantine(
-                                rule,
-                                &Position::new(source.clone(), offset),
-                                &format!(
-                                    "because its `{path}` results disagree with one call per \
-                                     function ({detail})"
-                                ),
-                            );
+                        placement => {
+                            self.event((line, placement), these, notes, &mut watermark, &mut out);
                         }
                     }
                 }
+            }
+        }
+        if let Some(held) = held {
+            if quiet && self.clock.settles(held.time) {
+                let (outcomes, notes) = (held.outcomes.into_iter(), held.notes.into_iter());
+                let at = (held.line, Placement::Own(held.time));
+                self.event(at, outcomes, notes, &mut watermark, &mut out);
+            } else {
+                // No event after it in the batch: the batch ends before it.
+                let line = out.batch.lines[held.line];
+                let carried = Carried {
+                    offset: line.number,
+                    bytes: out.batch.bytes_of(&line).to_vec(),
+                    since: Instant::now(),
+                };
+                self.carried.insert(source.clone(), carried);
+                out.last_offset = (line.number.checked_sub(1))
+                    .expect("an event held for its time follows another event of its source");
             }
         }
         if let Some(w) = watermark {
             self.watermarks.insert(source, w);
         }
         out.watermark = watermark;
-        out.batch = judged.batch;
         if self.ends.len() > MAX_KNOWN_ENDS {
             let mut ends: Vec<i64> = self.ends.values().copied().collect();
             ends.sort_unstable();
@@ -415,105 +517,117 @@ impl MatchStage {
         out
     }
 
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one match's context, passed down once"
-    )]
+    /// Applies the outcomes of the event of `line` where `placement` puts it, moving the
+    /// source's clock (`watermark`) when its time may.
+    fn event(
+        &mut self,
+        (line, placement): (usize, Placement),
+        outcomes: impl Iterator<Item = Verdict>,
+        notes: impl Iterator<Item = Note>,
+        watermark: &mut Option<i64>,
+        out: &mut MatchBatch,
+    ) {
+        self.events += 1;
+        out.events += 1;
+        let offset = out.batch.lines[line].number;
+        let location = Position::new(out.source.clone(), offset);
+        // An event without a readable time, or too far ahead, gets the clock's time.
+        let clock = watermark.unwrap_or(0);
+        let time = match placement {
+            Placement::Own(time) => {
+                *watermark = Some(watermark.map_or(time, |w| w.max(time)));
+                time
+            }
+            Placement::Missing => clock,
+            Placement::Ahead(time) | Placement::Suspect(time) => {
+                self.ahead_of_clock += 1;
+                (self.health.warn)(&self.clock.ahead(&location, time, clock));
+                clock
+            }
+        };
+        let at = At { line, offset, time };
+        let mut parsed: Option<Arc<Event>> = None;
+        let mut notes = notes.peekable();
+        for (index, outcome) in outcomes.enumerate() {
+            let rule_notes =
+                std::iter::from_fn(|| notes.next_if(|n| n.rule == index)).map(|note| note.what);
+            let rule = &mut self.rules[index];
+            let Some(pending) = self.health.before(rule, &outcome, rule_notes, &location) else {
+                continue;
+            };
+            self.outcome(index, outcome, &at, &location, &mut parsed, out);
+            if let Some(error) =
+                self.health
+                    .after(&mut self.rules[index], index, pending, &location)
+            {
+                self.push(index, error_counted(&error), &at, &mut parsed, out);
+            }
+        }
+    }
+
+    /// Applies one rule's outcome on one event (after [`Health::before`]).
     fn outcome(
         &mut self,
         index: usize,
         outcome: Verdict,
-        (line, offset, time): (usize, u64, i64),
-        batch: &LineBatch,
+        at: &At,
+        location: &Position,
         parsed: &mut Option<Arc<Event>>,
         out: &mut MatchBatch,
-        key_index: &mut HashMap<String, usize>,
     ) {
-        let position = || Position::new(out.source.clone(), offset);
         let rule = &mut self.rules[index];
-        if rule.stats.quarantined_at.is_some() {
-            rule.stats.skipped += 1;
-            return;
-        }
-        let (namespace, dedup, unique, counts_unique, error) = match outcome {
-            Verdict::Filtered => {
-                rule.stats.filtered += 1;
-                return;
-            }
+        let counted = match outcome {
+            // Counted by `Health::before`.
+            Verdict::Filtered | Verdict::NoMatch => return,
             Verdict::Skipped => {
                 rule.stats.skipped += 1;
                 return;
             }
-            Verdict::NoMatch => return,
             Verdict::Signal => {
-                rule.stats.matches += 1;
-                rule.stats.signals += 1;
-                let event = event_of(batch, line, parsed);
-                let record = crate::alert::SignalRecord {
-                    kind: "signal",
-                    rule_id: &rule.runner.rule.spec.rule_id,
-                    severity: rule.runner.rule.spec.severity.as_str(),
-                    event_time: format_ms(time),
-                    event_location: position().to_string(),
-                    event: event.whole_value(),
-                };
+                let event = event_of(&out.batch, at.line, parsed);
+                let record = rule.signal(event.whole_value(), at.time, location);
                 let record = serde_json::to_string(&record).expect("a signal is JSON");
                 out.signals.push(Signal {
-                    offset,
+                    offset: at.offset,
                     rule: index,
                     record,
                 });
                 return;
             }
             Verdict::Failed(failure) => {
-                rule.stats.rule_errors += 1;
-                rule.stats.restarts += u64::from(failure.needs_fresh_instance());
-                *rule
-                    .stats
-                    .failed_calls
-                    .entry((Function::Rule, failure.kind()))
-                    .or_default() += 1;
-                rule.spent += u32::from(failure.needs_fresh_instance());
-                let error = failure.to_string();
-                if rule.reported < 5 {
-                    rule.reported += 1;
-                    (self.warn)(&format!(
-                        "rule `{}` failed on `{}`: {error}",
-                        rule.runner.rule.spec.rule_id,
-                        position()
-                    ));
-                }
-                (
-                    Namespace::Error,
-                    failure.kind().to_owned(),
-                    None,
-                    false,
-                    Some(error),
-                )
+                error_counted(&self.health.failed(rule, *failure, location))
             }
             Verdict::Match(info) => {
-                rule.stats.matches += 1;
-                for (function, failure) in info.failures() {
-                    count_aux(rule, function, failure);
+                let (dedup, unique, counts_unique) = rule.matched(&info);
+                Counted {
+                    namespace: Namespace::Alert,
+                    dedup,
+                    unique,
+                    counts_unique,
+                    error: None,
                 }
-                let no_title: CallResult<String> = Ok(None);
-                let dedup = semantics::dedup(
-                    &rule.runner.rule.spec,
-                    &info.dedup,
-                    info.title.as_ref().unwrap_or(&no_title),
-                );
-                let counts_unique = !matches!(info.unique, Ok(None));
-                let unique = semantics::unique(&info.unique);
-                (Namespace::Alert, dedup, unique, counts_unique, None)
             }
         };
-        let spec = &rule.runner.rule.spec;
-        let rule_id = spec.rule_id.clone();
-        let id = window_id(&rule_id, namespace, &dedup);
-        let key = *key_index.entry(id.clone()).or_insert_with(|| {
+        self.push(index, counted, at, parsed, out);
+    }
+
+    /// Adds a match of rule `index` to the batch, with the fields of the window it opens
+    /// when it may open one.
+    fn push(
+        &mut self,
+        index: usize,
+        counted: Counted,
+        at: &At,
+        parsed: &mut Option<Arc<Event>>,
+        out: &mut MatchBatch,
+    ) {
+        let (namespace, dedup) = (counted.namespace, &counted.dedup);
+        let spec = &self.rules[index].runner.rule.spec;
+        let id = window_id(&spec.rule_id, namespace, dedup);
+        let key = *self.key_index.entry(id.clone()).or_insert_with(|| {
             out.keys.push(WindowRef {
                 id: id.clone(),
-                rule_id: rule_id.clone(),
+                rule_id: spec.rule_id.clone(),
                 namespace,
                 dedup: dedup.clone(),
                 period_ms: spec.dedup_period_ms().max(1),
@@ -522,7 +636,7 @@ impl MatchStage {
                 } else {
                     spec.threshold.max(1)
                 },
-                counts_unique,
+                counts_unique: counted.counts_unique,
                 rule: index,
             });
             out.keys.len() - 1
@@ -532,20 +646,23 @@ impl MatchStage {
         // the end it would have). Fields for the first match of each window of every batch
         // cost most of a batch's time under load, and setting their ends hid the ends the
         // state told: a wrong guess costs the state's request for fields, never an alert.
-        let may_open = self.ends.get(&id).is_none_or(|&end| time >= end);
+        let may_open = self.ends.get(&id).is_none_or(|&end| at.time >= end);
         let opens = may_open.then(|| {
-            self.ends.insert(id.clone(), time.saturating_add(period));
-            self.opener(index, namespace, &dedup, error, time, batch, line, parsed)
+            self.ends.insert(id, at.time.saturating_add(period));
+            let error = counted.error.clone();
+            self.opener(
+                index, namespace, dedup, error, at.time, &out.batch, at.line, parsed,
+            )
         });
         out.matches.push(Match {
             key,
-            offset,
-            time_ms: time,
-            unique,
+            offset: at.offset,
+            time_ms: at.time,
+            unique: counted.unique,
             opens,
-            line,
+            line: at.line,
+            error: counted.error,
         });
-        self.check_budget(index, &out.source, offset);
     }
 
     /// The alert id and fields of a window opened by this match: for alerts, the rule's
@@ -567,36 +684,14 @@ impl MatchStage {
         parsed: &mut Option<Arc<Event>>,
     ) -> Opener {
         let rule = &mut self.rules[index];
-        // Not the whole spec: it holds the tests (their events) too.
-        let spec = &rule.runner.rule.spec;
+        let alert_id = alert_id(&rule.runner.rule.spec.rule_id, namespace, dedup, time);
         let fields = match error {
-            Some(error) => AlertFields {
-                title: format!("{}: {error}", spec.rule_id),
-                severity: spec.severity,
-                alert_context: Value::Object(Default::default()),
-                description: spec.description.clone(),
-                reference: spec.reference.clone(),
-                runbook: spec.runbook.clone(),
-                destinations: spec.output_ids.clone(),
-                suppressed: false,
-                error: Some(error),
-            },
-            None => {
-                let event = event_of(batch, line, parsed);
-                rule.runner.calls().set_time(time);
-                rule.runner.calls().share_deadline(true);
-                let title = rule.runner.title(&event);
-                if let Err(failure) = &title {
-                    count_aux(rule, Function::Title, failure);
-                }
-                let fields = freeze(rule, &event, &title);
-                rule.runner.calls().share_deadline(false);
-                fields
-            }
+            Some(error) => error_fields(&rule.runner.rule.spec, error),
+            None => freeze(rule, &event_of(batch, line, parsed), time, None),
         };
         let stored = StoredFields::new(fields, &rule.runner.rule);
         Opener {
-            alert_id: alert_id(&rule.runner.rule.spec.rule_id, namespace, dedup, time),
+            alert_id,
             fields: serde_json::to_string(&stored).expect("fields are JSON"),
         }
     }
@@ -619,8 +714,7 @@ impl MatchStage {
                 parsed = None;
                 last_line = m.line;
             }
-            let error = (namespace == Namespace::Error).then(|| dedup.clone());
-            let (time, line) = (m.time_ms, m.line);
+            let (error, time, line) = (m.error.clone(), m.time_ms, m.line);
             let opener = self.opener(
                 rule,
                 namespace,
@@ -634,35 +728,41 @@ impl MatchStage {
             batch.matches[i].opens = Some(opener);
         }
     }
+}
 
-    /// Quarantines a rule that has spent its failure budget (as `eval`'s stage does).
-    fn check_budget(&mut self, index: usize, source: &Arc<str>, offset: u64) {
-        let rule = &self.rules[index];
-        if let Some(budget) = self.quarantine.budget()
-            && rule.spent >= budget
-        {
-            let reason = format!(
-                "after {} calls timed out, hit a limit or trapped",
-                rule.spent
-            );
-            self.quarantine(index, &Position::new(source.clone(), offset), &reason);
-        }
-    }
+/// The line of `held` followed by the lines of `batch`.
+fn prepend(held: Carried, batch: &LineBatch) -> LineBatch {
+    let Carried {
+        offset: number,
+        bytes,
+        ..
+    } = held;
+    let shift = bytes.len();
+    let mut out = LineBatch::with_capacity(shift + batch.bytes.len(), batch.lines.len() + 1);
+    out.bytes.extend_from_slice(&bytes);
+    out.bytes.extend_from_slice(&batch.bytes);
+    out.lines.push(BatchLine {
+        number,
+        start: 0,
+        end: shift,
+        too_long: false,
+    });
+    out.lines.extend(batch.lines.iter().map(|l| BatchLine {
+        start: l.start + shift,
+        end: l.end + shift,
+        ..*l
+    }));
+    out
+}
 
-    /// Stops calling rule `index` until the rules are loaded again.
-    fn quarantine(&mut self, index: usize, at: &Position, reason: &str) {
-        let rule = &mut self.rules[index];
-        if rule.stats.quarantined_at.is_some() {
-            return;
-        }
-        rule.stats.quarantined_at = Some(at.clone());
-        rule.runner.reset();
-        self.quarantined[index].store(true, Ordering::Relaxed);
-        (self.warn)(&format!(
-            "rule `{}` quarantined at `{at}` {reason}: it is not called until the rules are \
-             loaded again",
-            rule.runner.rule.spec.rule_id
-        ));
+/// What a rule error counts into: its kind's window of the error namespace.
+fn error_counted(error: &RuleError) -> Counted {
+    Counted {
+        namespace: Namespace::Error,
+        dedup: error.kind().to_owned(),
+        unique: None,
+        counts_unique: false,
+        error: Some(error.to_string()),
     }
 }
 

@@ -15,6 +15,7 @@
 //! [`Sink`]; with a state, checkpoints go to a
 //! [`StateBackend`](crate::state::backend::StateBackend) through a [`Checkpointer`].
 
+mod health;
 mod matches;
 mod parallel;
 mod runner;
@@ -138,7 +139,7 @@ impl<'a> Evaluator<'a> {
 
     /// Sets when a failing rule is quarantined (default: after 10 costly failed calls).
     pub fn with_quarantine(mut self, quarantine: Quarantine) -> Self {
-        self.stage.quarantine = quarantine;
+        self.stage.health.quarantine = quarantine;
         self.with_settings(|s| s.budget = quarantine.budget())
     }
 

@@ -14,7 +14,9 @@
 //! `file:line`, and its matches are windowed at the clock's time, as an event without a
 //! readable time is.
 
-/// The default of `eval --max-clock-skew`: one hour.
+use crate::clock::format_ms;
+
+/// The default of `eval --max-clock-skew` (and `serve`'s): one hour.
 pub const DEFAULT_MAX_CLOCK_SKEW_MS: i64 = 3_600_000;
 
 /// Which event times may move the event-time clock.
@@ -67,6 +69,35 @@ impl ClockGuard {
         }
     }
 
+    /// [`ClockGuard::with_skew`] again, against the machine's clock now (a long run's).
+    pub fn refreshed(self) -> Self {
+        match self.latest_ms {
+            Some(_) => ClockGuard::with_skew(self.max_skew_ms),
+            None => self,
+        }
+    }
+
+    /// Whether a held event at `held` that no event followed may move the clock when
+    /// nothing else is to come: its time is not ahead of the machine's clock, so events
+    /// after it would be later still.
+    pub(super) fn settles(&self, held: i64) -> bool {
+        let skew = self.max_skew_ms.unwrap_or(0);
+        self.latest_ms
+            .is_none_or(|latest| held <= latest.saturating_sub(skew))
+    }
+
+    /// The warning for an event at `location` and `time` that is too far ahead of the
+    /// clock (at `clock`) to move it.
+    pub(super) fn ahead(&self, location: &impl std::fmt::Display, time: i64, clock: i64) -> String {
+        format!(
+            "`{location}`: event time {} is more than {} ahead of the event-time clock ({}): \
+             it is evaluated and windowed at the clock's time, and does not move it",
+            format_ms(time),
+            skew_text(self.max_skew_ms.unwrap_or(0)),
+            format_ms(clock)
+        )
+    }
+
     /// Where an event at `time` goes, with the clock at `clock`.
     pub(super) fn place(&self, time: Option<i64>, clock: Option<i64>) -> Placement {
         let Some(time) = time else {
@@ -91,6 +122,16 @@ impl ClockGuard {
         next.is_some_and(|next| {
             next >= held.saturating_sub(skew) && self.latest_ms.is_none_or(|latest| next <= latest)
         })
+    }
+}
+
+/// `1h`, `90m`, `30s`, `250ms`.
+fn skew_text(ms: i64) -> String {
+    match ms {
+        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        ms => format!("{ms}ms"),
     }
 }
 
@@ -133,6 +174,15 @@ mod tests {
         );
         let off = ClockGuard::with_skew(None);
         assert_eq!(off.place(Some(i64::MAX), Some(0)), Placement::Own(i64::MAX));
+    }
+
+    #[test]
+    fn with_no_event_after_it_a_held_time_settles_unless_ahead_of_the_machine() {
+        let g = guard();
+        // The machine's clock is 999h (the latest allowed, 1000h, less the skew).
+        assert!(g.settles(999 * H));
+        assert!(!g.settles(999 * H + 1));
+        assert!(g.without_machine_clock().settles(1001 * H));
     }
 
     #[test]

@@ -6,14 +6,15 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use serde_json::Value;
 
+use super::health::{Health, RuleError, error_fields};
 use super::runner::Runner;
 use super::skew::{ClockGuard, Placement};
 use super::summary::{KeptWindows, Quarantine, RuleStats, Summary};
-use super::verdict::{Judged, MatchCalls, Note, NoteKind, Verdict};
+use super::verdict::{Judged, MatchCalls, Note, Verdict};
 use crate::alert::{AlertFields, AlertRecord, SignalRecord};
 use crate::calls::{CallResult, Function, RuleFailure};
 use crate::clock::format_ms;
@@ -46,41 +47,40 @@ impl StageRule {
             spent: 0,
         }
     }
-}
 
-/// At most this many failures per rule are printed; all are counted.
-const MAX_REPORTED_FAILURES: u32 = 5;
-
-/// What a rule error record is about.
-enum RuleError {
-    /// A call to `rule` failed.
-    Call(RuleFailure),
-    /// The rule's state reached a cap.
-    StateLimit(CapReached),
-    /// A fast path's results differ from one call per function.
-    PathMismatch { path: Function, detail: String },
-}
-
-impl RuleError {
-    /// The dedup string of its records (Panther uses the exception class name).
-    fn kind(&self) -> &'static str {
-        match self {
-            RuleError::Call(f) => f.kind(),
-            RuleError::StateLimit(_) => "StateLimit",
-            RuleError::PathMismatch { .. } => "PathMismatch",
+    /// Counts a match and its failed calls: its dedup string, its unique value, and
+    /// whether its window counts unique values.
+    pub fn matched(&mut self, info: &MatchCalls) -> (String, Option<String>, bool) {
+        self.stats.matches += 1;
+        for (function, failure) in info.failures() {
+            count_aux(self, function, failure);
         }
+        let no_title: CallResult<String> = Ok(None);
+        let title = info.title.as_ref().unwrap_or(&no_title);
+        let dedup = semantics::dedup(&self.runner.rule.spec, &info.dedup, title);
+        // A rule defines `unique` when the call returned a value or failed; a failed call
+        // counts the event but adds no value (Panther: `None`).
+        let counts_unique = !matches!(info.unique, Ok(None));
+        (dedup, semantics::unique(&info.unique), counts_unique)
     }
-}
 
-impl std::fmt::Display for RuleError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RuleError::Call(failure) => write!(f, "{failure}"),
-            RuleError::StateLimit(cap) => write!(f, "state limit: {cap}"),
-            RuleError::PathMismatch { path, detail } => write!(
-                f,
-                "`{path}` disagrees with one call per function: it {detail}"
-            ),
+    /// Counts a signal: its record.
+    pub fn signal<'e>(
+        &'e mut self,
+        event: &'e Value,
+        time: i64,
+        location: &Position,
+    ) -> SignalRecord<'e> {
+        self.stats.matches += 1;
+        self.stats.signals += 1;
+        let spec = &self.runner.rule.spec;
+        SignalRecord {
+            kind: "signal",
+            rule_id: &spec.rule_id,
+            severity: spec.severity.as_str(),
+            event_time: format_ms(time),
+            event_location: location.to_string(),
+            event,
         }
     }
 }
@@ -123,9 +123,8 @@ pub(super) struct Stage<'a> {
     /// With `--state`: commits the state every so many lines and at the end.
     pub checkpoints: Option<Checkpointer>,
     pub summary: Summary,
-    pub warn: Box<dyn FnMut(&str) + Send>,
-    pub quarantine: Quarantine,
-    pub quarantined: Arc<[AtomicBool]>,
+    /// Failures, rule errors and quarantine, as `serve`'s stage takes them too.
+    pub health: Health,
     pub clock: ClockGuard,
     held: Option<Held>,
 }
@@ -143,9 +142,12 @@ impl<'a> Stage<'a> {
             sink,
             checkpoints: None,
             summary: Summary::default(),
-            warn,
-            quarantine: Quarantine::default(),
-            quarantined,
+            health: Health {
+                quarantine: Quarantine::default(),
+                quarantined,
+                warn,
+                lasts: "for the rest of the run",
+            },
             clock: ClockGuard::default(),
             held: None,
         }
@@ -161,7 +163,7 @@ impl<'a> Stage<'a> {
             }
             Judged::Bad { location, reason } => {
                 self.summary.bad_lines += 1;
-                (self.warn)(&format!("`{location}`: skipped: {reason}"));
+                (self.health.warn)(&format!("`{location}`: skipped: {reason}"));
                 self.line_done(&location)?;
             }
             Judged::Events {
@@ -328,110 +330,28 @@ impl<'a> Stage<'a> {
             // A suspect event is held by `event` until it is decided, never applied as such.
             Placement::Ahead(time) | Placement::Suspect(time) => {
                 self.summary.events_ahead_of_clock += 1;
-                (self.warn)(&format!(
-                    "`{location}`: event time {} is more than {} ahead of the event-time clock \
-                     ({}): it is evaluated and windowed at the clock's time, and does not move it",
-                    format_ms(time),
-                    skew_text(self.clock.max_skew_ms.unwrap_or(0)),
-                    format_ms(clock)
-                ));
+                (self.health.warn)(&self.clock.ahead(location, time, clock));
                 clock
             }
         };
         self.write_closed()?;
         let mut notes = notes.into_iter().peekable();
         for (index, outcome) in outcomes.enumerate() {
-            if let Verdict::Filtered = outcome {
-                // The most common outcome with many rules, counted here. A rule that was
-                // not called has no notes and cannot fail.
-                let stats = &mut self.rules[index].stats;
-                match stats.quarantined_at {
-                    Some(_) => stats.skipped += 1,
-                    None => stats.filtered += 1,
-                }
+            let rule_notes =
+                std::iter::from_fn(|| notes.next_if(|n| n.rule == index)).map(|note| note.what);
+            let rule = &mut self.rules[index];
+            let Some(pending) = self.health.before(rule, &outcome, rule_notes, location) else {
                 continue;
-            }
-            let mut mismatch = None;
-            while let Some(note) = notes.next_if(|n| n.rule == index) {
-                match note.what {
-                    NoteKind::FastPathFailed { path, failure } => {
-                        self.fast_path_failed(index, path, &failure, location);
-                    }
-                    NoteKind::Mismatch { path, detail } => mismatch = Some((path, detail)),
-                }
-            }
-            if self.rules[index].stats.quarantined_at.is_some() {
-                self.after_quarantine(index, &outcome);
-                continue;
-            }
+            };
             self.apply_outcome(index, outcome, &mut event, time, location)?;
-            if let Some((path, detail)) = mismatch {
-                let error = RuleError::PathMismatch { path, detail };
-                self.rule_error(index, &error, time, location);
-                self.quarantine_rule(
-                    index,
-                    location,
-                    &format!("because its `{path}` results disagree with one call per function"),
-                );
-                continue;
-            }
-            let rule = &self.rules[index];
-            if let Some(budget) = self.quarantine.budget()
-                && rule.spent >= budget
+            if let Some(error) = self
+                .health
+                .after(&mut self.rules[index], index, pending, location)
             {
-                let reason = format!(
-                    "after {} calls timed out, hit a limit or trapped",
-                    rule.spent
-                );
-                self.quarantine_rule(index, location, &reason);
+                self.record_error(index, &error, time, location);
             }
         }
         Ok(())
-    }
-
-    /// An outcome of a rule the stage has quarantined: counted, not applied.
-    fn after_quarantine(&mut self, index: usize, outcome: &Verdict) {
-        let stats = &mut self.rules[index].stats;
-        match outcome {
-            Verdict::Skipped | Verdict::Filtered => stats.skipped += 1,
-            evaluated => {
-                stats.discarded += 1;
-                for (function, failure) in evaluated.failures() {
-                    count_failed(stats, function, failure);
-                }
-            }
-        }
-    }
-
-    fn fast_path_failed(
-        &mut self,
-        index: usize,
-        path: Function,
-        failure: &RuleFailure,
-        location: &Position,
-    ) {
-        let rule = &mut self.rules[index];
-        count_failed(&mut rule.stats, path, failure);
-        if rule.reported < MAX_REPORTED_FAILURES {
-            rule.reported += 1;
-            (self.warn)(&format!(
-                "rule `{}`: `{path}` failed on `{location}`: {failure}; one call per function \
-                 gave the outcome",
-                rule.runner.rule.spec.rule_id
-            ));
-        }
-    }
-
-    fn quarantine_rule(&mut self, index: usize, location: &Position, reason: &str) {
-        let rule = &mut self.rules[index];
-        rule.stats.quarantined_at = Some(location.clone());
-        rule.runner.reset();
-        self.quarantined[index].store(true, Ordering::Relaxed);
-        (self.warn)(&format!(
-            "rule `{}` quarantined at `{location}` {reason}: it is not called for the rest of \
-             the run",
-            rule.runner.rule.spec.rule_id
-        ));
     }
 
     fn apply_outcome(
@@ -453,21 +373,11 @@ impl<'a> Stage<'a> {
             }
             Verdict::NoMatch => {}
             Verdict::Failed(failure) => {
-                count_failed(&mut rule.stats, Function::Rule, &failure);
-                rule.spent += u32::from(failure.needs_fresh_instance());
-                self.rule_error(index, &RuleError::Call(*failure), time, location);
+                let error = self.health.failed(rule, *failure, location);
+                self.record_error(index, &error, time, location);
             }
             Verdict::Signal => {
-                rule.stats.matches += 1;
-                rule.stats.signals += 1;
-                let record = SignalRecord {
-                    kind: "signal",
-                    rule_id: &rule.runner.rule.spec.rule_id,
-                    severity: rule.runner.rule.spec.severity.as_str(),
-                    event_time: format_ms(time),
-                    event_location: location.to_string(),
-                    event: event.get().whole_value(),
-                };
+                let record = rule.signal(event.get().whole_value(), time, location);
                 self.sink.write(&Record::Signal(&record))?;
             }
             Verdict::Match(info) => self.apply_match(index, &info, event, time, location),
@@ -483,20 +393,7 @@ impl<'a> Stage<'a> {
         time: i64,
         location: &Position,
     ) {
-        let rule = &mut self.rules[index];
-        rule.stats.matches += 1;
-        for (function, failure) in info.failures() {
-            count_aux(rule, function, failure);
-        }
-        let no_title: CallResult<String> = Ok(None);
-        let dedup = semantics::dedup(
-            &rule.runner.rule.spec,
-            &info.dedup,
-            info.title.as_ref().unwrap_or(&no_title),
-        );
-        // A rule defines `unique` when the call returned a value or failed; a failed call
-        // counts the event but adds no value (Panther: `None`).
-        let counts_unique = !matches!(info.unique, Ok(None));
+        let (dedup, unique, counts_unique) = self.rules[index].matched(info);
         let key = WindowKey {
             rule: index,
             namespace: Namespace::Alert,
@@ -505,66 +402,43 @@ impl<'a> Stage<'a> {
         let hit = Hit {
             time_ms: time,
             location: location.clone(),
-            unique: semantics::unique(&info.unique),
+            unique,
         };
         match self.state.add(&key, hit.clone()) {
             Added::Counted => return,
             Added::CountedWithoutUnique(cap) => {
-                self.rule_error(index, &RuleError::StateLimit(cap), time, location);
+                self.state_limit(index, cap, time, location);
                 return;
             }
             Added::NoWindow => {}
         }
         if let Err(cap) = self.state.can_open(&key) {
-            self.rule_error(index, &RuleError::StateLimit(cap), time, location);
+            self.state_limit(index, cap, time, location);
             return;
         }
-        // This match opens a window: freeze the alert's fields from it, all calls within
-        // one call's deadline, so that this stage (which every event waits for) is held up
-        // by at most one deadline per window.
         let rule = &mut self.rules[index];
-        let event = event.get();
-        rule.runner.calls().set_time(time);
-        rule.runner.calls().share_deadline(true);
-        let title = match &info.title {
-            Some(t) => t.clone(),
-            None => {
-                let t = rule.runner.title(event);
-                if let Err(failure) = &t {
-                    count_aux(rule, Function::Title, failure);
-                }
-                t
-            }
-        };
-        let frozen = freeze(rule, event, &title);
-        rule.runner.calls().share_deadline(false);
+        let frozen = freeze(rule, event.get(), time, info.title.as_ref());
         let spec = &rule.runner.rule.spec;
         let (period, threshold) = (spec.dedup_period_ms(), spec.threshold);
         if let Err(cap) = self
             .state
             .open(key, hit, period, threshold, counts_unique, frozen)
         {
-            self.rule_error(index, &RuleError::StateLimit(cap), time, location);
+            self.state_limit(index, cap, time, location);
         }
     }
 
-    fn rule_error(&mut self, index: usize, error: &RuleError, time: i64, location: &Position) {
-        let rule = &mut self.rules[index];
-        match error {
-            RuleError::Call(failure) => {
-                rule.stats.rule_errors += 1;
-                rule.stats.restarts += u64::from(failure.needs_fresh_instance());
-            }
-            RuleError::StateLimit(_) => rule.stats.state_limited += 1,
-            RuleError::PathMismatch { .. } => rule.stats.path_mismatches += 1,
-        }
-        if rule.reported < MAX_REPORTED_FAILURES {
-            rule.reported += 1;
-            (self.warn)(&format!(
-                "rule `{}` failed on `{location}`: {error}",
-                rule.runner.rule.spec.rule_id
-            ));
-        }
+    /// A state limit: counted, reported and recorded.
+    fn state_limit(&mut self, index: usize, cap: CapReached, time: i64, location: &Position) {
+        let error = RuleError::StateLimit(cap);
+        self.health
+            .count_error(&mut self.rules[index], &error, location);
+        self.record_error(index, &error, time, location);
+    }
+
+    /// Records a rule error (counted already): its window of the error namespace.
+    fn record_error(&mut self, index: usize, error: &RuleError, time: i64, location: &Position) {
+        let rule = &self.rules[index];
         let key = WindowKey {
             rule: index,
             namespace: Namespace::Error,
@@ -577,17 +451,7 @@ impl<'a> Stage<'a> {
         };
         if !self.state.add(&key, hit.clone()).counted() {
             let spec = &rule.runner.rule.spec;
-            let frozen = AlertFields {
-                title: format!("{}: {error}", spec.rule_id),
-                severity: spec.severity,
-                alert_context: Value::Object(Default::default()),
-                description: spec.description.clone(),
-                reference: spec.reference.clone(),
-                runbook: spec.runbook.clone(),
-                destinations: spec.output_ids.clone(),
-                suppressed: false,
-                error: Some(error.to_string()),
-            };
+            let frozen = error_fields(spec, error.to_string());
             // Rule errors alert at the first occurrence, within the rule's period. Their
             // windows (one per kind) are not capped.
             let opened = self
@@ -609,7 +473,9 @@ impl<'a> Stage<'a> {
         let is_error = closed.key.namespace == Namespace::Error;
         let record = AlertRecord::from_closed(&rule.runner.rule.spec, closed);
         self.sink.write(&Record::Alert(&record))?;
-        if !is_error {
+        if is_error {
+            rule.stats.error_records += 1;
+        } else {
             rule.stats.alerts += 1;
         }
         Ok(())
@@ -669,16 +535,6 @@ impl<'a> Stage<'a> {
     }
 }
 
-/// `1h`, `90m`, `30s`, `250ms`.
-fn skew_text(ms: i64) -> String {
-    match ms {
-        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
-        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
-        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
-        ms => format!("{ms}ms"),
-    }
-}
-
 /// Counts a failed call.
 pub(super) fn count_failed(stats: &mut RuleStats, function: Function, failure: &RuleFailure) {
     *stats
@@ -695,13 +551,19 @@ pub(super) fn count_aux(rule: &mut StageRule, function: Function, failure: &Rule
     count_failed(&mut rule.stats, function, failure);
 }
 
-/// Calls the functions whose values an alert keeps, for the match that opens a window,
-/// and applies Panther's fallbacks; failed calls and invalid values are counted.
+/// Calls the functions whose values an alert keeps, for the match at `time` that opens a
+/// window (`title` too, unless given), and applies Panther's fallbacks; failed calls and
+/// invalid values are counted. All calls share one call's deadline, so that a stage (which
+/// every event waits for) is held up by at most one deadline per window.
 pub(super) fn freeze(
     rule: &mut StageRule,
     event: &Arc<Event>,
-    title: &CallResult<String>,
+    time: i64,
+    title: Option<&CallResult<String>>,
 ) -> AlertFields {
+    rule.runner.calls().set_time(time);
+    rule.runner.calls().share_deadline(true);
+    let called = title.is_none().then(|| rule.runner.title(event));
     let calls = rule.runner.calls();
     let severity = calls.text(Function::Severity, event);
     let context = calls.text(Function::AlertContext, event);
@@ -709,7 +571,13 @@ pub(super) fn freeze(
     let reference = calls.text(Function::Reference, event);
     let runbook = calls.text(Function::Runbook, event);
     let destinations = calls.destinations(event);
+    calls.share_deadline(false);
+    // A title given was counted with its match.
     for (function, failure) in [
+        (
+            Function::Title,
+            called.as_ref().and_then(|t| t.as_ref().err()),
+        ),
         (Function::Severity, severity.as_ref().err()),
         (Function::AlertContext, context.as_ref().err()),
         (Function::Description, description.as_ref().err()),
@@ -721,6 +589,7 @@ pub(super) fn freeze(
             count_aux(rule, function, failure);
         }
     }
+    let title = title.or(called.as_ref()).expect("given or called");
     let spec = &rule.runner.rule.spec;
     let (severity_value, severity_error) = semantics::severity(spec, &severity);
     let (alert_context, context_error) = semantics::alert_context(&context);

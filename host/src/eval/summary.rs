@@ -18,6 +18,8 @@ pub struct RuleStats {
     pub signals: u64,
     /// Alerts written.
     pub alerts: u64,
+    /// `rule_error` records written (one per error kind per `DedupPeriodMinutes`).
+    pub error_records: u64,
     /// Events on which `rule` failed (trap, timeout, limit, returned error): each is in a
     /// `rule_error` record.
     pub rule_errors: u64,

@@ -3,10 +3,12 @@
 
 use std::collections::HashMap;
 
+use foldhash::fast::RandomState;
+use rulehost_event::Found;
 use serde_json::Value;
 
 use super::InlineFilters;
-use super::key_path::{Step, leading_keys, walk_from};
+use super::key_path::{Step, leading_keys};
 use super::matching::{Expr, Test};
 use super::value::Scalar;
 use crate::event::Lookup;
@@ -24,13 +26,13 @@ pub struct FilterIndex {
 
 #[derive(Debug, Clone)]
 struct IndexedPath {
+    /// Keys only (see [`InlineFilters::string_equality`]).
     steps: Vec<Step>,
-    /// The keys `steps` starts with ([`Lookup::root`]).
     keys: Vec<String>,
     /// Every indexed filter on this path, by its position in the list given to `new`.
     members: Vec<usize>,
-    /// The indexed filters each string value passes.
-    by_value: HashMap<String, Vec<usize>>,
+    /// The indexed filters each string value passes, by its UTF-8 bytes.
+    by_value: HashMap<Box<[u8]>, Vec<usize>, RandomState>,
 }
 
 impl FilterIndex {
@@ -49,7 +51,7 @@ impl FilterIndex {
                         steps: steps.to_vec(),
                         keys: leading_keys(steps),
                         members: Vec::new(),
-                        by_value: HashMap::new(),
+                        by_value: HashMap::default(),
                     });
                     index.paths.len() - 1
                 }
@@ -57,7 +59,7 @@ impl FilterIndex {
             let path = &mut index.paths[at];
             path.members.push(i);
             for value in values {
-                let passing = path.by_value.entry(value.to_owned()).or_default();
+                let passing = path.by_value.entry(value.as_bytes().into()).or_default();
                 if passing.last() != Some(&i) {
                     passing.push(i);
                 }
@@ -75,21 +77,20 @@ impl FilterIndex {
     /// `event` decides here: its field is missing (the filter passes) or a string.
     pub fn apply<E: Lookup + ?Sized>(&self, event: &E, results: &mut [Option<bool>]) {
         for path in &self.paths {
-            let mut found = None;
-            walk_from(event, &path.keys, &path.steps, &mut |v| {
-                found = Some(v);
-                true
-            });
-            match found {
+            // The path is keys only: one lookup, as `walk_from` would make it.
+            let text = match event.find_text(&path.keys) {
                 // A missing field passes (see the module docs).
-                None => path.members.iter().for_each(|&i| results[i] = Some(true)),
-                Some(Value::String(s)) => {
-                    path.members.iter().for_each(|&i| results[i] = Some(false));
-                    for &i in path.by_value.get(s.as_str()).into_iter().flatten() {
-                        results[i] = Some(true);
-                    }
+                None => {
+                    path.members.iter().for_each(|&i| results[i] = Some(true));
+                    continue;
                 }
-                Some(_) => {}
+                Some(Found::Text(text)) => text,
+                Some(Found::Value(Value::String(s))) => s.as_bytes(),
+                Some(Found::Value(_)) => continue,
+            };
+            path.members.iter().for_each(|&i| results[i] = Some(false));
+            for &i in path.by_value.get(text).into_iter().flatten() {
+                results[i] = Some(true);
             }
         }
     }

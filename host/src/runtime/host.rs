@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use rulehost_event::Found;
 use serde_json::Value as Json;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -87,14 +88,14 @@ impl HostState {
     }
 
     fn read(&self, index: usize, path: &[String]) -> Option<WitValue> {
-        self.events.get(index)?.get(path).map(to_wit)
+        self.events.get(index)?.find(path).map(found_to_wit)
     }
 
     /// `get-field`: the value of registered field `id` of event `index`; in a batch call
     /// the field joins the prefetch list.
     fn read_field(&mut self, index: usize, id: u32) -> Option<WitValue> {
         let path = self.fields.get(usize::try_from(id).ok()?)?;
-        let value = self.events.get(index)?.get(path).map(to_wit);
+        let value = self.events.get(index)?.find(path).map(found_to_wit);
         if self.in_batch && self.prefetch.len() < MAX_PREFETCH && !self.prefetch.contains(&id) {
             self.prefetch.push(id);
         }
@@ -190,16 +191,24 @@ pub(super) fn pack(event: &Event, paths: &[Vec<String>], ids: &[u32], out: &mut 
         };
         let start = out.len();
         out.extend_from_slice(&id.to_le_bytes());
-        let text = |out: &mut Vec<u8>, tag: u8, s: &str| match u32::try_from(s.len()) {
+        let text = |out: &mut Vec<u8>, tag: u8, s: &[u8]| match u32::try_from(s.len()) {
             Ok(len) => {
                 out.push(tag);
                 out.extend_from_slice(&len.to_le_bytes());
-                out.extend_from_slice(s.as_bytes());
+                out.extend_from_slice(s);
             }
             // Not representable: left out, so the rule reads it with `get-field`.
             Err(_) => out.truncate(start),
         };
-        match event.get(path) {
+        let value = match event.find(path) {
+            Some(Found::Text(s)) => {
+                text(out, 6, s);
+                continue;
+            }
+            Some(Found::Value(value)) => Some(value),
+            None => None,
+        };
+        match value {
             None => out.push(0),
             Some(Json::Null) => out.push(1),
             Some(Json::Bool(b)) => out.push(2 + u8::from(*b)),
@@ -213,9 +222,16 @@ pub(super) fn pack(event: &Event, paths: &[Vec<String>], ids: &[u32], out: &mut 
                     out.extend_from_slice(&n.as_f64().unwrap_or(f64::NAN).to_le_bytes());
                 }
             },
-            Some(Json::String(s)) => text(out, 6, s),
-            Some(value) => text(out, 7, &value.to_string()),
+            Some(Json::String(s)) => text(out, 6, s.as_bytes()),
+            Some(value) => text(out, 7, value.to_string().as_bytes()),
         }
+    }
+}
+
+fn found_to_wit(found: Found<'_>) -> WitValue {
+    match found {
+        Found::Text(s) => WitValue::Text(String::from_utf8_lossy(s).into_owned()),
+        Found::Value(value) => to_wit(value),
     }
 }
 

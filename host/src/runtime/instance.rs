@@ -45,6 +45,11 @@ pub struct RuleInstance {
     max_returned_bytes: usize,
     /// `evaluate-batch`'s `fields`, kept to reuse the buffer.
     packed: Vec<u8>,
+    /// The optional functions that answered "not defined" (bit `i`: the `i`th in
+    /// `optional_functions!`). The contract says that does not depend on the event, so they
+    /// are not called again: a window's alert fields cost a call per function the rule
+    /// defines, not one per function of the contract (each call costs ~3k instructions).
+    undefined: u16,
 }
 
 /// What an optional function's `None` means (Panther: the type the function must return).
@@ -85,13 +90,20 @@ fn lend(call: u32) -> Resource<types::Event> {
 
 /// Generates a typed wrapper per optional function of `detection`: they share one shape.
 macro_rules! optional_functions {
-    ($($(#[$doc:meta])* $name:ident => $call:ident, $wit:literal, $ty:ty, $none:expr;)*) => {
+    ($($(#[$doc:meta])* $name:ident => $call:ident, $bit:literal, $wit:literal, $ty:ty, $none:expr;)*) => {
         $(
             $(#[$doc])*
             pub fn $name(&mut self, event: &Arc<Event>) -> CallResult<$ty> {
+                const BIT: u16 = 1 << $bit;
+                if self.undefined & BIT != 0 {
+                    return Ok(None);
+                }
                 let raw = self.call(std::slice::from_ref(event), |store, guest, call| {
                     guest.0.$call(store, lend(call))
                 })?;
+                if raw.is_none() {
+                    self.undefined |= BIT;
+                }
                 called(raw, $wit, $none)
             }
         )*
@@ -117,6 +129,7 @@ impl RuleInstance {
             deadline: limits.deadline_ticks(),
             max_returned_bytes: limits.max_returned_bytes,
             packed: Vec::new(),
+            undefined: 0,
         }
     }
 
@@ -153,23 +166,23 @@ impl RuleInstance {
 
     optional_functions! {
         /// Calls `title`.
-        call_title => call_title, "title", String, NoneMeans::Error;
+        call_title => call_title, 0, "title", String, NoneMeans::Error;
         /// Calls `dedup`.
-        call_dedup => call_dedup, "dedup", String, NoneMeans::Empty;
+        call_dedup => call_dedup, 1, "dedup", String, NoneMeans::Empty;
         /// Calls `unique`.
-        call_unique => call_unique, "unique", String, NoneMeans::Error;
+        call_unique => call_unique, 2, "unique", String, NoneMeans::Error;
         /// Calls `severity`.
-        call_severity => call_severity, "severity", String, NoneMeans::Error;
+        call_severity => call_severity, 3, "severity", String, NoneMeans::Error;
         /// Calls `alert-context`.
-        call_alert_context => call_alert_context, "alert-context", String, NoneMeans::Error;
+        call_alert_context => call_alert_context, 4, "alert-context", String, NoneMeans::Error;
         /// Calls `description`.
-        call_description => call_description, "description", String, NoneMeans::Error;
+        call_description => call_description, 5, "description", String, NoneMeans::Error;
         /// Calls `reference`.
-        call_reference => call_reference, "reference", String, NoneMeans::Error;
+        call_reference => call_reference, 6, "reference", String, NoneMeans::Error;
         /// Calls `runbook`.
-        call_runbook => call_runbook, "runbook", String, NoneMeans::Error;
+        call_runbook => call_runbook, 7, "runbook", String, NoneMeans::Error;
         /// Calls `destinations`.
-        call_destinations => call_destinations, "destinations", Vec<String>, NoneMeans::Fallback;
+        call_destinations => call_destinations, 8, "destinations", Vec<String>, NoneMeans::Fallback;
     }
 
     /// Calls `evaluate-batch` on `events` (one deadline and one call for all of them): one

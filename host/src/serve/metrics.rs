@@ -68,6 +68,20 @@ impl Metrics {
             "Messages that were not JSON objects (each reported with topic/partition:offset).",
             plain(counts.bad_lines.to_string()),
         );
+        family(
+            "rulehost_events_ahead_of_clock_total",
+            "counter",
+            "Events too far ahead of their partition's event-time clock to move it \
+             (--max-clock-skew): windowed at the clock's time.",
+            plain(counts.ahead_of_clock.to_string()),
+        );
+        family(
+            "rulehost_events_held",
+            "gauge",
+            "Partitions whose last event waits for the next to decide whether its time moves \
+             the clock (its offset is not committed until then).",
+            plain(counts.held.to_string()),
+        );
         let per_rule = |f: &dyn Fn(&crate::eval::RuleStats) -> u64| {
             counts
                 .rules
@@ -92,6 +106,26 @@ impl Metrics {
             "counter",
             "Events on which a rule failed, per rule.",
             per_rule(&|s| s.rule_errors),
+        );
+        family(
+            "rulehost_rule_error_records_total",
+            "counter",
+            "rule_error records this worker created in the state (one per error kind per \
+             period), per rule.",
+            per_rule(&|s| s.error_records),
+        );
+        family(
+            "rulehost_path_mismatches_total",
+            "counter",
+            "Checked evaluate-batch calls whose results disagreed with one call per function, \
+             per rule (each quarantines the rule).",
+            per_rule(&|s| s.path_mismatches),
+        );
+        family(
+            "rulehost_quarantined",
+            "gauge",
+            "1 while this worker does not call the rule (until the rules are loaded again).",
+            per_rule(&|s| u64::from(s.quarantined_at.is_some())),
         );
         family(
             "rulehost_aux_errors_total",

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::clock::Clock;
-use crate::eval::{MatchStage, Quarantine, Rule};
+use crate::eval::{ClockGuard, MatchStage, Quarantine, Rule};
 use crate::sink::{JsonLines, KafkaSink, Sink};
 use crate::source::Input;
 use crate::source::kafka::{CommitMode, KafkaSettings, KafkaSource};
@@ -48,6 +48,8 @@ pub struct ServeSettings {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Event time fields.
     pub clock: Clock,
+    /// Which event times may move a partition's clock (`--max-clock-skew`).
+    pub clock_guard: ClockGuard,
     /// When a failing rule is quarantined.
     pub quarantine: Quarantine,
     /// This worker's name in the outbox's consumer group.
@@ -117,6 +119,14 @@ pub fn serve(
             while let Some(more) = source.next_batch(Duration::ZERO) {
                 inputs.push(more);
             }
+        } else if let Some(name) = stage.quiet_source(Duration::from_secs(1)) {
+            // When nothing comes, an event held for its time is decided (`MatchStage::batch`).
+            let (batch, max_line) = (Default::default(), settings.kafka.max_line);
+            inputs.push(Input::Lines {
+                source: name,
+                batch,
+                max_line,
+            });
         }
         let revoked = source.take_revoked();
         let changed = settings.watch.is_some_and(|every| {
@@ -151,7 +161,7 @@ pub fn serve(
             fingerprint = folder_fingerprint(&settings.rules);
             match load() {
                 Ok(Some((rules, kept))) => {
-                    stage = new_stage(rules, &settings);
+                    stage = new_stage(rules, &settings).taking_over(stage);
                     keep = kept;
                     numbers.reloads += 1;
                     eprintln!(
@@ -282,8 +292,8 @@ fn drain(
     numbers.redis_round_trips = state.round_trips;
     numbers.redis_field_requests = state.field_requests;
     numbers.windows_closed += applied.closed;
-    for rule in applied.alerts {
-        stage.count_alert(rule);
+    for (rule, namespace) in applied.alerts {
+        stage.count_created(rule, namespace);
     }
     let mut done = HashMap::new();
     for batch in flight.batches() {
@@ -308,6 +318,7 @@ fn new_stage(rules: Vec<Rule>, settings: &ServeSettings) -> MatchStage {
         settings.quarantine,
         Box::new(|w| eprintln!("warning: {w}")),
     )
+    .with_clock_guard(settings.clock_guard)
 }
 
 /// Connects to Redis, retrying until it answers or the loop is stopped.

@@ -395,3 +395,62 @@ impl Source for KafkaSource {
         self.bytes_read
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::KafkaSink;
+
+    /// Settings for a broker nobody listens on: creating a client does not connect.
+    fn settings(options: &[(&str, &str)]) -> KafkaSettings {
+        KafkaSettings {
+            brokers: "127.0.0.1:1".to_owned(),
+            topic: "events".to_owned(),
+            group: "g".to_owned(),
+            options: options
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            max_batch: 10,
+            linger: Duration::from_millis(1),
+            max_line: 1 << 20,
+        }
+    }
+
+    #[test]
+    fn tls_and_sasl_settings_are_accepted_by_the_consumer_and_the_producer() {
+        // A build of librdkafka without OpenSSL refuses `SSL` and `SASL_SSL` here ("OpenSSL
+        // not available at build time"), and SCRAM needs OpenSSL too.
+        let mut cases = vec![vec![("security.protocol", "SSL")]];
+        for mechanism in ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] {
+            cases.push(vec![
+                ("security.protocol", "SASL_SSL"),
+                ("sasl.mechanisms", mechanism),
+                ("sasl.username", "rulehost"),
+                ("sasl.password", "secret"),
+            ]);
+        }
+        for options in cases {
+            let settings = settings(&options);
+            if let Err(e) = KafkaSource::subscribe(settings.clone()) {
+                panic!("{options:?}: {e}: {:?}", std::error::Error::source(&e));
+            }
+            if let Err(e) = KafkaSink::new(&settings.brokers, "alerts", &settings.options) {
+                panic!("{options:?}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_unknown_sasl_mechanism_is_refused() {
+        let options = [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanisms", "ROT13"),
+        ];
+        let Err(e) = KafkaSource::subscribe(settings(&options)) else {
+            panic!("`ROT13` was accepted");
+        };
+        let cause = std::error::Error::source(&e).unwrap().to_string();
+        assert!(cause.contains("ROT13"), "{cause}");
+    }
+}

@@ -24,6 +24,8 @@ mod lock;
 pub mod memory;
 #[cfg(feature = "serve")]
 pub mod redis;
+#[cfg(feature = "serve")]
+pub mod redis_summary;
 pub mod sqlite;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -116,8 +116,8 @@ pub fn shown_url(url: &str) -> String {
 /// What applying batches did.
 #[derive(Debug, Default, Clone)]
 pub struct Applied {
-    /// Alerts created, by rule index.
-    pub alerts: Vec<usize>,
+    /// Records created, by rule index: alerts and `rule_error` records.
+    pub alerts: Vec<(usize, crate::state::Namespace)>,
     /// Windows closed.
     pub closed: u64,
     /// Round trips to Redis.
@@ -324,7 +324,10 @@ impl RedisState {
                             }
                             for local in alerts {
                                 if let Some(&k) = keys.get(local) {
-                                    flight.applied.alerts.push(batch.keys[k].rule);
+                                    flight
+                                        .applied
+                                        .alerts
+                                        .push((batch.keys[k].rule, batch.keys[k].namespace));
                                 }
                             }
                         }

@@ -22,6 +22,8 @@ mod contract;
 mod integrity;
 /// The library API as the crate docs show it.
 mod library;
+/// `make new-rule`'s scaffold builds into a component and passes its own tests.
+mod new_rule;
 /// Fast paths give what one call per function gives: `test` fails a path that differs,
 /// `eval` checks a sample; a path that only fails costs one failed call per worker.
 mod paths;

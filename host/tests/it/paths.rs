@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 
 use crate::util::*;
 
-const SPEC: &str = "AnalysisType: rule
+/// The rule of the `split_paths` test component (also used by `serve`'s tests).
+pub const SPEC: &str = "AnalysisType: rule
 Filename: split_paths.wasm
 RuleID: Test.SplitPaths
 Enabled: true

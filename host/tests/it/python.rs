@@ -432,3 +432,76 @@ fn the_lock_pins_the_python_rule_and_its_helpers() {
     std::fs::write(&module, source.replace("== 'admin'", "!= 'admin'")).unwrap();
     assert_eq!(locked(&rules).status.code(), Some(2));
 }
+
+/// A rule that reads every kind of value, through every way of reading, in `rule` and in
+/// `dedup`: on every event (which the batch path packs into later calls once read often),
+/// on a rare branch (read with `get`, never packed), through a case-insensitive key, as
+/// nested objects and arrays (packed as JSON), and after the whole event was loaded.
+const READS_RULE: &str = r#"
+def rule(event):
+    kind = event.get("kind")
+    n = event.get("n")
+    name = event.deep_get("user", "name", default="?")
+    if kind == "rare":
+        return event.get("extra") == {"a": [1, 2]} and event["extra"]["A"] == [1, 2]
+    if kind == "whole":
+        return sorted(event) == ["kind", "n", "user"] and event.get("N") == n
+    if kind == "tuple":
+        return event.get(("user", "name")) is None and event.deep_get("user", "name") == name
+    return n is not None and n != 0 and name != "?" and "n" in event
+
+def dedup(event):
+    return f"{event.get('kind')}:{event.get('n')!r}:{event.deep_get('user', 'name')}"
+"#;
+
+const READS_SCENARIO: &str = r#"Scenarios:
+  - Name: values read in batches and one call per function agree
+    Events:
+      - { Time: "+0m", Repeat: 40, Every: 1s, Log: { kind: plain, n: 1, user: { name: a } } }
+      - { Time: "+1m", Repeat: 5, Every: 1s, Log: { Kind: plain, n: 1.5, User: { Name: b } } }
+      - { Time: "+2m", Repeat: 5, Every: 1s, Log: { kind: plain, n: true, user: { name: a } } }
+      - { Time: "+3m", Repeat: 5, Every: 1s, Log: { kind: plain, n: null, user: { name: a } } }
+      - { Time: "+4m", Repeat: 5, Every: 1s, Log: { kind: plain, user: { name: a } } }
+      - { Time: "+5m", Repeat: 5, Every: 1s, Log: { kind: plain, n: { x: 1 }, user: { name: a } } }
+      - { Time: "+6m", Repeat: 5, Every: 1s, Log: { kind: plain, n: [1, "2"], user: { name: a } } }
+      - { Time: "+7m", Repeat: 5, Every: 1s, Log: { kind: plain, n: 0, user: { name: a } } }
+      - { Time: "+8m", Repeat: 3, Every: 1s, Log: { kind: rare, extra: { a: [1, 2] } } }
+      - { Time: "+9m", Repeat: 3, Every: 1s, Log: { kind: whole, n: "x", user: [] } }
+      - { Time: "+10m", Repeat: 3, Every: 1s, Log: { kind: tuple, user: { name: c } } }
+      - { Time: "+11m", Repeat: 40, Every: 1s, Log: { kind: plain, n: 2, user: "flat" } }
+    ExpectedAlerts:
+      - { Dedup: "plain:1:a", EventCount: 40 }
+      - { Dedup: "plain:1.5:b", EventCount: 5 }
+      - { Dedup: "plain:True:a", EventCount: 5 }
+      - { Dedup: "plain:{'x': 1}:a", EventCount: 5 }
+      - { Dedup: "plain:(1, '2'):a", EventCount: 5 }
+      - { Dedup: "rare:None:None", EventCount: 3 }
+      - { Dedup: "whole:'x':None", EventCount: 3 }
+      - { Dedup: "tuple:None:c", EventCount: 3 }
+"#;
+
+/// The batch path (fields packed once read often, rare reads with `get`, events' caches
+/// started from the packed values) gives what one call per function gives, for every kind
+/// of value: `rulehost test` runs the scenario both ways and checks every batch.
+#[test]
+fn python_batch_reads_agree_with_one_call_per_function() {
+    python_runtime_cached();
+    let yaml = format!(
+        "AnalysisType: rule\nFilename: reads.py\nRuleID: Test.Py.Reads\nEnabled: true\n\
+         LogTypes: [Test.Log]\nSeverity: Low\n{READS_SCENARIO}"
+    );
+    let dir = analysis(&[("reads", &yaml, READS_RULE)], &[]);
+    let out = run(rulehost().arg("test").args(PATIENT).arg(dir.path()), "");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("1 passed, 0 failed"),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -21,7 +21,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 
-use crate::util::{repo, rulehost, rules_tests};
+use crate::util::{repo, rule_dir, rulehost, rules_tests};
 
 const TOPIC: &str = "databricks-audit";
 const SLOTS: u32 = 16;
@@ -31,6 +31,8 @@ const SLOTS: u32 = 16;
 struct Redis {
     child: Option<Child>,
     port: u16,
+    /// Also listening with TLS on this port ([`Redis::start_tls`]).
+    tls_port: Option<u16>,
     dir: tempfile::TempDir,
     /// `appendfsync`: `always` in the scenarios.
     fsync: &'static str,
@@ -62,11 +64,66 @@ impl Redis {
         let mut redis = Redis {
             child: None,
             port,
+            tls_port: None,
             dir: tempfile::tempdir().unwrap(),
             fsync,
         };
         redis.launch();
         Some(redis)
+    }
+
+    /// [`Redis::start`], also listening with TLS ([`Redis::tls_url`]), with a certificate
+    /// for 127.0.0.1 that the `openssl` command makes (its file: [`Redis::certificate`]).
+    fn start_tls() -> Option<Redis> {
+        let found = Command::new("openssl")
+            .arg("version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "openssl is required under CI=true (.ci/run installs it)"
+            );
+            eprintln!("skipped: openssl is not installed (apt-get install openssl)");
+            return None;
+        }
+        let mut redis = Redis::start()?;
+        let made = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args([
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ])
+            .arg("-keyout")
+            .arg(redis.dir.path().join("key.pem"))
+            .arg("-out")
+            .arg(redis.certificate())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(made.success(), "openssl made no certificate");
+        if let Some(mut child) = redis.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        redis.tls_port = Some(free_port());
+        redis.launch();
+        Some(redis)
+    }
+
+    /// The certificate of [`Redis::start_tls`].
+    fn certificate(&self) -> PathBuf {
+        self.dir.path().join("cert.pem")
+    }
+
+    /// `rediss://` on the TLS port.
+    fn tls_url(&self) -> String {
+        format!("rediss://127.0.0.1:{}/0", self.tls_port.unwrap())
     }
 
     fn launch(&mut self) {
@@ -82,6 +139,19 @@ impl Redis {
             ])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(self.tls_port.iter().flat_map(|port| {
+                let file = |name: &str| self.dir.path().join(name).into_os_string();
+                [
+                    "--tls-port".into(),
+                    port.to_string().into(),
+                    "--tls-cert-file".into(),
+                    file("cert.pem"),
+                    "--tls-key-file".into(),
+                    file("key.pem"),
+                    "--tls-auth-clients".into(),
+                    "no".into(),
+                ]
+            }))
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server starts");
@@ -256,18 +326,26 @@ fn events_of(path: &Path, partitions: i32) -> Vec<(i32, String)> {
 
 /// `rulehost eval` over the same events, in the same order: its records.
 fn eval_records(events: &[(i32, String)]) -> Vec<Value> {
+    eval_run(&rules_tests(), events, &[], 0)
+}
+
+/// `rulehost eval --rules RULES EXTRA...` over the same events, in the same order: its
+/// records; it must exit with `code`.
+fn eval_run(rules: &Path, events: &[(i32, String)], extra: &[&str], code: i32) -> Vec<Value> {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("events.jsonl");
     let lines: Vec<&str> = events.iter().map(|(_, l)| l.as_str()).collect();
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
     let out = rulehost()
         .args(["eval", "--threads", "1", "--rules"])
-        .arg(rules_tests())
+        .arg(rules)
+        .args(extra)
         .arg(&input)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
+    assert_eq!(
+        out.status.code(),
+        Some(code),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -300,17 +378,33 @@ impl Worker {
         out: &Path,
         extra: &[&str],
     ) -> Worker {
+        Worker::start_env(rules, kafka, redis, group, out, extra, &[])
+    }
+
+    /// [`Worker::start_on`] with more environment variables.
+    fn start_env(
+        rules: &Path,
+        kafka: &Kafka,
+        redis: &Redis,
+        group: &str,
+        out: &Path,
+        extra: &[&str],
+        env: &[(&str, &Path)],
+    ) -> Worker {
         let log = out.with_extension("log");
+        let url = redis.url();
         let child = rulehost()
+            .envs(env.iter().copied())
             .args(["serve", "--rules"])
             .arg(rules)
             .args(["--kafka-brokers", &kafka.brokers(), "--topic", TOPIC])
-            .args(["--group", group, "--state", &redis.url()])
+            .args(["--group", group])
             .arg("-o")
             .arg(out)
             .args(["--linger-ms", "20"])
             .args(
                 [
+                    ["--state", url.as_str()],
                     ["--outbox-claim-ms", "1000"],
                     ["--watch-seconds", "0"],
                     ["--batch-size", "200"],
@@ -573,8 +667,10 @@ fn check(eval: &[Value], redis: &Redis, group: &str, outputs: &[PathBuf]) {
     );
     for want in eval {
         let id = want["alert_id"].as_str().unwrap();
+        // `alert` or `rule_error`.
+        let kind = want["kind"].as_str().unwrap().to_owned();
         assert_eq!(
-            outbox_counts.get(&("alert".to_owned(), id.to_owned())),
+            outbox_counts.get(&(kind, id.to_owned())),
             Some(&1),
             "alert {id} once in the outbox"
         );
@@ -608,12 +704,16 @@ fn check(eval: &[Value], redis: &Redis, group: &str, outputs: &[PathBuf]) {
             "reports",
             "destinations",
             "suppressed",
+            "error",
         ] {
             assert_eq!(got[field], want[field], "alert {id}: `{field}`");
         }
     }
-    let alerts = outbox_counts.keys().filter(|(k, _)| k == "alert").count();
-    assert_eq!(alerts, eval.len(), "outbox alerts");
+    let alerts = outbox_counts
+        .keys()
+        .filter(|(k, _)| k == "alert" || k == "rule_error")
+        .count();
+    assert_eq!(alerts, eval.len(), "outbox alerts and rule errors");
 }
 
 /// Copies the files of `from` into `to`, folders included.
@@ -736,6 +836,266 @@ fn one_worker_gives_evals_alerts() {
         assert_eq!(key, want["alert_id"].as_str().unwrap());
         assert_eq!(record, want);
     }
+}
+
+#[test]
+fn misbehaving_rules_are_quarantined_with_evals_rule_errors() {
+    // A rule whose `evaluate-batch` drops every match (caught by the check of the first
+    // batch), and one that loops on every event (quarantined after 3 timeouts): `eval`
+    // writes a `rule_error` record for each; so must `serve`, through the outbox.
+    let Some(redis) = Redis::start() else { return };
+    let kafka = Kafka::new(1);
+    let rules = rule_dir(
+        &[],
+        &[
+            ("split.yml", crate::paths::SPEC),
+            ("hostile.yml", crate::sandbox::HOSTILE_SPEC),
+        ],
+    );
+    const T0: i64 = 1_704_067_200_000;
+    let event = |i: i64| {
+        let user = format!("u{i}");
+        serde_json::json!({"timestamp": T0 + i * 1000, "match": true, "user": user,
+            "batch": "lie", "hostile": "loop"})
+    };
+    let mut events: Vec<(i32, String)> = (0..50).map(|i| (0, event(i).to_string())).collect();
+    let close = serde_json::json!({"timestamp": T0 + 3 * 86_400_000, "actionName": "close"});
+    events.push((0, close.to_string()));
+    let limits = ["--timeout-ms", "20", "--quarantine-after", "3"];
+    let eval = eval_run(rules.path(), &events, &limits, 2);
+    let mut kinds: Vec<(&str, &str)> = eval
+        .iter()
+        .map(|r| (r["kind"].as_str().unwrap(), r["dedup"].as_str().unwrap()))
+        .collect();
+    kinds.sort_unstable();
+    assert_eq!(
+        kinds,
+        [
+            ("alert", "u0"),
+            ("rule_error", "PathMismatch"),
+            ("rule_error", "Timeout")
+        ],
+        "{eval:#?}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("w.jsonl");
+    kafka.produce(&events);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut extra = limits.to_vec();
+    extra.extend(["--metrics-addr", &addr]);
+    let worker = Worker::start_on(rules.path(), &kafka, &redis, "ge", &out, &extra);
+    wait_done(&kafka, &redis, "ge", &events, &[&worker]);
+    worker.wait_log(
+        &format!(
+            "rule `Test.SplitPaths` quarantined at `{TOPIC}/0:0` because its `evaluate-batch` \
+             results disagree with one call per function: it is not called until the rules \
+             are loaded again"
+        ),
+        1,
+    );
+    worker.wait_log(
+        &format!(
+            "rule `Test.Hostile` quarantined at `{TOPIC}/0:2` after 3 calls timed out, hit a \
+             limit or trapped"
+        ),
+        1,
+    );
+    // Counted per rule: each rule error record once, and not as an alert.
+    let want = [
+        (
+            "rulehost_rule_error_records_total{rule=\"Test.SplitPaths\"}",
+            1.0,
+        ),
+        (
+            "rulehost_rule_error_records_total{rule=\"Test.Hostile\"}",
+            1.0,
+        ),
+        ("rulehost_alerts_total{rule=\"Test.SplitPaths\"}", 1.0),
+        ("rulehost_alerts_total{rule=\"Test.Hostile\"}", 0.0),
+        (
+            "rulehost_path_mismatches_total{rule=\"Test.SplitPaths\"}",
+            1.0,
+        ),
+        ("rulehost_rule_errors_total{rule=\"Test.Hostile\"}", 3.0),
+        ("rulehost_quarantined{rule=\"Test.SplitPaths\"}", 1.0),
+        ("rulehost_quarantined{rule=\"Test.Hostile\"}", 1.0),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, page) = http_get(&addr, "/metrics");
+        if want.iter().all(|(name, v)| metric(&page, name) == Some(*v)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{want:?} in {page}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    worker.stop();
+    check(&eval, &redis, "ge", &[out]);
+}
+
+#[test]
+fn a_poisoned_timestamp_loses_and_corrupts_no_alert() {
+    // Two events with absurd times, matching no rule: one a month ahead of its partition
+    // (the next event of the partition shows it was a lone outlier), one in the year 2200
+    // (past this machine's clock). Without the guard either would move its partition's
+    // clock and close its windows early, splitting alerts and their counts.
+    let Some(redis) = Redis::start() else { return };
+    let kafka = Kafka::new(3);
+    let mut events = events(3);
+    let last = events
+        .iter()
+        .filter_map(|(_, l)| serde_json::from_str::<Value>(l).ok()?["timestamp"].as_i64())
+        .max()
+        .unwrap();
+    let poison = |t: i64| serde_json::json!({"timestamp": t, "actionName": "poison"}).to_string();
+    let mut offsets = Vec::new();
+    for (partition, time) in [(1, last + 30 * 86_400_000), (2, 7_258_118_400_000)] {
+        // After the middle event of the partition.
+        let of_partition: Vec<usize> = (0..events.len())
+            .filter(|&i| events[i].0 == partition)
+            .collect();
+        let middle = of_partition.len() / 2;
+        events.insert(of_partition[middle] + 1, (partition, poison(time)));
+        offsets.push((partition, middle + 1));
+    }
+    let eval = eval_records(&events);
+    let dir = tempfile::tempdir().unwrap();
+    kafka.produce(&events);
+
+    // Batches of one message: the first poison is the last event of its batch, held
+    // (uncommitted) until the partition's next batch; then batches of up to 200.
+    for (group, batch) in [("gp1", "1"), ("gp200", "200")] {
+        let out = dir.path().join(format!("{group}.jsonl"));
+        let worker = Worker::start(&kafka, &redis, group, &out, &["--batch-size", batch]);
+        wait_done(&kafka, &redis, group, &events, &[&worker]);
+        for (partition, offset) in &offsets {
+            worker.wait_log(&format!("`{TOPIC}/{partition}:{offset}`: event time "), 1);
+        }
+        worker.wait_log("is more than 1h ahead of the event-time clock", 2);
+        worker.stop();
+        check(&eval, &redis, group, &[out]);
+    }
+
+    // The same without the guard: windows close early, alerts are split and their counts
+    // wrong (so the check above can tell).
+    let out = dir.path().join("off.jsonl");
+    let extra = ["--max-clock-skew", "0"];
+    let worker = Worker::start(&kafka, &redis, "gp-off", &out, &extra);
+    wait_done(&kafka, &redis, "gp-off", &events, &[&worker]);
+    worker.stop();
+    // Each alert's last record: (alert id, events counted).
+    let finals = |records: &[Value]| -> BTreeMap<String, Value> {
+        let id = |r: &Value| r["alert_id"].as_str().unwrap().to_owned();
+        records
+            .iter()
+            .map(|r| (id(r), r["event_count"].clone()))
+            .collect()
+    };
+    let off = finals(&records(&std::fs::read_to_string(&out).unwrap()));
+    let want = finals(&eval);
+    // One of the 13 alerts when this was written.
+    assert_ne!(off, want, "without the guard no alert changed");
+}
+
+#[test]
+fn the_state_over_tls_gives_evals_alerts() {
+    let Some(redis) = Redis::start_tls() else {
+        return;
+    };
+    let kafka = Kafka::new(3);
+    let events = events(3);
+    let eval = eval_records(&events);
+    let dir = tempfile::tempdir().unwrap();
+    kafka.produce(&events);
+    let url = redis.tls_url();
+    let extra = ["--state", url.as_str()];
+
+    // A server whose certificate the worker does not trust is refused, and said why.
+    let out = dir.path().join("untrusted.jsonl");
+    let worker = Worker::start_on(&rules_tests(), &kafka, &redis, "gt", &out, &extra);
+    worker.wait_log("certificate verify failed", 1);
+    worker.kill();
+
+    // Trusted (OpenSSL's `SSL_CERT_FILE`): the state, the outbox and the forwarder go
+    // through TLS.
+    let out = dir.path().join("w.jsonl");
+    let env = [("SSL_CERT_FILE", redis.certificate())];
+    let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+    let worker = Worker::start_env(&rules_tests(), &kafka, &redis, "gt", &out, &extra, &env);
+    wait_done(&kafka, &redis, "gt", &events, &[&worker]);
+    worker.stop();
+    check(&eval, &redis, "gt", &[out]);
+}
+
+#[test]
+fn rulehost_state_shows_serves_state_in_redis() {
+    let Some(redis) = Redis::start() else { return };
+    let kafka = Kafka::new(3);
+    let events = events(3);
+    // The closing events (one per partition) come last: before them, windows are open.
+    let (head, tail) = events.split_at(events.len() - 3);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("w.jsonl");
+    kafka.produce(head);
+    let worker = Worker::start(&kafka, &redis, "gv", &out, &[]);
+    wait_done(&kafka, &redis, "gv", head, &[&worker]);
+    let state = |format: &str| {
+        let out = rulehost()
+            .arg("state")
+            .arg(redis.url())
+            .args(["--state-namespace", "gv", "--format", format])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let sum = |json: &Value, field: &str| -> u64 {
+        let rules = json["rules"].as_array().unwrap();
+        rules.iter().map(|r| r[field].as_u64().unwrap()).sum()
+    };
+    let last_offsets = |events: &[(i32, String)]| {
+        let mut last = BTreeMap::new();
+        for (p, _) in events {
+            *last.entry(format!("{TOPIC}/{p}")).or_insert(-1i64) += 1;
+        }
+        serde_json::to_value(last).unwrap()
+    };
+
+    let json: Value = serde_json::from_str(&state("json")).unwrap();
+    assert_eq!(json["applied"], last_offsets(head), "{json:#}");
+    let entries = outbox(&redis, "gv");
+    assert_eq!(json["outbox"]["entries"], entries.len(), "{json:#}");
+    assert_eq!(json["outbox"]["undelivered"], 0, "{json:#}");
+    assert_eq!(json["outbox"]["unacknowledged"], 0, "{json:#}");
+    // A window is alerted from its alert until its update, when it closes.
+    let kind = |k: &str| entries.iter().filter(|(kind, _)| kind == k).count() as u64;
+    assert_eq!(sum(&json, "alerted"), kind("alert") - kind("alert_update"));
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("rulehost:{gv:*}:w:*")
+        .query(&mut redis.conn().unwrap())
+        .unwrap();
+    assert!(
+        !keys.is_empty(),
+        "windows are open before the closing events"
+    );
+    assert_eq!(sum(&json, "windows"), keys.len() as u64, "{json:#}");
+    let text = state("text");
+    assert!(
+        text.contains(&format!("`{TOPIC}/0`: up to offset ")),
+        "{text}"
+    );
+    assert!(text.contains("  RULE  "), "{text}");
+
+    // The closing events close every window; each partition moves one offset on.
+    kafka.produce(tail);
+    wait_done(&kafka, &redis, "gv", &events, &[&worker]);
+    worker.stop();
+    let json: Value = serde_json::from_str(&state("json")).unwrap();
+    assert_eq!(json["rules"], serde_json::json!([]), "{json:#}");
+    assert_eq!(json["applied"], last_offsets(&events), "{json:#}");
+    assert_eq!(json["outbox"]["entries"], outbox(&redis, "gv").len());
 }
 
 #[test]
