@@ -291,6 +291,7 @@ fn drain(
     };
     numbers.redis_round_trips = state.round_trips;
     numbers.redis_field_requests = state.field_requests;
+    numbers.redis_detail_requests = state.detail_requests;
     numbers.windows_closed += applied.closed;
     for (rule, namespace) in applied.alerts {
         stage.count_created(rule, namespace);

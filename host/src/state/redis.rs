@@ -61,6 +61,9 @@ pub struct RedisSettings {
     pub grace_ms: i64,
     /// How long the per-source offsets and window ends live after their last change.
     pub keep_ms: i64,
+    /// Whether a fresh batch's matches are sent aggregated, a segment per window and
+    /// guessed boundary (see [`RedisState`]); `false`: always match by match.
+    pub aggregate: bool,
 }
 
 impl RedisSettings {
@@ -72,6 +75,7 @@ impl RedisSettings {
             slots: 16,
             grace_ms: 24 * 3_600_000,
             keep_ms: 7 * 24 * 3_600_000,
+            aggregate: true,
         }
     }
 
@@ -157,6 +161,8 @@ struct Call {
     slot: u32,
     matches: Vec<usize>,
     signals: Vec<usize>,
+    /// Sent match by match (the script's mode `m`), not aggregated.
+    by_match: bool,
 }
 
 /// The alert state in Redis; see the module docs.
@@ -172,6 +178,8 @@ pub struct RedisState {
     pub round_trips: u64,
     /// Calls made again with the fields they asked for, so far.
     pub field_requests: u64,
+    /// Aggregated calls made again match by match, so far.
+    pub detail_requests: u64,
 }
 
 impl RedisState {
@@ -187,6 +195,7 @@ impl RedisState {
             next_end: BTreeMap::new(),
             round_trips: 0,
             field_requests: 0,
+            detail_requests: 0,
         };
         state.connection()?;
         Ok(state)
@@ -304,7 +313,15 @@ impl RedisState {
                                 .filter_map(|&i| call.matches.get(i).copied())
                                 .collect();
                             stage.supply_fields(batch, &global);
+                            self.field_requests += 1;
                             again.push(call);
+                        }
+                        Some(Reply::Detail) => {
+                            self.detail_requests += 1;
+                            again.push(Call {
+                                by_match: true,
+                                ..call
+                            });
                         }
                         Some(Reply::Ok {
                             closed,
@@ -342,9 +359,8 @@ impl RedisState {
                 if again.is_empty() {
                     break;
                 }
-                // Calls that asked for fields changed nothing: made again, with them,
-                // before anything later of their sources is sent.
-                self.field_requests += again.len() as u64;
+                // Calls that asked for fields, or to be sent match by match, changed
+                // nothing: made again before anything later of their sources is sent.
                 self.send_calls(&flight.batches, &again)?;
                 replies = self.receive(again.len())?;
                 if replies.iter().any(is_noscript) {
@@ -417,6 +433,7 @@ impl RedisState {
                 slot,
                 matches: by_window(batch, matches),
                 signals,
+                by_match: !self.settings.aggregate,
             })
             .collect()
     }
@@ -494,7 +511,8 @@ impl RedisState {
             .arg(self.settings.keep_ms)
             .arg(&prefix)
             .arg(keys.len())
-            .arg(call.signals.len());
+            .arg(call.signals.len())
+            .arg(if call.by_match { "m" } else { "a" });
         // The matches are grouped by window, in the order of `keys`.
         let mut rest = &call.matches[..];
         let mut unique = Vec::new();
@@ -506,6 +524,10 @@ impl RedisState {
                 .count();
             let (matches, after) = rest.split_at(n);
             rest = after;
+            if !call.by_match {
+                aggregated_args(cmd, batch, key, matches);
+                continue;
+            }
             let openers = matches
                 .iter()
                 .filter(|&&i| batch.matches[i].opens.is_some())
@@ -543,6 +565,88 @@ impl RedisState {
         for &i in &call.signals {
             let s = &batch.signals[i];
             cmd.arg(s.offset).arg(&s.record);
+        }
+    }
+}
+
+/// One window's `matches` (indices into the batch's matches, in input order) as the
+/// script's mode `a` takes them: segments, each from a match the stage gave fields (it
+/// guessed that it opens the window) to the next, the first one continuing the live window
+/// when its first match has none; per segment its count, times and the items that find the
+/// match crossing the threshold (the distinct unique values, or the first threshold times).
+fn aggregated_args(
+    cmd: &mut redis::Cmd,
+    batch: &MatchBatch,
+    key: &crate::eval::WindowRef,
+    matches: &[usize],
+) {
+    struct Segment<'a> {
+        first: &'a crate::eval::Match,
+        count: u64,
+        least: i64,
+        greatest: i64,
+        /// Mode `a`'s items, flattened.
+        items: Vec<Item<'a>>,
+        seen: std::collections::HashSet<&'a str>,
+    }
+    enum Item<'a> {
+        Time(i64),
+        Value(&'a str, u64, i64, i64, i64),
+    }
+    let mut segments: Vec<Segment> = Vec::new();
+    for &i in matches {
+        let m = &batch.matches[i];
+        if m.opens.is_some() || segments.is_empty() {
+            segments.push(Segment {
+                first: m,
+                count: 0,
+                least: m.time_ms,
+                greatest: m.time_ms,
+                items: Vec::new(),
+                seen: Default::default(),
+            });
+        }
+        let s = segments.last_mut().expect("pushed above");
+        s.count += 1;
+        s.least = s.least.min(m.time_ms);
+        s.greatest = s.greatest.max(m.time_ms);
+        if key.counts_unique {
+            if let Some(u) = &m.unique
+                && s.seen.insert(u)
+            {
+                s.items
+                    .push(Item::Value(u, s.count, m.time_ms, s.least, s.greatest));
+            }
+        } else if s.count <= key.threshold {
+            s.items.push(Item::Time(m.time_ms));
+        }
+    }
+    cmd.arg(&key.id)
+        .arg(&key.rule_id)
+        .arg(namespace_name(key.namespace))
+        .arg(&key.dedup)
+        .arg(key.period_ms)
+        .arg(key.threshold)
+        .arg(if key.counts_unique { "1" } else { "0" })
+        .arg(segments.len());
+    for s in &segments {
+        match &s.first.opens {
+            Some(o) => cmd.arg(&o.alert_id).arg(&o.fields),
+            None => cmd.arg("").arg(""),
+        };
+        cmd.arg(s.first.offset)
+            .arg(s.first.time_ms)
+            .arg(s.count)
+            .arg(s.least)
+            .arg(s.greatest)
+            .arg(s.items.len());
+        for item in &s.items {
+            match *item {
+                Item::Time(t) => cmd.arg(t),
+                Item::Value(v, n, t, least, greatest) => {
+                    cmd.arg(v).arg(n).arg(t).arg(least).arg(greatest)
+                }
+            };
         }
     }
 }
@@ -591,6 +695,8 @@ fn error(settings: &RedisSettings, source: redis::RedisError) -> RedisStateError
 
 enum Reply {
     Need(Vec<usize>),
+    /// An aggregated call to send again match by match.
+    Detail,
     Ok {
         closed: u64,
         next_end: Option<i64>,
@@ -614,6 +720,7 @@ fn parse_reply(value: &Value) -> Option<Reply> {
     };
     let (head, rest) = items.split_first()?;
     match text(head)?.as_str() {
+        "detail" => Some(Reply::Detail),
         "need" => Some(Reply::Need(
             rest.iter()
                 .map(|v| int(v).map(|i| i as usize))

@@ -7,18 +7,33 @@
 -- KEYS[2+2k], KEYS[3+2k] (k = 1..K): window k's hash and its unique values' set
 --
 -- ARGV: source, first offset, last offset, watermark ('' for none), window TTL grace (ms),
--- bookkeeping TTL (ms), key prefix (for another source's `ends`), K, S, then K windows, each
--- with its matches: id, RuleID, namespace, dedup, period ms, threshold, counts unique (0/1),
--- N, O, then N matches in input order (offset, time ms, and for a window that counts unique
--- values the value: '-' none, '+' value), then O openers (match number 1..N, alert id,
--- fields JSON: the matches that may open the window); then S signals (offset, record JSON).
--- Matches are numbered across the windows in order (window 1's first).
+-- bookkeeping TTL (ms), key prefix (for another source's `ends`), K, S, mode ('m' or 'a'),
+-- then K windows, then S signals (offset, record JSON).
+--
+-- Mode 'm', match by match: each window is id, RuleID, namespace, dedup, period ms,
+-- threshold, counts unique (0/1), N, O, then N matches in input order (offset, time ms, and
+-- for a window that counts unique values the value: '-' none, '+' value), then O openers
+-- (match number 1..N, alert id, fields JSON: the matches that may open the window). Matches
+-- are numbered across the windows in order (window 1's first).
+--
+-- Mode 'a', aggregated (a fresh batch whose window boundaries the worker guessed): each
+-- window is id, RuleID, namespace, dedup, period ms, threshold, counts unique (0/1), G, then
+-- G segments, each a run of the window's matches in input order that the worker expects in
+-- one window: alert id and fields JSON of its first match ('' and '': it continues the live
+-- window), first match's offset and time, matches, least and greatest time, L, then L items:
+-- for a window that counts unique values, each distinct value of the segment in the order
+-- it first came (value, its match's number 1..N in the segment, time, least and greatest
+-- time of the segment up to it), else the times of the segment's first L = min(N,
+-- threshold) matches. Where a segment's boundary is not where the worker expected, or the
+-- batch was applied before, it answers {'detail'} and changes nothing: the worker sends the
+-- call again match by match. The windows come out as match by match (a window not alerted
+-- has a count under its threshold: the threshold is checked at every match).
 --
 -- Returns {'need', i...} (0-based numbers of matches that open a window but came without
--- fields; nothing was changed), or {'ok', closed, alerted, next end, end_1..end_K, alerts...}:
--- windows closed, alerts created, the earliest end of this source's windows in the slot
--- (-1: none), each window's end now (0: none), and the window index (0-based) of each
--- alert created.
+-- fields; nothing was changed), {'detail'}, or {'ok', closed, alerted, next end,
+-- end_1..end_K, alerts...}: windows closed, alerts created, the earliest end of this
+-- source's windows in the slot (-1: none), each window's end now (0: none), and the window
+-- index (0-based) of each alert created.
 
 local function s(x) return string.format('%d', x) end
 
@@ -28,26 +43,44 @@ local watermark = ARGV[4] ~= '' and tonumber(ARGV[4]) or nil
 local grace, keep = tonumber(ARGV[5]), tonumber(ARGV[6])
 local prefix = ARGV[7]
 local K, S = tonumber(ARGV[8]), tonumber(ARGV[9])
+local aggregated = ARGV[10] == 'a'
 local hwm = tonumber(redis.call('HGET', KEYS[1], source) or '-1')
 -- Every match is new unless the batch was (partly) applied before.
 local fresh_batch = first_offset > hwm
+if aggregated and not fresh_batch then
+  return {'detail'}
+end
 
 local keys = {}
-local a = 10
+local a = 11
 local numbered = 0
 for k = 1, K do
   local key = {id = ARGV[a], rule = ARGV[a + 1], ns = ARGV[a + 2], dedup = ARGV[a + 3],
     period = tonumber(ARGV[a + 4]), thr = tonumber(ARGV[a + 5]), uniq = ARGV[a + 6] == '1',
     wkey = KEYS[2 + 2 * k], ukey = KEYS[3 + 2 * k], aid = {}, fields = {}}
-  local n, o = tonumber(ARGV[a + 7]), tonumber(ARGV[a + 8])
-  a = a + 9
-  key.at, key.n, key.width, key.base = a, n, key.uniq and 3 or 2, numbered
-  numbered = numbered + n
-  a = a + n * key.width
-  for _ = 1, o do
-    local j = tonumber(ARGV[a])
-    key.aid[j], key.fields[j] = ARGV[a + 1], ARGV[a + 2]
-    a = a + 3
+  if aggregated then
+    local g = tonumber(ARGV[a + 7])
+    a = a + 8
+    local segs = {}
+    for i = 1, g do
+      local seg = {aid = ARGV[a], fields = ARGV[a + 1], off = ARGV[a + 2],
+        t = tonumber(ARGV[a + 3]), n = tonumber(ARGV[a + 4]), lo = tonumber(ARGV[a + 5]),
+        hi = tonumber(ARGV[a + 6]), l = tonumber(ARGV[a + 7]), at = a + 8}
+      a = seg.at + seg.l * (key.uniq and 5 or 1)
+      segs[i] = seg
+    end
+    key.segs = segs
+  else
+    local n, o = tonumber(ARGV[a + 7]), tonumber(ARGV[a + 8])
+    a = a + 9
+    key.at, key.n, key.width, key.base = a, n, key.uniq and 3 or 2, numbered
+    numbered = numbered + n
+    a = a + n * key.width
+    for _ = 1, o do
+      local j = tonumber(ARGV[a])
+      key.aid[j], key.fields[j] = ARGV[a + 1], ARGV[a + 2]
+      a = a + 3
+    end
   end
   keys[k] = key
 end
@@ -69,7 +102,35 @@ end
 -- Pass 1: which matches open a window? All of them must carry fields, else change nothing.
 local W, ends, times = {}, {}, {}
 local need = {}
-for k = 1, K do
+if aggregated then
+  -- Each segment must fall in one window, open one where it carries fields, and hold the
+  -- time of a match that crosses the threshold.
+  for k = 1, K do
+    local key = keys[k]
+    local w = load(key)
+    W[k] = w
+    local e = w.exists and w['end'] or nil
+    local cnt, alerted, thr = w.cnt, w.alerted, w.thr
+    for _, seg in ipairs(key.segs) do
+      if e == nil or seg.t >= e then
+        if seg.aid == '' then return {'detail'} end
+        seg.opens = true
+        e, cnt, alerted, thr = seg.t + key.period, 0, false, key.thr
+      end
+      if seg.hi >= e then return {'detail'} end
+      if not key.uniq and not alerted then
+        local crossing = math.max(1, thr - cnt)
+        if crossing <= seg.n then
+          if crossing > seg.l then return {'detail'} end
+          alerted = true
+        end
+      end
+      cnt = cnt + seg.n
+    end
+    ends[k] = e
+  end
+end
+for k = 1, (aggregated and 0 or K) do
   local key = keys[k]
   local w = load(key)
   W[k] = w
@@ -109,7 +170,80 @@ local function close(key, w, wkey, ukey)
   closed = closed + 1
 end
 
-for k = 1, K do
+-- A segment (mode 'a'): its matches counted at once, the one that crosses the threshold
+-- found from its items.
+local function alert_at(key, w, cnt, t, lo, hi)
+  local total, first, last = w.cnt, w.fev, w.lev
+  w.cnt = cnt
+  if lo < w.fev then w.fev = lo end
+  if hi > w.lev then w.lev = hi end
+  w.alerted, w.created, w.crossed = true, t, true
+  record(key.ns == 'Error' and 'rule_error' or 'alert', key, w)
+  w.cnt, w.fev, w.lev = total, first, last
+end
+
+local function segment(k, key, w, seg)
+  if seg.opens then
+    if w.exists then close(key, w, key.wkey, key.ukey) end
+    w = {exists = true, fresh = true, known = {}, added = {}, start = seg.t,
+      ['end'] = seg.t + key.period, thr = key.thr, cnt = 0, ucnt = 0, fev = seg.t,
+      lev = seg.t, alerted = false, created = 0, aid = seg.aid, fields = seg.fields,
+      first = source .. ':' .. seg.off, src = source}
+    W[k] = w
+  end
+  local p = seg.at
+  local alerted_before = w.alerted
+  if key.uniq then
+    for _ = 1, seg.l do
+      local v = ARGV[p]
+      if not w.known[v] then
+        w.known[v] = true
+        if redis.call('SISMEMBER', key.ukey, v) == 0 then
+          w.added[#w.added + 1] = v
+          w.ucnt = w.ucnt + 1
+          if not w.alerted and w.ucnt >= w.thr then
+            alert_at(key, w, w.cnt + tonumber(ARGV[p + 1]), tonumber(ARGV[p + 2]),
+              tonumber(ARGV[p + 3]), tonumber(ARGV[p + 4]))
+          end
+        end
+      end
+      p = p + 5
+    end
+  elseif not w.alerted then
+    local crossing = math.max(1, w.thr - w.cnt)
+    if crossing <= seg.n then
+      local t = tonumber(ARGV[p + crossing - 1])
+      local lo, hi = t, t
+      for i = 0, crossing - 2 do
+        local ti = tonumber(ARGV[p + i])
+        if ti < lo then lo = ti end
+        if ti > hi then hi = ti end
+      end
+      alert_at(key, w, w.cnt + crossing, t, lo, hi)
+    end
+  end
+  if w.alerted and not alerted_before then
+    alerted = alerted + 1
+    created[#created + 1] = k - 1
+  end
+  w.cnt = w.cnt + seg.n
+  if seg.lo < w.fev then w.fev = seg.lo end
+  if seg.hi > w.lev then w.lev = seg.hi end
+  w.dirty = true
+  if w.src ~= source then
+    redis.call('ZREM', prefix .. 'ends:' .. w.src, key.id)
+    w.src, w.moved = source, true
+  end
+end
+
+for k = 1, (aggregated and K or 0) do
+  local key = keys[k]
+  for _, seg in ipairs(key.segs) do
+    segment(k, key, W[k], seg)
+  end
+end
+
+for k = 1, (aggregated and 0 or K) do
   local key = keys[k]
   local w = W[k]
   local t_k = times[k]

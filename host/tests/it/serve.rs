@@ -1308,14 +1308,25 @@ fn outbox_entries(redis: &Redis, group: &str) -> Vec<BTreeMap<String, String>> {
     out
 }
 
-/// Applies the demo sample (one source, batches of 25 lines) to `group`'s state with the
-/// library's stage and state, one batch at a time, or as the serve loop does: a group of
-/// batches sent, the next evaluated meanwhile, then the replies read. Pipelined, two
-/// batches of the source go in each group (applied in two waves), and the stage is told
-/// after each batch that its windows never end, so that it sends no fields for any later
-/// window and the state must ask for them. Returns how many calls were made again with
-/// fields.
-fn apply_sample(redis: &Redis, lines: &[String], group: &str, pipelined: bool) -> u64 {
+/// How [`apply_sample`] applies the sample.
+#[derive(Clone, Copy)]
+struct Applying {
+    /// Lines per batch.
+    batch: usize,
+    /// As the serve loop does (see [`apply_sample`]), else one batch at a time.
+    pipelined: bool,
+    /// Fresh batches sent aggregated (the state's default), else match by match.
+    aggregate: bool,
+}
+
+/// Applies the demo sample (one source) to `group`'s state with the library's stage and
+/// state, one batch at a time, or as the serve loop does: a group of batches sent, the next
+/// evaluated meanwhile, then the replies read. Pipelined, two batches of the source go in
+/// each group (applied in two waves), and the stage is told after each batch that its
+/// windows never end, so that it sends no fields for any later window and the state must
+/// ask for them. Returns how many calls were made again with fields, and how many
+/// aggregated calls were made again match by match.
+fn apply_sample(redis: &Redis, lines: &[String], group: &str, how: Applying) -> (u64, u64) {
     use rulehost::eval::{MatchStage, Quarantine, Rule};
     use rulehost::input::{BatchLine, LineBatch};
     use rulehost::state::redis::{InFlight, RedisSettings, RedisState};
@@ -1336,15 +1347,16 @@ fn apply_sample(redis: &Redis, lines: &[String], group: &str, pipelined: bool) -
     // with fields after the next batch's had been applied would find its matches skipped.
     let mut settings = RedisSettings::new(&redis.url(), group);
     settings.slots = 1;
+    settings.aggregate = how.aggregate;
     let mut state = RedisState::connect(settings).unwrap();
     let source: std::sync::Arc<str> = format!("{TOPIC}/0").into();
-    let batches = lines.chunks(25).enumerate().map(|(c, chunk)| {
+    let batches = lines.chunks(how.batch).enumerate().map(|(c, chunk)| {
         let mut batch = LineBatch::default();
         for (i, line) in chunk.iter().enumerate() {
             let start = batch.bytes.len();
             batch.bytes.extend_from_slice(line.as_bytes());
             batch.lines.push(BatchLine {
-                number: (c * 25 + i) as u64,
+                number: (c * how.batch + i) as u64,
                 start,
                 end: batch.bytes.len(),
                 too_long: false,
@@ -1352,12 +1364,12 @@ fn apply_sample(redis: &Redis, lines: &[String], group: &str, pipelined: bool) -
         }
         batch
     });
-    if !pipelined {
+    if !how.pipelined {
         for batch in batches {
             let matches = stage.batch(source.clone(), batch, 1 << 20);
             state.apply(&mut stage, matches).1.unwrap();
         }
-        return state.field_requests;
+        return (state.field_requests, state.detail_requests);
     }
     let mut batches = batches.peekable();
     let mut in_flight: Option<InFlight> = None;
@@ -1377,7 +1389,7 @@ fn apply_sample(redis: &Redis, lines: &[String], group: &str, pipelined: bool) -
             in_flight = Some(state.send(&stage, sending));
         }
     }
-    state.field_requests
+    (state.field_requests, state.detail_requests)
 }
 
 /// Every window of `group` (one hash slot) as the state holds it: its hash and its unique
@@ -1416,16 +1428,30 @@ fn pipelined_batches_are_applied_in_order_with_the_fields_the_state_asks_for() {
         .map(|(_, line)| line)
         .filter(|line| !line.contains("\"close\""))
         .collect();
-    assert_eq!(apply_sample(&redis, &lines, "one-by-one", false), 0);
-    let asked = apply_sample(&redis, &lines, "pipelined", true);
+    let how = Applying {
+        batch: 25,
+        pipelined: false,
+        aggregate: true,
+    };
+    assert_eq!(apply_sample(&redis, &lines, "one-by-one", how).0, 0);
+    let pipelined = Applying {
+        pipelined: true,
+        ..how
+    };
+    let (asked, _) = apply_sample(&redis, &lines, "pipelined", pipelined);
     assert!(asked > 0, "the state asked for no fields");
     let want = outbox_entries(&redis, "one-by-one");
     let alerts = want.iter().filter(|e| e["k"] == "alert").count();
     assert!(alerts >= 10, "{want:#?}");
     assert_eq!(outbox_entries(&redis, "pipelined"), want);
-    let want = windows(&redis, "one-by-one");
+    same_windows(&redis, "one-by-one", "pipelined");
+}
+
+/// Asserts that `group` holds the same windows as `reference`.
+fn same_windows(redis: &Redis, reference: &str, group: &str) {
+    let want = windows(redis, reference);
     assert!(want.len() >= 10, "{} windows", want.len());
-    let got = windows(&redis, "pipelined");
+    let got = windows(redis, group);
     let differ: Vec<&String> = want
         .keys()
         .chain(got.keys())
@@ -1433,12 +1459,58 @@ fn pipelined_batches_are_applied_in_order_with_the_fields_the_state_asks_for() {
         .collect();
     assert!(
         differ.is_empty(),
-        "{} of {} windows differ; the first: {:?} (one by one) vs {:?} (pipelined)",
+        "{} of {} windows differ; the first: {:?} (`{reference}`) vs {:?} (`{group}`)",
         differ.len(),
         want.len(),
         want.get(differ[0]),
         got.get(differ[0])
     );
+}
+
+/// Aggregated calls (a segment of matches per window and guessed boundary, counted at once)
+/// leave the outbox and windows that the same batches sent match by match leave: alerts
+/// crossing their threshold mid-segment (their counts, times and `created`), unique values,
+/// windows closed and opened again within a batch; batches of 500 lines, so that segments
+/// are long. The stage's guesses are right here (it is told each window's end): no call is
+/// sent again match by match. Pipelined, where the stage is told that no window ends and
+/// so guesses wrong, the calls are sent again match by match, and the result is the same.
+#[test]
+fn aggregated_batches_leave_the_state_that_matches_one_by_one_leave() {
+    let Some(redis) = Redis::start() else { return };
+    let lines: Vec<String> = events_of(&repo().join("demo/databricks-audit-sample.jsonl"), 1)
+        .into_iter()
+        .map(|(_, line)| line)
+        .filter(|line| !line.contains("\"close\""))
+        .collect();
+    let by_match = Applying {
+        batch: 500,
+        pipelined: false,
+        aggregate: false,
+    };
+    assert_eq!(apply_sample(&redis, &lines, "by-match", by_match), (0, 0));
+    let aggregated = Applying {
+        aggregate: true,
+        ..by_match
+    };
+    assert_eq!(
+        apply_sample(&redis, &lines, "aggregated", aggregated),
+        (0, 0)
+    );
+    let pipelined = Applying {
+        pipelined: true,
+        ..aggregated
+    };
+    let (asked, detailed) = apply_sample(&redis, &lines, "pipelined", pipelined);
+    assert!(asked > 0 && detailed > 0, "{asked} {detailed}");
+    let want = outbox_entries(&redis, "by-match");
+    let alerts = want.iter().filter(|e| e["k"] == "alert").count();
+    assert!(alerts >= 10, "{want:#?}");
+    let updates = want.iter().filter(|e| e["k"] == "alert_update").count();
+    assert!(updates >= 5, "{want:#?}");
+    for group in ["aggregated", "pipelined"] {
+        assert_eq!(outbox_entries(&redis, group), want, "`{group}`");
+        same_windows(&redis, "by-match", group);
+    }
 }
 
 /// The load numbers of the README (issue 15): events/s of one and of two `rulehost serve`
@@ -1461,7 +1533,9 @@ fn pipelined_batches_are_applied_in_order_with_the_fields_the_state_asks_for() {
 /// `eval` of one line: loading the rules), then for each `SERVE_LOAD_FSYNC` (Redis'
 /// `appendfsync`, comma-separated, default `always`, as the scenarios run it) one worker
 /// and two workers, each on a fresh `redis-server` and consumer group, timed from the
-/// group's first commit to its last. `SERVE_LOAD_BATCH`: `--batch-size` (default 2000).
+/// group's first commit to its last. `SERVE_LOAD_BATCH`: `--batch-size` (default 2000);
+/// `SERVE_LOAD_KAFKA_OPTIONS`: comma-separated `KEY=VALUE`s, each a `--kafka-option`. Each
+/// round first times a plain consumer reading the topic: the mock broker's own rate.
 #[test]
 #[ignore = "a measurement, run by hand"]
 fn serve_load() {
@@ -1512,10 +1586,22 @@ fn serve_load() {
         vec![0; partitions as usize],
         "the mock broker deleted messages: fewer events or more partitions"
     );
+    let options: Vec<String> = var("SERVE_LOAD_KAFKA_OPTIONS", "")
+        .split(',')
+        .filter(|o| !o.is_empty())
+        .flat_map(|o| ["--kafka-option".to_owned(), o.to_owned()])
+        .collect();
+    let options: Vec<&str> = options.iter().map(String::as_str).collect();
 
     let mut eval_rates = Vec::new();
     let mut rows: BTreeMap<(&str, usize), Vec<LoadRun>> = BTreeMap::new();
     for round in 0..rounds {
+        let (read, read_seconds) = consume_all(&kafka, &format!("read-{round}"));
+        println!(
+            "round {round}: a plain consumer reads the topic from the mock broker: {:.0} \
+             events/s ({read} in {read_seconds:.1} s)",
+            read as f64 / read_seconds
+        );
         let (records, seconds, cpu) = eval_timed(&input);
         let (_, startup, startup_cpu) = eval_timed(&one_line);
         let rate = events.len() as f64 / (seconds - startup);
@@ -1530,7 +1616,7 @@ fn serve_load() {
             for workers in [1usize, 2] {
                 let group = format!("load-{fsync}-{workers}-{round}");
                 let run = serve_run(
-                    &kafka, &events, &records, &dir, &group, fsync, workers, &batch,
+                    &kafka, &events, &records, &dir, &group, fsync, workers, &batch, &options,
                 );
                 println!(
                     "round {round}: serve, appendfsync {fsync}, {workers} worker(s): {:.0} \
@@ -1579,6 +1665,44 @@ fn serve_load() {
             ),
         );
     }
+}
+
+/// Reads the whole topic with one plain consumer of a new group (librdkafka's defaults, as
+/// `serve`'s consumer): how many messages, and the seconds from the first to the last.
+fn consume_all(kafka: &Kafka, group: &str) -> (u64, f64) {
+    use rdkafka::message::Message;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka.brokers())
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[TOPIC]).unwrap();
+    let total = kafka.partitions as usize;
+    let ends: Vec<i64> = (0..kafka.partitions)
+        .map(|p| {
+            consumer
+                .fetch_watermarks(TOPIC, p, Duration::from_secs(10))
+                .unwrap()
+                .1
+        })
+        .collect();
+    let (mut read, mut done, mut first) = (0u64, 0usize, None);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while done < total {
+        assert!(Instant::now() < deadline, "read {read} messages only");
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let message = message.unwrap();
+        first.get_or_insert_with(Instant::now);
+        read += 1;
+        if message.offset() + 1 == ends[message.partition() as usize] {
+            done += 1;
+        }
+    }
+    (read, first.unwrap().elapsed().as_secs_f64())
 }
 
 /// `n` events of `streams` generator streams (see [`serve_load`]), merged in time order.
@@ -1697,6 +1821,7 @@ fn serve_run(
     fsync: &'static str,
     workers: usize,
     batch: &str,
+    options: &[&str],
 ) -> LoadRun {
     let redis = Redis::start_with(fsync).expect("redis-server");
     let outs: Vec<PathBuf> = (0..workers)
@@ -1709,7 +1834,8 @@ fn serve_run(
         .iter()
         .zip(&addrs)
         .map(|(out, addr)| {
-            let extra = ["--batch-size", batch, "--metrics-addr", addr.as_str()];
+            let mut extra = vec!["--batch-size", batch, "--metrics-addr", addr.as_str()];
+            extra.extend_from_slice(options);
             Worker::start(kafka, &redis, group, out, &extra)
         })
         .collect();
