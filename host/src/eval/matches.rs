@@ -330,13 +330,17 @@ impl MatchStage {
         self
     }
 
-    /// A source with an event held at the end of its last batch for at least `after`: when
-    /// the source has nothing more to read, an empty batch of it decides the event.
-    pub fn quiet_source(&self, after: Duration) -> Option<Arc<str>> {
-        self.carried
+    /// The sources with an event held at the end of their last batch for at least `after`:
+    /// when they have nothing more to read, an empty batch of each decides its event.
+    pub fn quiet_sources(&self, after: Duration) -> Vec<Arc<str>> {
+        let mut quiet: Vec<Arc<str>> = self
+            .carried
             .iter()
-            .find(|(_, held)| held.since.elapsed() >= after)
+            .filter(|(_, held)| held.since.elapsed() >= after)
             .map(|(source, _)| source.clone())
+            .collect();
+        quiet.sort_unstable();
+        quiet
     }
 
     /// The `RuleID`s, in rule order.
@@ -400,7 +404,7 @@ impl MatchStage {
     /// it is the batch's last event, the batch ends before it (its offset is neither
     /// applied nor committed) and it is evaluated again at the start of the source's next
     /// batch. An empty batch of a source that has nothing more to read
-    /// ([`MatchStage::quiet_source`]) decides it by the machine's clock: applied at its own
+    /// ([`MatchStage::quiet_sources`]) decides it by the machine's clock: applied at its own
     /// time when that is not ahead of the machine's clock (events after it would be later
     /// still), else held again.
     pub fn batch(&mut self, source: Arc<str>, batch: LineBatch, max_line: usize) -> MatchBatch {
