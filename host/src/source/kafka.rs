@@ -148,7 +148,12 @@ impl KafkaSource {
             .set("enable.partition.eof", "false")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
-            .set("statistics.interval.ms", "1000");
+            .set("statistics.interval.ms", "1000")
+            // A consumer queue past `queued.min.messages` or `queued.max.messages.kbytes`
+            // (librdkafka counts the whole queue a partition forwards to) stops fetching every
+            // partition for this long: the default 1 s let a worker that reads slower than the
+            // broker sends run dry mid-stream (polls of 200 ms with nothing, serve_load).
+            .set("fetch.queue.backoff.ms", "10");
         for (key, value) in &settings.options {
             config.set(key, value);
         }

@@ -1533,7 +1533,8 @@ fn aggregated_batches_leave_the_state_that_matches_one_by_one_leave() {
 /// `eval` of one line: loading the rules), then for each `SERVE_LOAD_FSYNC` (Redis'
 /// `appendfsync`, comma-separated, default `always`, as the scenarios run it) one worker
 /// and two workers, each on a fresh `redis-server` and consumer group, timed from the
-/// group's first commit to its last. `SERVE_LOAD_BATCH`: `--batch-size` (default 2000);
+/// group's first commit to the first with 99% of the events committed (steady rate), and
+/// to its last (with the clock guard's wait for the last events). `SERVE_LOAD_BATCH`: `--batch-size` (default 2000);
 /// `SERVE_LOAD_KAFKA_OPTIONS`: comma-separated `KEY=VALUE`s, each a `--kafka-option`. Each
 /// round first times a plain consumer reading the topic: the mock broker's own rate.
 #[test]
@@ -1620,12 +1621,14 @@ fn serve_load() {
                 );
                 println!(
                     "round {round}: serve, appendfsync {fsync}, {workers} worker(s): {:.0} \
-                     events/s ({:.0}% of eval) in {:.1} s; {:.2} Redis round trips per 1,000 \
+                     events/s ({:.0}% of eval) to 99% committed, {:.0} events/s to the last \
+                     commit in {:.1} s; {:.2} Redis round trips per 1,000 \
                      events ({:.2} for fields); {:.0} bytes of append-only file per event; peak \
                      RSS {} MB; CPU per event: worker(s) {:.1} µs, redis-server {:.1} µs; the \
                      loop's wall time: in rules {:.1} s, blocked on Redis {:.1} s",
+                    run.steady_rate,
+                    100.0 * run.steady_rate / rate,
                     run.rate,
-                    100.0 * run.rate / rate,
                     run.seconds,
                     run.trips_per_1000,
                     run.asked_per_1000,
@@ -1652,11 +1655,13 @@ fn serve_load() {
     println!("medians of {rounds} round(s):");
     println!("  eval --threads 1: {eval_rate:.0} events/s");
     for ((fsync, workers), runs) in rows {
-        let rate = median(runs.iter().map(|r| r.rate).collect());
+        let rate = median(runs.iter().map(|r| r.steady_rate).collect());
         println!(
             "  serve, appendfsync {fsync}, {workers} worker(s): {rate:.0} events/s ({:.0}% of \
-             eval), {:.2} Redis round trips per 1,000 events, peak RSS {:.0} MB per worker",
+             eval) to 99% committed, {:.0} events/s to the last commit, {:.2} Redis round \
+             trips per 1,000 events, peak RSS {:.0} MB per worker",
             100.0 * rate / eval_rate,
+            median(runs.iter().map(|r| r.rate).collect()),
             median(runs.iter().map(|r| r.trips_per_1000).collect()),
             median(
                 runs.iter()
@@ -1778,6 +1783,8 @@ fn children_cpu_seconds() -> f64 {
 struct LoadRun {
     /// Events per second, first commit to last.
     rate: f64,
+    /// Events per second, first commit to the first with 99% of the events committed.
+    steady_rate: f64,
     /// Events committed between the first commit and the last.
     timed_events: f64,
     seconds: f64,
@@ -1863,6 +1870,10 @@ fn serve_run(
     };
     let deadline = Instant::now() + Duration::from_secs(900);
     let (mut first, mut at_first) = (None, 0);
+    // When 99% of the events were committed: the last partitions' last events may wait a
+    // second for the clock guard (a partition's event far ahead of its clock waits for the
+    // next event, or for a second of quiet), which a topic that goes on never sees.
+    let mut most: Option<(f64, i64)> = None;
     let redis_pid = redis.child.as_ref().unwrap().id();
     let (mut cpu_at_first, mut redis_at_first) = (0.0, 0.0);
     loop {
@@ -1872,6 +1883,12 @@ fn serve_run(
             at_first = done;
             cpu_at_first = running.iter().map(|w| cpu_seconds(w.child.id())).sum();
             redis_at_first = cpu_seconds(redis_pid);
+        }
+        if let Some(at) = first
+            && most.is_none()
+            && done * 100 >= total * 99
+        {
+            most = Some((at.elapsed().as_secs_f64(), done));
         }
         if done == total {
             break;
@@ -1941,8 +1958,10 @@ fn serve_run(
         worker.stop();
     }
     check(eval, &redis, group, &outs);
+    let (most_seconds, most_done) = most.expect("99% were committed before all");
     LoadRun {
         rate: (total - at_first) as f64 / seconds,
+        steady_rate: (most_done - at_first) as f64 / most_seconds,
         timed_events: (total - at_first) as f64,
         seconds,
         trips_per_1000: 1000.0 * trips / counted,
