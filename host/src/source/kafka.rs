@@ -32,7 +32,7 @@ pub struct KafkaSettings {
     pub group: String,
     /// More librdkafka settings (`--kafka-option KEY=VALUE`), applied last.
     pub options: Vec<(String, String)>,
-    /// Most messages in one batch.
+    /// Most messages read in one poll, all partitions' batches together.
     pub max_batch: usize,
     /// How long a batch waits for more messages once it has one.
     pub linger: Duration,
