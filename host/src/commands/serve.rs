@@ -56,8 +56,8 @@ pub struct Serve {
     /// More librdkafka settings for the consumer and producer (`security.protocol=SSL`, ...).
     #[arg(long = "kafka-option", value_name = "KEY=VALUE", value_parser = key_value)]
     kafka_options: Vec<(String, String)>,
-    /// Most messages per batch (one partition's): larger batches mean fewer Redis round
-    /// trips per event.
+    /// Most messages read per poll, all partitions' batches together: larger polls mean
+    /// fewer Redis round trips per event.
     #[arg(long, value_name = "N", default_value_t = 2000)]
     batch_size: usize,
     /// How long a batch waits for more messages once it has one, in milliseconds.

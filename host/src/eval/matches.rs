@@ -5,12 +5,12 @@
 //! frozen from its event (Panther keeps the fields of a window's first match).
 //!
 //! The state decides which match opens a window; the stage only guesses, from the ends of
-//! windows it has learned ([`MatchStage::learn_end`]): the first match of a key in a
-//! batch, and a match past the end it knows, get their fields. A state that meets an
+//! windows it has learned ([`MatchStage::learn_end`]): a match of a window it does not
+//! know, and a match past the end it knows, get their fields. A state that meets an
 //! opener without fields changes nothing and names the matches it needs
 //! ([`MatchStage::supply_fields`]), so a wrong guess costs a round trip, never an alert.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -106,17 +106,25 @@ pub struct WindowRef {
 
 /// The id of the window key (`RuleID`, namespace, dedup).
 pub fn window_id(rule_id: &str, namespace: Namespace, dedup: &str) -> String {
+    // The namespace as `{namespace:?}` writes it (ids are kept in shared state: they never
+    // change), without formatting on every match.
+    let namespace = match namespace {
+        Namespace::Alert => "Alert",
+        Namespace::Error => "Error",
+    };
     let mut h = Sha256::new();
-    for part in [
-        rule_id.as_bytes(),
-        format!("{namespace:?}").as_bytes(),
-        dedup.as_bytes(),
-    ] {
+    for part in [rule_id.as_bytes(), namespace.as_bytes(), dedup.as_bytes()] {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part);
     }
     let digest = h.finalize();
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(32);
+    for b in &digest[..16] {
+        id.push(HEX[usize::from(b >> 4)] as char);
+        id.push(HEX[usize::from(b & 15)] as char);
+    }
+    id
 }
 
 /// One match for the shared state.
@@ -225,9 +233,6 @@ pub struct MatchStage {
     batches: u64,
     /// Of the batch being built: window id → index into its keys.
     key_index: HashMap<String, usize>,
-    /// Of the batch being built: keys whose next match gets fields regardless of the ends
-    /// known.
-    seen: HashSet<usize>,
 }
 
 /// At most this many window ends are remembered; past it the oldest half is forgotten
@@ -307,7 +312,6 @@ impl MatchStage {
             blank_lines: 0,
             batches: 0,
             key_index: HashMap::new(),
-            seen: HashSet::new(),
         }
     }
 
@@ -326,13 +330,17 @@ impl MatchStage {
         self
     }
 
-    /// A source with an event held at the end of its last batch for at least `after`: when
-    /// the source has nothing more to read, an empty batch of it decides the event.
-    pub fn quiet_source(&self, after: Duration) -> Option<Arc<str>> {
-        self.carried
+    /// The sources with an event held at the end of their last batch for at least `after`:
+    /// when they have nothing more to read, an empty batch of each decides its event.
+    pub fn quiet_sources(&self, after: Duration) -> Vec<Arc<str>> {
+        let mut quiet: Vec<Arc<str>> = self
+            .carried
             .iter()
-            .find(|(_, held)| held.since.elapsed() >= after)
+            .filter(|(_, held)| held.since.elapsed() >= after)
             .map(|(source, _)| source.clone())
+            .collect();
+        quiet.sort_unstable();
+        quiet
     }
 
     /// The `RuleID`s, in rule order.
@@ -370,9 +378,13 @@ impl MatchStage {
         }
     }
 
-    /// The state says the live window `id` ends at `end_ms`.
-    pub fn learn_end(&mut self, id: &str, end_ms: i64) {
-        if let Some(end) = self.ends.get_mut(id) {
+    /// The state says the live window `id` (of `period_ms`) ends at `end_ms`, as of a batch
+    /// this stage evaluated before. An end known a period or more past it is kept: a later
+    /// batch, evaluated meanwhile, opened the window after that one.
+    pub fn learn_end(&mut self, id: &str, end_ms: i64, period_ms: i64) {
+        if let Some(end) = self.ends.get_mut(id)
+            && *end < end_ms.saturating_add(period_ms)
+        {
             *end = end_ms;
         }
     }
@@ -392,7 +404,7 @@ impl MatchStage {
     /// it is the batch's last event, the batch ends before it (its offset is neither
     /// applied nor committed) and it is evaluated again at the start of the source's next
     /// batch. An empty batch of a source that has nothing more to read
-    /// ([`MatchStage::quiet_source`]) decides it by the machine's clock: applied at its own
+    /// ([`MatchStage::quiet_sources`]) decides it by the machine's clock: applied at its own
     /// time when that is not ahead of the machine's clock (events after it would be later
     /// still), else held again.
     pub fn batch(&mut self, source: Arc<str>, batch: LineBatch, max_line: usize) -> MatchBatch {
@@ -432,7 +444,6 @@ impl MatchStage {
             batch,
         };
         self.key_index.clear();
-        self.seen.clear();
         let rules = self.rules.len();
         let mut outcomes = outcomes.into_iter();
         let mut notes = notes.into_iter().peekable();
@@ -635,11 +646,11 @@ impl MatchStage {
             out.keys.len() - 1
         });
         let period = out.keys[key].period_ms;
-        let may_open = match self.ends.get(&id) {
-            Some(&end) => at.time >= end || !self.seen.contains(&key),
-            None => true,
-        };
-        self.seen.insert(key);
+        // Only a match past the end known, or of a window not known, gets fields (and sets
+        // the end it would have). Fields for the first match of each window of every batch
+        // cost most of a batch's time under load, and setting their ends hid the ends the
+        // state told: a wrong guess costs the state's request for fields, never an alert.
+        let may_open = self.ends.get(&id).is_none_or(|&end| at.time >= end);
         let opens = may_open.then(|| {
             self.ends.insert(id, at.time.saturating_add(period));
             let error = counted.error.clone();
@@ -767,4 +778,23 @@ fn event_of(batch: &LineBatch, line: usize, parsed: &mut Option<Arc<Event>>) -> 
             _ => unreachable!("the line parsed as an event on the worker"),
         })
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Window ids are kept in the shared state: they never change (sha256 over the
+    /// length-prefixed `RuleID`, namespace and dedup string, its first 16 bytes in hex).
+    #[test]
+    fn window_ids_are_stable() {
+        assert_eq!(
+            window_id(
+                "Databricks.Audit.AccessToMultipleWorkspaces",
+                Namespace::Alert,
+                "jane@example.com"
+            ),
+            "230d2225c097e31369c30d84a9bd7a29"
+        );
+    }
 }

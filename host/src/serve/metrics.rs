@@ -31,6 +31,10 @@ pub struct LoopNumbers {
     pub redis_seconds: f64,
     /// Round trips to Redis.
     pub redis_round_trips: u64,
+    /// Script calls made again with the fields of a window's first match.
+    pub redis_field_requests: u64,
+    /// Aggregated script calls made again match by match.
+    pub redis_detail_requests: u64,
     /// Windows closed.
     pub windows_closed: u64,
     /// Consumer lag per partition held.
@@ -164,6 +168,20 @@ impl Metrics {
             "counter",
             "Round trips to Redis for batches.",
             plain(numbers.redis_round_trips.to_string()),
+        );
+        family(
+            "rulehost_redis_field_requests_total",
+            "counter",
+            "Script calls made again with the alert fields of a match that opened a window \
+             (the worker's guess missed it).",
+            plain(numbers.redis_field_requests.to_string()),
+        );
+        family(
+            "rulehost_redis_detail_requests_total",
+            "counter",
+            "Aggregated script calls made again match by match (a batch applied before, or a \
+             window boundary the worker's guess missed).",
+            plain(numbers.redis_detail_requests.to_string()),
         );
         family(
             "rulehost_windows_closed_total",

@@ -1,14 +1,18 @@
 //! `rulehost serve`: a long-running detection service, one worker of many.
 //!
-//! The loop, in one thread: read a batch of one partition from Kafka
-//! ([`KafkaSource`]), parse it and call the rules
-//! ([`MatchStage`]), apply its matches to the shared state in Redis
-//! ([`RedisState`]: one Lua call per hash slot, in one round trip), and only then commit
-//! the partition's offset (sent in order without waiting; the last commit waits). A batch is applied before the next is read, so nothing is in
-//! flight between two batches: that is where SIGTERM stops the loop, where a rule set is
-//! swapped in (SIGHUP, or a changed rules folder) and where a rebalance takes partitions
-//! away. A [`Forwarder`] thread delivers the outbox the state's script
-//! appends alerts to; [`Metrics`] are served from another.
+//! The loop, in one thread, is a two-stage pipeline. Each turn it reads what one poll of
+//! Kafka gives ([`KafkaSource`]: at most one batch per partition), parses it and calls the
+//! rules ([`MatchStage`]) while Redis applies the batches sent the turn before; then it
+//! reads Redis' replies to those ([`RedisState::finish`]: one Lua call per batch and hash
+//! slot, all pipelined in one round trip; a call that asks for the fields of a window's
+//! first match is made again with them), commits their offsets (sent in order without
+//! waiting; the last commit waits), and only then sends the new batches
+//! ([`RedisState::send`]). So at most one turn's batches are in flight, a partition's
+//! batches are applied in order, and a batch's offsets are committed only after it is
+//! applied. Before a rebalance's revoked partitions are forgotten, and before a rule set
+//! is swapped in (SIGHUP, or a changed rules folder), the batches in flight are applied
+//! and committed; SIGTERM stops the loop there too. A [`Forwarder`] thread delivers the
+//! outbox the state's script appends alerts to; [`Metrics`] are served from another.
 
 pub mod metrics;
 pub mod outbox;
@@ -24,7 +28,7 @@ use crate::eval::{ClockGuard, MatchStage, Quarantine, Rule};
 use crate::sink::{JsonLines, KafkaSink, Sink};
 use crate::source::Input;
 use crate::source::kafka::{CommitMode, KafkaSettings, KafkaSource};
-use crate::state::redis::{RedisSettings, RedisState};
+use crate::state::redis::{InFlight, RedisSettings, RedisState};
 use metrics::{LoopNumbers, Metrics};
 use outbox::Forwarder;
 
@@ -103,15 +107,31 @@ pub fn serve(
     let mut numbers = LoopNumbers::default();
     // Per partition held: the last offset applied to the state.
     let mut last_applied: HashMap<i32, u64> = HashMap::new();
+    // The batches sent to Redis whose replies are not read yet.
+    let mut in_flight: Option<InFlight> = None;
     let mut last_render = Instant::now();
     let mut last_watch = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        for partition in source.take_revoked() {
-            last_applied.remove(&partition);
-            let name = source.partition_name(partition);
-            stage.forget(&name);
-            state.forget(&name);
+        // What one poll read: at most one batch per partition.
+        let mut inputs = Vec::new();
+        if let Some(first) = source.next_batch(Duration::from_millis(200)) {
+            inputs.push(first);
+            while let Some(more) = source.next_batch(Duration::ZERO) {
+                inputs.push(more);
+            }
+        } else {
+            // When nothing comes, the events held for their time are decided, all at once
+            // (`MatchStage::batch`); one partition per poll left a finished topic's last
+            // events waiting a poll each (64 partitions: 13 s).
+            for name in stage.quiet_sources(Duration::from_secs(1)) {
+                inputs.push(Input::Lines {
+                    source: name,
+                    batch: Default::default(),
+                    max_line: settings.kafka.max_line,
+                });
+            }
         }
+        let revoked = source.take_revoked();
         let changed = settings.watch.is_some_and(|every| {
             last_watch.elapsed() >= every && {
                 last_watch = Instant::now();
@@ -119,7 +139,28 @@ pub fn serve(
                 now != fingerprint
             }
         });
-        if reload.swap(false, Ordering::Relaxed) || changed {
+        let reloading = reload.swap(false, Ordering::Relaxed) || changed;
+        // Nothing read before a rebalance, nor evaluated by the old rules, stays in flight.
+        if (!revoked.is_empty() || reloading)
+            && !drain(
+                &mut in_flight,
+                &mut state,
+                &mut stage,
+                &source,
+                &mut last_applied,
+                &mut numbers,
+                &stop,
+            )
+        {
+            break;
+        }
+        for partition in revoked {
+            last_applied.remove(&partition);
+            let name = source.partition_name(partition);
+            stage.forget(&name);
+            state.forget(&name);
+        }
+        if reloading {
             fingerprint = folder_fingerprint(&settings.rules);
             match load() {
                 Ok(Some((rules, kept))) => {
@@ -144,60 +185,43 @@ pub fn serve(
                 }
             }
         }
-        // When nothing comes, an event held for its time is decided (`MatchStage::batch`).
-        let input = source.next_batch(Duration::from_millis(200)).or_else(|| {
-            let name = stage.quiet_source(Duration::from_secs(1))?;
-            let (batch, max_line) = (Default::default(), settings.kafka.max_line);
-            Some(Input::Lines {
+        // These batches are evaluated while Redis applies those in flight.
+        let mut batches = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let Input::Lines {
                 source: name,
                 batch,
                 max_line,
-            })
-        });
-        if let Some(Input::Lines {
-            source: name,
-            batch,
-            max_line,
-        }) = input
-        {
+            } = input
+            else {
+                continue;
+            };
             let started = Instant::now();
-            let mut matches = stage.batch(name, batch, max_line);
+            let matches = stage.batch(name, batch, max_line);
             numbers.eval_seconds += started.elapsed().as_secs_f64();
             numbers.batches += 1;
             for (position, reason) in &matches.bad {
                 eprintln!("warning: `{position}`: skipped: {reason}");
             }
+            batches.push(matches);
+        }
+        // The batches in flight are applied and committed before these are sent, so a
+        // partition's batches are applied in order, one round trip after the other.
+        if !drain(
+            &mut in_flight,
+            &mut state,
+            &mut stage,
+            &source,
+            &mut last_applied,
+            &mut numbers,
+            &stop,
+        ) {
+            break;
+        }
+        if !batches.is_empty() {
             let started = Instant::now();
-            let applied = loop {
-                match state.apply(&mut stage, &mut matches) {
-                    Ok(applied) => break Some(applied),
-                    Err(e) => {
-                        eprintln!("warning: {e:#}; retrying the batch");
-                        if stop.load(Ordering::Relaxed) {
-                            break None;
-                        }
-                        std::thread::sleep(Duration::from_millis(500));
-                    }
-                }
-            };
+            in_flight = Some(state.send(&stage, batches));
             numbers.redis_seconds += started.elapsed().as_secs_f64();
-            let Some(applied) = applied else {
-                // Stopped before the batch was applied: not committed, read again later.
-                break;
-            };
-            numbers.redis_round_trips = state.round_trips;
-            numbers.windows_closed += applied.closed;
-            for (rule, namespace) in applied.alerts {
-                stage.count_created(rule, namespace);
-            }
-            if let Some(partition) = source.partition_of(&matches.source) {
-                last_applied.insert(partition, matches.last_offset);
-                let applied = HashMap::from([(partition, matches.last_offset)]);
-                if let Err(e) = source.commit(&applied, CommitMode::Async) {
-                    // The next owner applies the batch again; the state skips it.
-                    eprintln!("warning: {e}: {}", error_chain(&e));
-                }
-            }
         }
         if last_render.elapsed() >= Duration::from_millis(500) {
             last_render = Instant::now();
@@ -206,6 +230,17 @@ pub fn serve(
             metrics.update(&stage.counts(), &numbers);
         }
     }
+    // SIGTERM: the batches in flight are applied (unless Redis fails meanwhile: then they
+    // are neither applied nor committed, and read again later).
+    drain(
+        &mut in_flight,
+        &mut state,
+        &mut stage,
+        &source,
+        &mut last_applied,
+        &mut numbers,
+        &stop,
+    );
     // The commits of the loop were sent without waiting: this one waits for them all.
     if let Err(e) = source.commit(&last_applied, CommitMode::Sync) {
         eprintln!("warning: {e}: {}", error_chain(&e));
@@ -223,6 +258,60 @@ pub fn serve(
     );
     drop(keep);
     Ok(())
+}
+
+/// Applies the batches in flight (while Redis fails, again every half second, unless
+/// stopped) and commits their offsets (sent without waiting). `false`: stopped before they
+/// were applied; nothing of them is committed.
+fn drain(
+    in_flight: &mut Option<InFlight>,
+    state: &mut RedisState,
+    stage: &mut MatchStage,
+    source: &KafkaSource,
+    last_applied: &mut HashMap<i32, u64>,
+    numbers: &mut LoopNumbers,
+    stop: &AtomicBool,
+) -> bool {
+    let Some(mut flight) = in_flight.take() else {
+        return true;
+    };
+    let started = Instant::now();
+    let applied = loop {
+        match state.finish(stage, &mut flight) {
+            Ok(applied) => break Some(applied),
+            Err(e) => {
+                eprintln!("warning: {e}: {}; retrying the batch", error_chain(&e));
+                if stop.load(Ordering::Relaxed) {
+                    break None;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    };
+    numbers.redis_seconds += started.elapsed().as_secs_f64();
+    let Some(applied) = applied else {
+        return false;
+    };
+    numbers.redis_round_trips = state.round_trips;
+    numbers.redis_field_requests = state.field_requests;
+    numbers.redis_detail_requests = state.detail_requests;
+    numbers.windows_closed += applied.closed;
+    for (rule, namespace) in applied.alerts {
+        stage.count_created(rule, namespace);
+    }
+    let mut done = HashMap::new();
+    for batch in flight.batches() {
+        if let Some(partition) = source.partition_of(&batch.source) {
+            // A partition's batches are in order: the last one wins.
+            done.insert(partition, batch.last_offset);
+        }
+    }
+    last_applied.extend(&done);
+    if let Err(e) = source.commit(&done, CommitMode::Async) {
+        // The next owner applies the batches again; the state skips them.
+        eprintln!("warning: {e}: {}", error_chain(&e));
+    }
+    true
 }
 
 fn new_stage(rules: Vec<Rule>, settings: &ServeSettings) -> MatchStage {

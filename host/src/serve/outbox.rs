@@ -106,6 +106,7 @@ impl Forwarder {
             .is_none_or(|t| t.elapsed() >= self.claim_idle / 2)
         {
             self.last_claim = Some(Instant::now());
+            let mut claims = Vec::new();
             for slot in 0..self.settings.slots {
                 let stream = self.settings.outbox(slot);
                 let idle = self.claim_idle.as_millis() as u64;
@@ -121,8 +122,9 @@ impl Forwarder {
                     .arg(1000)
                     .query(conn)
                     .map_err(|e| err(&self.settings, e))?;
-                delivered += self.deliver(&stream, &claimed.claimed)?;
+                claims.push((stream, claimed.claimed));
             }
+            delivered += self.deliver(claims)?;
         }
         let streams: Vec<String> = (0..self.settings.slots)
             .map(|s| self.settings.outbox(s))
@@ -145,9 +147,7 @@ impl Forwarder {
         let reply: Option<StreamReadReply> =
             read.query(conn).map_err(|e| err(&self.settings, e))?;
         if let Some(reply) = reply {
-            for key in reply.keys {
-                delivered += self.deliver(&key.key, &key.ids)?;
-            }
+            delivered += self.deliver(reply.keys.into_iter().map(|k| (k.key, k.ids)).collect())?;
         }
         if self
             .last_trim
@@ -159,16 +159,18 @@ impl Forwarder {
         Ok(delivered)
     }
 
-    /// Writes `entries` of `stream` to every sink, syncs them, then acknowledges them.
-    fn deliver(&mut self, stream: &str, entries: &[StreamId]) -> Result<usize, RedisStateError> {
-        if entries.is_empty() {
+    /// Writes the entries read of each stream to every sink, syncs the sinks once, then
+    /// acknowledges them all in one round trip.
+    fn deliver(&mut self, read: Vec<(String, Vec<StreamId>)>) -> Result<usize, RedisStateError> {
+        let count: usize = read.iter().map(|(_, entries)| entries.len()).sum();
+        if count == 0 {
             return Ok(0);
         }
         let io = |e: std::io::Error| RedisStateError::Reply {
             url: self.settings.shown_url(),
             reply: format!("failed to deliver an outbox entry: {e}"),
         };
-        for entry in entries {
+        for entry in read.iter().flat_map(|(_, entries)| entries) {
             let fields: HashMap<&str, String> = entry
                 .map
                 .iter()
@@ -181,16 +183,19 @@ impl Forwarder {
         for sink in &mut self.sinks {
             sink.sync().map_err(io)?;
         }
-        let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+        let mut pipe = redis::pipe();
+        for (stream, entries) in read.iter().filter(|(_, entries)| !entries.is_empty()) {
+            let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+            pipe.cmd("XACK")
+                .arg(stream)
+                .arg(OUTBOX_GROUP)
+                .arg(&ids)
+                .ignore();
+        }
         let conn = self.connection()?;
-        let _: Value = redis::cmd("XACK")
-            .arg(stream)
-            .arg(OUTBOX_GROUP)
-            .arg(&ids)
-            .query(conn)
-            .map_err(|e| err(&self.settings, e))?;
-        self.delivered += entries.len() as u64;
-        Ok(entries.len())
+        let () = pipe.query(conn).map_err(|e| err(&self.settings, e))?;
+        self.delivered += count as u64;
+        Ok(count)
     }
 
     /// Trims acknowledged entries older than the retention from every outbox stream: never

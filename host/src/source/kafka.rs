@@ -32,7 +32,7 @@ pub struct KafkaSettings {
     pub group: String,
     /// More librdkafka settings (`--kafka-option KEY=VALUE`), applied last.
     pub options: Vec<(String, String)>,
-    /// Most messages in one batch.
+    /// Most messages read in one poll, all partitions' batches together.
     pub max_batch: usize,
     /// How long a batch waits for more messages once it has one.
     pub linger: Duration,
@@ -148,7 +148,12 @@ impl KafkaSource {
             .set("enable.partition.eof", "false")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
-            .set("statistics.interval.ms", "1000");
+            .set("statistics.interval.ms", "1000")
+            // A consumer queue past `queued.min.messages` or `queued.max.messages.kbytes`
+            // (librdkafka counts the whole queue a partition forwards to) stops fetching every
+            // partition for this long: the default 1 s let a worker that reads slower than the
+            // broker sends run dry mid-stream (polls of 200 ms with nothing, serve_load).
+            .set("fetch.queue.backoff.ms", "10");
         for (key, value) in &settings.options {
             config.set(key, value);
         }
@@ -252,7 +257,13 @@ impl KafkaSource {
             };
             first_at.get_or_insert_with(Instant::now);
             count += 1;
-            let batch = batches.entry(message.partition()).or_default();
+            // Room for a few hundred messages at once, not grown from nothing.
+            let batch = batches
+                .entry(message.partition())
+                .or_insert_with(|| LineBatch {
+                    bytes: Vec::with_capacity(256 << 10),
+                    lines: Vec::with_capacity(256),
+                });
             let payload = message.payload().unwrap_or_default();
             self.bytes_read += payload.len() as u64;
             let start = batch.bytes.len();

@@ -61,6 +61,9 @@ pub struct RedisSettings {
     pub grace_ms: i64,
     /// How long the per-source offsets and window ends live after their last change.
     pub keep_ms: i64,
+    /// Whether a fresh batch's matches are sent aggregated, a segment per window and
+    /// guessed boundary (see [`RedisState`]); `false`: always match by match.
+    pub aggregate: bool,
 }
 
 impl RedisSettings {
@@ -72,6 +75,7 @@ impl RedisSettings {
             slots: 16,
             grace_ms: 24 * 3_600_000,
             keep_ms: 7 * 24 * 3_600_000,
+            aggregate: true,
         }
     }
 
@@ -113,7 +117,7 @@ pub fn shown_url(url: &str) -> String {
     }
 }
 
-/// What applying a batch did.
+/// What applying batches did.
 #[derive(Debug, Default, Clone)]
 pub struct Applied {
     /// Records created, by rule index: alerts and `rule_error` records.
@@ -122,6 +126,43 @@ pub struct Applied {
     pub closed: u64,
     /// Round trips to Redis.
     pub round_trips: u64,
+}
+
+/// Batches handed to [`RedisState::send`], applied by [`RedisState::finish`].
+///
+/// They are applied in waves: a wave holds at most one batch of each source, so that a
+/// source's batches are applied one after the other, in order, each wave's calls in one
+/// pipelined round trip; a call that asks for fields is made again, with them, before the
+/// next wave is sent. Only the first wave is sent by [`RedisState::send`].
+pub struct InFlight {
+    batches: Vec<MatchBatch>,
+    /// Batches (indices) of the waves not applied yet, in order.
+    waves: std::collections::VecDeque<Vec<usize>>,
+    /// The calls of the first wave, when they were sent and their replies are unread.
+    sent: Option<Vec<Call>>,
+    applied: Applied,
+}
+
+impl InFlight {
+    /// The batches, in the order given.
+    pub fn batches(&self) -> &[MatchBatch] {
+        &self.batches
+    }
+
+    /// Takes the batches back (once applied).
+    pub fn into_batches(self) -> Vec<MatchBatch> {
+        self.batches
+    }
+}
+
+/// One script call: a batch's matches and signals in one slot.
+struct Call {
+    batch: usize,
+    slot: u32,
+    matches: Vec<usize>,
+    signals: Vec<usize>,
+    /// Sent match by match (the script's mode `m`), not aggregated.
+    by_match: bool,
 }
 
 /// The alert state in Redis; see the module docs.
@@ -135,6 +176,10 @@ pub struct RedisState {
     next_end: BTreeMap<(String, u32), Option<i64>>,
     /// Round trips so far.
     pub round_trips: u64,
+    /// Calls made again with the fields they asked for, so far.
+    pub field_requests: u64,
+    /// Aggregated calls made again match by match, so far.
+    pub detail_requests: u64,
 }
 
 impl RedisState {
@@ -149,6 +194,8 @@ impl RedisState {
             sha,
             next_end: BTreeMap::new(),
             round_trips: 0,
+            field_requests: 0,
+            detail_requests: 0,
         };
         state.connection()?;
         Ok(state)
@@ -177,42 +224,197 @@ impl RedisState {
         self.next_end.retain(|(s, _), _| s != source);
     }
 
-    /// Applies `batch`: every slot its matches touch, and every slot with windows of its
-    /// source that its watermark has passed. Asks `stage` for the fields of matches that
-    /// turn out to open windows. On an error nothing is known to be applied: apply the
-    /// same batch again (it is idempotent).
+    /// Applies `batch`: [`RedisState::send`] then [`RedisState::finish`]. On an error
+    /// nothing is known to be applied: apply the same batch again (it is idempotent).
     pub fn apply(
         &mut self,
         stage: &mut MatchStage,
-        batch: &mut MatchBatch,
-    ) -> Result<Applied, RedisStateError> {
-        let result = self.try_apply(stage, batch);
-        if result.is_err() {
-            // The connection may be broken; the next call opens another.
+        batch: MatchBatch,
+    ) -> (MatchBatch, Result<Applied, RedisStateError>) {
+        let mut flight = self.send(stage, vec![batch]);
+        let result = self.finish(stage, &mut flight);
+        let batch = flight.into_batches().pop().expect("one batch");
+        (batch, result)
+    }
+
+    /// Starts applying `batches` (each of one source, a source's batches in order): sends
+    /// the calls of the first wave (see [`InFlight`]) and returns without reading their
+    /// replies, so that the caller can evaluate the next batches meanwhile. A send that
+    /// fails is made again by [`RedisState::finish`].
+    pub fn send(&mut self, stage: &MatchStage, batches: Vec<MatchBatch>) -> InFlight {
+        let mut waves: std::collections::VecDeque<Vec<usize>> = Default::default();
+        let mut wave_of: std::collections::HashMap<&str, usize> = Default::default();
+        for (i, batch) in batches.iter().enumerate() {
+            let wave = wave_of.entry(&*batch.source).or_insert(0);
+            if waves.len() <= *wave {
+                waves.push_back(Vec::new());
+            }
+            waves[*wave].push(i);
+            *wave += 1;
+        }
+        let mut flight = InFlight {
+            batches,
+            waves,
+            sent: None,
+            applied: Applied::default(),
+        };
+        if self.send_wave(stage, &mut flight).is_err() {
             self.conn = None;
+        }
+        flight
+    }
+
+    /// Applies what `flight` holds, wave by wave: reads the replies of the wave sent, makes
+    /// again (with their fields, asked of `stage`) the calls that asked for them, then
+    /// sends and reads the next wave. Returns what was applied. On an error nothing more
+    /// is known to be applied: call it again with the same `flight` (it sends its current
+    /// wave again; the state skips what it applied already).
+    pub fn finish(
+        &mut self,
+        stage: &mut MatchStage,
+        flight: &mut InFlight,
+    ) -> Result<Applied, RedisStateError> {
+        let result = self.try_finish(stage, flight);
+        if result.is_err() {
+            // The connection may be broken, and the replies of what was sent are lost.
+            self.conn = None;
+            flight.sent = None;
         }
         result
     }
 
-    fn try_apply(
+    fn try_finish(
         &mut self,
         stage: &mut MatchStage,
-        batch: &mut MatchBatch,
+        flight: &mut InFlight,
     ) -> Result<Applied, RedisStateError> {
+        while !flight.waves.is_empty() {
+            if flight.sent.is_none() {
+                self.send_wave(stage, flight)?;
+            }
+            let calls = flight.sent.as_ref().map_or(0, Vec::len);
+            let mut replies = self.receive(calls)?;
+            if replies.iter().any(is_noscript) {
+                // Redis lost its scripts (restarted): load the script, send the wave again
+                // (any call of it that did run is skipped by the state the second time).
+                self.load_script()?;
+                flight.sent = None;
+                continue;
+            }
+            let mut calls = flight.sent.take().expect("a wave was sent");
+            loop {
+                let mut again = Vec::new();
+                for (call, reply) in calls.into_iter().zip(replies) {
+                    let batch = &mut flight.batches[call.batch];
+                    match parse_reply(&reply) {
+                        Some(Reply::Need(local)) => {
+                            let global: Vec<usize> = local
+                                .iter()
+                                .filter_map(|&i| call.matches.get(i).copied())
+                                .collect();
+                            stage.supply_fields(batch, &global);
+                            self.field_requests += 1;
+                            again.push(call);
+                        }
+                        Some(Reply::Detail) => {
+                            self.detail_requests += 1;
+                            again.push(Call {
+                                by_match: true,
+                                ..call
+                            });
+                        }
+                        Some(Reply::Ok {
+                            closed,
+                            next_end,
+                            ends,
+                            alerts,
+                        }) => {
+                            flight.applied.closed += closed;
+                            self.next_end
+                                .insert((batch.source.to_string(), call.slot), next_end);
+                            let keys = slot_keys(batch, &call.matches);
+                            for (&k, end) in keys.iter().zip(ends) {
+                                if end > 0 {
+                                    let key = &batch.keys[k];
+                                    stage.learn_end(&key.id, end, key.period_ms);
+                                }
+                            }
+                            for local in alerts {
+                                if let Some(&k) = keys.get(local) {
+                                    flight
+                                        .applied
+                                        .alerts
+                                        .push((batch.keys[k].rule, batch.keys[k].namespace));
+                                }
+                            }
+                        }
+                        None => {
+                            return Err(RedisStateError::Reply {
+                                url: self.settings.shown_url(),
+                                reply: format!("{reply:?}"),
+                            });
+                        }
+                    }
+                }
+                if again.is_empty() {
+                    break;
+                }
+                // Calls that asked for fields, or to be sent match by match, changed
+                // nothing: made again before anything later of their sources is sent.
+                self.send_calls(&flight.batches, &again)?;
+                replies = self.receive(again.len())?;
+                if replies.iter().any(is_noscript) {
+                    self.load_script()?;
+                    self.send_calls(&flight.batches, &again)?;
+                    replies = self.receive(again.len())?;
+                }
+                calls = again;
+            }
+            flight.waves.pop_front();
+        }
+        let mut applied = std::mem::take(&mut flight.applied);
+        applied.round_trips = self.round_trips;
+        Ok(applied)
+    }
+
+    /// Plans and sends the calls of `flight`'s first wave: every slot its batches' matches
+    /// touch, and every slot with windows of their sources that their watermarks passed.
+    fn send_wave(
+        &mut self,
+        stage: &MatchStage,
+        flight: &mut InFlight,
+    ) -> Result<(), RedisStateError> {
+        flight.sent = None;
+        let Some(wave) = flight.waves.front() else {
+            return Ok(());
+        };
+        let mut calls = Vec::new();
+        for &b in wave {
+            calls.extend(self.plan(stage, b, &flight.batches[b]));
+        }
+        self.send_calls(&flight.batches, &calls)?;
+        flight.sent = Some(calls);
+        Ok(())
+    }
+
+    /// The calls that apply one batch.
+    fn plan(&self, stage: &MatchStage, index: usize, batch: &MatchBatch) -> Vec<Call> {
         let source = batch.source.to_string();
         let mut slots: BTreeMap<u32, (Vec<usize>, Vec<usize>)> = BTreeMap::new();
         for (i, m) in batch.matches.iter().enumerate() {
             let slot = self.settings.slot_of(&batch.keys[m.key].id);
             slots.entry(slot).or_default().0.push(i);
         }
-        for (i, signal) in batch.signals.iter().enumerate() {
-            let rule_id = &stage.rule_ids()[signal.rule];
-            let slot = self.settings.slot_of(&crate::eval::window_id(
-                rule_id,
-                crate::state::Namespace::Alert,
-                "",
-            ));
-            slots.entry(slot).or_default().1.push(i);
+        if !batch.signals.is_empty() {
+            let rule_ids = stage.rule_ids();
+            for (i, signal) in batch.signals.iter().enumerate() {
+                let slot = self.settings.slot_of(&crate::eval::window_id(
+                    &rule_ids[signal.rule],
+                    crate::state::Namespace::Alert,
+                    "",
+                ));
+                slots.entry(slot).or_default().1.push(i);
+            }
         }
         for slot in 0..self.settings.slots {
             let due = match self.next_end.get(&(source.clone(), slot)) {
@@ -224,104 +426,74 @@ impl RedisState {
                 slots.entry(slot).or_default();
             }
         }
-        let mut applied = Applied::default();
-        let mut pending: Vec<u32> = slots.keys().copied().collect();
-        while !pending.is_empty() {
-            let replies = self.call(batch, &slots, &pending)?;
-            let mut again = Vec::new();
-            for (slot, reply) in pending.iter().zip(replies) {
-                let (matches, _) = &slots[slot];
-                match parse_reply(&reply) {
-                    Some(Reply::Need(local)) => {
-                        let global: Vec<usize> = local
-                            .iter()
-                            .filter_map(|&i| matches.get(i).copied())
-                            .collect();
-                        stage.supply_fields(batch, &global);
-                        again.push(*slot);
-                    }
-                    Some(Reply::Ok {
-                        closed,
-                        next_end,
-                        ends,
-                        alerts,
-                    }) => {
-                        applied.closed += closed;
-                        self.next_end.insert((source.clone(), *slot), next_end);
-                        let keys = slot_keys(batch, matches);
-                        for (&k, end) in keys.iter().zip(ends) {
-                            if end > 0 {
-                                stage.learn_end(&batch.keys[k].id, end);
-                            }
-                        }
-                        for local in alerts {
-                            if let Some(&k) = keys.get(local) {
-                                applied
-                                    .alerts
-                                    .push((batch.keys[k].rule, batch.keys[k].namespace));
-                            }
-                        }
-                    }
-                    None => {
-                        return Err(RedisStateError::Reply {
-                            url: self.settings.shown_url(),
-                            reply: format!("{reply:?}"),
-                        });
-                    }
-                }
-            }
-            pending = again;
-        }
-        applied.round_trips = self.round_trips;
-        Ok(applied)
+        slots
+            .into_iter()
+            .map(|(slot, (matches, signals))| Call {
+                batch: index,
+                slot,
+                matches: by_window(batch, matches),
+                signals,
+                by_match: !self.settings.aggregate,
+            })
+            .collect()
     }
 
-    /// One pipelined round trip: the script on each of `which` slots.
-    fn call(
+    /// Writes `calls`, pipelined, without reading their replies.
+    fn send_calls(
         &mut self,
-        batch: &MatchBatch,
-        slots: &BTreeMap<u32, (Vec<usize>, Vec<usize>)>,
-        which: &[u32],
-    ) -> Result<Vec<Value>, RedisStateError> {
+        batches: &[MatchBatch],
+        calls: &[Call],
+    ) -> Result<(), RedisStateError> {
         let mut pipe = redis::pipe();
-        for slot in which {
-            let (matches, signals) = &slots[slot];
+        // One transaction: Redis runs the calls in one go, so that their writes reach the
+        // append-only file (fsynced with `appendfsync always`) together, once.
+        pipe.atomic();
+        for call in calls {
             let mut cmd = redis::cmd("EVALSHA");
-            self.script_args(&mut cmd, batch, *slot, matches, signals);
+            self.script_args(&mut cmd, &batches[call.batch], call);
             pipe.add_command(cmd);
         }
-        for attempt in 0..2 {
-            self.round_trips += 1;
-            let sha = self.sha.clone();
-            let conn = self.connection()?;
-            match pipe.query::<Vec<Value>>(conn) {
-                Ok(replies) => return Ok(replies),
-                Err(e) if attempt == 0 && e.code() == Some("NOSCRIPT") => {
-                    let loaded: String = redis::cmd("SCRIPT")
-                        .arg("LOAD")
-                        .arg(APPLY)
-                        .query(conn)
-                        .map_err(|e| error(&self.settings, e))?;
-                    debug_assert_eq!(loaded, sha);
-                }
-                Err(e) => return Err(error(&self.settings, e)),
-            }
-        }
-        unreachable!("the second attempt returns")
+        let packed = pipe.get_packed_pipeline();
+        self.round_trips += 1;
+        let conn = self.connection()?;
+        conn.send_packed_command(&packed)
+            .map_err(|e| error(&self.settings, e))
     }
 
-    fn script_args(
-        &self,
-        cmd: &mut redis::Cmd,
-        batch: &MatchBatch,
-        slot: u32,
-        matches: &[usize],
-        signals: &[usize],
-    ) {
-        let prefix = self.settings.prefix(slot);
-        let keys = slot_keys(batch, matches);
-        let local: BTreeMap<usize, usize> =
-            keys.iter().enumerate().map(|(i, &k)| (k, i + 1)).collect();
+    /// Reads the replies of `n` calls sent by [`RedisState::send_calls`] (an error reply
+    /// is a reply, returned as it is).
+    fn receive(&mut self, n: usize) -> Result<Vec<Value>, RedisStateError> {
+        let conn = self.connection()?;
+        // `MULTI`'s `OK`, a `QUEUED` per call, then `EXEC`'s array of their replies.
+        let mut last = Ok(Value::Nil);
+        for _ in 0..n + 2 {
+            last = conn.recv_response();
+            if last.is_err() {
+                break;
+            }
+        }
+        let last = last.map_err(|e| error(&self.settings, e))?;
+        match last {
+            Value::Array(replies) if replies.len() == n => Ok(replies),
+            other => Err(RedisStateError::Reply {
+                url: self.settings.shown_url(),
+                reply: format!("{other:?}"),
+            }),
+        }
+    }
+
+    /// Loads the script (Redis answered `NOSCRIPT`).
+    fn load_script(&mut self) -> Result<(), RedisStateError> {
+        let conn = self.connection()?;
+        let loaded: Result<String, _> = redis::cmd("SCRIPT").arg("LOAD").arg(APPLY).query(conn);
+        let loaded = loaded.map_err(|e| error(&self.settings, e))?;
+        debug_assert_eq!(loaded, self.sha);
+        Ok(())
+    }
+
+    fn script_args(&self, cmd: &mut redis::Cmd, batch: &MatchBatch, call: &Call) {
+        let prefix = self.settings.prefix(call.slot);
+        let keys = slot_keys(batch, &call.matches);
         cmd.arg(&self.sha).arg(3 + 2 * keys.len());
         cmd.arg(format!("{prefix}hwm"))
             .arg(format!("{prefix}outbox"))
@@ -332,46 +504,176 @@ impl RedisState {
                 .arg(format!("{prefix}u:{id}"));
         }
         cmd.arg(&*batch.source)
+            .arg(batch.first_offset)
             .arg(batch.last_offset)
             .arg(batch.watermark.map(|w| w.to_string()).unwrap_or_default())
             .arg(self.settings.grace_ms)
             .arg(self.settings.keep_ms)
             .arg(&prefix)
             .arg(keys.len())
-            .arg(matches.len())
-            .arg(signals.len());
+            .arg(call.signals.len())
+            .arg(if call.by_match { "m" } else { "a" });
+        // The matches are grouped by window, in the order of `keys`.
+        let mut rest = &call.matches[..];
+        let mut unique = Vec::new();
         for &k in &keys {
             let key = &batch.keys[k];
+            let n = rest
+                .iter()
+                .take_while(|&&i| batch.matches[i].key == k)
+                .count();
+            let (matches, after) = rest.split_at(n);
+            rest = after;
+            if !call.by_match {
+                aggregated_args(cmd, batch, key, matches);
+                continue;
+            }
+            let openers = matches
+                .iter()
+                .filter(|&&i| batch.matches[i].opens.is_some())
+                .count();
             cmd.arg(&key.id)
                 .arg(&key.rule_id)
-                .arg(format!("{:?}", key.namespace))
+                .arg(namespace_name(key.namespace))
                 .arg(&key.dedup)
                 .arg(key.period_ms)
                 .arg(key.threshold)
-                .arg(if key.counts_unique { "1" } else { "0" });
+                .arg(if key.counts_unique { "1" } else { "0" })
+                .arg(n)
+                .arg(openers);
+            for &i in matches {
+                let m = &batch.matches[i];
+                cmd.arg(m.offset).arg(m.time_ms);
+                if key.counts_unique {
+                    unique.clear();
+                    match &m.unique {
+                        Some(u) => {
+                            unique.push(b'+');
+                            unique.extend_from_slice(u.as_bytes());
+                        }
+                        None => unique.push(b'-'),
+                    }
+                    cmd.arg(&unique[..]);
+                }
+            }
+            for (j, &i) in matches.iter().enumerate() {
+                if let Some(o) = &batch.matches[i].opens {
+                    cmd.arg(j + 1).arg(&o.alert_id).arg(&o.fields);
+                }
+            }
         }
-        for &i in matches {
-            let m = &batch.matches[i];
-            let unique = match &m.unique {
-                Some(u) => format!("+{u}"),
-                None => "-".to_owned(),
-            };
-            let (aid, fields) = match &m.opens {
-                Some(o) => (o.alert_id.as_str(), o.fields.as_str()),
-                None => ("", ""),
-            };
-            cmd.arg(local[&m.key])
-                .arg(m.offset)
-                .arg(m.time_ms)
-                .arg(unique)
-                .arg(aid)
-                .arg(fields);
-        }
-        for &i in signals {
+        for &i in &call.signals {
             let s = &batch.signals[i];
             cmd.arg(s.offset).arg(&s.record);
         }
     }
+}
+
+/// One window's `matches` (indices into the batch's matches, in input order) as the
+/// script's mode `a` takes them: segments, each from a match the stage gave fields (it
+/// guessed that it opens the window) to the next, the first one continuing the live window
+/// when its first match has none; per segment its count, times and the items that find the
+/// match crossing the threshold (the distinct unique values, or the first threshold times).
+fn aggregated_args(
+    cmd: &mut redis::Cmd,
+    batch: &MatchBatch,
+    key: &crate::eval::WindowRef,
+    matches: &[usize],
+) {
+    struct Segment<'a> {
+        first: &'a crate::eval::Match,
+        count: u64,
+        least: i64,
+        greatest: i64,
+        /// Mode `a`'s items, flattened.
+        items: Vec<Item<'a>>,
+        seen: std::collections::HashSet<&'a str>,
+    }
+    enum Item<'a> {
+        Time(i64),
+        Value(&'a str, u64, i64, i64, i64),
+    }
+    let mut segments: Vec<Segment> = Vec::new();
+    for &i in matches {
+        let m = &batch.matches[i];
+        if m.opens.is_some() || segments.is_empty() {
+            segments.push(Segment {
+                first: m,
+                count: 0,
+                least: m.time_ms,
+                greatest: m.time_ms,
+                items: Vec::new(),
+                seen: Default::default(),
+            });
+        }
+        let s = segments.last_mut().expect("pushed above");
+        s.count += 1;
+        s.least = s.least.min(m.time_ms);
+        s.greatest = s.greatest.max(m.time_ms);
+        if key.counts_unique {
+            if let Some(u) = &m.unique
+                && s.seen.insert(u)
+            {
+                s.items
+                    .push(Item::Value(u, s.count, m.time_ms, s.least, s.greatest));
+            }
+        } else if s.count <= key.threshold {
+            s.items.push(Item::Time(m.time_ms));
+        }
+    }
+    cmd.arg(&key.id)
+        .arg(&key.rule_id)
+        .arg(namespace_name(key.namespace))
+        .arg(&key.dedup)
+        .arg(key.period_ms)
+        .arg(key.threshold)
+        .arg(if key.counts_unique { "1" } else { "0" })
+        .arg(segments.len());
+    for s in &segments {
+        match &s.first.opens {
+            Some(o) => cmd.arg(&o.alert_id).arg(&o.fields),
+            None => cmd.arg("").arg(""),
+        };
+        cmd.arg(s.first.offset)
+            .arg(s.first.time_ms)
+            .arg(s.count)
+            .arg(s.least)
+            .arg(s.greatest)
+            .arg(s.items.len());
+        for item in &s.items {
+            match *item {
+                Item::Time(t) => cmd.arg(t),
+                Item::Value(v, n, t, least, greatest) => {
+                    cmd.arg(v).arg(n).arg(t).arg(least).arg(greatest)
+                }
+            };
+        }
+    }
+}
+
+/// `namespace` as the script stores it (its `Debug` name).
+fn namespace_name(namespace: crate::state::Namespace) -> &'static str {
+    match namespace {
+        crate::state::Namespace::Alert => "Alert",
+        crate::state::Namespace::Error => "Error",
+    }
+}
+
+/// `matches` (indices into the batch's matches) grouped by window, the windows in the order
+/// of their first match, each window's matches in input order.
+fn by_window(batch: &MatchBatch, mut matches: Vec<usize>) -> Vec<usize> {
+    let mut first_use = std::collections::HashMap::new();
+    for &i in &matches {
+        let next = first_use.len();
+        first_use.entry(batch.matches[i].key).or_insert(next);
+    }
+    matches.sort_by_key(|&i| first_use[&batch.matches[i].key]);
+    matches
+}
+
+/// Whether `reply` is Redis' `NOSCRIPT` error.
+fn is_noscript(reply: &Value) -> bool {
+    matches!(reply, Value::ServerError(e) if e.code() == "NOSCRIPT")
 }
 
 /// The distinct windows (indices into the batch's keys) of `matches`, in first-use order.
@@ -393,6 +695,8 @@ fn error(settings: &RedisSettings, source: redis::RedisError) -> RedisStateError
 
 enum Reply {
     Need(Vec<usize>),
+    /// An aggregated call to send again match by match.
+    Detail,
     Ok {
         closed: u64,
         next_end: Option<i64>,
@@ -416,6 +720,7 @@ fn parse_reply(value: &Value) -> Option<Reply> {
     };
     let (head, rest) = items.split_first()?;
     match text(head)?.as_str() {
+        "detail" => Some(Reply::Detail),
         "need" => Some(Reply::Need(
             rest.iter()
                 .map(|v| int(v).map(|i| i as usize))

@@ -6,81 +6,155 @@
 -- KEYS[3] ends    sorted set: window id -> end (ms), for the windows this source counts into
 -- KEYS[2+2k], KEYS[3+2k] (k = 1..K): window k's hash and its unique values' set
 --
--- ARGV: source, last offset, watermark ('' for none), window TTL grace (ms), bookkeeping TTL
--- (ms), key prefix (for another source's `ends`), K, M, S, then K windows (id, RuleID,
--- namespace, dedup, period ms, threshold, counts unique 0/1), M matches (window index,
--- offset, time ms, unique ('-' none, else '+' value), alert id ('' none), fields JSON ('' none)),
--- S signals (offset, record JSON).
+-- ARGV: source, first offset, last offset, watermark ('' for none), window TTL grace (ms),
+-- bookkeeping TTL (ms), key prefix (for another source's `ends`), K, S, mode ('m' or 'a'),
+-- then K windows, then S signals (offset, record JSON).
 --
--- Returns {'need', i...} (0-based matches that open a window but came without fields;
--- nothing was changed), or {'ok', closed, alerted, next end, end_1..end_K, alerts...}:
--- windows closed, alerts created, the earliest end of this source's windows in the slot
--- (-1: none), each window's end now (0: none), and the window index (0-based) of each
--- alert created.
+-- Mode 'm', match by match: each window is id, RuleID, namespace, dedup, period ms,
+-- threshold, counts unique (0/1), N, O, then N matches in input order (offset, time ms, and
+-- for a window that counts unique values the value: '-' none, '+' value), then O openers
+-- (match number 1..N, alert id, fields JSON: the matches that may open the window). Matches
+-- are numbered across the windows in order (window 1's first).
+--
+-- Mode 'a', aggregated (a fresh batch whose window boundaries the worker guessed): each
+-- window is id, RuleID, namespace, dedup, period ms, threshold, counts unique (0/1), G, then
+-- G segments, each a run of the window's matches in input order that the worker expects in
+-- one window: alert id and fields JSON of its first match ('' and '': it continues the live
+-- window), first match's offset and time, matches, least and greatest time, L, then L items:
+-- for a window that counts unique values, each distinct value of the segment in the order
+-- it first came (value, its match's number 1..N in the segment, time, least and greatest
+-- time of the segment up to it), else the times of the segment's first L = min(N,
+-- threshold) matches. Where a segment's boundary is not where the worker expected, or the
+-- batch was applied before, it answers {'detail'} and changes nothing: the worker sends the
+-- call again match by match. The windows come out as match by match (a window not alerted
+-- has a count under its threshold: the threshold is checked at every match).
+--
+-- Returns {'need', i...} (0-based numbers of matches that open a window but came without
+-- fields; nothing was changed), {'detail'}, or {'ok', closed, alerted, next end,
+-- end_1..end_K, alerts...}: windows closed, alerts created, the earliest end of this
+-- source's windows in the slot (-1: none), each window's end now (0: none), and the window
+-- index (0-based) of each alert created.
 
 local function s(x) return string.format('%d', x) end
 
-local source, last = ARGV[1], tonumber(ARGV[2])
-local watermark = ARGV[3] ~= '' and tonumber(ARGV[3]) or nil
-local grace, keep = tonumber(ARGV[4]), tonumber(ARGV[5])
-local prefix = ARGV[6]
-local K, M, S = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local source, first_offset = ARGV[1], tonumber(ARGV[2])
+local last = tonumber(ARGV[3])
+local watermark = ARGV[4] ~= '' and tonumber(ARGV[4]) or nil
+local grace, keep = tonumber(ARGV[5]), tonumber(ARGV[6])
+local prefix = ARGV[7]
+local K, S = tonumber(ARGV[8]), tonumber(ARGV[9])
+local aggregated = ARGV[10] == 'a'
 local hwm = tonumber(redis.call('HGET', KEYS[1], source) or '-1')
+-- Every match is new unless the batch was (partly) applied before.
+local fresh_batch = first_offset > hwm
+if aggregated and not fresh_batch then
+  return {'detail'}
+end
 
 local keys = {}
-local a = 10
+local a = 11
+local numbered = 0
 for k = 1, K do
-  keys[k] = {id = ARGV[a], rule = ARGV[a + 1], ns = ARGV[a + 2], dedup = ARGV[a + 3],
+  local key = {id = ARGV[a], rule = ARGV[a + 1], ns = ARGV[a + 2], dedup = ARGV[a + 3],
     period = tonumber(ARGV[a + 4]), thr = tonumber(ARGV[a + 5]), uniq = ARGV[a + 6] == '1',
-    wkey = KEYS[2 + 2 * k], ukey = KEYS[3 + 2 * k]}
-  a = a + 7
-end
-local matches = {}
-for i = 1, M do
-  matches[i] = {k = tonumber(ARGV[a]), off = tonumber(ARGV[a + 1]), t = tonumber(ARGV[a + 2]),
-    u = ARGV[a + 3], aid = ARGV[a + 4], fields = ARGV[a + 5]}
-  a = a + 6
-end
-
--- Pass 1: which matches open a window? All of them must carry fields, else change nothing.
-local ends = {}
-for k = 1, K do
-  local e = redis.call('HGET', keys[k].wkey, 'end')
-  ends[k] = e and tonumber(e) or nil
-end
-local need = {}
-for i = 1, M do
-  local m = matches[i]
-  if m.off > hwm then
-    local e = ends[m.k]
-    if e == nil or m.t >= e then
-      if m.aid == '' then need[#need + 1] = i - 1 end
-      ends[m.k] = m.t + keys[m.k].period
+    wkey = KEYS[2 + 2 * k], ukey = KEYS[3 + 2 * k], aid = {}, fields = {}}
+  if aggregated then
+    local g = tonumber(ARGV[a + 7])
+    a = a + 8
+    local segs = {}
+    for i = 1, g do
+      local seg = {aid = ARGV[a], fields = ARGV[a + 1], off = ARGV[a + 2],
+        t = tonumber(ARGV[a + 3]), n = tonumber(ARGV[a + 4]), lo = tonumber(ARGV[a + 5]),
+        hi = tonumber(ARGV[a + 6]), l = tonumber(ARGV[a + 7]), at = a + 8}
+      a = seg.at + seg.l * (key.uniq and 5 or 1)
+      segs[i] = seg
+    end
+    key.segs = segs
+  else
+    local n, o = tonumber(ARGV[a + 7]), tonumber(ARGV[a + 8])
+    a = a + 9
+    key.at, key.n, key.width, key.base = a, n, key.uniq and 3 or 2, numbered
+    numbered = numbered + n
+    a = a + n * key.width
+    for _ = 1, o do
+      local j = tonumber(ARGV[a])
+      key.aid[j], key.fields[j] = ARGV[a + 1], ARGV[a + 2]
+      a = a + 3
     end
   end
-end
-if #need > 0 then
-  return {'need', unpack(need)}
+  keys[k] = key
 end
 
--- Pass 2: apply.
-local W = {}
-local function load(k)
-  if W[k] then return W[k] end
+local function load(key)
   local w = {exists = false, known = {}, added = {}}
-  local h = redis.call('HGETALL', keys[k].wkey)
+  local h = redis.call('HGETALL', key.wkey)
   if #h > 0 then
     for j = 1, #h, 2 do w[h[j]] = h[j + 1] end
     w.exists = true
     w.start, w['end'], w.thr = tonumber(w.start), tonumber(w['end']), tonumber(w.thr)
     w.cnt, w.fev, w.lev = tonumber(w.cnt), tonumber(w.fev), tonumber(w.lev)
     w.alerted, w.created = w.alerted == '1', tonumber(w.created or '0')
-    w.ucnt = keys[k].uniq and redis.call('SCARD', keys[k].ukey) or 0
+    w.ucnt = key.uniq and redis.call('SCARD', key.ukey) or 0
   end
-  W[k] = w
   return w
 end
 
+-- Pass 1: which matches open a window? All of them must carry fields, else change nothing.
+local W, ends, times = {}, {}, {}
+local need = {}
+if aggregated then
+  -- Each segment must fall in one window, open one where it carries fields, and hold the
+  -- time of a match that crosses the threshold.
+  for k = 1, K do
+    local key = keys[k]
+    local w = load(key)
+    W[k] = w
+    local e = w.exists and w['end'] or nil
+    local cnt, alerted, thr = w.cnt, w.alerted, w.thr
+    for _, seg in ipairs(key.segs) do
+      if e == nil or seg.t >= e then
+        if seg.aid == '' then return {'detail'} end
+        seg.opens = true
+        e, cnt, alerted, thr = seg.t + key.period, 0, false, key.thr
+      end
+      if seg.hi >= e then return {'detail'} end
+      if not key.uniq and not alerted then
+        local crossing = math.max(1, thr - cnt)
+        if crossing <= seg.n then
+          if crossing > seg.l then return {'detail'} end
+          alerted = true
+        end
+      end
+      cnt = cnt + seg.n
+    end
+    ends[k] = e
+  end
+end
+for k = 1, (aggregated and 0 or K) do
+  local key = keys[k]
+  local w = load(key)
+  W[k] = w
+  local e = w.exists and w['end'] or nil
+  local t_k = {}
+  local p = key.at
+  for j = 1, key.n do
+    if fresh_batch or tonumber(ARGV[p]) > hwm then
+      local t = tonumber(ARGV[p + 1])
+      t_k[j] = t
+      if e == nil or t >= e then
+        if not key.aid[j] then need[#need + 1] = key.base + j - 1 end
+        e = t + key.period
+      end
+    end
+    p = p + key.width
+  end
+  ends[k], times[k] = e, t_k
+end
+if #need > 0 then
+  return {'need', unpack(need)}
+end
+
+-- Pass 2: apply.
 local function record(kind, key, w)
   redis.call('XADD', KEYS[2], '*', 'k', kind, 'a', w.aid, 'r', key.rule, 'n', key.ns,
     'd', key.dedup, 's', s(w.start), 'e', s(w['end']), 't', s(w.thr), 'c', s(w.cnt),
@@ -96,58 +170,152 @@ local function close(key, w, wkey, ukey)
   closed = closed + 1
 end
 
-for i = 1, M do
-  local m = matches[i]
-  if m.off > hwm then
-    local key = keys[m.k]
-    local w = load(m.k)
-    if w.exists and m.t >= w['end'] then
-      close(key, w, key.wkey, key.ukey)
-      w = {exists = false, known = {}, added = {}}
-      W[m.k] = w
-    end
-    if not w.exists then
-      w.exists, w.start, w['end'], w.thr = true, m.t, m.t + key.period, key.thr
-      w.cnt, w.ucnt, w.fev, w.lev, w.alerted, w.created = 0, 0, m.t, m.t, false, 0
-      w.aid, w.fields, w.first, w.src = m.aid, m.fields, source .. ':' .. s(m.off), source
-    end
-    w.cnt = w.cnt + 1
-    if m.t < w.fev then w.fev = m.t end
-    if m.t > w.lev then w.lev = m.t end
-    if key.uniq and string.sub(m.u, 1, 1) == '+' then
-      local v = string.sub(m.u, 2)
+-- A segment (mode 'a'): its matches counted at once, the one that crosses the threshold
+-- found from its items.
+local function alert_at(key, w, cnt, t, lo, hi)
+  local total, first, last = w.cnt, w.fev, w.lev
+  w.cnt = cnt
+  if lo < w.fev then w.fev = lo end
+  if hi > w.lev then w.lev = hi end
+  w.alerted, w.created, w.crossed = true, t, true
+  record(key.ns == 'Error' and 'rule_error' or 'alert', key, w)
+  w.cnt, w.fev, w.lev = total, first, last
+end
+
+local function segment(k, key, w, seg)
+  if seg.opens then
+    if w.exists then close(key, w, key.wkey, key.ukey) end
+    w = {exists = true, fresh = true, known = {}, added = {}, start = seg.t,
+      ['end'] = seg.t + key.period, thr = key.thr, cnt = 0, ucnt = 0, fev = seg.t,
+      lev = seg.t, alerted = false, created = 0, aid = seg.aid, fields = seg.fields,
+      first = source .. ':' .. seg.off, src = source}
+    W[k] = w
+  end
+  local p = seg.at
+  local alerted_before = w.alerted
+  if key.uniq then
+    for _ = 1, seg.l do
+      local v = ARGV[p]
       if not w.known[v] then
         w.known[v] = true
         if redis.call('SISMEMBER', key.ukey, v) == 0 then
           w.added[#w.added + 1] = v
           w.ucnt = w.ucnt + 1
+          if not w.alerted and w.ucnt >= w.thr then
+            alert_at(key, w, w.cnt + tonumber(ARGV[p + 1]), tonumber(ARGV[p + 2]),
+              tonumber(ARGV[p + 3]), tonumber(ARGV[p + 4]))
+          end
         end
       end
+      p = p + 5
     end
-    w.dirty = true
-    if w.src ~= source then
-      redis.call('ZREM', prefix .. 'ends:' .. w.src, key.id)
-      w.src = source
+  elseif not w.alerted then
+    local crossing = math.max(1, w.thr - w.cnt)
+    if crossing <= seg.n then
+      local t = tonumber(ARGV[p + crossing - 1])
+      local lo, hi = t, t
+      for i = 0, crossing - 2 do
+        local ti = tonumber(ARGV[p + i])
+        if ti < lo then lo = ti end
+        if ti > hi then hi = ti end
+      end
+      alert_at(key, w, w.cnt + crossing, t, lo, hi)
     end
-    local count = key.uniq and w.ucnt or w.cnt
-    if not w.alerted and count >= w.thr then
-      w.alerted, w.created = true, m.t
-      record(key.ns == 'Error' and 'rule_error' or 'alert', key, w)
-      alerted = alerted + 1
-      created[#created + 1] = m.k - 1
-    end
+  end
+  if w.alerted and not alerted_before then
+    alerted = alerted + 1
+    created[#created + 1] = k - 1
+  end
+  w.cnt = w.cnt + seg.n
+  if seg.lo < w.fev then w.fev = seg.lo end
+  if seg.hi > w.lev then w.lev = seg.hi end
+  w.dirty = true
+  if w.src ~= source then
+    redis.call('ZREM', prefix .. 'ends:' .. w.src, key.id)
+    w.src, w.moved = source, true
   end
 end
 
--- Write back what changed; windows expire on their own `grace` after their period.
-for k, w in pairs(W) do
+for k = 1, (aggregated and K or 0) do
   local key = keys[k]
-  if w.dirty then
+  for _, seg in ipairs(key.segs) do
+    segment(k, key, W[k], seg)
+  end
+end
+
+for k = 1, (aggregated and 0 or K) do
+  local key = keys[k]
+  local w = W[k]
+  local t_k = times[k]
+  local p = key.at
+  for j = 1, key.n do
+    local t = t_k[j]
+    if t then
+      if w.exists and t >= w['end'] then
+        close(key, w, key.wkey, key.ukey)
+        w = {exists = false, known = {}, added = {}}
+        W[k] = w
+      end
+      if not w.exists then
+        w.exists, w.fresh, w.start, w['end'], w.thr = true, true, t, t + key.period, key.thr
+        w.cnt, w.ucnt, w.fev, w.lev, w.alerted, w.created = 0, 0, t, t, false, 0
+        w.aid, w.fields, w.first, w.src = key.aid[j], key.fields[j], source .. ':' .. ARGV[p], source
+      end
+      w.cnt = w.cnt + 1
+      if t < w.fev then w.fev = t end
+      if t > w.lev then w.lev = t end
+      if key.uniq then
+        -- `known`: the values (with their '+') already counted in this call.
+        local u = ARGV[p + 2]
+        if string.byte(u, 1) == 43 and not w.known[u] then
+          w.known[u] = true
+          local v = string.sub(u, 2)
+          if redis.call('SISMEMBER', key.ukey, v) == 0 then
+            w.added[#w.added + 1] = v
+            w.ucnt = w.ucnt + 1
+          end
+        end
+      end
+      w.dirty = true
+      if w.src ~= source then
+        redis.call('ZREM', prefix .. 'ends:' .. w.src, key.id)
+        w.src, w.moved = source, true
+      end
+      local count = key.uniq and w.ucnt or w.cnt
+      if not w.alerted and count >= w.thr then
+        w.alerted, w.created, w.crossed = true, t, true
+        record(key.ns == 'Error' and 'rule_error' or 'alert', key, w)
+        alerted = alerted + 1
+        created[#created + 1] = k - 1
+      end
+    end
+    p = p + key.width
+  end
+end
+
+-- Write back what changed (a window opened here whole, else only the fields that change:
+-- the append-only file, fsynced, grows by what is written); windows expire on their own
+-- `grace` after their period.
+for k = 1, K do
+  local key, w = keys[k], W[k]
+  if w.dirty and w.fresh then
     redis.call('HSET', key.wkey, 'start', s(w.start), 'end', s(w['end']), 'thr', s(w.thr),
       'cnt', s(w.cnt), 'fev', s(w.fev), 'lev', s(w.lev), 'alerted', w.alerted and '1' or '0',
       'created', s(w.created), 'aid', w.aid, 'fields', w.fields, 'first', w.first,
       'src', w.src, 'rule', key.rule, 'ns', key.ns, 'dedup', key.dedup,
       'uniq', key.uniq and '1' or '0')
+  elseif w.dirty then
+    local changed = {'cnt', s(w.cnt), 'fev', s(w.fev), 'lev', s(w.lev)}
+    if w.crossed then
+      changed[7], changed[8], changed[9], changed[10] = 'alerted', '1', 'created', s(w.created)
+    end
+    if w.moved then
+      changed[#changed + 1] = 'src'
+      changed[#changed + 1] = w.src
+    end
+    redis.call('HSET', key.wkey, unpack(changed))
+  end
+  if w.dirty then
     redis.call('PEXPIRE', key.wkey, key.period + grace)
     if #w.added > 0 then
       redis.call('SADD', key.ukey, unpack(w.added))
@@ -155,11 +323,13 @@ for k, w in pairs(W) do
     if key.uniq and w.ucnt > 0 then
       redis.call('PEXPIRE', key.ukey, key.period + grace)
     end
-    redis.call('ZADD', KEYS[3], w['end'], key.id)
+    if w.fresh or w.moved then
+      redis.call('ZADD', KEYS[3], w['end'], key.id)
+    end
   end
 end
 
-for i = 1, S do
+for _ = 1, S do
   local off, rec = tonumber(ARGV[a]), ARGV[a + 1]
   a = a + 2
   if off > hwm then
@@ -198,7 +368,7 @@ local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
 local out = {'ok', closed, alerted, #first > 0 and tonumber(first[2]) or -1}
 for k = 1, K do
   local w = W[k]
-  if w and w.exists and redis.call('EXISTS', keys[k].wkey) == 1 then
+  if w.exists and w.dirty and redis.call('EXISTS', keys[k].wkey) == 1 then
     out[#out + 1] = w['end']
   else
     out[#out + 1] = ends[k] or 0

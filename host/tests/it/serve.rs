@@ -226,16 +226,49 @@ impl Kafka {
 
     /// Produces `events` (partition, line), in order, and waits for the acks.
     fn produce(&self, events: &[(i32, String)]) {
-        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        self.produce_with(events, &[]);
+    }
+
+    /// [`Kafka::produce`] with more producer settings.
+    fn produce_with(&self, events: &[(i32, String)], settings: &[(&str, &str)]) {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", self.brokers());
+        for (key, value) in settings {
+            config.set(*key, *value);
+        }
+        let producer: ThreadedProducer<DefaultProducerContext> = config.create().unwrap();
+        for (partition, line) in events {
+            let mut record: BaseRecord<'_, (), String> =
+                BaseRecord::to(TOPIC).partition(*partition).payload(line);
+            // A full queue waits for the broker's acks (the producer's thread polls).
+            while let Err((e, back)) = producer.send(record) {
+                assert_eq!(
+                    e,
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull
+                    )
+                );
+                record = back;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        producer.flush(Duration::from_secs(120)).unwrap();
+    }
+
+    /// The first offset the broker still holds, per partition.
+    fn low_watermarks(&self) -> Vec<i64> {
+        let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", self.brokers())
             .create()
             .unwrap();
-        for (partition, line) in events {
-            let record: BaseRecord<'_, (), String> =
-                BaseRecord::to(TOPIC).partition(*partition).payload(line);
-            producer.send(record).map_err(|(e, _)| e).unwrap();
-        }
-        producer.flush(Duration::from_secs(30)).unwrap();
+        (0..self.partitions)
+            .map(|p| {
+                consumer
+                    .fetch_watermarks(TOPIC, p, Duration::from_secs(10))
+                    .unwrap()
+                    .0
+            })
+            .collect()
     }
 
     /// The group's committed offset per partition (`-1`: none yet).
@@ -1249,131 +1282,695 @@ fn the_same_batches_delivered_twice_change_nothing() {
     check(&eval, &redis, "g2", &[out]);
 }
 
-/// The load numbers of the README: events/s of one and of two workers (each with its own
-/// Redis state) against one `rulehost eval --threads 1` over the same events, Redis round
-/// trips per 1,000 events and each worker's peak memory. Not a pass/fail test: run it with
-/// `cargo test --release --features serve --test it -- --ignored serve_load --nocapture`
-/// (`SERVE_LOAD_EVENTS`, default 30,000; `SERVE_LOAD_PARTITIONS`, default 16;
-/// `SERVE_LOAD_FSYNC`, Redis' `appendfsync`, default `everysec`; `SERVE_LOAD_BATCH`).
+/// Every outbox entry of `group` (one hash slot), all fields, sorted (the order of entries
+/// of different windows may differ between two ways of applying the same batches).
+fn outbox_entries(redis: &Redis, group: &str) -> Vec<BTreeMap<String, String>> {
+    let mut conn = redis.conn().unwrap();
+    let mut out = Vec::new();
+    {
+        let stream = format!("rulehost:{{{group}:0}}:outbox");
+        let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(&stream)
+            .arg("-")
+            .arg("+")
+            .query(&mut conn)
+            .unwrap();
+        for entry in entries.ids {
+            let fields: BTreeMap<String, String> = entry
+                .map
+                .keys()
+                .map(|k| (k.clone(), entry.get::<String>(k).unwrap()))
+                .collect();
+            out.push(fields);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// How [`apply_sample`] applies the sample.
+#[derive(Clone, Copy)]
+struct Applying {
+    /// Lines per batch.
+    batch: usize,
+    /// As the serve loop does (see [`apply_sample`]), else one batch at a time.
+    pipelined: bool,
+    /// Fresh batches sent aggregated (the state's default), else match by match.
+    aggregate: bool,
+}
+
+/// Applies the demo sample (one source) to `group`'s state with the library's stage and
+/// state, one batch at a time, or as the serve loop does: a group of batches sent, the next
+/// evaluated meanwhile, then the replies read. Pipelined, two batches of the source go in
+/// each group (applied in two waves), and the stage is told after each batch that its
+/// windows never end, so that it sends no fields for any later window and the state must
+/// ask for them. Returns how many calls were made again with fields, and how many
+/// aggregated calls were made again match by match.
+fn apply_sample(redis: &Redis, lines: &[String], group: &str, how: Applying) -> (u64, u64) {
+    use rulehost::eval::{MatchStage, Quarantine, Rule};
+    use rulehost::input::{BatchLine, LineBatch};
+    use rulehost::state::redis::{InFlight, RedisSettings, RedisState};
+
+    let runtime = rulehost::runtime::Runtime::new(rulehost::runtime::Limits::default()).unwrap();
+    let rules: Vec<Rule> = crate::util::load(&runtime, &rules_tests())
+        .into_iter()
+        .map(Rule::from)
+        .filter(|r| r.spec.enabled)
+        .collect();
+    let mut stage = MatchStage::new(
+        rules,
+        rulehost::clock::Clock::default(),
+        Quarantine::default(),
+        Box::new(|_| {}),
+    );
+    // One hash slot: every call of a batch is the same call, so that a call made again
+    // with fields after the next batch's had been applied would find its matches skipped.
+    let mut settings = RedisSettings::new(&redis.url(), group);
+    settings.slots = 1;
+    settings.aggregate = how.aggregate;
+    let mut state = RedisState::connect(settings).unwrap();
+    let source: std::sync::Arc<str> = format!("{TOPIC}/0").into();
+    let batches = lines.chunks(how.batch).enumerate().map(|(c, chunk)| {
+        let mut batch = LineBatch::default();
+        for (i, line) in chunk.iter().enumerate() {
+            let start = batch.bytes.len();
+            batch.bytes.extend_from_slice(line.as_bytes());
+            batch.lines.push(BatchLine {
+                number: (c * how.batch + i) as u64,
+                start,
+                end: batch.bytes.len(),
+                too_long: false,
+            });
+        }
+        batch
+    });
+    if !how.pipelined {
+        for batch in batches {
+            let matches = stage.batch(source.clone(), batch, 1 << 20);
+            state.apply(&mut stage, matches).1.unwrap();
+        }
+        return (state.field_requests, state.detail_requests);
+    }
+    let mut batches = batches.peekable();
+    let mut in_flight: Option<InFlight> = None;
+    while batches.peek().is_some() || in_flight.is_some() {
+        let mut sending = Vec::new();
+        for batch in batches.by_ref().take(2) {
+            let matches = stage.batch(source.clone(), batch, 1 << 20);
+            for key in &matches.keys {
+                stage.learn_end(&key.id, i64::MAX / 2, 0);
+            }
+            sending.push(matches);
+        }
+        if let Some(mut flight) = in_flight.take() {
+            state.finish(&mut stage, &mut flight).unwrap();
+        }
+        if !sending.is_empty() {
+            in_flight = Some(state.send(&stage, sending));
+        }
+    }
+    (state.field_requests, state.detail_requests)
+}
+
+/// Every window of `group` (one hash slot) as the state holds it: its hash and its unique
+/// values, by window id.
+fn windows(
+    redis: &Redis,
+    group: &str,
+) -> BTreeMap<String, (BTreeMap<String, String>, Vec<String>)> {
+    let mut conn = redis.conn().unwrap();
+    let prefix = format!("rulehost:{{{group}:0}}:");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}w:*"))
+        .query(&mut conn)
+        .unwrap();
+    keys.into_iter()
+        .map(|key| {
+            let id = key.strip_prefix(&format!("{prefix}w:")).unwrap().to_owned();
+            let hash: BTreeMap<String, String> =
+                redis::cmd("HGETALL").arg(&key).query(&mut conn).unwrap();
+            let mut values: Vec<String> = redis::cmd("SMEMBERS")
+                .arg(format!("{prefix}u:{id}"))
+                .query(&mut conn)
+                .unwrap();
+            values.sort();
+            (id, (hash, values))
+        })
+        .collect()
+}
+
+#[test]
+fn pipelined_batches_are_applied_in_order_with_the_fields_the_state_asks_for() {
+    let Some(redis) = Redis::start() else { return };
+    // The sample without its closing events: the windows stay, to be compared.
+    let lines: Vec<String> = events_of(&repo().join("demo/databricks-audit-sample.jsonl"), 1)
+        .into_iter()
+        .map(|(_, line)| line)
+        .filter(|line| !line.contains("\"close\""))
+        .collect();
+    let how = Applying {
+        batch: 25,
+        pipelined: false,
+        aggregate: true,
+    };
+    assert_eq!(apply_sample(&redis, &lines, "one-by-one", how).0, 0);
+    let pipelined = Applying {
+        pipelined: true,
+        ..how
+    };
+    let (asked, _) = apply_sample(&redis, &lines, "pipelined", pipelined);
+    assert!(asked > 0, "the state asked for no fields");
+    let want = outbox_entries(&redis, "one-by-one");
+    let alerts = want.iter().filter(|e| e["k"] == "alert").count();
+    assert!(alerts >= 10, "{want:#?}");
+    assert_eq!(outbox_entries(&redis, "pipelined"), want);
+    same_windows(&redis, "one-by-one", "pipelined");
+}
+
+/// Asserts that `group` holds the same windows as `reference`.
+fn same_windows(redis: &Redis, reference: &str, group: &str) {
+    let want = windows(redis, reference);
+    assert!(want.len() >= 10, "{} windows", want.len());
+    let got = windows(redis, group);
+    let differ: Vec<&String> = want
+        .keys()
+        .chain(got.keys())
+        .filter(|id| want.get(*id) != got.get(*id))
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "{} of {} windows differ; the first: {:?} (`{reference}`) vs {:?} (`{group}`)",
+        differ.len(),
+        want.len(),
+        want.get(differ[0]),
+        got.get(differ[0])
+    );
+}
+
+/// Aggregated calls (a segment of matches per window and guessed boundary, counted at once)
+/// leave the outbox and windows that the same batches sent match by match leave: alerts
+/// crossing their threshold mid-segment (their counts, times and `created`), unique values,
+/// windows closed and opened again within a batch; batches of 500 lines, so that segments
+/// are long. The stage's guesses are right here (it is told each window's end): no call is
+/// sent again match by match. Pipelined, where the stage is told that no window ends and
+/// so guesses wrong, the calls are sent again match by match, and the result is the same.
+#[test]
+fn aggregated_batches_leave_the_state_that_matches_one_by_one_leave() {
+    let Some(redis) = Redis::start() else { return };
+    let lines: Vec<String> = events_of(&repo().join("demo/databricks-audit-sample.jsonl"), 1)
+        .into_iter()
+        .map(|(_, line)| line)
+        .filter(|line| !line.contains("\"close\""))
+        .collect();
+    let by_match = Applying {
+        batch: 500,
+        pipelined: false,
+        aggregate: false,
+    };
+    assert_eq!(apply_sample(&redis, &lines, "by-match", by_match), (0, 0));
+    let aggregated = Applying {
+        aggregate: true,
+        ..by_match
+    };
+    assert_eq!(
+        apply_sample(&redis, &lines, "aggregated", aggregated),
+        (0, 0)
+    );
+    let pipelined = Applying {
+        pipelined: true,
+        ..aggregated
+    };
+    let (asked, detailed) = apply_sample(&redis, &lines, "pipelined", pipelined);
+    assert!(asked > 0 && detailed > 0, "{asked} {detailed}");
+    let want = outbox_entries(&redis, "by-match");
+    let alerts = want.iter().filter(|e| e["k"] == "alert").count();
+    assert!(alerts >= 10, "{want:#?}");
+    let updates = want.iter().filter(|e| e["k"] == "alert_update").count();
+    assert!(updates >= 5, "{want:#?}");
+    for group in ["aggregated", "pipelined"] {
+        assert_eq!(outbox_entries(&redis, group), want, "`{group}`");
+        same_windows(&redis, "by-match", group);
+    }
+}
+
+/// The load numbers of the README (issue 15): events/s of one and of two `rulehost serve`
+/// workers against `rulehost eval --threads 1` over the same events, in the same run, in
+/// interleaved rounds (medians printed last); Redis round trips per 1,000 events, each
+/// worker's peak RSS, and the CPU seconds of the worker(s) and of `redis-server`. Not a
+/// pass/fail test (every run's alerts are still checked against `eval`'s): run it with
+/// `cargo test --release --features serve -p rulehost --test it -- --ignored serve_load
+/// --nocapture`.
+///
+/// The events: `SERVE_LOAD_STREAMS` (default 4) streams of the generator with their own
+/// seeds and their own users (`first.last+k@example.com` in stream `k`), as that many
+/// tenants' audit logs, merged in time order: `SERVE_LOAD_EVENTS` in all (default
+/// 300,000), keyed by user into `SERVE_LOAD_PARTITIONS` (default 64) and produced with lz4.
+/// librdkafka's mock broker keeps at most 5 MB per partition (it deletes older messages;
+/// the test fails if it did), and one generated stream has a user with 17% of its events:
+/// the streams, the partitions and the compression keep the busiest partition under it.
+///
+/// `SERVE_LOAD_ROUNDS` (default 3) rounds of: `eval` (its wall time less that of an
+/// `eval` of one line: loading the rules), then for each `SERVE_LOAD_FSYNC` (Redis'
+/// `appendfsync`, comma-separated, default `always`, as the scenarios run it) one worker
+/// and two workers, each on a fresh `redis-server` and consumer group, timed from the
+/// group's first commit to the first with 99% of the events committed (steady rate), and
+/// to its last (with the clock guard's wait for the last events). `SERVE_LOAD_BATCH`: `--batch-size` (default 2000);
+/// `SERVE_LOAD_KAFKA_OPTIONS`: comma-separated `KEY=VALUE`s, each a `--kafka-option`. Each
+/// round first times a plain consumer reading the topic: the mock broker's own rate.
 #[test]
 #[ignore = "a measurement, run by hand"]
 fn serve_load() {
-    let n: usize = std::env::var("SERVE_LOAD_EVENTS").map_or(30_000, |v| v.parse().unwrap());
-    let batch = std::env::var("SERVE_LOAD_BATCH").unwrap_or_else(|_| "2000".to_owned());
-    // `everysec`: Redis' default; the scenarios use `always`.
-    let fsync = match std::env::var("SERVE_LOAD_FSYNC").as_deref() {
-        Ok("always") => "always",
-        _ => "everysec",
-    };
+    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+    let n: usize = var("SERVE_LOAD_EVENTS", "300000").parse().unwrap();
+    let streams: usize = var("SERVE_LOAD_STREAMS", "4").parse().unwrap();
+    let partitions: i32 = var("SERVE_LOAD_PARTITIONS", "64").parse().unwrap();
+    let rounds: usize = var("SERVE_LOAD_ROUNDS", "3").parse().unwrap();
+    let batch = var("SERVE_LOAD_BATCH", "2000");
+    let fsyncs: Vec<&'static str> = var("SERVE_LOAD_FSYNC", "always")
+        .split(',')
+        .map(|f| match f {
+            "always" => "always",
+            "everysec" => "everysec",
+            "no" => "no",
+            other => panic!("SERVE_LOAD_FSYNC: `{other}` is not always, everysec or no"),
+        })
+        .collect();
+
     let dir = tempfile::tempdir().unwrap();
     println!("files in `{}`", dir.path().display());
     let dir = dir.keep();
     let input = dir.join("events.jsonl");
-    let made = Command::new("python3")
-        .arg(repo().join("scripts/gen_databricks.py"))
-        .args(["--events", &n.to_string(), "--hours", "240", "--output"])
-        .arg(&input)
-        .status()
-        .unwrap();
-    assert!(made.success());
-    // The mock broker keeps at most 5 MB per partition (it deletes older messages), and the
-    // busiest user has 17% of the events: the default 30,000 events (~23 MB) fit.
-    let partitions: i32 = std::env::var("SERVE_LOAD_PARTITIONS").map_or(16, |v| v.parse().unwrap());
+    load_events(&input, n, streams);
     let events = events_of(&input, partitions);
-    let started = Instant::now();
-    let eval = eval_records(&events);
-    let eval_rate = events.len() as f64 / started.elapsed().as_secs_f64();
+    let lines: Vec<&str> = events.iter().map(|(_, l)| l.as_str()).collect();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let one_line = dir.join("one.jsonl");
+    std::fs::write(&one_line, format!("{}\n", lines[lines.len() - 1])).unwrap();
+    let mut busiest = vec![0usize; partitions as usize];
+    for (p, line) in &events {
+        busiest[*p as usize] += line.len();
+    }
     println!(
-        "eval --threads 1: {eval_rate:.0} events/s ({} alerts)",
-        eval.len()
+        "{} events ({} MB) in {streams} streams on {partitions} partitions, the busiest {:.1} MB",
+        events.len(),
+        lines.iter().map(|l| l.len() + 1).sum::<usize>() / 1_000_000,
+        *busiest.iter().max().unwrap() as f64 / 1e6
     );
 
-    for workers in [1usize, 2] {
-        let redis = Redis::start_with(fsync).expect("redis-server");
-        let kafka = Kafka::new(partitions);
-        kafka.produce(&events);
-        let group = format!("load{workers}");
-        let outs: Vec<PathBuf> = (0..workers)
-            .map(|i| dir.join(format!("{group}-{i}.jsonl")))
-            .collect();
-        let addrs: Vec<String> = (0..workers)
-            .map(|_| format!("127.0.0.1:{}", free_port()))
-            .collect();
-        let running: Vec<Worker> = outs
-            .iter()
-            .zip(&addrs)
-            .map(|(out, addr)| {
-                let extra = [
-                    "--batch-size",
-                    batch.as_str(),
-                    "--metrics-addr",
-                    addr.as_str(),
-                ];
-                Worker::start(&kafka, &redis, &group, out, &extra)
-            })
-            .collect();
-        // Timed from the first commit (the group has formed) to the last.
-        let total: i64 = events.len() as i64;
-        let committed =
-            |kafka: &Kafka| -> i64 { kafka.committed(&group).iter().map(|c| c.max(&0)).sum() };
-        let deadline = Instant::now() + Duration::from_secs(600);
-        let (mut first, mut at_first) = (None, 0);
-        loop {
-            let done = committed(&kafka);
-            if first.is_none() && done > 0 {
-                first = Some(Instant::now());
-                at_first = done;
-            }
-            if done == total {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "only {done} of {total} committed"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let seconds = first.unwrap().elapsed().as_secs_f64();
-        let rate = (total - at_first) as f64 / seconds;
-        std::thread::sleep(Duration::from_millis(1200));
-        let mut trips = 0.0;
-        let mut counted = 0.0;
-        let mut busy = Vec::new();
-        let mut peaks = Vec::new();
-        for (worker, addr) in running.iter().zip(&addrs) {
-            let (_, page) = http_get(addr, "/metrics");
-            trips += metric(&page, "rulehost_redis_round_trips_total").unwrap();
-            counted += metric(&page, "rulehost_events_total").unwrap();
-            busy.push(format!(
-                "rules {:.1} s, Redis {:.1} s",
-                metric(&page, "rulehost_eval_seconds_sum").unwrap(),
-                metric(&page, "rulehost_redis_apply_seconds_sum").unwrap()
-            ));
-            let status =
-                std::fs::read_to_string(format!("/proc/{}/status", worker.child.id())).unwrap();
-            let peak = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .unwrap()
-                .trim()
-                .to_owned();
-            peaks.push(peak);
-        }
+    let kafka = Kafka::new(partitions);
+    kafka.produce_with(
+        &events,
+        &[("compression.type", "lz4"), ("linger.ms", "100")],
+    );
+    assert_eq!(
+        kafka.low_watermarks(),
+        vec![0; partitions as usize],
+        "the mock broker deleted messages: fewer events or more partitions"
+    );
+    let options: Vec<String> = var("SERVE_LOAD_KAFKA_OPTIONS", "")
+        .split(',')
+        .filter(|o| !o.is_empty())
+        .flat_map(|o| ["--kafka-option".to_owned(), o.to_owned()])
+        .collect();
+    let options: Vec<&str> = options.iter().map(String::as_str).collect();
+
+    let mut eval_rates = Vec::new();
+    let mut rows: BTreeMap<(&str, usize), Vec<LoadRun>> = BTreeMap::new();
+    for round in 0..rounds {
+        let (read, read_seconds) = consume_all(&kafka, &format!("read-{round}"));
         println!(
-            "serve, {workers} worker(s): {rate:.0} events/s ({:.0}% of eval), \
-             {:.1} Redis round trips per 1,000 events, peak memory {}; in {seconds:.1} s: {}",
-            100.0 * rate / eval_rate,
-            1000.0 * trips / counted,
-            peaks.join(", "),
-            busy.join("; ")
+            "round {round}: a plain consumer reads the topic from the mock broker: {:.0} \
+             events/s ({read} in {read_seconds:.1} s)",
+            read as f64 / read_seconds
         );
-        // Every event was read: none was deleted by the broker before.
-        assert_eq!(counted, total as f64);
-        let refs: Vec<&Worker> = running.iter().collect();
-        wait_done(&kafka, &redis, &group, &events, &refs);
-        for worker in running {
-            worker.stop();
+        let (records, seconds, cpu) = eval_timed(&input);
+        let (_, startup, startup_cpu) = eval_timed(&one_line);
+        let rate = events.len() as f64 / (seconds - startup);
+        println!(
+            "round {round}: eval --threads 1: {rate:.0} events/s ({seconds:.2} s, less \
+             {startup:.2} s to load the rules; {} alerts); CPU {:.1} µs per event",
+            records.len(),
+            1e6 * (cpu - startup_cpu) / events.len() as f64
+        );
+        eval_rates.push(rate);
+        for &fsync in &fsyncs {
+            for workers in [1usize, 2] {
+                let group = format!("load-{fsync}-{workers}-{round}");
+                let run = serve_run(
+                    &kafka, &events, &records, &dir, &group, fsync, workers, &batch, &options,
+                );
+                println!(
+                    "round {round}: serve, appendfsync {fsync}, {workers} worker(s): {:.0} \
+                     events/s ({:.0}% of eval) to 99% committed, {:.0} events/s to the last \
+                     commit in {:.1} s; {:.2} Redis round trips per 1,000 \
+                     events ({:.2} for fields); {:.0} bytes of append-only file per event; peak \
+                     RSS {} MB; CPU per event: worker(s) {:.1} µs, redis-server {:.1} µs; the \
+                     loop's wall time: in rules {:.1} s, blocked on Redis {:.1} s",
+                    run.steady_rate,
+                    100.0 * run.steady_rate / rate,
+                    run.rate,
+                    run.seconds,
+                    run.trips_per_1000,
+                    run.asked_per_1000,
+                    run.aof_per_event,
+                    run.peak_mb
+                        .iter()
+                        .map(|m| m.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" + "),
+                    1e6 * run.worker_cpu / run.timed_events,
+                    1e6 * run.redis_cpu / run.timed_events,
+                    run.rules_seconds,
+                    run.redis_seconds,
+                );
+                rows.entry((fsync, workers)).or_default().push(run);
+            }
         }
-        check(&eval, &redis, &group, &outs);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let eval_rate = median(eval_rates);
+    println!("medians of {rounds} round(s):");
+    println!("  eval --threads 1: {eval_rate:.0} events/s");
+    for ((fsync, workers), runs) in rows {
+        let rate = median(runs.iter().map(|r| r.steady_rate).collect());
+        println!(
+            "  serve, appendfsync {fsync}, {workers} worker(s): {rate:.0} events/s ({:.0}% of \
+             eval) to 99% committed, {:.0} events/s to the last commit, {:.2} Redis round \
+             trips per 1,000 events, peak RSS {:.0} MB per worker",
+            100.0 * rate / eval_rate,
+            median(runs.iter().map(|r| r.rate).collect()),
+            median(runs.iter().map(|r| r.trips_per_1000).collect()),
+            median(
+                runs.iter()
+                    .flat_map(|r| r.peak_mb.iter().map(|&m| m as f64))
+                    .collect()
+            ),
+        );
+    }
+}
+
+/// Reads the whole topic with one plain consumer of a new group (librdkafka's defaults, as
+/// `serve`'s consumer): how many messages, and the seconds from the first to the last.
+fn consume_all(kafka: &Kafka, group: &str) -> (u64, f64) {
+    use rdkafka::message::Message;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka.brokers())
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[TOPIC]).unwrap();
+    let total = kafka.partitions as usize;
+    let ends: Vec<i64> = (0..kafka.partitions)
+        .map(|p| {
+            consumer
+                .fetch_watermarks(TOPIC, p, Duration::from_secs(10))
+                .unwrap()
+                .1
+        })
+        .collect();
+    let (mut read, mut done, mut first) = (0u64, 0usize, None);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while done < total {
+        assert!(Instant::now() < deadline, "read {read} messages only");
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let message = message.unwrap();
+        first.get_or_insert_with(Instant::now);
+        read += 1;
+        if message.offset() + 1 == ends[message.partition() as usize] {
+            done += 1;
+        }
+    }
+    (read, first.unwrap().elapsed().as_secs_f64())
+}
+
+/// `n` events of `streams` generator streams (see [`serve_load`]), merged in time order.
+fn load_events(path: &Path, n: usize, streams: usize) {
+    let mut all: Vec<(i64, usize, usize, String)> = Vec::new();
+    for k in 0..streams {
+        let part = path.with_extension(format!("{k}.jsonl"));
+        let made = Command::new("python3")
+            .arg(repo().join("scripts/gen_databricks.py"))
+            .args(["--events", &(n / streams).to_string(), "--hours", "240"])
+            .args(["--seed", &(7 + k).to_string(), "--output"])
+            .arg(&part)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let text = std::fs::read_to_string(&part).unwrap();
+        std::fs::remove_file(&part).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            let line = if k == 0 {
+                line.to_owned()
+            } else {
+                line.replace("@example.com", &format!("+{k}@example.com"))
+            };
+            let time = serde_json::from_str::<Value>(&line).unwrap()["timestamp"]
+                .as_i64()
+                .unwrap();
+            all.push((time, k, i, line));
+        }
+    }
+    all.sort_unstable_by_key(|a| (a.0, a.1, a.2));
+    let lines: Vec<String> = all.into_iter().map(|(_, _, _, l)| l).collect();
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+/// `rulehost eval --threads 1` of `input`: its records, its wall time and its CPU seconds.
+fn eval_timed(input: &Path) -> (Vec<Value>, f64, f64) {
+    let cpu = children_cpu_seconds();
+    let started = Instant::now();
+    let out = rulehost()
+        .args(["eval", "--threads", "1", "--rules"])
+        .arg(rules_tests())
+        .arg(input)
+        .output()
+        .unwrap();
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = children_cpu_seconds() - cpu;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        records(&String::from_utf8(out.stdout).unwrap()),
+        seconds,
+        cpu,
+    )
+}
+
+/// CPU seconds (user + system) of this process' children that were waited for.
+fn children_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    // Fields 16 and 17 of `stat` (cutime, cstime), counted from the state (field 3).
+    (fields[13].parse::<f64>().unwrap() + fields[14].parse::<f64>().unwrap()) / 100.0
+}
+
+/// What one timed serve run measured.
+struct LoadRun {
+    /// Events per second, first commit to last.
+    rate: f64,
+    /// Events per second, first commit to the first with 99% of the events committed.
+    steady_rate: f64,
+    /// Events committed between the first commit and the last.
+    timed_events: f64,
+    seconds: f64,
+    trips_per_1000: f64,
+    /// Calls made again with the fields they asked for, per 1,000 events.
+    asked_per_1000: f64,
+    /// Bytes Redis appended to its append-only file per event.
+    aof_per_event: f64,
+    /// Each worker's peak RSS (VmHWM), MB.
+    peak_mb: Vec<u64>,
+    /// CPU seconds (user + system) of the workers, and of `redis-server`.
+    worker_cpu: f64,
+    redis_cpu: f64,
+    /// The workers' own split of their loop: in rules, and blocked on Redis.
+    rules_seconds: f64,
+    redis_seconds: f64,
+}
+
+/// CPU seconds (user + system) of process `pid`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    // Fields 14 and 15 of `stat` (utime, stime), counted from the state (field 3).
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// One timed run of `workers` serve processes over the topic, on a fresh Redis.
+#[expect(clippy::too_many_arguments, reason = "one run's settings")]
+fn serve_run(
+    kafka: &Kafka,
+    events: &[(i32, String)],
+    eval: &[Value],
+    dir: &Path,
+    group: &str,
+    fsync: &'static str,
+    workers: usize,
+    batch: &str,
+    options: &[&str],
+) -> LoadRun {
+    let redis = Redis::start_with(fsync).expect("redis-server");
+    let outs: Vec<PathBuf> = (0..workers)
+        .map(|i| dir.join(format!("{group}-{i}.jsonl")))
+        .collect();
+    let addrs: Vec<String> = (0..workers)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let running: Vec<Worker> = outs
+        .iter()
+        .zip(&addrs)
+        .map(|(out, addr)| {
+            let mut extra = vec!["--batch-size", batch, "--metrics-addr", addr.as_str()];
+            extra.extend_from_slice(options);
+            Worker::start(kafka, &redis, group, out, &extra)
+        })
+        .collect();
+    let total = events.len() as i64;
+    let watcher: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka.brokers())
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    for p in 0..kafka.partitions {
+        list.add_partition(TOPIC, p);
+    }
+    let committed = || -> i64 {
+        let Ok(c) = watcher.committed_offsets(list.clone(), Duration::from_secs(5)) else {
+            return 0;
+        };
+        c.elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            })
+            .sum()
+    };
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let (mut first, mut at_first) = (None, 0);
+    // When 99% of the events were committed: the last partitions' last events may wait a
+    // second for the clock guard (a partition's event far ahead of its clock waits for the
+    // next event, or for a second of quiet), which a topic that goes on never sees.
+    let mut most: Option<(f64, i64)> = None;
+    let redis_pid = redis.child.as_ref().unwrap().id();
+    let (mut cpu_at_first, mut redis_at_first) = (0.0, 0.0);
+    loop {
+        let done = committed();
+        if first.is_none() && done > 0 {
+            first = Some(Instant::now());
+            at_first = done;
+            cpu_at_first = running.iter().map(|w| cpu_seconds(w.child.id())).sum();
+            redis_at_first = cpu_seconds(redis_pid);
+        }
+        if let Some(at) = first
+            && most.is_none()
+            && done * 100 >= total * 99
+        {
+            most = Some((at.elapsed().as_secs_f64(), done));
+        }
+        if done == total {
+            break;
+        }
+        let logs: Vec<String> = running.iter().map(|w| w.log()).collect();
+        assert!(
+            Instant::now() < deadline,
+            "only {done} of {total} committed: {}",
+            logs.join("\n---\n")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let seconds = first.unwrap().elapsed().as_secs_f64();
+    let worker_cpu = running
+        .iter()
+        .map(|w| cpu_seconds(w.child.id()))
+        .sum::<f64>()
+        - cpu_at_first;
+    let redis_cpu = cpu_seconds(redis_pid) - redis_at_first;
+    // The metrics page is rendered every 500 ms.
+    std::thread::sleep(Duration::from_millis(1200));
+    let (mut trips, mut counted, mut rules_seconds, mut redis_seconds) = (0.0, 0.0, 0.0, 0.0);
+    let mut asked = 0.0;
+    let mut peak_mb = Vec::new();
+    for (worker, addr) in running.iter().zip(&addrs) {
+        let (_, page) = http_get(addr, "/metrics");
+        trips += metric(&page, "rulehost_redis_round_trips_total").unwrap();
+        asked += metric(&page, "rulehost_redis_field_requests_total").unwrap();
+        counted += metric(&page, "rulehost_events_total").unwrap();
+        rules_seconds += metric(&page, "rulehost_eval_seconds_sum").unwrap();
+        redis_seconds += metric(&page, "rulehost_redis_apply_seconds_sum").unwrap();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", worker.child.id())).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .unwrap()
+            .trim()
+            .trim_end_matches(" kB")
+            .parse()
+            .unwrap();
+        peak_mb.push(kb / 1024);
+    }
+    // Every event was read: none was deleted by the broker (a rebalance, when a worker
+    // joins late, has some read again: said below).
+    assert!(counted >= total as f64, "{counted} of {total} events read");
+    if counted > total as f64 {
+        println!(
+            "{group}: {} events read twice (a rebalance)",
+            counted - total as f64
+        );
+    }
+    let info: String = redis::cmd("INFO")
+        .arg("persistence")
+        .query(&mut redis.conn().unwrap())
+        .unwrap();
+    let aof_bytes: f64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("aof_current_size:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let refs: Vec<&Worker> = running.iter().collect();
+    wait_done(kafka, &redis, group, events, &refs);
+    for worker in running {
+        worker.stop();
+    }
+    check(eval, &redis, group, &outs);
+    let (most_seconds, most_done) = most.expect("99% were committed before all");
+    LoadRun {
+        rate: (total - at_first) as f64 / seconds,
+        steady_rate: (most_done - at_first) as f64 / most_seconds,
+        timed_events: (total - at_first) as f64,
+        seconds,
+        trips_per_1000: 1000.0 * trips / counted,
+        aof_per_event: aof_bytes / counted,
+        asked_per_1000: 1000.0 * asked / counted,
+        peak_mb,
+        worker_cpu,
+        redis_cpu,
+        rules_seconds,
+        redis_seconds,
     }
 }
