@@ -532,15 +532,7 @@ impl RedisState {
                 .iter()
                 .filter(|&&i| batch.matches[i].opens.is_some())
                 .count();
-            cmd.arg(&key.id)
-                .arg(&key.rule_id)
-                .arg(namespace_name(key.namespace))
-                .arg(&key.dedup)
-                .arg(key.period_ms)
-                .arg(key.threshold)
-                .arg(if key.counts_unique { "1" } else { "0" })
-                .arg(n)
-                .arg(openers);
+            window_args(cmd, key).arg(n).arg(openers);
             for &i in matches {
                 let m = &batch.matches[i];
                 cmd.arg(m.offset).arg(m.time_ms);
@@ -621,14 +613,7 @@ fn aggregated_args(
             s.items.push(Item::Time(m.time_ms));
         }
     }
-    cmd.arg(&key.id)
-        .arg(&key.rule_id)
-        .arg(namespace_name(key.namespace))
-        .arg(&key.dedup)
-        .arg(key.period_ms)
-        .arg(key.threshold)
-        .arg(if key.counts_unique { "1" } else { "0" })
-        .arg(segments.len());
+    window_args(cmd, key).arg(segments.len());
     for s in &segments {
         match &s.first.opens {
             Some(o) => cmd.arg(&o.alert_id).arg(&o.fields),
@@ -649,6 +634,17 @@ fn aggregated_args(
             };
         }
     }
+}
+
+/// A window's arguments, as both modes of the script read them first.
+fn window_args<'c>(cmd: &'c mut redis::Cmd, key: &crate::eval::WindowRef) -> &'c mut redis::Cmd {
+    cmd.arg(&key.id)
+        .arg(&key.rule_id)
+        .arg(namespace_name(key.namespace))
+        .arg(&key.dedup)
+        .arg(key.period_ms)
+        .arg(key.threshold)
+        .arg(if key.counts_unique { "1" } else { "0" })
 }
 
 /// `namespace` as the script stores it (its `Debug` name).
