@@ -130,13 +130,7 @@ fn print_redis(s: &crate::state::redis_summary::RedisSummary) {
     if s.rules.is_empty() {
         return;
     }
-    let width = s
-        .rules
-        .iter()
-        .map(|r| r.rule_id.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
+    let width = rule_column(s.rules.iter().map(|r| r.rule_id.as_str()));
     println!(
         "  {:width$}  {:>7}  {:>7}  {:>7}  {:24}  {:24}",
         "RULE", "WINDOWS", "ALERTED", "EVENTS", "OLDEST WINDOW START", "LAST WINDOW END"
@@ -182,13 +176,7 @@ fn print_text(path: &std::path::Path, s: &StateSummary) {
     if s.rules.is_empty() {
         return;
     }
-    let width = s
-        .rules
-        .iter()
-        .map(|r| r.rule_id.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
+    let width = rule_column(s.rules.iter().map(|r| r.rule_id.as_str()));
     println!(
         "  {:width$}  {:>7}  {:>7}  {:24}  {:24}",
         "RULE", "WINDOWS", "PENDING", "OLDEST WINDOW START", "LAST WINDOW END"
@@ -203,4 +191,9 @@ fn print_text(path: &std::path::Path, s: &StateSummary) {
             format_ms(r.last_end_ms)
         );
     }
+}
+
+/// The width of the RULE column: the longest rule id, at least the heading's.
+fn rule_column<'a>(ids: impl Iterator<Item = &'a str>) -> usize {
+    ids.map(str::len).max().unwrap_or(0).max("RULE".len())
 }

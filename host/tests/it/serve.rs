@@ -1422,12 +1422,7 @@ fn windows(
 #[test]
 fn pipelined_batches_are_applied_in_order_with_the_fields_the_state_asks_for() {
     let Some(redis) = Redis::start() else { return };
-    // The sample without its closing events: the windows stay, to be compared.
-    let lines: Vec<String> = events_of(&repo().join("demo/databricks-audit-sample.jsonl"), 1)
-        .into_iter()
-        .map(|(_, line)| line)
-        .filter(|line| !line.contains("\"close\""))
-        .collect();
+    let lines = sample_without_closing_events();
     let how = Applying {
         batch: 25,
         pipelined: false,
@@ -1440,11 +1435,26 @@ fn pipelined_batches_are_applied_in_order_with_the_fields_the_state_asks_for() {
     };
     let (asked, _) = apply_sample(&redis, &lines, "pipelined", pipelined);
     assert!(asked > 0, "the state asked for no fields");
-    let want = outbox_entries(&redis, "one-by-one");
-    let alerts = want.iter().filter(|e| e["k"] == "alert").count();
-    assert!(alerts >= 10, "{want:#?}");
+    let want = reference_outbox(&redis, "one-by-one");
     assert_eq!(outbox_entries(&redis, "pipelined"), want);
     same_windows(&redis, "one-by-one", "pipelined");
+}
+
+/// The demo sample without its closing events: the windows stay, to be compared.
+fn sample_without_closing_events() -> Vec<String> {
+    events_of(&repo().join("demo/databricks-audit-sample.jsonl"), 1)
+        .into_iter()
+        .map(|(_, line)| line)
+        .filter(|line| !line.contains("\"close\""))
+        .collect()
+}
+
+/// The outbox of the reference `group`, which must hold at least 10 alerts.
+fn reference_outbox(redis: &Redis, group: &str) -> Vec<BTreeMap<String, String>> {
+    let want = outbox_entries(redis, group);
+    let alerts = want.iter().filter(|e| e["k"] == "alert").count();
+    assert!(alerts >= 10, "{want:#?}");
+    want
 }
 
 /// Asserts that `group` holds the same windows as `reference`.
@@ -1477,11 +1487,7 @@ fn same_windows(redis: &Redis, reference: &str, group: &str) {
 #[test]
 fn aggregated_batches_leave_the_state_that_matches_one_by_one_leave() {
     let Some(redis) = Redis::start() else { return };
-    let lines: Vec<String> = events_of(&repo().join("demo/databricks-audit-sample.jsonl"), 1)
-        .into_iter()
-        .map(|(_, line)| line)
-        .filter(|line| !line.contains("\"close\""))
-        .collect();
+    let lines = sample_without_closing_events();
     let by_match = Applying {
         batch: 500,
         pipelined: false,
@@ -1502,9 +1508,7 @@ fn aggregated_batches_leave_the_state_that_matches_one_by_one_leave() {
     };
     let (asked, detailed) = apply_sample(&redis, &lines, "pipelined", pipelined);
     assert!(asked > 0 && detailed > 0, "{asked} {detailed}");
-    let want = outbox_entries(&redis, "by-match");
-    let alerts = want.iter().filter(|e| e["k"] == "alert").count();
-    assert!(alerts >= 10, "{want:#?}");
+    let want = reference_outbox(&redis, "by-match");
     let updates = want.iter().filter(|e| e["k"] == "alert_update").count();
     assert!(updates >= 5, "{want:#?}");
     for group in ["aggregated", "pipelined"] {
