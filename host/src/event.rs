@@ -37,14 +37,33 @@ enum Parsed {
 struct Pruned {
     /// What the pruned parse kept.
     kept: Kept,
-    /// The paths it kept.
-    wanted: Arc<Wanted>,
-    /// The batch holding the line, and the line's bytes in it.
-    batch: Arc<LineBatch>,
+    /// The batch, the paths kept and where a missed read is recorded.
+    from: Arc<LineParse>,
+    /// The line's bytes in the batch.
     line: Range<usize>,
-    /// Where a read that was not covered is recorded.
-    paths: Arc<WantedPaths>,
     full: OnceLock<Value>,
+}
+
+/// What the events a worker parses from one line batch share: the batch, the paths they
+/// are parsed for, and where a read that was not covered is recorded. An event holds one
+/// reference to it, made and dropped by the thread that parses: a reference count shared
+/// with other threads would move its cache line between cores twice per event.
+#[derive(Debug)]
+pub struct LineParse {
+    batch: Arc<LineBatch>,
+    wanted: Arc<Wanted>,
+    paths: Arc<WantedPaths>,
+}
+
+impl LineParse {
+    /// Events of `batch` parsed for `wanted`; missed reads go to `paths`.
+    pub fn new(batch: Arc<LineBatch>, wanted: Arc<Wanted>, paths: Arc<WantedPaths>) -> Self {
+        LineParse {
+            batch,
+            wanted,
+            paths,
+        }
+    }
 }
 
 impl Event {
@@ -53,16 +72,13 @@ impl Event {
         Event(Parsed::Whole(value))
     }
 
-    /// Parses `line` of `batch` keeping what `wanted` covers (`None`: a blank line); reads
-    /// it does not cover are answered from a full parse of the line, and recorded in
-    /// `paths`. A line is refused exactly when a full parse refuses it, with its error.
-    pub fn parse(
-        batch: &Arc<LineBatch>,
-        line: &BatchLine,
-        wanted: &Arc<Wanted>,
-        paths: &Arc<WantedPaths>,
-    ) -> Result<Option<Self>, BadLine> {
-        let bytes = batch.bytes_of(line);
+    /// Parses `line` of `from`'s batch keeping what its wanted paths cover (`None`: a blank
+    /// line); reads they do not cover are answered from a full parse of the line, and
+    /// recorded in its [`WantedPaths`]. A line is refused exactly when a full parse refuses
+    /// it, with its error.
+    pub fn parse(from: &Arc<LineParse>, line: &BatchLine) -> Result<Option<Self>, BadLine> {
+        let wanted = &from.wanted;
+        let bytes = from.batch.bytes_of(line);
         let Some(text) = line_text(bytes)? else {
             return Ok(None);
         };
@@ -77,10 +93,8 @@ impl Event {
         let start = line.start + (text.as_ptr() as usize - bytes.as_ptr() as usize);
         Ok(Some(Event(Parsed::Pruned(Pruned {
             kept,
-            wanted: wanted.clone(),
-            batch: batch.clone(),
+            from: from.clone(),
             line: start..start + text.len(),
-            paths: paths.clone(),
             full: OnceLock::new(),
         }))))
     }
@@ -90,11 +104,11 @@ impl Event {
     pub fn get<S: AsRef<str>>(&self, path: &[S]) -> Option<&Value> {
         match &self.0 {
             Parsed::Whole(value) => deep_get(value, path),
-            Parsed::Pruned(pruned) if pruned.wanted.covers(path) => {
+            Parsed::Pruned(pruned) if pruned.from.wanted.covers(path) => {
                 pruned.kept.get(pruned.text(), path)
             }
             Parsed::Pruned(pruned) => {
-                pruned.paths.missed(path);
+                pruned.from.paths.missed(path);
                 deep_get(pruned.full(), path)
             }
         }
@@ -104,7 +118,7 @@ impl Event {
     /// copied ([`Found::Text`]).
     pub fn find<S: AsRef<str>>(&self, path: &[S]) -> Option<Found<'_>> {
         match &self.0 {
-            Parsed::Pruned(pruned) if pruned.wanted.covers(path) => {
+            Parsed::Pruned(pruned) if pruned.from.wanted.covers(path) => {
                 pruned.kept.find(pruned.text(), path)
             }
             _ => self.get(path).map(Found::Value),
@@ -151,7 +165,7 @@ impl Lookup for Event {
 impl Pruned {
     /// The line, as parsed.
     fn text(&self) -> &[u8] {
-        &self.batch.bytes[self.line.clone()]
+        &self.from.batch.bytes[self.line.clone()]
     }
 
     fn full(&self) -> &Value {
@@ -227,15 +241,17 @@ impl WantedPaths {
     }
 
     /// Replaces `snapshot` (taken at `generation`) with a new one if reads were missed or
-    /// what is wanted changed since: cheap enough to call before each line.
-    pub fn update(&self, snapshot: &mut Arc<Wanted>, generation: &mut u64) {
+    /// what is wanted changed since (`true`): cheap enough to call before each line.
+    pub fn update(&self, snapshot: &mut Arc<Wanted>, generation: &mut u64) -> bool {
         if self.missed_any.load(Ordering::Acquire)
             || self.generation.load(Ordering::Acquire) != *generation
         {
             *generation = self.generation.load(Ordering::Acquire);
             *snapshot = self.snapshot();
             *generation = self.generation.load(Ordering::Acquire);
+            return true;
         }
+        false
     }
 
     /// What to parse the next line batch for: the paths wanted so far, with the reads
@@ -310,7 +326,12 @@ mod tests {
         ]);
         let paths = Arc::new(WantedPaths::new(wanted(&[&["a"]])));
         let snapshot = paths.snapshot();
-        let first = Event::parse(&lines, &lines.lines[0], &snapshot, &paths);
+        let from = Arc::new(LineParse::new(
+            lines.clone(),
+            snapshot.clone(),
+            paths.clone(),
+        ));
+        let first = Event::parse(&from, &lines.lines[0]);
         let first = first.unwrap().unwrap();
         let full: Value = serde_json::from_slice(lines.bytes_of(&lines.lines[0])).unwrap();
         for path in [
@@ -339,7 +360,8 @@ mod tests {
             !snapshot.covers(&["b", "c"]),
             "an old snapshot is left as it was"
         );
-        let second = Event::parse(&lines, &lines.lines[1], &next, &paths);
+        let from = Arc::new(LineParse::new(lines.clone(), next, paths.clone()));
+        let second = Event::parse(&from, &lines.lines[1]);
         let second = second.unwrap().unwrap();
         assert_eq!(second.get(&["b", "c"]), Some(&Value::from("y")));
         assert!(paths.missed.lock().unwrap().is_empty(), "covered now");
@@ -358,8 +380,9 @@ mod tests {
         ]);
         let paths = Arc::new(WantedPaths::new(wanted(&[&["z"]])));
         let snapshot = paths.snapshot();
+        let from = Arc::new(LineParse::new(lines.clone(), snapshot, paths));
         for line in &lines.lines {
-            let pruned = Event::parse(&lines, line, &snapshot, &paths).map(|e| e.is_some());
+            let pruned = Event::parse(&from, line).map(|e| e.is_some());
             let full = match crate::input::parse_line(lines.bytes_of(line)) {
                 crate::input::Line::Bad(bad) => Err(bad),
                 crate::input::Line::Blank => Ok(false),

@@ -10,7 +10,7 @@ use super::runner::{Check, Paths, Runner};
 use super::verdict::{Judged, JudgedLines, LineItem, Note, StagedEvent, Verdict};
 use crate::clock::Clock;
 use crate::event::Event;
-use crate::event::WantedPaths;
+use crate::event::{LineParse, WantedPaths};
 use crate::filters::FilterIndex;
 use crate::input::{BadLine, LineBatch};
 use rulehost_event::Wanted;
@@ -307,12 +307,19 @@ impl Worker {
         // Events keep the batch to parse their line whole if a rule reads what the pruned
         // parse left out; they are all dropped (by `flush`) before it is handed on.
         let shared = Arc::new(batch);
+        let mut from: Option<Arc<LineParse>> = None;
         for (index, line) in shared.lines.iter().enumerate() {
             let parsed = if line.too_long {
                 Err(BadLine::TooLong(max_line))
             } else {
-                self.wanted.update(&mut wanted, &mut generation);
-                Event::parse(&shared, line, &wanted, &self.wanted)
+                if self.wanted.update(&mut wanted, &mut generation) || from.is_none() {
+                    from = Some(Arc::new(LineParse::new(
+                        shared.clone(),
+                        wanted.clone(),
+                        self.wanted.clone(),
+                    )));
+                }
+                Event::parse(from.as_ref().expect("set above"), line)
             };
             items.push(match parsed {
                 Ok(Some(event)) => {
@@ -334,6 +341,7 @@ impl Worker {
             });
         }
         self.flush(&mut pending, &mut outcomes, &mut notes);
+        drop(from);
         notes.sort_by_key(|n| (n.event, n.rule));
         // Every event is dropped: the batch is this worker's again (a copy only if a rule
         // implementation kept an event, which none does).
