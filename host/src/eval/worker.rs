@@ -301,25 +301,30 @@ impl Worker {
         let mut notes = Vec::new();
         let mut pending = Pending::default();
         let mut events = 0;
-        // A generation no snapshot has: the first line takes one.
+        // A generation no snapshot has: the first update takes one.
         let mut generation = u64::MAX;
         let mut wanted = Arc::new(Wanted::nothing());
         // Events keep the batch to parse their line whole if a rule reads what the pruned
         // parse left out; they are all dropped (by `flush`) before it is handed on.
         let shared = Arc::new(batch);
-        let mut from: Option<Arc<LineParse>> = None;
+        let paths = self.wanted.clone();
+        let parse_for = |wanted: &Arc<Wanted>| {
+            Arc::new(LineParse::new(
+                shared.clone(),
+                wanted.clone(),
+                paths.clone(),
+            ))
+        };
+        paths.update(&mut wanted, &mut generation);
+        let mut from = parse_for(&wanted);
         for (index, line) in shared.lines.iter().enumerate() {
             let parsed = if line.too_long {
                 Err(BadLine::TooLong(max_line))
             } else {
-                if self.wanted.update(&mut wanted, &mut generation) || from.is_none() {
-                    from = Some(Arc::new(LineParse::new(
-                        shared.clone(),
-                        wanted.clone(),
-                        self.wanted.clone(),
-                    )));
+                if paths.update(&mut wanted, &mut generation) {
+                    from = parse_for(&wanted);
                 }
-                Event::parse(from.as_ref().expect("set above"), line)
+                Event::parse(&from, line)
             };
             items.push(match parsed {
                 Ok(Some(event)) => {
