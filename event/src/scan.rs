@@ -1,9 +1,11 @@
 //! [`parse_kept`]: the pruned parse the host runs on every line, and [`Kept`], what it
 //! keeps.
 //!
-//! A fast scanner walks the line, keeping the values a [`Wanted`] tree reaches (plain
-//! strings, integers and literals built as `serde_json` builds them, anything else parsed
-//! by `serde_json` alone) and skipping the rest without building anything. It accepts only
+//! A fast scanner walks the line, keeping where the values a [`Wanted`] tree reaches are
+//! (a string without escapes is copied when read, anything else parsed by `serde_json`
+//! when read) and skipping the rest without building anything. It finds the ends of
+//! strings in a bitmap of the line's quotes and backslashes, made up front in vector code
+//! ([`Specials`]). It accepts only
 //! the plain JSON of ordinary logs, and always less than `serde_json` does: no control
 //! character anywhere (not even a tab between tokens), keys without escapes, strings whose
 //! `\u` escapes are not surrogates, numbers without an exponent and with fewer than 300
@@ -13,9 +15,11 @@
 //! its error. So a line is refused exactly when a full parse refuses it, and every path
 //! [`Wanted::covers`] reads from [`Kept::get`] what [`deep_get`] reads from a full parse.
 
+use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use serde_json::Value;
+use wide::u8x16;
 
 use crate::prune::{Node, parse_pruned};
 use crate::{Wanted, deep_get};
@@ -35,8 +39,8 @@ pub enum Kept {
     /// An object of which only some keys are wanted: those, in document order, each once
     /// (a repeated key keeps its first place and its last value, as `serde_json` does).
     Object(Vec<(Key, Kept)>),
-    /// A value kept whole.
-    Whole(Value),
+    /// A value kept whole (boxed: an event holds many [`Kept`]s, most of them small).
+    Whole(Box<Value>),
     /// A value kept whole, built from the text when first read.
     Lazy(Lazy),
     /// Not an object where a wanted path goes on: nothing under it can be found.
@@ -70,7 +74,7 @@ pub struct Lazy {
     start: usize,
     end: usize,
     plain: bool,
-    value: OnceLock<Value>,
+    value: OnceLock<Box<Value>>,
 }
 
 impl PartialEq for Lazy {
@@ -99,7 +103,9 @@ impl Lazy {
                     .ok(),
                 false => serde_json::from_slice(bytes).ok(),
             };
-            parsed.expect("a value the scanner validated, read in the text it was scanned in")
+            Box::new(
+                parsed.expect("a value the scanner validated, read in the text it was scanned in"),
+            )
         })
     }
 }
@@ -155,7 +161,7 @@ impl Kept {
     /// The tree of a [`parse_pruned`] value.
     fn from_pruned(value: Value, node: &Node) -> Kept {
         if node.whole {
-            return Kept::Whole(value);
+            return Kept::Whole(Box::new(value));
         }
         match value {
             Value::Object(map) => Kept::Object(
@@ -203,16 +209,97 @@ fn lookup<'a>(text: &[u8], entries: &'a [(Key, Kept)], key: &str) -> Option<&'a 
 /// Errors are a full parse's own; a root that is not an object is an error of the caller's
 /// (it should parse such a line whole, to say what it is).
 pub fn parse_kept(text: &str, wanted: &Wanted) -> Result<Kept, serde_json::Error> {
-    if let Some(kept) = Scanner::new(text).event(&wanted.root) {
+    if let Some(kept) = scan(text, &wanted.root) {
         return Ok(kept);
     }
     parse_pruned(text, wanted).map(|value| Kept::from_pruned(value, &wanted.root))
 }
 
-/// The fast scanner: `None` whenever it is not sure (see the module docs).
+thread_local! {
+    /// Each thread's [`Specials`] words, reused from line to line.
+    static SPECIALS: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The fast scanner's pass over `text`: `None` whenever it is not sure (see the module
+/// docs).
+fn scan(text: &str, root: &Node) -> Option<Kept> {
+    SPECIALS.with_borrow_mut(|words| {
+        // A control character is invalid in a string and rare between tokens (a tab, say):
+        // refusing them all here spares every string the check.
+        let Specials { control, ascii } = Specials::find(text.as_bytes(), words);
+        if control {
+            return None;
+        }
+        Scanner {
+            text,
+            bytes: text.as_bytes(),
+            specials: words,
+            at: 0,
+            depth: 0,
+            ascii,
+        }
+        .event(root)
+    })
+}
+
+/// One pass over a line in vector code: where its quotes and backslashes are, as bits
+/// (byte `i` is bit `i % 64` of word `i / 64`), so that finding the end of a string is a
+/// bit scan; and what else it holds.
+struct Specials {
+    /// A control character.
+    control: bool,
+    /// Only ASCII.
+    ascii: bool,
+}
+
+impl Specials {
+    fn find(bytes: &[u8], words: &mut Vec<u64>) -> Specials {
+        words.clear();
+        let mut chunks = bytes.chunks_exact(64);
+        for chunk in &mut chunks {
+            words.push(Self::word(chunk.try_into().expect("64 bytes")));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            // Padded with spaces, which are neither.
+            let mut last = [b' '; 64];
+            last[..rest.len()].copy_from_slice(rest);
+            words.push(Self::word(&last));
+        }
+        let (control, ascii) = classify(bytes);
+        Specials { control, ascii }
+    }
+
+    /// The quotes and backslashes of 64 bytes, 16 at a time.
+    fn word(chunk: &[u8; 64]) -> u64 {
+        let (quote, backslash) = (u8x16::splat(b'"'), u8x16::splat(b'\\'));
+        let mut word = 0;
+        for (i, part) in chunk.chunks_exact(16).enumerate() {
+            let part = u8x16::new(part.try_into().expect("16 bytes"));
+            let found = part.simd_eq(quote) | part.simd_eq(backslash);
+            word |= u64::from(found.to_bitmask()) << (16 * i);
+        }
+        word
+    }
+}
+
+/// Whether `bytes` hold a control character, and whether they are all ASCII (the common
+/// case, printable ASCII only, in one loop that compiles to vector code: no early exit).
+fn classify(bytes: &[u8]) -> (bool, bool) {
+    let unusual = |b: u8| b.wrapping_sub(0x20) > 0x5f;
+    if !bytes.iter().fold(false, |seen, &b| seen | unusual(b)) {
+        return (false, true);
+    }
+    let control = bytes.iter().fold(false, |seen, &b| seen | (b < 0x20));
+    (control, bytes.is_ascii())
+}
+
+/// The fast scanner (see the module docs).
 struct Scanner<'a> {
     text: &'a str,
     bytes: &'a [u8],
+    /// [`Specials`]' bits of `bytes`.
+    specials: &'a [u64],
     at: usize,
     depth: usize,
     /// The line is ASCII: keys need no check before [`Node::ascii_child`].
@@ -220,24 +307,7 @@ struct Scanner<'a> {
 }
 
 impl<'a> Scanner<'a> {
-    fn new(text: &'a str) -> Self {
-        Scanner {
-            text,
-            bytes: text.as_bytes(),
-            at: 0,
-            depth: 0,
-            ascii: false,
-        }
-    }
-
     fn event(mut self, root: &Node) -> Option<Kept> {
-        // A control character is invalid in a string and rare between tokens (a tab, say):
-        // refusing them all here spares every string the check.
-        let (control, ascii) = classify(self.bytes);
-        if control {
-            return None;
-        }
-        self.ascii = ascii;
         self.space();
         if self.peek()? != b'{' || root.whole {
             return None;
@@ -352,43 +422,28 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// A value kept whole: literals and small integers built here, other numbers by
-    /// `serde_json`, strings, objects and arrays left to build when read ([`Lazy`]).
+    /// A value kept whole, left to build when read ([`Lazy`]): a string without escapes
+    /// from the text between its quotes, anything else by `serde_json`.
     fn value(&mut self) -> Option<Kept> {
         let start = self.at;
-        let whole = match self.peek()? {
-            b'"' => {
-                let plain = self.string()?;
-                return Some(Kept::Lazy(match plain {
-                    true => Lazy::new(start + 1, self.at - 1, true),
-                    false => Lazy::new(start, self.at, false),
-                }));
-            }
-            b'n' => self.literal(b"null").map(|()| Value::Null),
-            b't' => self.literal(b"true").map(|()| Value::Bool(true)),
-            b'f' => self.literal(b"false").map(|()| Value::Bool(false)),
-            b'-' | b'0'..=b'9' => {
-                self.number()?;
-                let number = &self.text[start..self.at];
-                // As `serde_json` reads an integer that fits: a `u64`.
-                match number.parse::<u64>() {
-                    Ok(n) => Some(Value::from(n)),
-                    Err(_) => serde_json::from_str(number).ok(),
-                }
-            }
+        let plain = match self.peek()? {
+            b'"' => self.string()?,
             _ => {
                 self.skip()?;
-                return Some(Kept::Lazy(Lazy::new(start, self.at, false)));
+                false
             }
         };
-        whole.map(Kept::Whole)
+        Some(Kept::Lazy(match plain {
+            true => Lazy::new(start + 1, self.at - 1, true),
+            false => Lazy::new(start, self.at, false),
+        }))
     }
 
     /// A key without escapes: where it is.
     fn key(&mut self) -> Option<(usize, usize)> {
         self.eat(b'"')?;
         let start = self.at;
-        let end = special(self.bytes, start)?;
+        let end = self.special(start)?;
         if self.bytes[end] != b'"' {
             return None;
         }
@@ -414,6 +469,17 @@ impl<'a> Scanner<'a> {
             b'-' | b'0'..=b'9' => self.number(),
             _ => None,
         }
+    }
+
+    /// The first quote or backslash from `at` on: the bit scan of [`Specials`].
+    fn special(&self, at: usize) -> Option<usize> {
+        let mut word = at / 64;
+        let mut bits = self.specials.get(word)? & (u64::MAX << (at % 64));
+        while bits == 0 {
+            word += 1;
+            bits = *self.specials.get(word)?;
+        }
+        Some(word * 64 + bits.trailing_zeros() as usize)
     }
 
     fn literal(&mut self, word: &[u8]) -> Option<()> {
@@ -455,11 +521,13 @@ impl<'a> Scanner<'a> {
     }
 
     /// A string whose escapes are valid and not surrogates; whether it had no escapes.
+    /// Inlined: a line has dozens, and a call costs as much as the scan of one.
+    #[inline(always)]
     fn string(&mut self) -> Option<bool> {
         self.eat(b'"')?;
         let mut plain = true;
         loop {
-            let end = special(self.bytes, self.at)?;
+            let end = self.special(self.at)?;
             self.at = end + 1;
             match self.bytes[end] {
                 b'"' => return Some(plain),
@@ -481,23 +549,6 @@ impl<'a> Scanner<'a> {
             }
         }
     }
-}
-
-/// Whether `bytes` hold a control character, and whether they are all ASCII (the common
-/// case, printable ASCII only, in one loop that compiles to vector code: no early exit).
-fn classify(bytes: &[u8]) -> (bool, bool) {
-    let unusual = |b: u8| b.wrapping_sub(0x20) > 0x5f;
-    if !bytes.iter().fold(false, |seen, &b| seen | unusual(b)) {
-        return (false, true);
-    }
-    let control = bytes.iter().fold(false, |seen, &b| seen | (b < 0x20));
-    (control, bytes.is_ascii())
-}
-
-/// The first byte from `at` that ends a plain run of string text, a quote or a backslash
-/// (the line holds no control character): `memchr`'s vector search.
-fn special(bytes: &[u8], at: usize) -> Option<usize> {
-    memchr::memchr2(b'"', b'\\', &bytes[at..]).map(|p| at + p)
 }
 
 #[cfg(test)]
@@ -541,9 +592,7 @@ mod tests {
             &["n"],
         ];
         let w = wanted(paths);
-        let scanned = Scanner::new(EVENT)
-            .event(&w.root)
-            .expect("plain JSON is scanned");
+        let scanned = scan(EVENT, &w.root).expect("plain JSON is scanned");
         assert_eq!(scanned, parse_kept(EVENT, &w).unwrap());
         let pruned = Kept::from_pruned(parse_pruned(EVENT, &w).unwrap(), &w.root);
         let text = EVENT.as_bytes();
@@ -582,6 +631,74 @@ mod tests {
         );
     }
 
+    /// Strings whose ends fall on every side of the bitmap's 64-byte words, and lines
+    /// mutated at random: the scan reads what a full parse reads and fails when it fails.
+    #[test]
+    fn string_ends_anywhere_in_the_bitmap_read_as_a_full_parse() {
+        let w = wanted(&[&["k"], &["o", "s"], &["t"]]);
+        let paths: &[&[&str]] = &[&["k"], &["K"], &["o", "s"], &["O", "S"], &["t"]];
+        let mut texts = Vec::new();
+        for pad in 0..140 {
+            let filler = "x".repeat(pad);
+            texts.push(format!(
+                r#"{{"a": "{filler}", "k": "v\"{filler}", "o": {{"s": "{filler}\\"}}, "t": 1}}"#
+            ));
+            texts.push(format!(
+                r#"{{"{filler}": 1, "K": "{filler}é", "t": "\u00e9{filler}"}}"#
+            ));
+            texts.push(format!(r#"{{"k": "{filler}"}}"#));
+        }
+        for text in &texts {
+            assert!(scan(text, &w.root).is_some(), "the scanner reads {text}");
+        }
+        // A small xorshift: the same mutations on every run.
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for i in 0..texts.len() {
+            for _ in 0..8 {
+                let mut bytes = texts[i].clone().into_bytes();
+                let at = (next() % bytes.len() as u64) as usize;
+                let pick = b"\"\\{}[]:, x0\t";
+                let byte = pick[(next() % pick.len() as u64) as usize];
+                match next() % 3 {
+                    0 => bytes[at] = byte,
+                    1 => bytes.insert(at, byte),
+                    _ => drop(bytes.remove(at)),
+                }
+                if let Ok(text) = String::from_utf8(bytes) {
+                    texts.push(text);
+                }
+            }
+        }
+        let mut accepted = 0;
+        for text in &texts {
+            let full = serde_json::from_str::<Value>(text);
+            if !text.starts_with('{') || full.as_ref().is_ok_and(|v| !v.is_object()) {
+                continue;
+            }
+            match (&full, parse_kept(text, &w)) {
+                (Ok(full), Ok(kept)) => {
+                    accepted += 1;
+                    for path in paths {
+                        assert_eq!(
+                            kept.get(text.as_bytes(), path),
+                            deep_get(full, path),
+                            "{text}"
+                        );
+                    }
+                }
+                (Err(f), Err(k)) => assert_eq!(f.to_string(), k.to_string(), "{text}"),
+                (f, k) => panic!("{text}: full {f:?}, kept {k:?}"),
+            }
+        }
+        assert!(accepted > 420, "the unmutated texts all parse: {accepted}");
+    }
+
     #[test]
     fn anything_unusual_goes_to_the_exact_parser() {
         let w = wanted(&[&["a"]]);
@@ -604,16 +721,16 @@ mod tests {
             "\"s\"",
         ];
         for text in gives_up {
-            assert_eq!(Scanner::new(text).event(&w.root), None, "{text}");
+            assert_eq!(scan(text, &w.root), None, "{text}");
         }
         let deep = format!(
             "{{\"b\": {}{}}}",
             "[".repeat(MAX_DEPTH),
             "]".repeat(MAX_DEPTH)
         );
-        assert_eq!(Scanner::new(&deep).event(&w.root), None);
+        assert_eq!(scan(&deep, &w.root), None);
         let long = format!("{{\"b\": {}}}", "9".repeat(MAX_DIGITS));
-        assert_eq!(Scanner::new(&long).event(&w.root), None);
+        assert_eq!(scan(&long, &w.root), None);
         // Given up on or not, what is kept is the same.
         for text in [r#"{"a": 1e5, "A": 2}"#, r#"{"a": "\ud83d\ude00"}"#] {
             let full: Value = serde_json::from_str(text).unwrap();
