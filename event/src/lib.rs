@@ -24,6 +24,29 @@ use serde_json::{Map, Value};
 /// almost every key in one instruction, while the map's SipHash costs more than the scan.
 const LINEAR_SCAN_MAX: usize = 32;
 
+/// Whether two keys are the same bytes: up to 16 bytes long, in two loads of each that
+/// may overlap, in line; longer, by `==` (a call to `memcmp`, which costs more than the
+/// comparison of a short key).
+#[inline]
+pub(crate) fn same_key(a: &[u8], b: &[u8]) -> bool {
+    fn ends<const N: usize>(s: &[u8]) -> ([u8; N], [u8; N]) {
+        let first = s[..N].try_into().expect("N bytes");
+        let last = s[s.len() - N..].try_into().expect("N bytes");
+        (first, last)
+    }
+    if a.len() != b.len() {
+        return false;
+    }
+    match a.len() {
+        0 => true,
+        1 => a[0] == b[0],
+        2..4 => ends::<2>(a) == ends::<2>(b),
+        4..8 => ends::<4>(a) == ends::<4>(b),
+        8..=16 => ends::<8>(a) == ends::<8>(b),
+        _ => a == b,
+    }
+}
+
 /// Looks up `key` in an object: the exact key first, then the first key in document order
 /// that matches case-insensitively (Panther's `ImmutableCaseInsensitiveDict`).
 pub fn get<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
@@ -84,6 +107,22 @@ mod tests {
     fn non_ascii_keys_fold_case() {
         let event = json!({"Straße": 1, "ÉTÉ": 2});
         assert_eq!(deep_get(&event, &["été"]), Some(&json!(2)));
+    }
+
+    #[test]
+    fn same_key_is_byte_equality() {
+        let key: Vec<u8> = (b'a'..=b'z').collect();
+        for len in 0..key.len() {
+            let a = &key[..len];
+            assert!(same_key(a, a));
+            assert!(!same_key(a, &key[..len + 1]), "{len}");
+            for at in 0..len {
+                let mut b = a.to_vec();
+                b[at] ^= 0x20;
+                assert!(!same_key(a, &b), "{len} {at}");
+            }
+        }
+        assert!(!same_key(b"a\0", b"\0a"), "no byte may be lost to the packing");
     }
 
     #[test]

@@ -19,6 +19,8 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
+use crate::same_key;
+
 /// The paths whose values a pruned parse keeps, as a tree of lowercased keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Wanted {
@@ -34,6 +36,10 @@ pub(crate) struct Node {
     /// Bit `min(len, 63)` set for the length of each child's key: an ASCII key of any
     /// other length matches none of them.
     lengths: u64,
+    /// Each child's index + 1 in the slot its [`signature`] hashes to, or in the next free
+    /// one (0: free; at least half are), so that an ASCII key meets only the children with
+    /// its signature (and those that probe past them), not every child.
+    slots: Vec<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,24 +70,52 @@ impl Node {
         }
     }
 
-    /// [`Node::child`] for a key known to be ASCII.
+    /// [`Node::child`] for a key known to be ASCII. Inlined into the scanner, which calls
+    /// it for every key of a line.
+    #[inline(always)]
     pub(crate) fn ascii_child(&self, key: &str) -> Option<&Node> {
         if self.lengths & length_bit(key) == 0 {
             return None;
         }
         let signature = signature(key);
-        self.children
-            .iter()
-            .find(|c| {
-                c.signature == signature && (c.spelled == key || c.lower.eq_ignore_ascii_case(key))
-            })
-            .map(|c| &c.node)
+        let mask = self.slots.len().wrapping_sub(1);
+        let mut at = slot(signature, mask);
+        loop {
+            // A free slot ends the probe.
+            let index = (*self.slots.get(at)? as usize).checked_sub(1)?;
+            let c = &self.children[index];
+            if c.signature == signature
+                && (same_key(c.spelled.as_bytes(), key.as_bytes())
+                    || c.lower.eq_ignore_ascii_case(key))
+            {
+                return Some(&c.node);
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    /// Fills [`Node::slots`] anew for the children.
+    fn index(&mut self) {
+        let len = (self.children.len() * 2).next_power_of_two().max(8);
+        self.slots = vec![0; len];
+        for (index, child) in self.children.iter().enumerate() {
+            let mut at = slot(child.signature, len - 1);
+            while self.slots[at] != 0 {
+                at = (at + 1) & (len - 1);
+            }
+            self.slots[at] = u32::try_from(index + 1).expect("fewer than 2^32 keys");
+        }
     }
 
     /// How many keys are wanted here.
     pub(crate) fn width(&self) -> usize {
         self.children.len()
     }
+}
+
+/// The first slot a [`signature`] probes, of a table of `mask + 1` (a power of two) slots.
+fn slot(signature: u32, mask: usize) -> usize {
+    (signature.wrapping_mul(0x9e37_79b9) >> 16) as usize & mask
 }
 
 fn length_bit(key: &str) -> u64 {
@@ -138,6 +172,7 @@ impl Wanted {
                         lower: key,
                         node: Node::default(),
                     });
+                    node.index();
                     node.children.len() - 1
                 }
             };
@@ -147,6 +182,7 @@ impl Wanted {
         node.whole = true;
         node.children.clear();
         node.lengths = 0;
+        node.slots.clear();
         changed
     }
 
@@ -481,6 +517,26 @@ mod tests {
             parse_pruned(EVENT, &Wanted::everything()).unwrap(),
             serde_json::from_str::<Value>(EVENT).unwrap()
         );
+    }
+
+    #[test]
+    fn children_that_share_a_signature_are_all_found() {
+        // "a0z".."a9z" and "A0Z".. share one signature; 40 keys fill many probe chains.
+        let keys: Vec<String> = (0..40).map(|i| format!("a{i}z")).collect();
+        let mut w = Wanted::nothing();
+        for key in &keys {
+            w.add(&[key.as_str()]);
+        }
+        for key in &keys {
+            let node = w.root.ascii_child(key).expect(key);
+            assert!(node.whole, "{key}");
+            let upper = key.to_uppercase();
+            assert!(std::ptr::eq(w.root.ascii_child(&upper).unwrap(), node), "{key}");
+        }
+        for missing in ["a40z", "a0y", "b0z", "a", ""] {
+            assert!(w.root.ascii_child(missing).is_none(), "{missing}");
+        }
+        assert!(Wanted::nothing().root.ascii_child("a").is_none());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use serde_json::Value;
 use wide::u8x16;
 
 use crate::prune::{Node, parse_pruned};
-use crate::{Wanted, deep_get};
+use crate::{Wanted, deep_get, same_key};
 
 /// Nesting the scanner follows before it gives up: below `serde_json`'s limit (128), so it
 /// never accepts a line that limit refuses.
@@ -185,7 +185,7 @@ impl Kept {
 fn lookup<'a>(text: &[u8], entries: &'a [(Key, Kept)], key: &str) -> Option<&'a Kept> {
     if let Some((_, kept)) = entries
         .iter()
-        .find(|(k, _)| k.bytes(text) == key.as_bytes())
+        .find(|(k, _)| same_key(k.bytes(text), key.as_bytes()))
     {
         return Some(kept);
     }
@@ -353,7 +353,7 @@ impl<'a> Scanner<'a> {
                     let bytes = scan.bytes;
                     match entries
                         .iter_mut()
-                        .find(|(k, _)| k.bytes(bytes) == key.as_bytes())
+                        .find(|(k, _)| same_key(k.bytes(bytes), key.as_bytes()))
                     {
                         Some((_, old)) => *old = value,
                         None => {
