@@ -122,7 +122,10 @@ mod tests {
                 assert!(!same_key(a, &b), "{len} {at}");
             }
         }
-        assert!(!same_key(b"a\0", b"\0a"), "no byte may be lost to the packing");
+        assert!(
+            !same_key(b"a\0", b"\0a"),
+            "no byte may be lost to the packing"
+        );
     }
 
     #[test]

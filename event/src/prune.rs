@@ -531,7 +531,10 @@ mod tests {
             let node = w.root.ascii_child(key).expect(key);
             assert!(node.whole, "{key}");
             let upper = key.to_uppercase();
-            assert!(std::ptr::eq(w.root.ascii_child(&upper).unwrap(), node), "{key}");
+            assert!(
+                std::ptr::eq(w.root.ascii_child(&upper).unwrap(), node),
+                "{key}"
+            );
         }
         for missing in ["a40z", "a0y", "b0z", "a", ""] {
             assert!(w.root.ascii_child(missing).is_none(), "{missing}");

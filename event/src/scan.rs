@@ -101,7 +101,21 @@ impl Lazy {
                 true => std::str::from_utf8(bytes)
                     .map(|s| Value::String(s.to_owned()))
                     .ok(),
-                false => serde_json::from_slice(bytes).ok(),
+                // The common values, as `serde_json` builds them (an integer that fits: a
+                // `u64`), without its deserializer.
+                false => match bytes {
+                    b"null" => Some(Value::Null),
+                    b"true" => Some(Value::Bool(true)),
+                    b"false" => Some(Value::Bool(false)),
+                    digits if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) => digits
+                        .iter()
+                        .try_fold(0u64, |n, &d| {
+                            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+                        })
+                        .map(Value::from)
+                        .or_else(|| serde_json::from_slice(bytes).ok()),
+                    _ => serde_json::from_slice(bytes).ok(),
+                },
             };
             Box::new(
                 parsed.expect("a value the scanner validated, read in the text it was scanned in"),
@@ -569,7 +583,8 @@ mod tests {
         r#""USERIDENTITY": {"email": "other"}, "requestParams": {"x": [1, {"y": 2}]}, "#,
         r#""workspaceId": null, "big": 18446744073709551615, "f": 1.5, "esc": "\u00e9\n", "#,
         r#""noise": {"deep": [[[{"a": "b"}]]], "s": "text \"quoted\""}, "arr": [1, 2], "#,
-        r#""dup": 1, "Dup": 2, "dup": 3, "t": true, "n": -0.25}"#,
+        r#""dup": 1, "Dup": 2, "dup": 3, "t": true, "n": -0.25, "huge": 98765432109876543210, "#,
+        r#""z": 0, "f0": false, "nil": null}"#,
     );
 
     #[test]
@@ -590,6 +605,10 @@ mod tests {
             &["DUP"],
             &["t"],
             &["n"],
+            &["huge"],
+            &["z"],
+            &["f0"],
+            &["nil"],
         ];
         let w = wanted(paths);
         let scanned = scan(EVENT, &w.root).expect("plain JSON is scanned");
