@@ -158,6 +158,17 @@ impl Kept {
         }
     }
 
+    /// The text of the value at `path` (one [`Wanted::covers`]) as the scan left it unbuilt:
+    /// a string without escapes between its quotes, any other value as written; `None` for
+    /// a value built (or kept by the exact parser). A number and a string of the same
+    /// digits give the same text.
+    pub fn raw<'a, S: AsRef<str>>(&'a self, text: &'a [u8], path: &[S]) -> Option<&'a [u8]> {
+        match self.walk(text, path)? {
+            (Kept::Lazy(lazy), at) if at == path.len() => Some(&text[lazy.start..lazy.end]),
+            _ => None,
+        }
+    }
+
     /// Follows `path` through kept objects: the node where it stops, and how many keys it
     /// took.
     fn walk<S: AsRef<str>>(&self, text: &[u8], path: &[S]) -> Option<(&Kept, usize)> {
@@ -631,6 +642,18 @@ mod tests {
             assert_eq!(found.as_ref(), deep_get(&full, path), "{path:?}");
         }
         assert_eq!(scanned.get(text, &["dup"]), Some(&json!(3)));
+        assert_eq!(
+            scanned.raw(text, &["big"]),
+            Some(&b"18446744073709551615"[..])
+        );
+        assert_eq!(scanned.raw(text, &["actionName"]), Some(&b"login"[..]));
+        assert_eq!(scanned.raw(text, &["esc"]), Some(&br#""\u00e9\n""#[..]));
+        assert_eq!(
+            scanned.raw(text, &["userIdentity"]),
+            None,
+            "an object kept in part"
+        );
+        assert_eq!(scanned.raw(text, &["missing"]), None);
         assert_eq!(
             scanned.find(text, &["actionName"]),
             Some(Found::Text(b"login"))

@@ -144,6 +144,14 @@ pub trait Lookup {
     fn find_text<S: AsRef<str>>(&self, path: &[S]) -> Option<Found<'_>> {
         self.lookup(path).map(Found::Value)
     }
+
+    /// The value at `path` when the line holds it as plain ASCII digits that fit an `i64`
+    /// (a number, or a string without escapes), read without building it: what both
+    /// `as_i64` on that number and `parse` of that string give. `None` says nothing: read
+    /// the value.
+    fn digits<S: AsRef<str>>(&self, _path: &[S]) -> Option<i64> {
+        None
+    }
 }
 
 impl Lookup for Value {
@@ -159,6 +167,22 @@ impl Lookup for Event {
 
     fn find_text<S: AsRef<str>>(&self, path: &[S]) -> Option<Found<'_>> {
         self.find(path)
+    }
+
+    fn digits<S: AsRef<str>>(&self, path: &[S]) -> Option<i64> {
+        let Parsed::Pruned(pruned) = &self.0 else {
+            return None;
+        };
+        if !pruned.from.wanted.covers(path) {
+            return None;
+        }
+        let raw = pruned.kept.raw(pruned.text(), path)?;
+        if raw.is_empty() || !raw.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        raw.iter().try_fold(0i64, |n, &d| {
+            n.checked_mul(10)?.checked_add(i64::from(d - b'0'))
+        })
     }
 }
 
@@ -365,6 +389,50 @@ mod tests {
         let second = second.unwrap().unwrap();
         assert_eq!(second.get(&["b", "c"]), Some(&Value::from("y")));
         assert!(paths.missed.lock().unwrap().is_empty(), "covered now");
+    }
+
+    #[test]
+    fn event_times_read_from_digits_are_those_of_the_value() {
+        let times = [
+            "1704067200034",
+            r#""1704067200034""#,
+            "0",
+            r#""007""#,
+            "9223372036854775807",
+            "9223372036854775808",
+            r#""9223372036854775808""#,
+            "99999999999999999999",
+            "-5",
+            "1.5",
+            r#""2024-01-01 00:00:01.5""#,
+            r#""\u0031""#,
+            r#""""#,
+            "null",
+            r#"{"x": 1}"#,
+        ];
+        let texts: Vec<String> = times
+            .iter()
+            .map(|t| format!(r#"{{"a": 1, "timestamp": {t}}}"#))
+            .collect();
+        let lines = batch(&texts.iter().map(String::as_str).collect::<Vec<_>>());
+        let paths = Arc::new(WantedPaths::new(wanted(&[&["timestamp"]])));
+        let from = Arc::new(LineParse::new(lines.clone(), paths.snapshot(), paths));
+        let clock = crate::clock::Clock::default();
+        let mut fast = 0;
+        for (line, text) in lines.lines.iter().zip(&texts) {
+            let event = Event::parse(&from, line).unwrap().unwrap();
+            let full: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(
+                clock.event_time_ms(&event),
+                clock.event_time_ms(&full),
+                "{text}"
+            );
+            fast += usize::from(event.digits(&["timestamp"]).is_some());
+        }
+        assert_eq!(
+            fast, 5,
+            "plain digits that fit an i64 are read without a value"
+        );
     }
 
     #[test]
