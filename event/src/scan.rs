@@ -5,7 +5,7 @@
 //! (a string without escapes is copied when read, anything else parsed by `serde_json`
 //! when read) and skipping the rest without building anything. It finds the ends of
 //! strings in a bitmap of the line's quotes and backslashes, made up front in vector code
-//! ([`Specials`]). It accepts only
+//! ([`specials`]). It accepts only
 //! the plain JSON of ordinary logs, and always less than `serde_json` does: no control
 //! character anywhere (not even a tab between tokens), keys without escapes, strings whose
 //! `\u` escapes are not surrogates, numbers without an exponent and with fewer than 300
@@ -107,14 +107,9 @@ impl Lazy {
                     b"null" => Some(Value::Null),
                     b"true" => Some(Value::Bool(true)),
                     b"false" => Some(Value::Bool(false)),
-                    digits if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) => digits
-                        .iter()
-                        .try_fold(0u64, |n, &d| {
-                            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-                        })
+                    _ => digits_u64(bytes)
                         .map(Value::from)
                         .or_else(|| serde_json::from_slice(bytes).ok()),
-                    _ => serde_json::from_slice(bytes).ok(),
                 },
             };
             Box::new(
@@ -122,6 +117,17 @@ impl Lazy {
             )
         })
     }
+}
+
+/// The number `text` spells when it is only ASCII digits (at least one) and fits a `u64`:
+/// what `serde_json` reads from such a number, and `str::parse` from such a string.
+pub fn digits_u64(text: &[u8]) -> Option<u64> {
+    if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    text.iter().try_fold(0u64, |n, &d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 /// A value read from a [`Kept`] ([`Kept::find`]): a string without escapes as it is in the
@@ -241,20 +247,21 @@ pub fn parse_kept(text: &str, wanted: &Wanted) -> Result<Kept, serde_json::Error
 }
 
 thread_local! {
-    /// Each thread's [`Specials`] words, reused from line to line.
+    /// Each thread's [`specials`] words, reused from line to line.
     static SPECIALS: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The fast scanner's pass over `text`: `None` whenever it is not sure (see the module
 /// docs).
 fn scan(text: &str, root: &Node) -> Option<Kept> {
+    // A control character is invalid in a string and rare between tokens (a tab, say):
+    // refusing them all here spares every string the check.
+    let (control, ascii) = classify(text.as_bytes());
+    if control {
+        return None;
+    }
     SPECIALS.with_borrow_mut(|words| {
-        // A control character is invalid in a string and rare between tokens (a tab, say):
-        // refusing them all here spares every string the check.
-        let Specials { control, ascii } = Specials::find(text.as_bytes(), words);
-        if control {
-            return None;
-        }
+        specials(text.as_bytes(), words);
         Scanner {
             text,
             bytes: text.as_bytes(),
@@ -267,45 +274,34 @@ fn scan(text: &str, root: &Node) -> Option<Kept> {
     })
 }
 
-/// One pass over a line in vector code: where its quotes and backslashes are, as bits
-/// (byte `i` is bit `i % 64` of word `i / 64`), so that finding the end of a string is a
-/// bit scan; and what else it holds.
-struct Specials {
-    /// A control character.
-    control: bool,
-    /// Only ASCII.
-    ascii: bool,
+/// One pass over a line in vector code: where its quotes and backslashes are, as bits in
+/// `words` (byte `i` is bit `i % 64` of word `i / 64`), so that finding the end of a string
+/// is a bit scan.
+fn specials(bytes: &[u8], words: &mut Vec<u64>) {
+    words.clear();
+    let mut chunks = bytes.chunks_exact(64);
+    for chunk in &mut chunks {
+        words.push(specials_word(chunk.try_into().expect("64 bytes")));
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        // Padded with spaces, which are neither.
+        let mut last = [b' '; 64];
+        last[..rest.len()].copy_from_slice(rest);
+        words.push(specials_word(&last));
+    }
 }
 
-impl Specials {
-    fn find(bytes: &[u8], words: &mut Vec<u64>) -> Specials {
-        words.clear();
-        let mut chunks = bytes.chunks_exact(64);
-        for chunk in &mut chunks {
-            words.push(Self::word(chunk.try_into().expect("64 bytes")));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            // Padded with spaces, which are neither.
-            let mut last = [b' '; 64];
-            last[..rest.len()].copy_from_slice(rest);
-            words.push(Self::word(&last));
-        }
-        let (control, ascii) = classify(bytes);
-        Specials { control, ascii }
+/// The quotes and backslashes of 64 bytes, 16 at a time.
+fn specials_word(chunk: &[u8; 64]) -> u64 {
+    let (quote, backslash) = (u8x16::splat(b'"'), u8x16::splat(b'\\'));
+    let mut word = 0;
+    for (i, part) in chunk.chunks_exact(16).enumerate() {
+        let part = u8x16::new(part.try_into().expect("16 bytes"));
+        let found = part.simd_eq(quote) | part.simd_eq(backslash);
+        word |= u64::from(found.to_bitmask()) << (16 * i);
     }
-
-    /// The quotes and backslashes of 64 bytes, 16 at a time.
-    fn word(chunk: &[u8; 64]) -> u64 {
-        let (quote, backslash) = (u8x16::splat(b'"'), u8x16::splat(b'\\'));
-        let mut word = 0;
-        for (i, part) in chunk.chunks_exact(16).enumerate() {
-            let part = u8x16::new(part.try_into().expect("16 bytes"));
-            let found = part.simd_eq(quote) | part.simd_eq(backslash);
-            word |= u64::from(found.to_bitmask()) << (16 * i);
-        }
-        word
-    }
+    word
 }
 
 /// Whether `bytes` hold a control character, and whether they are all ASCII (the common
@@ -323,7 +319,7 @@ fn classify(bytes: &[u8]) -> (bool, bool) {
 struct Scanner<'a> {
     text: &'a str,
     bytes: &'a [u8],
-    /// [`Specials`]' bits of `bytes`.
+    /// [`specials`]' bits of `bytes`.
     specials: &'a [u64],
     at: usize,
     depth: usize,
@@ -496,7 +492,7 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// The first quote or backslash from `at` on: the bit scan of [`Specials`].
+    /// The first quote or backslash from `at` on: the bit scan of [`specials`].
     fn special(&self, at: usize) -> Option<usize> {
         let mut word = at / 64;
         let mut bits = self.specials.get(word)? & (u64::MAX << (at % 64));

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use rulehost_event::{Found, Kept, Wanted, deep_get, parse_kept};
+use rulehost_event::{Found, Kept, Wanted, deep_get, digits_u64, parse_kept};
 use serde_json::Value;
 
 use crate::input::{BadLine, BatchLine, LineBatch, line_text, refuse_root};
@@ -177,12 +177,7 @@ impl Lookup for Event {
             return None;
         }
         let raw = pruned.kept.raw(pruned.text(), path)?;
-        if raw.is_empty() || !raw.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        raw.iter().try_fold(0i64, |n, &d| {
-            n.checked_mul(10)?.checked_add(i64::from(d - b'0'))
-        })
+        digits_u64(raw).and_then(|n| i64::try_from(n).ok())
     }
 }
 
