@@ -36,7 +36,8 @@ pub struct Serve {
     /// The consumer group; workers with the same group share the partitions and the state.
     #[arg(long, value_name = "GROUP")]
     group: String,
-    /// The shared alert state: `redis://HOST:PORT/DB` (Redis or Valkey).
+    /// The shared alert state: `redis://HOST:PORT/DB` (Redis or Valkey; `rediss://` for
+    /// TLS), or a Redis Cluster: `redis+cluster://HOST:PORT[,HOST:PORT...]` (seed nodes).
     #[arg(long, value_name = "URL")]
     state: String,
     /// The namespace of the state's keys (default: the group). A new `--group` with an old

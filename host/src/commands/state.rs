@@ -12,7 +12,8 @@ use crate::state::sqlite::{LockWait, SqliteBackend, SqliteError, StateSummary};
 
 /// Show the alert state kept by `eval --state`: rules, live windows, the oldest window, the
 /// inputs read; `--clear` deletes a rule's windows. Given `serve`'s Redis
-/// (`redis://HOST:PORT/DB`, `rediss://` for TLS) and `--state-namespace`: the live windows,
+/// (`redis://HOST:PORT/DB`, `rediss://` for TLS, `redis+cluster://HOST:PORT` for a Redis
+/// Cluster) and `--state-namespace`: the live windows,
 /// each partition's applied offset and the outbox.
 #[derive(Debug, Parser)]
 pub struct State {
@@ -39,9 +40,14 @@ impl State {
     /// Runs the command.
     pub fn run(self) -> anyhow::Result<ExitStatus> {
         let url = self.path.to_str().filter(|p| {
-            ["redis://", "rediss://"]
-                .iter()
-                .any(|scheme| p.starts_with(scheme))
+            [
+                "redis://",
+                "rediss://",
+                "redis+cluster://",
+                "rediss+cluster://",
+            ]
+            .iter()
+            .any(|scheme| p.starts_with(scheme))
         });
         if let Some(url) = url {
             return self.run_redis(url);

@@ -11,14 +11,15 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use redis::Value;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
-use redis::{Client, Connection, Value};
 use serde_json::Value as Json;
 
 use crate::alert::{AlertRecord, SignalRecord};
 use crate::eval::StoredFields;
 use crate::sink::{Record, Sink};
 use crate::state::redis::{RedisSettings, RedisStateError};
+use crate::state::redis_link::Link;
 
 /// The consumer group of the outbox streams.
 pub const OUTBOX_GROUP: &str = "rulehost-outbox";
@@ -26,8 +27,7 @@ pub const OUTBOX_GROUP: &str = "rulehost-outbox";
 /// Delivers outbox entries to sinks; see the module docs.
 pub struct Forwarder {
     settings: RedisSettings,
-    client: Client,
-    conn: Option<Connection>,
+    conn: Option<Link>,
     consumer: String,
     sinks: Vec<Box<dyn Sink>>,
     claim_idle: Duration,
@@ -47,10 +47,8 @@ impl Forwarder {
         claim_idle: Duration,
         retention: Duration,
     ) -> Result<Self, RedisStateError> {
-        let client = Client::open(settings.url.as_str()).map_err(|e| err(&settings, e))?;
         Ok(Forwarder {
             settings,
-            client,
             conn: None,
             consumer,
             sinks,
@@ -62,14 +60,14 @@ impl Forwarder {
         })
     }
 
-    fn connection(&mut self) -> Result<&mut Connection, RedisStateError> {
+    fn connection(&mut self) -> Result<&mut Link, RedisStateError> {
         if self.conn.is_none() {
-            let mut conn = self
-                .client
-                .get_connection_with_timeout(Duration::from_secs(2))
-                .map_err(|e| err(&self.settings, e))?;
-            conn.set_read_timeout(Some(Duration::from_secs(30)))
-                .map_err(|e| err(&self.settings, e))?;
+            let mut conn = Link::open(
+                &self.settings.url,
+                Duration::from_secs(2),
+                Duration::from_secs(30),
+            )
+            .map_err(|e| err(&self.settings, e))?;
             for slot in 0..self.settings.slots {
                 let created: redis::RedisResult<Value> = redis::cmd("XGROUP")
                     .arg("CREATE")
@@ -130,25 +128,44 @@ impl Forwarder {
             .map(|s| self.settings.outbox(s))
             .collect();
         let consumer = self.consumer.clone();
+        let settings = self.settings.clone();
         let conn = self.connection()?;
-        let mut read = redis::cmd("XREADGROUP");
-        read.arg("GROUP")
-            .arg(OUTBOX_GROUP)
-            .arg(&consumer)
-            .arg("COUNT")
-            .arg(1000)
-            .arg("BLOCK")
-            .arg(block.as_millis() as u64)
-            .arg("STREAMS")
-            .arg(&streams);
-        for _ in &streams {
-            read.arg(">");
+        let read = |streams: &[String], block: Option<Duration>| {
+            let mut read = redis::cmd("XREADGROUP");
+            read.arg("GROUP")
+                .arg(OUTBOX_GROUP)
+                .arg(&consumer)
+                .arg("COUNT")
+                .arg(1000);
+            if let Some(block) = block {
+                read.arg("BLOCK").arg(block.as_millis() as u64);
+            }
+            read.arg("STREAMS").arg(streams);
+            for _ in streams {
+                read.arg(">");
+            }
+            read
+        };
+        let mut got = Vec::new();
+        if conn.is_cluster() {
+            // A command may not span slots: each stream is read on its own, without
+            // blocking, and the forwarder sleeps when all were empty.
+            for stream in &streams {
+                let reply: Option<StreamReadReply> = read(std::slice::from_ref(stream), None)
+                    .query(conn)
+                    .map_err(|e| err(&settings, e))?;
+                got.extend(reply.into_iter().flat_map(|r| r.keys));
+            }
+            if got.iter().all(|k| k.ids.is_empty()) {
+                std::thread::sleep(block.min(Duration::from_millis(100)));
+            }
+        } else {
+            let reply: Option<StreamReadReply> = read(&streams, Some(block))
+                .query(conn)
+                .map_err(|e| err(&settings, e))?;
+            got.extend(reply.into_iter().flat_map(|r| r.keys));
         }
-        let reply: Option<StreamReadReply> =
-            read.query(conn).map_err(|e| err(&self.settings, e))?;
-        if let Some(reply) = reply {
-            delivered += self.deliver(reply.keys.into_iter().map(|k| (k.key, k.ids)).collect())?;
-        }
+        delivered += self.deliver(got.into_iter().map(|k| (k.key, k.ids)).collect())?;
         if self
             .last_trim
             .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
@@ -183,17 +200,15 @@ impl Forwarder {
         for sink in &mut self.sinks {
             sink.sync().map_err(io)?;
         }
-        let mut pipe = redis::pipe();
+        let mut acks = Vec::new();
         for (stream, entries) in read.iter().filter(|(_, entries)| !entries.is_empty()) {
             let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
-            pipe.cmd("XACK")
-                .arg(stream)
-                .arg(OUTBOX_GROUP)
-                .arg(&ids)
-                .ignore();
+            let mut ack = redis::cmd("XACK");
+            ack.arg(stream).arg(OUTBOX_GROUP).arg(&ids);
+            acks.push(ack);
         }
         let conn = self.connection()?;
-        let () = pipe.query(conn).map_err(|e| err(&self.settings, e))?;
+        conn.run_each(acks).map_err(|e| err(&self.settings, e))?;
         self.delivered += count as u64;
         Ok(count)
     }

@@ -25,6 +25,8 @@ pub mod memory;
 #[cfg(feature = "serve")]
 pub mod redis;
 #[cfg(feature = "serve")]
+pub mod redis_link;
+#[cfg(feature = "serve")]
 pub mod redis_summary;
 pub mod sqlite;
 

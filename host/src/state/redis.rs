@@ -19,7 +19,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use redis::{Client, Connection, Value};
+use redis::{ConnectionLike, Value};
+
+use super::redis_link::Link;
 
 use crate::eval::{MatchBatch, MatchStage};
 
@@ -168,8 +170,9 @@ struct Call {
 /// The alert state in Redis; see the module docs.
 pub struct RedisState {
     settings: RedisSettings,
-    client: Client,
-    conn: Option<Connection>,
+    conn: Option<Link>,
+    /// A cluster link's replies to the calls sent, read by [`RedisState::receive`].
+    replies: Option<Vec<Value>>,
     sha: String,
     /// Per (source, slot): the earliest end of the source's windows in the slot, as the
     /// last call said (`None`: no window); a slot not in it is called on the next batch.
@@ -185,12 +188,11 @@ pub struct RedisState {
 impl RedisState {
     /// Connects to `settings.url` and loads the script.
     pub fn connect(settings: RedisSettings) -> Result<Self, RedisStateError> {
-        let client = Client::open(settings.url.as_str()).map_err(|e| error(&settings, e))?;
         let sha = redis::Script::new(APPLY).get_hash().to_owned();
         let mut state = RedisState {
             settings,
-            client,
             conn: None,
+            replies: None,
             sha,
             next_end: BTreeMap::new(),
             round_trips: 0,
@@ -206,14 +208,14 @@ impl RedisState {
         &self.settings
     }
 
-    fn connection(&mut self) -> Result<&mut Connection, RedisStateError> {
+    fn connection(&mut self) -> Result<&mut Link, RedisStateError> {
         if self.conn.is_none() {
-            let conn = self
-                .client
-                .get_connection_with_timeout(Duration::from_secs(2))
-                .map_err(|e| error(&self.settings, e))?;
-            conn.set_read_timeout(Some(Duration::from_secs(30)))
-                .map_err(|e| error(&self.settings, e))?;
+            let conn = Link::open(
+                &self.settings.url,
+                Duration::from_secs(2),
+                Duration::from_secs(30),
+            )
+            .map_err(|e| error(&self.settings, e))?;
             self.conn = Some(conn);
         }
         Ok(self.conn.as_mut().expect("connected above"))
@@ -278,6 +280,7 @@ impl RedisState {
         if result.is_err() {
             // The connection may be broken, and the replies of what was sent are lost.
             self.conn = None;
+            self.replies = None;
             flight.sent = None;
         }
         result
@@ -438,32 +441,110 @@ impl RedisState {
             .collect()
     }
 
-    /// Writes `calls`, pipelined, without reading their replies.
+    /// Writes `calls`, pipelined, without reading their replies (on a cluster: sends them
+    /// and keeps the replies for [`RedisState::receive`]).
     fn send_calls(
         &mut self,
         batches: &[MatchBatch],
         calls: &[Call],
     ) -> Result<(), RedisStateError> {
+        self.replies = None;
+        if self.connection()?.is_cluster() {
+            return self.call_cluster(batches, calls);
+        }
+        let packed = self.transaction(batches, calls.iter());
+        self.round_trips += 1;
+        let conn = match self.connection()? {
+            Link::One(conn) => conn,
+            Link::Cluster(_) => unreachable!("checked above"),
+        };
+        conn.send_packed_command(&packed)
+            .map_err(|e| error(&self.settings, e))
+    }
+
+    /// `calls` as one transaction: Redis runs them in one go, so that their writes reach
+    /// the append-only file (fsynced with `appendfsync always`) together, once.
+    fn transaction<'c>(
+        &self,
+        batches: &[MatchBatch],
+        calls: impl Iterator<Item = &'c Call>,
+    ) -> Vec<u8> {
         let mut pipe = redis::pipe();
-        // One transaction: Redis runs the calls in one go, so that their writes reach the
-        // append-only file (fsynced with `appendfsync always`) together, once.
         pipe.atomic();
         for call in calls {
             let mut cmd = redis::cmd("EVALSHA");
             self.script_args(&mut cmd, &batches[call.batch], call);
             pipe.add_command(cmd);
         }
-        let packed = pipe.get_packed_pipeline();
-        self.round_trips += 1;
-        let conn = self.connection()?;
-        conn.send_packed_command(&packed)
-            .map_err(|e| error(&self.settings, e))
+        pipe.get_packed_pipeline()
+    }
+
+    /// On a cluster: one transaction per slot (a transaction may not span slots), each
+    /// sent to the node that owns its slot; the replies, in the order of `calls`, are kept.
+    fn call_cluster(
+        &mut self,
+        batches: &[MatchBatch],
+        calls: &[Call],
+    ) -> Result<(), RedisStateError> {
+        let mut replies = vec![Value::Nil; calls.len()];
+        let mut slots: Vec<u32> = calls.iter().map(|c| c.slot).collect();
+        slots.sort_unstable();
+        slots.dedup();
+        for slot in slots {
+            let of_slot: Vec<usize> = (0..calls.len())
+                .filter(|&i| calls[i].slot == slot)
+                .collect();
+            let packed = self.transaction(batches, of_slot.iter().map(|&i| &calls[i]));
+            // `MULTI`'s `OK` and a `QUEUED` per call are skipped: `EXEC`'s array is read.
+            // The cluster client answers a `NOSCRIPT` in it as an error: the node lost the
+            // script (or never had it); it is loaded on every node and the transaction
+            // sent again (a call of it that did run is skipped by the state).
+            let mut loaded = false;
+            let mut exec = loop {
+                self.round_trips += 1;
+                let conn = self.connection()?;
+                match conn.req_packed_commands(&packed, of_slot.len() + 1, 1) {
+                    Err(e) if e.code() == Some("NOSCRIPT") && !loaded => {
+                        self.load_script()?;
+                        loaded = true;
+                    }
+                    sent => break sent.map_err(|e| error(&self.settings, e))?,
+                }
+            };
+            match exec.pop() {
+                Some(Value::Array(got)) if got.len() == of_slot.len() => {
+                    for (i, reply) in of_slot.into_iter().zip(got) {
+                        replies[i] = reply;
+                    }
+                }
+                other => {
+                    return Err(RedisStateError::Reply {
+                        url: self.settings.shown_url(),
+                        reply: format!("{other:?}"),
+                    });
+                }
+            }
+        }
+        self.replies = Some(replies);
+        Ok(())
     }
 
     /// Reads the replies of `n` calls sent by [`RedisState::send_calls`] (an error reply
     /// is a reply, returned as it is).
     fn receive(&mut self, n: usize) -> Result<Vec<Value>, RedisStateError> {
-        let conn = self.connection()?;
+        if let Some(replies) = self.replies.take() {
+            debug_assert_eq!(replies.len(), n);
+            return Ok(replies);
+        }
+        let conn = match self.connection()? {
+            Link::One(conn) => conn,
+            Link::Cluster(_) => {
+                return Err(RedisStateError::Reply {
+                    url: self.settings.shown_url(),
+                    reply: "no replies: the calls were not sent".to_owned(),
+                });
+            }
+        };
         // `MULTI`'s `OK`, a `QUEUED` per call, then `EXEC`'s array of their replies.
         let mut last = Ok(Value::Nil);
         for _ in 0..n + 2 {

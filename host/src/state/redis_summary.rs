@@ -5,10 +5,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use redis::{Client, Connection, Value};
+use redis::{FromRedisValue, Value};
 use serde::Serialize;
 
 use super::redis::{RedisSettings, RedisStateError};
+use super::redis_link::Link;
 use crate::serve::outbox::OUTBOX_GROUP;
 
 /// `serve`'s state in Redis, as `rulehost state` prints it.
@@ -63,10 +64,12 @@ pub fn summary(settings: &RedisSettings) -> Result<RedisSummary, RedisStateError
         url: settings.shown_url(),
         source,
     };
-    let client = Client::open(settings.url.as_str()).map_err(fail)?;
-    let mut conn = client
-        .get_connection_with_timeout(Duration::from_secs(5))
-        .map_err(fail)?;
+    let mut conn = Link::open(
+        settings.url.as_str(),
+        Duration::from_secs(5),
+        Duration::from_secs(30),
+    )
+    .map_err(fail)?;
     let mut rules: BTreeMap<String, RedisRuleSummary> = BTreeMap::new();
     let mut applied: BTreeMap<String, u64> = BTreeMap::new();
     let mut outbox = OutboxSummary::default();
@@ -114,21 +117,20 @@ pub fn summary(settings: &RedisSettings) -> Result<RedisSummary, RedisStateError
 }
 
 /// The fields of every window hash of a slot (`PREFIX` `w:ID`).
-fn windows(
-    conn: &mut Connection,
-    prefix: &str,
-) -> redis::RedisResult<Vec<BTreeMap<String, String>>> {
+fn windows(conn: &mut Link, prefix: &str) -> redis::RedisResult<Vec<BTreeMap<String, String>>> {
     let pattern = format!("{}w:*", glob_escape(prefix));
     let mut keys: Vec<String> = Vec::new();
     let mut cursor = 0u64;
     loop {
-        let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor)
             .arg("MATCH")
             .arg(&pattern)
             .arg("COUNT")
-            .arg(1000)
-            .query(conn)?;
+            .arg(1000);
+        // On a cluster: the node of the slot's keys.
+        let (next, found): (u64, Vec<String>) =
+            FromRedisValue::from_redis_value(conn.on_node_of(prefix, &scan)?)?;
         keys.extend(found);
         if next == 0 {
             break;
@@ -150,7 +152,7 @@ fn windows(
 
 /// Adds a slot's outbox stream to `outbox`.
 fn read_outbox(
-    conn: &mut Connection,
+    conn: &mut Link,
     stream: &str,
     outbox: &mut OutboxSummary,
 ) -> redis::RedisResult<()> {
@@ -178,7 +180,7 @@ fn read_outbox(
 }
 
 /// Records of `stream` after `id`.
-fn after(conn: &mut Connection, stream: &str, id: &str) -> redis::RedisResult<u64> {
+fn after(conn: &mut Link, stream: &str, id: &str) -> redis::RedisResult<u64> {
     let ids: Value = redis::cmd("XRANGE")
         .arg(stream)
         .arg(format!("({id}"))

@@ -36,6 +36,8 @@ struct Redis {
     dir: tempfile::TempDir,
     /// `appendfsync`: `always` in the scenarios.
     fsync: &'static str,
+    /// A node of a Redis Cluster ([`Cluster`]), with its bus on this port.
+    cluster_port: Option<u16>,
 }
 
 impl Redis {
@@ -67,6 +69,7 @@ impl Redis {
             tls_port: None,
             dir: tempfile::tempdir().unwrap(),
             fsync,
+            cluster_port: None,
         };
         redis.launch();
         Some(redis)
@@ -139,6 +142,18 @@ impl Redis {
             ])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(self.cluster_port.iter().flat_map(|port| {
+                [
+                    "--cluster-enabled".to_owned(),
+                    "yes".to_owned(),
+                    "--cluster-port".to_owned(),
+                    port.to_string(),
+                    "--cluster-config-file".to_owned(),
+                    "nodes.conf".to_owned(),
+                    "--cluster-node-timeout".to_owned(),
+                    "2000".to_owned(),
+                ]
+            }))
             .args(self.tls_port.iter().flat_map(|port| {
                 let file = |name: &str| self.dir.path().join(name).into_os_string();
                 [
@@ -193,6 +208,90 @@ impl Drop for Redis {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// Where a test's workers keep their state: one server ([`Redis`]) or a Redis Cluster
+/// ([`Cluster`]).
+trait StateServer {
+    /// `serve --state`.
+    fn state_url(&self) -> String;
+    /// A connection that reaches every key of the state.
+    fn state_conn(&self) -> redis::RedisResult<Box<dyn redis::ConnectionLike>>;
+}
+
+impl StateServer for Redis {
+    fn state_url(&self) -> String {
+        self.url()
+    }
+
+    fn state_conn(&self) -> redis::RedisResult<Box<dyn redis::ConnectionLike>> {
+        Ok(Box::new(self.conn()?))
+    }
+}
+
+/// A Redis Cluster of three primaries (no replicas) on loopback ports, each a
+/// [`Redis`] with its own files; the 16,384 slots split evenly between them.
+struct Cluster {
+    nodes: Vec<Redis>,
+}
+
+impl Cluster {
+    /// Starts one; `None` as [`Redis::start`].
+    fn start() -> Option<Cluster> {
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            let mut node = Redis::start()?;
+            if let Some(mut child) = node.child.take() {
+                child.kill().unwrap();
+                child.wait().unwrap();
+            }
+            node.cluster_port = Some(free_port());
+            node.launch();
+            nodes.push(node);
+        }
+        let cmd = |node: &Redis, args: &[String]| -> String {
+            let mut cmd = redis::cmd(&args[0]);
+            for arg in &args[1..] {
+                cmd.arg(arg);
+            }
+            let reply: redis::Value = cmd.query(&mut node.conn().unwrap()).unwrap();
+            format!("{reply:?}")
+        };
+        let words = |text: &str| text.split(' ').map(str::to_owned).collect::<Vec<_>>();
+        for (i, node) in nodes.iter().enumerate() {
+            let (from, to) = (i * 16384 / 3, (i + 1) * 16384 / 3 - 1);
+            cmd(node, &words(&format!("CLUSTER ADDSLOTSRANGE {from} {to}")));
+        }
+        for node in &nodes[1..] {
+            let meet = format!(
+                "CLUSTER MEET 127.0.0.1 {} {}",
+                node.port,
+                node.cluster_port.unwrap()
+            );
+            cmd(&nodes[0], &words(&meet));
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !nodes.iter().all(|node| {
+            let info = cmd(node, &words("CLUSTER INFO"));
+            info.contains("cluster_state:ok") && info.contains("cluster_known_nodes:3")
+        }) {
+            assert!(Instant::now() < deadline, "the cluster did not form");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(Cluster { nodes })
+    }
+}
+
+impl StateServer for Cluster {
+    fn state_url(&self) -> String {
+        format!("redis+cluster://127.0.0.1:{}", self.nodes[0].port)
+    }
+
+    fn state_conn(&self) -> redis::RedisResult<Box<dyn redis::ConnectionLike>> {
+        let seeds: Vec<String> = self.nodes.iter().map(Redis::url).collect();
+        let client = redis::cluster::ClusterClient::new(seeds)?;
+        Ok(Box::new(client.get_connection()?))
     }
 }
 
@@ -365,7 +464,13 @@ struct Worker {
 }
 
 impl Worker {
-    fn start(kafka: &Kafka, redis: &Redis, group: &str, out: &Path, extra: &[&str]) -> Worker {
+    fn start(
+        kafka: &Kafka,
+        redis: &dyn StateServer,
+        group: &str,
+        out: &Path,
+        extra: &[&str],
+    ) -> Worker {
         Worker::start_on(&rules_tests(), kafka, redis, group, out, extra)
     }
 
@@ -373,7 +478,7 @@ impl Worker {
     fn start_on(
         rules: &Path,
         kafka: &Kafka,
-        redis: &Redis,
+        redis: &dyn StateServer,
         group: &str,
         out: &Path,
         extra: &[&str],
@@ -385,14 +490,14 @@ impl Worker {
     fn start_env(
         rules: &Path,
         kafka: &Kafka,
-        redis: &Redis,
+        redis: &dyn StateServer,
         group: &str,
         out: &Path,
         extra: &[&str],
         env: &[(&str, &Path)],
     ) -> Worker {
         let log = out.with_extension("log");
-        let url = redis.url();
+        let url = redis.state_url();
         let child = rulehost()
             .envs(env.iter().copied())
             .args(["serve", "--rules"])
@@ -504,8 +609,8 @@ impl Drop for Worker {
 }
 
 /// The outbox entries of every slot, in order: (kind, alert id).
-fn outbox(redis: &Redis, group: &str) -> Vec<(String, String)> {
-    let mut conn = redis.conn().unwrap();
+fn outbox(redis: &dyn StateServer, group: &str) -> Vec<(String, String)> {
+    let mut conn = redis.state_conn().unwrap();
     let mut out = Vec::new();
     for slot in 0..SLOTS {
         let stream = format!("rulehost:{{{group}:{slot}}}:outbox");
@@ -513,7 +618,7 @@ fn outbox(redis: &Redis, group: &str) -> Vec<(String, String)> {
             .arg(&stream)
             .arg("-")
             .arg("+")
-            .query(&mut conn)
+            .query(&mut *conn)
             .unwrap();
         for entry in entries.ids {
             let kind: String = entry.get("k").unwrap();
@@ -525,8 +630,8 @@ fn outbox(redis: &Redis, group: &str) -> Vec<(String, String)> {
 }
 
 /// Whether every outbox entry was delivered and acknowledged.
-fn outbox_delivered(redis: &Redis, group: &str) -> bool {
-    let Ok(mut conn) = redis.conn() else {
+fn outbox_delivered(redis: &dyn StateServer, group: &str) -> bool {
+    let Ok(mut conn) = redis.state_conn() else {
         return false;
     };
     (0..SLOTS).all(|slot| {
@@ -534,7 +639,7 @@ fn outbox_delivered(redis: &Redis, group: &str) -> bool {
         let groups: redis::RedisResult<redis::streams::StreamInfoGroupsReply> = redis::cmd("XINFO")
             .arg("GROUPS")
             .arg(&stream)
-            .query(&mut conn);
+            .query(&mut *conn);
         let Ok(groups) = groups else {
             return false;
         };
@@ -544,7 +649,7 @@ fn outbox_delivered(redis: &Redis, group: &str) -> bool {
             .arg("-")
             .arg("COUNT")
             .arg(1)
-            .query(&mut conn);
+            .query(&mut *conn);
         let last = last.ok().and_then(|r| r.ids.first().map(|e| e.id.clone()));
         groups.groups.iter().any(|g| {
             g.name == "rulehost-outbox"
@@ -557,7 +662,7 @@ fn outbox_delivered(redis: &Redis, group: &str) -> bool {
 /// Waits until the group has committed every message and the outbox is delivered.
 fn wait_done(
     kafka: &Kafka,
-    redis: &Redis,
+    redis: &dyn StateServer,
     group: &str,
     events: &[(i32, String)],
     workers: &[&Worker],
@@ -568,7 +673,7 @@ fn wait_done(
 /// [`wait_done`] for a group whose state namespace is `namespace`.
 fn wait_done_in(
     kafka: &Kafka,
-    redis: &Redis,
+    redis: &dyn StateServer,
     group: &str,
     namespace: &str,
     events: &[(i32, String)],
@@ -618,7 +723,7 @@ fn wait_committed(kafka: &Kafka, group: &str, n: i64, workers: &[&Worker]) {
 /// Compares what the workers delivered (files) and what the outbox holds with `eval`'s
 /// records: every alert once in the outbox with one update, and the last record of each
 /// alert (its `alert_update`) equal to `eval`'s alert, counts included.
-fn check(eval: &[Value], redis: &Redis, group: &str, outputs: &[PathBuf]) {
+fn check(eval: &[Value], redis: &dyn StateServer, group: &str, outputs: &[PathBuf]) {
     let mut outbox_counts: BTreeMap<(String, String), u32> = BTreeMap::new();
     for entry in outbox(redis, group) {
         *outbox_counts.entry(entry).or_default() += 1;
@@ -1157,6 +1262,94 @@ fn a_rule_set_that_fails_to_load_keeps_the_old_one() {
     worker.stop();
     // Nothing dropped or counted twice across the reloads.
     check(&eval, &redis, "gl", &[out]);
+}
+
+/// The state on a Redis Cluster of three primaries (`redis+cluster://`): two workers on
+/// four partitions give `eval`'s alerts, the state is spread over more than one node, and
+/// `rulehost state` finds the open windows, offsets and outbox on every node.
+#[test]
+fn a_redis_cluster_holds_the_state_with_evals_alerts() {
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let kafka = Kafka::new(4);
+    let events = events(4);
+    let eval = eval_records(&events);
+    // The closing events (one per partition) come last: before them, windows are open.
+    let (head, tail) = events.split_at(events.len() - 4);
+    let dir = tempfile::tempdir().unwrap();
+    let outs: Vec<PathBuf> = (0..2)
+        .map(|i| dir.path().join(format!("w{i}.jsonl")))
+        .collect();
+    let workers: Vec<Worker> = outs
+        .iter()
+        .map(|out| Worker::start(&kafka, &cluster, "gc", out, &[]))
+        .collect();
+    let refs: Vec<&Worker> = workers.iter().collect();
+    kafka.produce(head);
+    wait_done(&kafka, &cluster, "gc", head, &refs);
+
+    let state = || {
+        let out = rulehost()
+            .arg("state")
+            .arg(cluster.state_url())
+            .args(["--state-namespace", "gc", "--format", "json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let last_offsets = |events: &[(i32, String)]| {
+        let mut last = BTreeMap::new();
+        for (p, _) in events {
+            *last.entry(format!("{TOPIC}/{p}")).or_insert(-1i64) += 1;
+        }
+        serde_json::to_value(last).unwrap()
+    };
+    let keys = |pattern: &str| -> Vec<usize> {
+        let keys = |node: &Redis| -> Vec<String> {
+            redis::cmd("KEYS")
+                .arg(pattern)
+                .query(&mut node.conn().unwrap())
+                .unwrap()
+        };
+        cluster.nodes.iter().map(|node| keys(node).len()).collect()
+    };
+    let windows = keys("rulehost:{gc:*}:w:*");
+    assert!(
+        windows.iter().filter(|&&n| n > 0).count() >= 2,
+        "open windows per node: {windows:?}"
+    );
+    let json = state();
+    let open: u64 = json["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["windows"].as_u64().unwrap())
+        .sum();
+    assert_eq!(open, windows.iter().sum::<usize>() as u64, "{json:#}");
+    assert_eq!(json["applied"], last_offsets(head), "{json:#}");
+
+    kafka.produce(tail);
+    wait_done(&kafka, &cluster, "gc", &events, &refs);
+    for worker in workers {
+        worker.stop();
+    }
+    check(&eval, &cluster, "gc", &outs);
+    let json = state();
+    assert_eq!(json["rules"], serde_json::json!([]), "{json:#}");
+    assert_eq!(json["applied"], last_offsets(&events), "{json:#}");
+    assert_eq!(
+        json["outbox"]["entries"],
+        outbox(&cluster, "gc").len(),
+        "{json:#}"
+    );
+    assert_eq!(json["outbox"]["undelivered"], 0, "{json:#}");
+    assert_eq!(json["outbox"]["unacknowledged"], 0, "{json:#}");
 }
 
 #[test]
