@@ -119,7 +119,13 @@ fn print_redis(s: &crate::state::redis_summary::RedisSummary) {
     );
     println!("  sources applied: {}", s.applied.len());
     for (source, offset) in &s.applied {
-        println!("    `{source}`: up to offset {offset}");
+        match s.clocks.get(source) {
+            Some(&clock) => println!(
+                "    `{source}`: up to offset {offset}, event-time clock {}",
+                format_ms(clock)
+            ),
+            None => println!("    `{source}`: up to offset {offset}"),
+        }
     }
     let o = &s.outbox;
     println!(

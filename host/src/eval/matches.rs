@@ -389,6 +389,12 @@ impl MatchStage {
         }
     }
 
+    /// Starts `source`'s event-time clock at `time` (the clock the state kept for it), so
+    /// that its first events are guarded as the last owner's next ones would have been.
+    pub fn start_clock(&mut self, source: Arc<str>, time: i64) {
+        self.watermarks.entry(source).or_insert(time);
+    }
+
     /// Forgets what it knew of `source` (its partition went to another worker): windows
     /// may change meanwhile.
     pub fn forget(&mut self, source: &str) {

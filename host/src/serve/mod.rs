@@ -17,7 +17,7 @@
 pub mod metrics;
 pub mod outbox;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -107,6 +107,8 @@ pub fn serve(
     let mut numbers = LoopNumbers::default();
     // Per partition held: the last offset applied to the state.
     let mut last_applied: HashMap<i32, u64> = HashMap::new();
+    // The partitions whose clock was read from the state since they were assigned.
+    let mut clocks_read: HashSet<Arc<str>> = HashSet::new();
     // The batches sent to Redis whose replies are not read yet.
     let mut in_flight: Option<InFlight> = None;
     let mut last_render = Instant::now();
@@ -159,6 +161,7 @@ pub fn serve(
             let name = source.partition_name(partition);
             stage.forget(&name);
             state.forget(&name);
+            clocks_read.remove(&*name);
         }
         if reloading {
             fingerprint = folder_fingerprint(&settings.rules);
@@ -183,6 +186,40 @@ pub fn serve(
                         "warning: the new rule set did not load ({e:#}); the old one runs on"
                     );
                 }
+            }
+        }
+        // A partition new to this worker (assigned, or the worker started) gets the
+        // event-time clock the state kept for it, before its first batch is evaluated:
+        // after those in flight are applied, which also moves it.
+        let new_sources: Vec<Arc<str>> = inputs
+            .iter()
+            .filter_map(|input| match input {
+                Input::Lines { source: name, .. } if !clocks_read.contains(name) => {
+                    Some(name.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        if !new_sources.is_empty() {
+            if !drain(
+                &mut in_flight,
+                &mut state,
+                &mut stage,
+                &source,
+                &mut last_applied,
+                &mut numbers,
+                &stop,
+            ) {
+                break;
+            }
+            let Some(clocks) = read_clocks(&mut state, &new_sources, &stop) else {
+                break;
+            };
+            for (name, clock) in new_sources.into_iter().zip(clocks) {
+                if let Some(clock) = clock {
+                    stage.start_clock(name.clone(), clock);
+                }
+                clocks_read.insert(name);
             }
         }
         // These batches are evaluated while Redis applies those in flight.
@@ -312,6 +349,27 @@ fn drain(
         eprintln!("warning: {e}: {}", error_chain(&e));
     }
     true
+}
+
+/// The event-time clocks the state keeps for `sources` (while Redis fails, again every
+/// half second); `None`: stopped first.
+fn read_clocks(
+    state: &mut RedisState,
+    sources: &[Arc<str>],
+    stop: &AtomicBool,
+) -> Option<Vec<Option<i64>>> {
+    loop {
+        match sources.iter().map(|s| state.clock_of(s)).collect() {
+            Ok(clocks) => return Some(clocks),
+            Err(e) => {
+                eprintln!("warning: {e}: {}; retrying", error_chain(&e));
+                if stop.load(Ordering::Relaxed) {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
 }
 
 fn new_stage(rules: Vec<Rule>, settings: &ServeSettings) -> MatchStage {

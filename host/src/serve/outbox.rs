@@ -208,7 +208,7 @@ impl Forwarder {
             acks.push(ack);
         }
         let conn = self.connection()?;
-        conn.run_each(acks).map_err(|e| err(&self.settings, e))?;
+        conn.query_each(acks).map_err(|e| err(&self.settings, e))?;
         self.delivered += count as u64;
         Ok(count)
     }

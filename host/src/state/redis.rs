@@ -221,6 +221,32 @@ impl RedisState {
         Ok(self.conn.as_mut().expect("connected above"))
     }
 
+    /// `source`'s event-time clock as the state keeps it (the newest watermark applied,
+    /// by any worker), so that a worker that takes a partition over, or starts again,
+    /// guards its clock as the last owner did. Call it with nothing in flight.
+    pub fn clock_of(&mut self, source: &str) -> Result<Option<i64>, RedisStateError> {
+        let cmds = (0..self.settings.slots)
+            .map(|slot| {
+                let mut cmd = redis::cmd("HGET");
+                cmd.arg(format!("{}hwm", self.settings.prefix(slot)))
+                    .arg(format!("clock:{source}"));
+                cmd
+            })
+            .collect();
+        self.round_trips += 1;
+        let replies = self
+            .connection()?
+            .query_each(cmds)
+            .map_err(|e| error(&self.settings, e));
+        if replies.is_err() {
+            self.conn = None;
+        }
+        Ok(replies?
+            .iter()
+            .filter_map(|v| redis::from_redis_value_ref::<Option<i64>>(v).ok().flatten())
+            .max())
+    }
+
     /// Forgets what it learned of `source`'s windows (its partition was revoked).
     pub fn forget(&mut self, source: &str) {
         self.next_end.retain(|(s, _), _| s != source);

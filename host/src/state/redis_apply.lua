@@ -1,7 +1,8 @@
 -- rulehost serve: applies one batch of matches of one source (a Kafka partition) to the
 -- windows of one hash slot, atomically (host/src/state/redis.rs builds the call).
 --
--- KEYS[1] hwm     hash: source -> offset of the last line applied (idempotence)
+-- KEYS[1] hwm     hash: source -> offset of the last line applied (idempotence), and
+--                 'clock:' .. source -> the source's event-time clock (the newest watermark)
 -- KEYS[2] outbox  stream: alerts, alert updates and signals, appended in the same step
 -- KEYS[3] ends    sorted set: window id -> end (ms), for the windows this source counts into
 -- KEYS[2+2k], KEYS[3+2k] (k = 1..K): window k's hash and its unique values' set
@@ -360,6 +361,14 @@ end
 
 if last > hwm then
   redis.call('HSET', KEYS[1], source, s(last))
+end
+-- The source's event-time clock, for the worker that takes the source over next (only
+-- forward: a batch applied again carries an older one).
+if watermark then
+  local clock = redis.call('HGET', KEYS[1], 'clock:' .. source)
+  if not clock or watermark > tonumber(clock) then
+    redis.call('HSET', KEYS[1], 'clock:' .. source, s(watermark))
+  end
 end
 redis.call('PEXPIRE', KEYS[1], keep)
 redis.call('PEXPIRE', KEYS[3], keep)

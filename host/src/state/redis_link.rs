@@ -79,23 +79,18 @@ impl Link {
         }
     }
 
-    /// Runs `cmds` (keyed commands that return nothing of interest): one pipeline on one
-    /// server; on a cluster each on its own node, since the keys may be in many slots.
-    pub fn run_each(&mut self, cmds: Vec<Cmd>) -> RedisResult<()> {
+    /// Runs `cmds` and returns their replies in order: one pipeline on one server; on a
+    /// cluster each on its own node, since the keys may be in many slots.
+    pub fn query_each(&mut self, cmds: Vec<Cmd>) -> RedisResult<Vec<Value>> {
         match self {
             Link::One(conn) => {
                 let mut pipe = redis::pipe();
                 for cmd in cmds {
-                    pipe.add_command(cmd).ignore();
+                    pipe.add_command(cmd);
                 }
                 pipe.query(conn)
             }
-            Link::Cluster(conn) => {
-                for cmd in cmds {
-                    let _: Value = cmd.query(conn)?;
-                }
-                Ok(())
-            }
+            Link::Cluster(conn) => cmds.iter().map(|cmd| cmd.query(conn)).collect(),
         }
     }
 }

@@ -26,6 +26,9 @@ pub struct RedisSummary {
     /// Per source (`TOPIC/PARTITION`): the offset of the last message applied; a message
     /// at or before it is skipped if it comes again.
     pub applied: BTreeMap<String, u64>,
+    /// Per source: its event-time clock (epoch ms), where the next worker to take it over
+    /// starts its clock.
+    pub clocks: BTreeMap<String, i64>,
     /// The outbox: records written, and how many are not delivered yet.
     pub outbox: OutboxSummary,
 }
@@ -72,18 +75,27 @@ pub fn summary(settings: &RedisSettings) -> Result<RedisSummary, RedisStateError
     .map_err(fail)?;
     let mut rules: BTreeMap<String, RedisRuleSummary> = BTreeMap::new();
     let mut applied: BTreeMap<String, u64> = BTreeMap::new();
+    let mut clocks: BTreeMap<String, i64> = BTreeMap::new();
     let mut outbox = OutboxSummary::default();
     for slot in 0..settings.slots {
         let prefix = settings.prefix(slot);
-        let hwm: BTreeMap<String, u64> = redis::cmd("HGETALL")
+        let hwm: BTreeMap<String, String> = redis::cmd("HGETALL")
             .arg(format!("{prefix}hwm"))
             .query(&mut conn)
             .map_err(fail)?;
-        // Each call of a batch's slots records the batch's last offset; a slot a batch did
-        // not touch keeps an older one.
-        for (source, offset) in hwm {
-            let at = applied.entry(source).or_default();
-            *at = (*at).max(offset);
+        // Each call of a batch's slots records the batch's last offset and the source's
+        // clock; a slot a batch did not touch keeps older ones.
+        for (field, value) in hwm {
+            if let Some(source) = field.strip_prefix("clock:") {
+                let Ok(time) = value.parse::<i64>() else {
+                    continue;
+                };
+                let at = clocks.entry(source.to_owned()).or_insert(time);
+                *at = (*at).max(time);
+            } else if let Ok(offset) = value.parse::<u64>() {
+                let at = applied.entry(field).or_default();
+                *at = (*at).max(offset);
+            }
         }
         read_outbox(&mut conn, &settings.outbox(slot), &mut outbox).map_err(fail)?;
         for window in windows(&mut conn, &prefix).map_err(fail)? {
@@ -112,6 +124,7 @@ pub fn summary(settings: &RedisSettings) -> Result<RedisSummary, RedisStateError
         slots: settings.slots,
         rules: rules.into_values().collect(),
         applied,
+        clocks,
         outbox,
     })
 }

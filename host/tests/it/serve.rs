@@ -1103,6 +1103,65 @@ fn a_poisoned_timestamp_loses_and_corrupts_no_alert() {
     assert_ne!(off, want, "without the guard no alert changed");
 }
 
+/// A worker that takes a partition over starts its event-time clock where the state kept
+/// it: a poisoned timestamp that is the first event it reads of the partition is held and
+/// judged as the last owner would have judged it, and alerts stay `eval`'s.
+#[test]
+fn a_restarted_worker_guards_its_partitions_clock_from_the_state() {
+    let Some(redis) = Redis::start() else { return };
+    let kafka = Kafka::new(3);
+    let mut events = events(3);
+    let time = |line: &str| serde_json::from_str::<Value>(line).ok()?["timestamp"].as_i64();
+    let last = events.iter().filter_map(|(_, l)| time(l)).max().unwrap();
+    // A month ahead, after the middle event of partition 1: the first event the second
+    // worker reads of it.
+    let of_partition: Vec<usize> = (0..events.len()).filter(|&i| events[i].0 == 1).collect();
+    let middle = of_partition.len() / 2;
+    let at = of_partition[middle] + 1;
+    let poison = serde_json::json!({"timestamp": last + 30 * 86_400_000, "actionName": "poison"});
+    events.insert(at, (1, poison.to_string()));
+    let eval = eval_records(&events);
+    let (head, rest) = events.split_at(at);
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+
+    kafka.produce(head);
+    let worker = Worker::start(&kafka, &redis, "gr", &first, &[]);
+    wait_done(&kafka, &redis, "gr", head, &[&worker]);
+    worker.stop();
+    // The state keeps each partition's clock: its newest event time.
+    let out = rulehost()
+        .arg("state")
+        .arg(redis.url())
+        .args(["--state-namespace", "gr", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut newest: BTreeMap<String, i64> = BTreeMap::new();
+    for (p, line) in head {
+        let t = newest.entry(format!("{TOPIC}/{p}")).or_insert(i64::MIN);
+        *t = (*t).max(time(line).unwrap());
+    }
+    assert_eq!(
+        json["clocks"],
+        serde_json::to_value(&newest).unwrap(),
+        "{json:#}"
+    );
+
+    kafka.produce(rest);
+    let worker = Worker::start(&kafka, &redis, "gr", &second, &[]);
+    wait_done(&kafka, &redis, "gr", &events, &[&worker]);
+    worker.wait_log(&format!("`{TOPIC}/1:{}`: event time ", middle + 1), 1);
+    worker.wait_log("is more than 1h ahead of the event-time clock", 1);
+    worker.stop();
+    check(&eval, &redis, "gr", &[first, second]);
+}
+
 #[test]
 fn the_state_over_tls_gives_evals_alerts() {
     let Some(redis) = Redis::start_tls() else {
