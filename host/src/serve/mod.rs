@@ -359,7 +359,7 @@ fn read_clocks(
     stop: &AtomicBool,
 ) -> Option<Vec<Option<i64>>> {
     loop {
-        match sources.iter().map(|s| state.clock_of(s)).collect() {
+        match state.clocks_of(sources) {
             Ok(clocks) => return Some(clocks),
             Err(e) => {
                 eprintln!("warning: {e}: {}; retrying", error_chain(&e));

@@ -221,12 +221,19 @@ impl RedisState {
         Ok(self.conn.as_mut().expect("connected above"))
     }
 
-    /// `source`'s event-time clock as the state keeps it (the newest watermark applied,
-    /// by any worker), so that a worker that takes a partition over, or starts again,
-    /// guards its clock as the last owner did. Call it with nothing in flight.
-    pub fn clock_of(&mut self, source: &str) -> Result<Option<i64>, RedisStateError> {
-        let cmds = (0..self.settings.slots)
-            .map(|slot| {
+    /// The event-time clocks of `sources` as the state keeps them (each the newest
+    /// watermark applied, by any worker), so that a worker that takes a partition over, or
+    /// starts again, guards its clock as the last owner did; one round trip on one server.
+    /// Call it with nothing in flight.
+    pub fn clocks_of(
+        &mut self,
+        sources: &[std::sync::Arc<str>],
+    ) -> Result<Vec<Option<i64>>, RedisStateError> {
+        let slots = self.settings.slots as usize;
+        let cmds = sources
+            .iter()
+            .flat_map(|source| (0..self.settings.slots).map(move |slot| (source, slot)))
+            .map(|(source, slot)| {
                 let mut cmd = redis::cmd("HGET");
                 cmd.arg(format!("{}hwm", self.settings.prefix(slot)))
                     .arg(format!("clock:{source}"));
@@ -241,10 +248,11 @@ impl RedisState {
         if replies.is_err() {
             self.conn = None;
         }
+        let clock = |v: &Value| redis::from_redis_value_ref::<Option<i64>>(v).ok().flatten();
         Ok(replies?
-            .iter()
-            .filter_map(|v| redis::from_redis_value_ref::<Option<i64>>(v).ok().flatten())
-            .max())
+            .chunks(slots.max(1))
+            .map(|of_source| of_source.iter().filter_map(clock).max())
+            .collect())
     }
 
     /// Forgets what it learned of `source`'s windows (its partition was revoked).

@@ -359,16 +359,22 @@ if watermark then
   end
 end
 
+-- The last offset applied, and the source's event-time clock for the worker that takes
+-- the source over next (only forward: a batch applied again carries an older one); one
+-- write for both.
+local set = {}
 if last > hwm then
-  redis.call('HSET', KEYS[1], source, s(last))
+  set = {source, s(last)}
 end
--- The source's event-time clock, for the worker that takes the source over next (only
--- forward: a batch applied again carries an older one).
 if watermark then
   local clock = redis.call('HGET', KEYS[1], 'clock:' .. source)
   if not clock or watermark > tonumber(clock) then
-    redis.call('HSET', KEYS[1], 'clock:' .. source, s(watermark))
+    set[#set + 1] = 'clock:' .. source
+    set[#set + 1] = s(watermark)
   end
+end
+if #set > 0 then
+  redis.call('HSET', KEYS[1], unpack(set))
 end
 redis.call('PEXPIRE', KEYS[1], keep)
 redis.call('PEXPIRE', KEYS[3], keep)
