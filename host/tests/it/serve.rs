@@ -821,6 +821,28 @@ fn check(eval: &[Value], redis: &dyn StateServer, group: &str, outputs: &[PathBu
     assert_eq!(alerts, eval.len(), "outbox alerts and rule errors");
 }
 
+/// Per partition (`TOPIC/P`), the offset of its last event in `events`, as JSON.
+fn last_offsets(events: &[(i32, String)]) -> Value {
+    let mut last = BTreeMap::new();
+    for (p, _) in events {
+        *last.entry(format!("{TOPIC}/{p}")).or_insert(-1i64) += 1;
+    }
+    serde_json::to_value(last).unwrap()
+}
+
+/// What `rulehost state URL --state-namespace NAMESPACE --format json` prints.
+fn state_json(url: &str, namespace: &str) -> Value {
+    let out = rulehost()
+        .arg("state")
+        .arg(url)
+        .args(["--state-namespace", namespace, "--format", "json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Copies the files of `from` into `to`, folders included.
 fn copy_folder(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -1130,18 +1152,7 @@ fn a_restarted_worker_guards_its_partitions_clock_from_the_state() {
     wait_done(&kafka, &redis, "gr", head, &[&worker]);
     worker.stop();
     // The state keeps each partition's clock: its newest event time.
-    let out = rulehost()
-        .arg("state")
-        .arg(redis.url())
-        .args(["--state-namespace", "gr", "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let json = state_json(&redis.url(), "gr");
     let mut newest: BTreeMap<String, i64> = BTreeMap::new();
     for (p, line) in head {
         let t = newest.entry(format!("{TOPIC}/{p}")).or_insert(i64::MIN);
@@ -1218,13 +1229,6 @@ fn rulehost_state_shows_serves_state_in_redis() {
     let sum = |json: &Value, field: &str| -> u64 {
         let rules = json["rules"].as_array().unwrap();
         rules.iter().map(|r| r[field].as_u64().unwrap()).sum()
-    };
-    let last_offsets = |events: &[(i32, String)]| {
-        let mut last = BTreeMap::new();
-        for (p, _) in events {
-            *last.entry(format!("{TOPIC}/{p}")).or_insert(-1i64) += 1;
-        }
-        serde_json::to_value(last).unwrap()
     };
 
     let json: Value = serde_json::from_str(&state("json")).unwrap();
@@ -1348,27 +1352,7 @@ fn a_redis_cluster_holds_the_state_with_evals_alerts() {
     kafka.produce(head);
     wait_done(&kafka, &cluster, "gc", head, &refs);
 
-    let state = || {
-        let out = rulehost()
-            .arg("state")
-            .arg(cluster.state_url())
-            .args(["--state-namespace", "gc", "--format", "json"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<Value>(&out.stdout).unwrap()
-    };
-    let last_offsets = |events: &[(i32, String)]| {
-        let mut last = BTreeMap::new();
-        for (p, _) in events {
-            *last.entry(format!("{TOPIC}/{p}")).or_insert(-1i64) += 1;
-        }
-        serde_json::to_value(last).unwrap()
-    };
+    let state = || state_json(&cluster.state_url(), "gc");
     let keys = |pattern: &str| -> Vec<usize> {
         let keys = |node: &Redis| -> Vec<String> {
             redis::cmd("KEYS")
