@@ -28,7 +28,7 @@ use crate::eval::{ClockGuard, MatchStage, Quarantine, Rule};
 use crate::sink::{JsonLines, KafkaSink, Sink};
 use crate::source::Input;
 use crate::source::kafka::{CommitMode, KafkaSettings, KafkaSource};
-use crate::state::redis::{InFlight, RedisSettings, RedisState};
+use crate::state::redis::{InFlight, RedisSettings, RedisState, RedisStateError};
 use metrics::{LoopNumbers, Metrics};
 use outbox::Forwarder;
 
@@ -388,6 +388,7 @@ fn connect_redis(settings: &RedisSettings, stop: &AtomicBool) -> anyhow::Result<
     loop {
         match RedisState::connect(settings.clone()) {
             Ok(state) => return Ok(state),
+            Err(e @ RedisStateError::ClusterNode { .. }) => return Err(e.into()),
             Err(e) if !stop.load(Ordering::Relaxed) => {
                 eprintln!("warning: {e}: {}; retrying", error_chain(&e));
                 std::thread::sleep(Duration::from_secs(1));

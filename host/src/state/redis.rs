@@ -32,13 +32,22 @@ const APPLY: &str = include_str!("redis_apply.lua");
 #[derive(Debug, thiserror::Error)]
 pub enum RedisStateError {
     /// Connecting or a command failed.
-    #[error("redis `{url}`")]
+    #[error("redis `{url}`{}", cluster_hint(.source))]
     Redis {
         /// The server (its URL without a password).
         url: String,
         /// The cause.
         #[source]
         source: redis::RedisError,
+    },
+    /// One node of a Redis Cluster was named as one server.
+    #[error(
+        "redis `{url}` is a node of a Redis Cluster: name it `redis+cluster://HOST:PORT` \
+         (one server holds every slot's keys; a cluster node only its own)"
+    )]
+    ClusterNode {
+        /// The server.
+        url: String,
     },
     /// The script answered something it never answers.
     #[error("redis `{url}`: unexpected reply from the apply script: {reply}")]
@@ -48,6 +57,17 @@ pub enum RedisStateError {
         /// What came back.
         reply: String,
     },
+}
+
+/// What to do when one node of a Redis Cluster was named as one server: it answers
+/// `MOVED` (or `ASK`) for the keys of the slots it does not own.
+fn cluster_hint(e: &redis::RedisError) -> &'static str {
+    match e.code() {
+        Some("MOVED" | "ASK") => {
+            " (it is a node of a Redis Cluster: name it `redis+cluster://HOST:PORT`)"
+        }
+        _ => "",
+    }
 }
 
 /// How windows and bookkeeping expire, and how keys are spread.
@@ -199,7 +219,15 @@ impl RedisState {
             field_requests: 0,
             detail_requests: 0,
         };
-        state.connection()?;
+        if let Link::One(conn) = state.connection()? {
+            // A server that cannot say (`INFO` renamed away) is taken at its word.
+            let info: redis::RedisResult<String> = redis::cmd("INFO").arg("cluster").query(conn);
+            if info.is_ok_and(|info| info.contains("cluster_enabled:1")) {
+                return Err(RedisStateError::ClusterNode {
+                    url: state.settings.shown_url(),
+                });
+            }
+        }
         Ok(state)
     }
 

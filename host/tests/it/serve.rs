@@ -1393,6 +1393,34 @@ fn a_redis_cluster_holds_the_state_with_evals_alerts() {
     );
     assert_eq!(json["outbox"]["undelivered"], 0, "{json:#}");
     assert_eq!(json["outbox"]["unacknowledged"], 0, "{json:#}");
+
+    // One node named as one server: the keys of the others' slots are `MOVED`, and the
+    // message says how to name a cluster.
+    let out = rulehost()
+        .arg("state")
+        .arg(cluster.nodes[0].url())
+        .args(["--state-namespace", "gc"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("name it `redis+cluster://HOST:PORT`"),
+        "{stderr}"
+    );
+    // `serve` refuses it at once, before it reads the topic.
+    let out = rulehost()
+        .args(["serve", "--rules"])
+        .arg(rules_tests())
+        .args(["--kafka-brokers", &kafka.brokers(), "--topic", TOPIC])
+        .args(["--group", "gx", "--state", &cluster.nodes[0].url()])
+        .arg("-o")
+        .arg(dir.path().join("gx.jsonl"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is a node of a Redis Cluster"), "{stderr}");
 }
 
 #[test]
