@@ -11,8 +11,12 @@
 //! batches are applied in order, and a batch's offsets are committed only after it is
 //! applied. Before a rebalance's revoked partitions are forgotten, and before a rule set
 //! is swapped in (SIGHUP, or a changed rules folder), the batches in flight are applied
-//! and committed; SIGTERM stops the loop there too. A [`Forwarder`] thread delivers the
-//! outbox the state's script appends alerts to; [`Metrics`] are served from another.
+//! and committed; SIGTERM stops the loop there too. So are they before a partition new to
+//! the worker is evaluated, whose event-time clock is then read from the state (where the
+//! apply script keeps it) so that it goes on from the last owner's. On a Redis Cluster the
+//! calls of a turn are one transaction per slot, sent and read at once (no overlap). A
+//! [`Forwarder`] thread delivers the outbox the state's script appends alerts to;
+//! [`Metrics`] are served from another.
 
 pub mod metrics;
 pub mod outbox;
