@@ -520,8 +520,14 @@ fn sleeping_returns_at_once_instead_of_blocking_the_host() {
 
 #[test]
 fn printing_megabytes_never_traps() {
-    // `eval` discards a rule's output.
-    let run = run(&["flood"]);
+    // `eval` discards a rule's output. The flood is some 16,000 host calls (~40 ms here), so
+    // on a loaded 2-core CI machine it can outlast the 100 ms wall-time deadline: this test
+    // is about output, so both runs get a deadline no machine reaches.
+    let generous = Limits {
+        timeout: Duration::from_secs(30),
+        ..Limits::default()
+    };
+    let run = run_with(generous, &interleaved(&["flood"]));
     assert_eq!(run.hostile().matches, 1);
     assert_eq!(run.hostile_records("alert").len(), 1);
     assert!(!run.summary.has_errors());
@@ -531,7 +537,12 @@ fn printing_megabytes_never_traps() {
         "{HOSTILE_SPEC}Tests:\n  - Name: floods\n    ExpectedResult: true\n    Log: {{hostile: flood}}\n"
     );
     let dir = rule_dir(&[], &[("hostile.yml", &spec)]);
-    let out = crate::util::run(rulehost().arg("test").arg(dir.path()), "");
+    let out = crate::util::run(
+        rulehost()
+            .args(["test", "--timeout-ms", "30000"])
+            .arg(dir.path()),
+        "",
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("\t[PASS] floods\n"), "{stdout}");
