@@ -1804,7 +1804,8 @@ fn aggregated_batches_leave_the_state_that_matches_one_by_one_leave() {
 /// group's first commit to the first with 99% of the events committed (steady rate), and
 /// to its last (with the clock guard's wait for the last events). `SERVE_LOAD_BATCH`: `--batch-size` (default 2000);
 /// `SERVE_LOAD_KAFKA_OPTIONS`: comma-separated `KEY=VALUE`s, each a `--kafka-option`. Each
-/// round first times a plain consumer reading the topic: the mock broker's own rate.
+/// round first times a plain consumer reading the topic: the mock broker's own rate. Each
+/// run prints redis-server's own time per command (`INFO commandstats`), per event.
 #[test]
 #[ignore = "a measurement, run by hand"]
 fn serve_load() {
@@ -2220,6 +2221,40 @@ fn serve_run(
         .trim()
         .parse()
         .unwrap();
+    // Where redis-server's time went, by its own accounting (a script's own time is its
+    // EVALSHA's less the commands it called).
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut redis.conn().unwrap())
+        .unwrap();
+    let mut by_command: Vec<(String, f64, f64)> = stats
+        .lines()
+        .filter_map(|l| {
+            let (name, fields) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let field = |key: &str| -> Option<f64> {
+                fields
+                    .split(',')
+                    .find_map(|f| f.strip_prefix(key)?.strip_prefix('='))?
+                    .parse()
+                    .ok()
+            };
+            Some((name.to_owned(), field("calls")?, field("usec")?))
+        })
+        .collect();
+    by_command.sort_by(|a, b| b.2.total_cmp(&a.2));
+    println!(
+        "{group}: redis-server's commands, µs per event (calls per event): {}",
+        by_command
+            .iter()
+            .take(12)
+            .map(|(name, calls, usec)| format!(
+                "{name} {:.2} ({:.2})",
+                usec / counted,
+                calls / counted
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let refs: Vec<&Worker> = running.iter().collect();
     wait_done(kafka, &redis, group, events, &refs);
     for worker in running {
