@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::clock::Clock;
-use crate::eval::{ClockGuard, MatchStage, Quarantine, Rule};
+use crate::eval::{ClockGuard, MatchBatch, MatchStage, Quarantine, Rule};
 use crate::sink::{JsonLines, KafkaSink, Sink};
 use crate::source::Input;
 use crate::source::kafka::{CommitMode, KafkaSettings, KafkaSource};
@@ -108,13 +108,9 @@ pub fn serve(
         settings.redis.shown_url()
     );
 
-    let mut numbers = LoopNumbers::default();
-    // Per partition held: the last offset applied to the state.
-    let mut last_applied: HashMap<i32, u64> = HashMap::new();
+    let mut pipeline = Pipeline::default();
     // The partitions whose clock was read from the state since they were assigned.
     let mut clocks_read: HashSet<Arc<str>> = HashSet::new();
-    // The batches sent to Redis whose replies are not read yet.
-    let mut in_flight: Option<InFlight> = None;
     let mut last_render = Instant::now();
     let mut last_watch = Instant::now();
     while !stop.load(Ordering::Relaxed) {
@@ -148,20 +144,12 @@ pub fn serve(
         let reloading = reload.swap(false, Ordering::Relaxed) || changed;
         // Nothing read before a rebalance, nor evaluated by the old rules, stays in flight.
         if (!revoked.is_empty() || reloading)
-            && !drain(
-                &mut in_flight,
-                &mut state,
-                &mut stage,
-                &source,
-                &mut last_applied,
-                &mut numbers,
-                &stop,
-            )
+            && !pipeline.drain(&mut state, &mut stage, &source, &stop)
         {
             break;
         }
         for partition in revoked {
-            last_applied.remove(&partition);
+            pipeline.last_applied.remove(&partition);
             let name = source.partition_name(partition);
             stage.forget(&name);
             state.forget(&name);
@@ -173,7 +161,7 @@ pub fn serve(
                 Ok(Some((rules, kept))) => {
                     stage = new_stage(rules, &settings).taking_over(stage);
                     keep = kept;
-                    numbers.reloads += 1;
+                    pipeline.numbers.reloads += 1;
                     eprintln!(
                         "rulehost serve: loaded {} rules from `{}`",
                         stage.rule_ids().len(),
@@ -181,11 +169,11 @@ pub fn serve(
                     );
                 }
                 Ok(None) => {
-                    numbers.failed_reloads += 1;
+                    pipeline.numbers.failed_reloads += 1;
                     eprintln!("warning: the new rule set was refused; the old one runs on");
                 }
                 Err(e) => {
-                    numbers.failed_reloads += 1;
+                    pipeline.numbers.failed_reloads += 1;
                     eprintln!(
                         "warning: the new rule set did not load ({e:#}); the old one runs on"
                     );
@@ -205,15 +193,7 @@ pub fn serve(
             })
             .collect();
         if !new_sources.is_empty() {
-            if !drain(
-                &mut in_flight,
-                &mut state,
-                &mut stage,
-                &source,
-                &mut last_applied,
-                &mut numbers,
-                &stop,
-            ) {
+            if !pipeline.drain(&mut state, &mut stage, &source, &stop) {
                 break;
             }
             let Some(clocks) = read_clocks(&mut state, &new_sources, &stop) else {
@@ -239,8 +219,8 @@ pub fn serve(
             };
             let started = Instant::now();
             let matches = stage.batch(name, batch, max_line);
-            numbers.eval_seconds += started.elapsed().as_secs_f64();
-            numbers.batches += 1;
+            pipeline.numbers.eval_seconds += started.elapsed().as_secs_f64();
+            pipeline.numbers.batches += 1;
             for (position, reason) in &matches.bad {
                 eprintln!("warning: `{position}`: skipped: {reason}");
             }
@@ -248,42 +228,22 @@ pub fn serve(
         }
         // The batches in flight are applied and committed before these are sent, so a
         // partition's batches are applied in order, one round trip after the other.
-        if !drain(
-            &mut in_flight,
-            &mut state,
-            &mut stage,
-            &source,
-            &mut last_applied,
-            &mut numbers,
-            &stop,
-        ) {
+        if !pipeline.drain(&mut state, &mut stage, &source, &stop) {
             break;
         }
-        if !batches.is_empty() {
-            let started = Instant::now();
-            in_flight = Some(state.send(&stage, batches));
-            numbers.redis_seconds += started.elapsed().as_secs_f64();
-        }
+        pipeline.send(&mut state, &stage, batches);
         if last_render.elapsed() >= Duration::from_millis(500) {
             last_render = Instant::now();
-            numbers.lag = source.lag();
-            numbers.delivered = forwarder.delivered();
-            metrics.update(&stage.counts(), &numbers);
+            pipeline.numbers.lag = source.lag();
+            pipeline.numbers.delivered = forwarder.delivered();
+            metrics.update(&stage.counts(), &pipeline.numbers);
         }
     }
     // SIGTERM: the batches in flight are applied (unless Redis fails meanwhile: then they
     // are neither applied nor committed, and read again later).
-    drain(
-        &mut in_flight,
-        &mut state,
-        &mut stage,
-        &source,
-        &mut last_applied,
-        &mut numbers,
-        &stop,
-    );
+    pipeline.drain(&mut state, &mut stage, &source, &stop);
     // The commits of the loop were sent without waiting: this one waits for them all.
-    if let Err(e) = source.commit(&last_applied, CommitMode::Sync) {
+    if let Err(e) = source.commit(&pipeline.last_applied, CommitMode::Sync) {
         eprintln!("warning: {e}: {}", error_chain(&e));
     }
     eprintln!("rulehost serve: stopping: the last batch is applied and committed");
@@ -301,58 +261,84 @@ pub fn serve(
     Ok(())
 }
 
-/// Applies the batches in flight (while Redis fails, again every half second, unless
-/// stopped) and commits their offsets (sent without waiting). `false`: stopped before they
-/// were applied; nothing of them is committed.
-fn drain(
-    in_flight: &mut Option<InFlight>,
-    state: &mut RedisState,
-    stage: &mut MatchStage,
-    source: &KafkaSource,
-    last_applied: &mut HashMap<i32, u64>,
-    numbers: &mut LoopNumbers,
-    stop: &AtomicBool,
-) -> bool {
-    let Some(mut flight) = in_flight.take() else {
-        return true;
-    };
-    let started = Instant::now();
-    let applied = loop {
-        match state.finish(stage, &mut flight) {
-            Ok(applied) => break Some(applied),
-            Err(e) => {
-                eprintln!("warning: {e}: {}; retrying the batch", error_chain(&e));
-                if stop.load(Ordering::Relaxed) {
-                    break None;
+/// The loop's second stage: the batches sent to Redis and not yet applied, what was
+/// applied, and the loop's numbers.
+#[derive(Default)]
+struct Pipeline {
+    /// The batches sent to Redis whose replies are not read yet.
+    in_flight: Option<InFlight>,
+    /// Per partition held: the last offset applied to the state.
+    last_applied: HashMap<i32, u64>,
+    numbers: LoopNumbers,
+}
+
+impl Pipeline {
+    /// Sends `batches` to Redis (none: nothing is in flight after). Only after
+    /// [`Pipeline::drain`]: at most one turn's batches are in flight.
+    fn send(&mut self, state: &mut RedisState, stage: &MatchStage, batches: Vec<MatchBatch>) {
+        debug_assert!(
+            self.in_flight.is_none(),
+            "sent before the last turn was drained"
+        );
+        if !batches.is_empty() {
+            let started = Instant::now();
+            self.in_flight = Some(state.send(stage, batches));
+            self.numbers.redis_seconds += started.elapsed().as_secs_f64();
+        }
+    }
+
+    /// Applies the batches in flight (while Redis fails, again every half second, unless
+    /// stopped) and commits their offsets (sent without waiting). `false`: stopped before
+    /// they were applied; nothing of them is committed.
+    fn drain(
+        &mut self,
+        state: &mut RedisState,
+        stage: &mut MatchStage,
+        source: &KafkaSource,
+        stop: &AtomicBool,
+    ) -> bool {
+        let Some(mut flight) = self.in_flight.take() else {
+            return true;
+        };
+        let numbers = &mut self.numbers;
+        let started = Instant::now();
+        let applied = loop {
+            match state.finish(stage, &mut flight) {
+                Ok(applied) => break Some(applied),
+                Err(e) => {
+                    eprintln!("warning: {e}: {}; retrying the batch", error_chain(&e));
+                    if stop.load(Ordering::Relaxed) {
+                        break None;
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
                 }
-                std::thread::sleep(Duration::from_millis(500));
+            }
+        };
+        numbers.redis_seconds += started.elapsed().as_secs_f64();
+        let Some(applied) = applied else {
+            return false;
+        };
+        numbers.redis_round_trips = state.round_trips;
+        numbers.redis_field_requests = state.field_requests;
+        numbers.redis_detail_requests = state.detail_requests;
+        numbers.windows_closed += applied.closed;
+        for (rule, namespace) in applied.alerts {
+            stage.count_created(rule, namespace);
+        }
+        let mut done = HashMap::new();
+        for batch in flight.batches() {
+            if let Some(partition) = source.partition_of(&batch.source) {
+                // A partition's batches are in order: the last one wins.
+                done.insert(partition, batch.last_offset);
             }
         }
-    };
-    numbers.redis_seconds += started.elapsed().as_secs_f64();
-    let Some(applied) = applied else {
-        return false;
-    };
-    numbers.redis_round_trips = state.round_trips;
-    numbers.redis_field_requests = state.field_requests;
-    numbers.redis_detail_requests = state.detail_requests;
-    numbers.windows_closed += applied.closed;
-    for (rule, namespace) in applied.alerts {
-        stage.count_created(rule, namespace);
-    }
-    let mut done = HashMap::new();
-    for batch in flight.batches() {
-        if let Some(partition) = source.partition_of(&batch.source) {
-            // A partition's batches are in order: the last one wins.
-            done.insert(partition, batch.last_offset);
+        self.last_applied.extend(&done);
+        if let Err(e) = source.commit(&done, CommitMode::Async) {
+            // The next owner applies the batches again; the state skips them.
+            eprintln!("warning: {e}: {}", error_chain(&e));
         }
+        true
     }
-    last_applied.extend(&done);
-    if let Err(e) = source.commit(&done, CommitMode::Async) {
-        // The next owner applies the batches again; the state skips them.
-        eprintln!("warning: {e}: {}", error_chain(&e));
-    }
-    true
 }
 
 /// The event-time clocks the state keeps for `sources` (while Redis fails, again every
