@@ -1892,7 +1892,8 @@ fn serve_load() {
                     "round {round}: serve, appendfsync {fsync}, {workers} worker(s): {:.0} \
                      events/s ({:.0}% of eval) to 99% committed, {:.0} events/s to the last \
                      commit in {:.1} s; {:.2} Redis round trips per 1,000 \
-                     events ({:.2} for fields); {:.0} bytes of append-only file per event; peak \
+                     events ({:.2} for fields, {:.2} for calls sent again match by match); \
+                     {:.0} bytes of append-only file per event; peak \
                      RSS {} MB; CPU per event: worker(s) {:.1} µs, redis-server {:.1} µs; the \
                      loop's wall time: in rules {:.1} s, blocked on Redis {:.1} s",
                     run.steady_rate,
@@ -1901,6 +1902,7 @@ fn serve_load() {
                     run.seconds,
                     run.trips_per_1000,
                     run.asked_per_1000,
+                    run.detailed_per_1000,
                     run.aof_per_event,
                     run.peak_mb
                         .iter()
@@ -2060,6 +2062,8 @@ struct LoadRun {
     trips_per_1000: f64,
     /// Calls made again with the fields they asked for, per 1,000 events.
     asked_per_1000: f64,
+    /// Aggregated calls the script sent back to be made match by match, per 1,000 events.
+    detailed_per_1000: f64,
     /// Bytes Redis appended to its append-only file per event.
     aof_per_event: f64,
     /// Each worker's peak RSS (VmHWM), MB.
@@ -2180,12 +2184,13 @@ fn serve_run(
     // The metrics page is rendered every 500 ms.
     std::thread::sleep(Duration::from_millis(1200));
     let (mut trips, mut counted, mut rules_seconds, mut redis_seconds) = (0.0, 0.0, 0.0, 0.0);
-    let mut asked = 0.0;
+    let (mut asked, mut detailed) = (0.0, 0.0);
     let mut peak_mb = Vec::new();
     for (worker, addr) in running.iter().zip(&addrs) {
         let (_, page) = http_get(addr, "/metrics");
         trips += metric(&page, "rulehost_redis_round_trips_total").unwrap();
         asked += metric(&page, "rulehost_redis_field_requests_total").unwrap();
+        detailed += metric(&page, "rulehost_redis_detail_requests_total").unwrap();
         counted += metric(&page, "rulehost_events_total").unwrap();
         rules_seconds += metric(&page, "rulehost_eval_seconds_sum").unwrap();
         redis_seconds += metric(&page, "rulehost_redis_apply_seconds_sum").unwrap();
@@ -2270,6 +2275,7 @@ fn serve_run(
         trips_per_1000: 1000.0 * trips / counted,
         aof_per_event: aof_bytes / counted,
         asked_per_1000: 1000.0 * asked / counted,
+        detailed_per_1000: 1000.0 * detailed / counted,
         peak_mb,
         worker_cpu,
         redis_cpu,
