@@ -45,7 +45,9 @@ local grace, keep = tonumber(ARGV[5]), tonumber(ARGV[6])
 local prefix = ARGV[7]
 local K, S = tonumber(ARGV[8]), tonumber(ARGV[9])
 local aggregated = ARGV[10] == 'a'
-local hwm = tonumber(redis.call('HGET', KEYS[1], source) or '-1')
+-- The source's offset and clock, in one read.
+local kept = redis.call('HMGET', KEYS[1], source, 'clock:' .. source)
+local hwm = tonumber(kept[1] or '-1')
 -- Every match is new unless the batch was (partly) applied before.
 local fresh_batch = first_offset > hwm
 if aggregated and not fresh_batch then
@@ -164,10 +166,13 @@ local function record(kind, key, w)
 end
 
 local closed, alerted, created = 0, 0, {}
+-- Windows deleted, by id.
+local gone = {}
 local function close(key, w, wkey, ukey)
   if w.alerted then record('alert_update', key, w) end
   redis.call('DEL', wkey, ukey)
   redis.call('ZREM', prefix .. 'ends:' .. w.src, key.id)
+  gone[key.id] = true
   closed = closed + 1
 end
 
@@ -338,7 +343,9 @@ for _ = 1, S do
   end
 end
 
--- Close this source's windows that its event time has passed.
+-- Close this source's windows that its event time has passed (`gone`: from here on, the
+-- windows written above that this deletes).
+gone = {}
 if watermark then
   local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', watermark)
   for _, id in ipairs(due) do
@@ -350,8 +357,9 @@ if watermark then
       w.start, w['end'], w.thr = tonumber(w.start), tonumber(w['end']), tonumber(w.thr)
       w.cnt, w.fev, w.lev = tonumber(w.cnt), tonumber(w.fev), tonumber(w.lev)
       w.alerted, w.created = w.alerted == '1', tonumber(w.created)
-      w.ucnt = redis.call('SCARD', ukey)
       local key = {id = id, rule = w.rule, ns = w.ns, dedup = w.dedup, uniq = w.uniq == '1'}
+      -- Only an alerted window's update record carries the count of unique values.
+      w.ucnt = (w.alerted and key.uniq) and redis.call('SCARD', ukey) or 0
       close(key, w, wkey, ukey)
     elseif #h == 0 then
       redis.call('ZREM', KEYS[3], id)
@@ -367,7 +375,7 @@ if last > hwm then
   set = {source, s(last)}
 end
 if watermark then
-  local clock = redis.call('HGET', KEYS[1], 'clock:' .. source)
+  local clock = kept[2]
   if not clock or watermark > tonumber(clock) then
     set[#set + 1] = 'clock:' .. source
     set[#set + 1] = s(watermark)
@@ -383,7 +391,8 @@ local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
 local out = {'ok', closed, alerted, #first > 0 and tonumber(first[2]) or -1}
 for k = 1, K do
   local w = W[k]
-  if w.exists and w.dirty and redis.call('EXISTS', keys[k].wkey) == 1 then
+  -- A window written here and not closed by the watermark since.
+  if w.exists and w.dirty and not gone[keys[k].id] then
     out[#out + 1] = w['end']
   else
     out[#out + 1] = ends[k] or 0

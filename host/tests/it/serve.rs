@@ -2248,14 +2248,13 @@ fn serve_run(
         .collect();
     by_command.sort_by(|a, b| b.2.total_cmp(&a.2));
     println!(
-        "{group}: redis-server's commands, µs per event (calls per event): {}",
+        "{group}: redis-server's commands, µs per event (calls per 1,000 events): {}",
         by_command
             .iter()
-            .take(12)
             .map(|(name, calls, usec)| format!(
-                "{name} {:.2} ({:.2})",
+                "{name} {:.2} ({:.0})",
                 usec / counted,
-                calls / counted
+                1000.0 * calls / counted
             ))
             .collect::<Vec<_>>()
             .join(", ")
