@@ -196,7 +196,9 @@ pub fn serve(
             if !pipeline.drain(&mut state, &mut stage, &source, &stop) {
                 break;
             }
-            let Some(clocks) = read_clocks(&mut state, &new_sources, &stop) else {
+            // The clocks the state keeps for them.
+            let read = || state.clocks_of(&new_sources);
+            let Some(clocks) = retrying(&stop, "the read of the clocks", read) else {
                 break;
             };
             for (name, clock) in new_sources.into_iter().zip(clocks) {
@@ -302,18 +304,7 @@ impl Pipeline {
         };
         let numbers = &mut self.numbers;
         let started = Instant::now();
-        let applied = loop {
-            match state.finish(stage, &mut flight) {
-                Ok(applied) => break Some(applied),
-                Err(e) => {
-                    eprintln!("warning: {e}: {}; retrying the batch", error_chain(&e));
-                    if stop.load(Ordering::Relaxed) {
-                        break None;
-                    }
-                    std::thread::sleep(Duration::from_millis(500));
-                }
-            }
-        };
+        let applied = retrying(stop, "the batch", || state.finish(stage, &mut flight));
         numbers.redis_seconds += started.elapsed().as_secs_f64();
         let Some(applied) = applied else {
             return false;
@@ -341,18 +332,18 @@ impl Pipeline {
     }
 }
 
-/// The event-time clocks the state keeps for `sources` (while Redis fails, again every
-/// half second); `None`: stopped first.
-fn read_clocks(
-    state: &mut RedisState,
-    sources: &[Arc<str>],
+/// `attempt`'s result: while it fails (Redis), it is made again every half second, each
+/// failure logged as "retrying `what`"; `None`: stopped first.
+fn retrying<T>(
     stop: &AtomicBool,
-) -> Option<Vec<Option<i64>>> {
+    what: &str,
+    mut attempt: impl FnMut() -> Result<T, RedisStateError>,
+) -> Option<T> {
     loop {
-        match state.clocks_of(sources) {
-            Ok(clocks) => return Some(clocks),
+        match attempt() {
+            Ok(done) => return Some(done),
             Err(e) => {
-                eprintln!("warning: {e}: {}; retrying", error_chain(&e));
+                eprintln!("warning: {e}: {}; retrying {what}", error_chain(&e));
                 if stop.load(Ordering::Relaxed) {
                     return None;
                 }
