@@ -166,13 +166,10 @@ local function record(kind, key, w)
 end
 
 local closed, alerted, created = 0, 0, {}
--- Windows deleted, by id.
-local gone = {}
 local function close(key, w, wkey, ukey)
   if w.alerted then record('alert_update', key, w) end
   redis.call('DEL', wkey, ukey)
   redis.call('ZREM', prefix .. 'ends:' .. w.src, key.id)
-  gone[key.id] = true
   closed = closed + 1
 end
 
@@ -343,9 +340,9 @@ for _ = 1, S do
   end
 end
 
--- Close this source's windows that its event time has passed (`gone`: from here on, the
--- windows written above that this deletes).
-gone = {}
+-- Close this source's windows that its event time has passed (`gone`: the ids of those
+-- closed here, some maybe written above).
+local gone = {}
 if watermark then
   local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', watermark)
   for _, id in ipairs(due) do
@@ -361,6 +358,7 @@ if watermark then
       -- Only an alerted window's update record carries the count of unique values.
       w.ucnt = (w.alerted and key.uniq) and redis.call('SCARD', ukey) or 0
       close(key, w, wkey, ukey)
+      gone[id] = true
     elseif #h == 0 then
       redis.call('ZREM', KEYS[3], id)
     end
