@@ -1,15 +1,18 @@
 //! What an alert is made of and how it is written: [`AlertFields`] (what a window keeps
-//! from its first match) and the output records [`AlertRecord`] and [`SignalRecord`],
+//! from its first match; [`WindowFields`]: until the window alerts, that match itself) and
+//! the output records [`AlertRecord`] and [`SignalRecord`],
 //! which a [`crate::sink::Sink`] writes. The evaluator and the state backends both use
 //! them; neither depends on the other for them. Where an event came from is a source's
 //! [`crate::source::Position`].
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::clock::format_ms;
+use crate::event::Event;
 use crate::spec::{Severity, Spec};
 use crate::state::{Closed, Namespace, Weigh, alert_id};
 
@@ -54,6 +57,74 @@ impl Weigh for AlertFields {
                 .sum::<usize>()
             + self.error.as_ref().map_or(0, String::capacity);
         text as u64 + json_weight(&self.alert_context)
+    }
+}
+
+/// What a window keeps for its alert. Its fields come from its first match, but they are
+/// worth computing (one call per alert function) only once the window alerts: a window
+/// whose threshold is 1 freezes them when it opens, any other keeps its first match until
+/// the match that reaches the threshold, which freezes them from it, at its time. Most
+/// windows of a threshold never reach it and cost no calls.
+#[derive(Debug, Clone)]
+pub enum WindowFields {
+    /// The alert's fields.
+    Frozen(AlertFields),
+    /// The window has not alerted yet: the match to freeze the fields from.
+    Pending(Opener),
+}
+
+/// A window's first match, kept until the window alerts ([`WindowFields::Pending`]).
+#[derive(Debug, Clone)]
+pub struct Opener {
+    /// The event: its line, parsed again when the fields are frozen.
+    pub event: OpenerEvent,
+    /// The alert's title when the match came with it (the rule defines no `dedup`, so its
+    /// title was called as the dedup string), after Panther's fallbacks.
+    pub title: Option<String>,
+}
+
+/// A window's first event ([`Opener`]).
+#[derive(Debug, Clone)]
+pub enum OpenerEvent {
+    /// Its line (JSON text).
+    Line(Box<str>),
+    /// An event that came parsed, without a line.
+    Parsed(Arc<Event>),
+}
+
+impl OpenerEvent {
+    /// The event as text: its line, or its value written as JSON.
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            OpenerEvent::Line(line) => std::borrow::Cow::Borrowed(line),
+            OpenerEvent::Parsed(event) => event.whole_value().to_string().into(),
+        }
+    }
+}
+
+impl WindowFields {
+    /// The frozen fields, if they are.
+    pub fn frozen(&self) -> Option<&AlertFields> {
+        match self {
+            WindowFields::Frozen(fields) => Some(fields),
+            WindowFields::Pending(_) => None,
+        }
+    }
+}
+
+impl Weigh for WindowFields {
+    /// The fields' bytes, or the first match's: its line (or its value), and its title.
+    fn weigh(&self) -> u64 {
+        match self {
+            WindowFields::Frozen(fields) => fields.weigh(),
+            WindowFields::Pending(opener) => {
+                let event = match &opener.event {
+                    OpenerEvent::Line(line) => line.len() as u64,
+                    OpenerEvent::Parsed(event) => json_weight(event.whole_value()),
+                };
+                event + opener.title.as_ref().map_or(0, String::capacity) as u64
+            }
+        }
     }
 }
 
@@ -131,13 +202,16 @@ pub struct AlertRecord<'a> {
 impl<'a> AlertRecord<'a> {
     /// The record of a closed window: an alert, or a rule error for the error namespace.
     /// `L` is where the window's first event came from ([`crate::source::Position`]), as
-    /// its `first_event` shows it.
+    /// its `first_event` shows it. The window alerted, so its fields are frozen.
     pub fn from_closed<L: fmt::Display>(
         spec: &'a Spec,
-        closed: &'a Closed<L, AlertFields>,
+        closed: &'a Closed<L, WindowFields>,
     ) -> Self {
         let w = &closed.window;
-        let f = &w.fields;
+        let f = w
+            .fields
+            .frozen()
+            .expect("a window froze its fields when it alerted");
         AlertRecord {
             kind: match closed.key.namespace {
                 Namespace::Alert => "alert",

@@ -15,7 +15,7 @@ use super::runner::Runner;
 use super::skew::{ClockGuard, Placement};
 use super::summary::{KeptWindows, Quarantine, RuleStats, Summary};
 use super::verdict::{Judged, MatchCalls, Note, Verdict};
-use crate::alert::{AlertFields, AlertRecord, SignalRecord};
+use crate::alert::{AlertFields, AlertRecord, Opener, OpenerEvent, SignalRecord, WindowFields};
 use crate::calls::{CallResult, Function, RuleFailure};
 use crate::clock::format_ms;
 use crate::event::Event;
@@ -109,6 +109,18 @@ pub(super) struct StageEvent<'a> {
 }
 
 impl StageEvent<'_> {
+    /// The event kept as a window's first match: its line, as read.
+    fn opener(&self) -> OpenerEvent {
+        match &self.parsed {
+            Some(event) if self.line.is_empty() => OpenerEvent::Parsed(event.clone()),
+            _ => OpenerEvent::Line(
+                String::from_utf8_lossy(self.line)
+                    .into_owned()
+                    .into_boxed_str(),
+            ),
+        }
+    }
+
     fn get(&mut self) -> &Arc<Event> {
         let line = self.line;
         self.parsed.get_or_insert_with(|| match parse_line(line) {
@@ -121,7 +133,7 @@ impl StageEvent<'_> {
 /// Applies workers' outcomes in input order: windows, alerts, counts, quarantine.
 pub(super) struct Stage<'a> {
     pub rules: Vec<StageRule>,
-    pub state: AlertState<Position, AlertFields>,
+    pub state: AlertState<Position, WindowFields>,
     pub sink: Box<dyn Sink + 'a>,
     /// With `--state`: commits the state every so many lines and at the end.
     pub checkpoints: Option<Checkpointer>,
@@ -409,6 +421,7 @@ impl<'a> Stage<'a> {
         };
         let hit = match self.state.add(&key, hit) {
             Ok(Added::Counted) => return,
+            Ok(Added::Alerted) => return self.freeze_alerted(index, &key),
             Ok(Added::CountedWithoutUnique(cap)) => {
                 self.state_limit(index, cap, time, location);
                 return;
@@ -420,15 +433,49 @@ impl<'a> Stage<'a> {
             return;
         }
         let rule = &mut self.rules[index];
-        let frozen = freeze(rule, event.get(), time, info.title.as_ref());
         let spec = &rule.runner.rule.spec;
         let (period, threshold) = (spec.dedup_period_ms(), spec.threshold);
+        let given = info.title.as_ref().map(|t| semantics::title(spec, t));
+        // A window of threshold 1 alerts as it opens (as good as: one that counts unique
+        // values and whose first match has none waits, frozen); any other freezes its
+        // fields when it alerts, if it does (`freeze_alerted`).
+        let fields = match threshold <= 1 {
+            true => WindowFields::Frozen(freeze(rule, event.get(), time, given)),
+            false => WindowFields::Pending(Opener {
+                event: event.opener(),
+                title: given,
+            }),
+        };
         if let Err(cap) = self
             .state
-            .open(key, hit, period, threshold, counts_unique, frozen)
+            .open(key, hit, period, threshold, counts_unique, fields)
         {
             self.state_limit(index, cap, time, location);
         }
+    }
+
+    /// Freezes the alert fields of the window for `key`, which has just alerted, from its
+    /// first match, at that match's time (as the window would have when it opened).
+    fn freeze_alerted(&mut self, index: usize, key: &WindowKey) {
+        let Some(window) = self.state.live(key) else {
+            return;
+        };
+        let WindowFields::Pending(opener) = &window.fields else {
+            return;
+        };
+        let (time, title) = (window.start_ms, opener.title.clone());
+        let event = match &opener.event {
+            OpenerEvent::Parsed(event) => event.clone(),
+            OpenerEvent::Line(line) => StageEvent {
+                line: line.as_bytes(),
+                parsed: None,
+            }
+            .get()
+            .clone(),
+        };
+        let frozen = freeze(&mut self.rules[index], &event, time, title);
+        let replaced = self.state.replace_fields(key, WindowFields::Frozen(frozen));
+        debug_assert!(replaced.is_ok(), "the window is live");
     }
 
     /// A state limit: counted, reported and recorded.
@@ -454,7 +501,7 @@ impl<'a> Stage<'a> {
         };
         if let Err(hit) = self.state.add(&key, hit) {
             let spec = &rule.runner.rule.spec;
-            let frozen = error_fields(spec, error.to_string());
+            let frozen = WindowFields::Frozen(error_fields(spec, error.to_string()));
             // Rule errors alert at the first occurrence, within the rule's period. Their
             // windows (one per kind) are not capped.
             let opened = self
@@ -471,7 +518,7 @@ impl<'a> Stage<'a> {
         Ok(())
     }
 
-    fn write(&mut self, closed: &Closed<Position, AlertFields>) -> io::Result<()> {
+    fn write(&mut self, closed: &Closed<Position, WindowFields>) -> io::Result<()> {
         let rule = &mut self.rules[closed.key.rule];
         let is_error = closed.key.namespace == Namespace::Error;
         let record = AlertRecord::from_closed(&rule.runner.rule.spec, closed);
@@ -554,15 +601,16 @@ pub(super) fn count_aux(rule: &mut StageRule, function: Function, failure: &Rule
     count_failed(&mut rule.stats, function, failure);
 }
 
-/// Calls the functions whose values an alert keeps, for the match at `time` that opens a
-/// window (`title` too, unless given), and applies Panther's fallbacks; failed calls and
-/// invalid values are counted. All calls share one call's deadline, so that a stage (which
-/// every event waits for) is held up by at most one deadline per window.
+/// Calls the functions whose values an alert keeps, for the match at `time` that opened a
+/// window (`title` too, unless given: the title the match came with, after Panther's
+/// fallbacks), and applies Panther's fallbacks; failed calls and invalid values are
+/// counted. All calls share one call's deadline, so that a stage (which every event waits
+/// for) is held up by at most one deadline per window.
 pub(super) fn freeze(
     rule: &mut StageRule,
     event: &Arc<Event>,
     time: i64,
-    title: Option<&CallResult<String>>,
+    title: Option<String>,
 ) -> AlertFields {
     rule.runner.calls().set_time(time);
     rule.runner.calls().share_deadline(true);
@@ -592,8 +640,8 @@ pub(super) fn freeze(
             count_aux(rule, function, failure);
         }
     }
-    let title = title.or(called.as_ref()).expect("given or called");
     let spec = &rule.runner.rule.spec;
+    let title = title.unwrap_or_else(|| semantics::title(spec, called.as_ref().expect("called")));
     let (severity_value, severity_error) = semantics::severity(spec, &severity);
     let (alert_context, context_error) = semantics::alert_context(&context);
     // Failed calls were counted above; invalid values returned are errors too.
@@ -602,7 +650,7 @@ pub(super) fn freeze(
     rule.stats.aux_errors += invalid;
     let (destinations, suppressed) = semantics::destinations(spec, &destinations);
     AlertFields {
-        title: semantics::title(spec, title),
+        title,
         severity: severity_value,
         alert_context,
         description: semantics::text(&description, &spec.description),

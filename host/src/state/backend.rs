@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::{AlertState, Counters, Window, WindowKey};
-use crate::alert::AlertFields;
+use crate::alert::WindowFields;
 use crate::input::{BatchLine, LineBatch};
 use crate::sink::{SinkMark, SinkTarget};
 use crate::source::{Input, Position, Recorded, SourceKey};
@@ -35,7 +35,7 @@ impl BackendError {
 /// The windows of one state, restored for the rules of this run.
 pub struct Restored {
     /// The live windows of the loaded rules, and the counters.
-    pub state: AlertState<Position, AlertFields>,
+    pub state: AlertState<Position, WindowFields>,
     /// Rules with windows in the state that this run does not load: (RuleID, windows).
     /// Their windows are kept as they are.
     pub other_rules: Vec<(String, u64)>,
@@ -121,7 +121,7 @@ pub struct WindowChange<'a> {
     /// Its key.
     pub key: &'a WindowKey,
     /// The window as it is now, or `None` when it closed.
-    pub window: Option<&'a Window<Position, AlertFields>>,
+    pub window: Option<&'a Window<Position, WindowFields>>,
 }
 
 /// One checkpoint: all of it is committed, or none.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::AlertState;
 use super::backend::{BackendError, Checkpoint, HeldLine, Restored, StateBackend, WindowChange};
-use crate::alert::AlertFields;
+use crate::alert::WindowFields;
 use crate::sink::SinkMark;
 use crate::source::{Position, Tracked};
 
@@ -103,7 +103,7 @@ impl Checkpointer {
     /// sink synced with them, in one checkpoint.
     pub fn commit(
         &mut self,
-        state: &mut AlertState<Position, AlertFields>,
+        state: &mut AlertState<Position, WindowFields>,
         sink: SinkMark,
         finished: bool,
     ) -> Result<(), BackendError> {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use super::backend::{BackendError, Checkpoint, HeldLine, Restored, StateBackend};
 use super::{AlertState, Counters, Namespace, Window, WindowKey};
-use crate::alert::AlertFields;
+use crate::alert::WindowFields;
 use crate::sink::SinkTarget;
 use crate::source::{Position, Recorded};
 
@@ -16,7 +16,7 @@ use crate::source::{Position, Recorded};
 #[derive(Debug, Default)]
 struct Held {
     /// Live windows by (RuleID, namespace, dedup).
-    windows: BTreeMap<(String, Namespace, String), Window<Position, AlertFields>>,
+    windows: BTreeMap<(String, Namespace, String), Window<Position, WindowFields>>,
     counters: Counters,
     progress: HashMap<String, Recorded>,
     sink: Option<SinkTarget>,
@@ -133,8 +133,8 @@ mod tests {
     use crate::state::Hit;
     use crate::state::backend::WindowChange;
 
-    fn fields() -> AlertFields {
-        AlertFields {
+    fn fields() -> WindowFields {
+        WindowFields::Frozen(crate::alert::AlertFields {
             title: "t".to_owned(),
             severity: Severity::Low,
             alert_context: serde_json::json!({}),
@@ -144,7 +144,7 @@ mod tests {
             destinations: Vec::new(),
             suppressed: false,
             error: None,
-        }
+        })
     }
 
     #[test]

@@ -210,6 +210,9 @@ impl std::fmt::Display for CapReached {
 pub enum Added {
     /// Counted into the live window.
     Counted,
+    /// Counted into the live window, which this hit made reach its threshold: its alert
+    /// was created.
+    Alerted,
     /// Counted, but its unique value was dropped ([`Caps::unique_values`]).
     CountedWithoutUnique(CapReached),
 }
@@ -374,11 +377,32 @@ impl<L: Clone, F: Weigh> AlertState<L, F> {
                 None => self.usage[key.rule].bytes += value.len() as u64,
             }
         }
-        Self::count_into(window, hit, &mut self.next_alert);
+        if Self::count_into(window, hit, &mut self.next_alert) {
+            // A hit whose unique value was dropped counts nothing toward the threshold.
+            added = Added::Alerted;
+        }
         if let Some(changed) = &mut self.changed {
             changed.insert(key.clone());
         }
         Ok(added)
+    }
+
+    /// Replaces the fields of the live window for `key` (its caps usage follows their
+    /// bytes, which may pass [`Caps::bytes`]: the window is open already); gives the old
+    /// ones back, or `fields` when there is no such window.
+    pub fn replace_fields(&mut self, key: &WindowKey, fields: F) -> Result<F, F> {
+        let Some(window) = self.windows.get_mut(key) else {
+            return Err(fields);
+        };
+        let (new, old) = (fields.weigh(), window.fields.weigh());
+        let old_fields = std::mem::replace(&mut window.fields, fields);
+        if let Some(changed) = &mut self.changed {
+            changed.insert(key.clone());
+        }
+        if let Some(usage) = self.usage(key) {
+            usage.bytes = usage.bytes.saturating_sub(old).saturating_add(new);
+        }
+        Ok(old_fields)
     }
 
     /// Opens a window for `key` at the hit's time and counts the hit. `counts_unique` makes
@@ -447,7 +471,8 @@ impl<L: Clone, F: Weigh> AlertState<L, F> {
         }
     }
 
-    fn count_into(window: &mut Window<L, F>, hit: Hit<L>, next_alert: &mut u64) {
+    /// Counts `hit` into `window`; whether that made it alert.
+    fn count_into(window: &mut Window<L, F>, hit: Hit<L>, next_alert: &mut u64) -> bool {
         window.event_count += 1;
         window.first_event_ms = window.first_event_ms.min(hit.time_ms);
         window.last_event_ms = window.last_event_ms.max(hit.time_ms);
@@ -458,7 +483,9 @@ impl<L: Clone, F: Weigh> AlertState<L, F> {
             window.alert_seq = Some(*next_alert);
             window.created_ms = Some(hit.time_ms);
             *next_alert += 1;
+            return true;
         }
+        false
     }
 
     fn close(&mut self, key: WindowKey) {
@@ -862,6 +889,35 @@ mod tests {
             .open(error, hit(MIN, None), MIN, 1, false, big)
             .unwrap();
         assert_eq!(state.live_windows(), 2);
+    }
+
+    #[test]
+    fn the_hit_that_reaches_the_threshold_says_so_and_fields_replaced_are_weighed_again() {
+        let mut state = State::default();
+        state.set_caps(Caps {
+            windows: 10,
+            unique_values: 10,
+            bytes: 2 * WINDOW_OVERHEAD + 10,
+        });
+        state
+            .open(key("a"), hit(0, Some("1")), MIN, 3, true, "f")
+            .unwrap();
+        assert_eq!(state.add(&key("a"), hit(1, Some("1"))), Ok(Added::Counted));
+        assert_eq!(state.add(&key("a"), hit(2, Some("2"))), Ok(Added::Counted));
+        assert_eq!(state.add(&key("a"), hit(3, Some("3"))), Ok(Added::Alerted));
+        assert_eq!(state.add(&key("a"), hit(4, Some("4"))), Ok(Added::Counted));
+        // Fields that weigh more are kept (the window is open), and counted: the next
+        // window does not fit.
+        let bigger: &'static str = Box::leak("x".repeat(40).into_boxed_str());
+        assert_eq!(state.replace_fields(&key("a"), bigger), Ok("f"));
+        assert_eq!(state.live(&key("a")).unwrap().fields, bigger);
+        assert_eq!(
+            state.can_open(&key("b")),
+            Err(CapReached::Bytes(2 * WINDOW_OVERHEAD + 10))
+        );
+        assert_eq!(state.replace_fields(&key("a"), "f"), Ok(bigger));
+        assert_eq!(state.can_open(&key("b")), Ok(()));
+        assert_eq!(state.replace_fields(&key("none"), "g"), Err("g"));
     }
 
     #[test]

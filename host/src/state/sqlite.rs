@@ -33,7 +33,7 @@ use super::backend::{
 };
 use super::lock::lock_file;
 pub use super::lock::{LockWait, UnsafeFile};
-use crate::alert::AlertFields;
+use crate::alert::{AlertFields, Opener, OpenerEvent, WindowFields};
 use crate::sink::{SinkMark, SinkTarget};
 use crate::source::{Position, Recorded};
 use crate::spec::Severity;
@@ -162,6 +162,44 @@ impl std::fmt::Debug for SqliteBackend {
         f.debug_struct("SqliteBackend")
             .field("path", &self.path)
             .finish_non_exhaustive()
+    }
+}
+
+/// A window's fields as stored (the `fields` column): frozen, or (a window not alerted
+/// yet) its first match, `{"opener": its JSON text, "title": ...}`.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum Stored {
+    Pending {
+        /// The first match's JSON text.
+        opener: String,
+        /// The title it came with.
+        title: Option<String>,
+    },
+    Frozen(StoredFields),
+}
+
+impl From<&WindowFields> for Stored {
+    fn from(fields: &WindowFields) -> Self {
+        match fields {
+            WindowFields::Frozen(fields) => Stored::Frozen(StoredFields::from(fields)),
+            WindowFields::Pending(opener) => Stored::Pending {
+                opener: opener.event.text().into_owned(),
+                title: opener.title.clone(),
+            },
+        }
+    }
+}
+
+impl Stored {
+    fn into_fields(self) -> Result<WindowFields, serde_json::Error> {
+        Ok(match self {
+            Stored::Frozen(fields) => WindowFields::Frozen(fields.into_fields()?),
+            Stored::Pending { opener, title } => WindowFields::Pending(Opener {
+                event: OpenerEvent::Line(opener.into_boxed_str()),
+                title,
+            }),
+        })
     }
 }
 
@@ -516,7 +554,7 @@ impl SqliteBackend {
                             values.sort();
                             serde_json::to_string(&values).expect("strings serialize")
                         });
-                        let fields = serde_json::to_string(&StoredFields::from(&w.fields))
+                        let fields = serde_json::to_string(&Stored::from(&w.fields))
                             .expect("alert fields serialize");
                         upsert
                             .execute(params![
@@ -668,7 +706,7 @@ enum ReadError {
 fn read_window(
     row: &rusqlite::Row<'_>,
     rule: usize,
-) -> Result<(Window<Position, AlertFields>, WindowKey), ReadError> {
+) -> Result<(Window<Position, WindowFields>, WindowKey), ReadError> {
     let get_i64 = |i| row.get::<_, i64>(i).map_err(ReadError::Sql);
     let namespace = match get_i64(1)? {
         0 => Namespace::Alert,
@@ -685,8 +723,8 @@ fn read_window(
         .transpose()
         .map_err(ReadError::Json)?;
     let fields: String = row.get(15).map_err(ReadError::Sql)?;
-    let fields = serde_json::from_str::<StoredFields>(&fields)
-        .and_then(StoredFields::into_fields)
+    let fields = serde_json::from_str::<Stored>(&fields)
+        .and_then(Stored::into_fields)
         .map_err(ReadError::Json)?;
     let file: String = row.get(7).map_err(ReadError::Sql)?;
     let window = Window {
@@ -706,6 +744,13 @@ fn read_window(
         created_ms: row.get(14).map_err(ReadError::Sql)?,
         seq: get_i64(3)? as u64,
     };
+    if window.alerted() && window.fields.frozen().is_none() {
+        return Err(ReadError::Json(
+            <serde_json::Error as serde::de::Error>::custom(
+                "a window that alerted has no alert fields",
+            ),
+        ));
+    }
     Ok((window, key))
 }
 
@@ -749,6 +794,39 @@ mod tests {
             sink: SinkMark(42),
             held,
             finished,
+        }
+    }
+
+    #[test]
+    fn fields_are_stored_frozen_or_as_the_first_match() {
+        let pending = WindowFields::Pending(Opener {
+            event: OpenerEvent::Line(r#"{"a":1}"#.into()),
+            title: Some("t".to_owned()),
+        });
+        let text = serde_json::to_string(&Stored::from(&pending)).unwrap();
+        assert_eq!(text, r#"{"opener":"{\"a\":1}","title":"t"}"#);
+        match serde_json::from_str::<Stored>(&text).unwrap().into_fields() {
+            Ok(WindowFields::Pending(opener)) => {
+                assert_eq!(opener.event.text(), r#"{"a":1}"#);
+                assert_eq!(opener.title.as_deref(), Some("t"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Frozen fields, as every earlier version stored them.
+        let frozen = r#"{"title":"t","severity":"HIGH","alert_context":{"k":1},"description":"",
+            "reference":"","runbook":"","destinations":[],"suppressed":false,"error":null}"#;
+        match serde_json::from_str::<Stored>(frozen)
+            .unwrap()
+            .into_fields()
+        {
+            Ok(WindowFields::Frozen(fields)) => {
+                assert_eq!(
+                    (fields.title.as_str(), fields.severity),
+                    ("t", Severity::High)
+                );
+                assert_eq!(fields.alert_context, serde_json::json!({"k": 1}));
+            }
+            other => panic!("{other:?}"),
         }
     }
 

@@ -112,6 +112,44 @@ fn a_defined_dedup_that_fails_or_is_empty_gives_the_default_string() {
 }
 
 #[test]
+fn a_window_of_a_threshold_takes_its_fields_from_its_first_match_once_it_alerts() {
+    // The echo rule defines `unique`: 2 distinct values.
+    let spec = format!("{ECHO_SPEC}Threshold: 2\n");
+    let (records, stats) = eval_echo(
+        &spec,
+        &[
+            hit(
+                json!({"dedup": "a", "unique": "1", "title": "first", "severity": "high",
+                "context": {"n": 1}}),
+            ),
+            // Its alert functions fail, but the window never alerts: they are never called.
+            hit(
+                json!({"dedup": "b", "unique": "1", "title": "panic", "severity": "panic",
+                "context": "panic"}),
+            ),
+            hit(
+                json!({"dedup": "a", "unique": "2", "title": "second", "severity": "low",
+                "context": {"n": 2}}),
+            ),
+            // Fails too, and alerts: counted, once per function.
+            hit(json!({"dedup": "c", "unique": "1", "severity": "panic", "context": "panic"})),
+            hit(json!({"dedup": "c", "unique": "2"})),
+        ],
+    );
+    assert_eq!(records.len(), 2, "{records:#?}");
+    let a = by_dedup(&records, "a");
+    assert_eq!(a["title"], "first");
+    assert_eq!(a["severity"], "HIGH");
+    assert_eq!(a["alert_context"], json!({"echo": {"n": 1}}));
+    assert_eq!(a["event_count"], 2);
+    let c = by_dedup(&records, "c");
+    assert_eq!(c["severity"], "LOW");
+    assert!(c["alert_context"]["_error"].is_string(), "{c}");
+    assert_eq!(stats.aux_errors, 2, "{stats:?}");
+    assert_eq!(stats.rule_errors, 0);
+}
+
+#[test]
 fn severity_is_case_insensitive_with_default_and_invalid_falling_back() {
     let (records, stats) = eval_echo(
         ECHO_SPEC,

@@ -1803,7 +1803,8 @@ fn aggregated_batches_leave_the_state_that_matches_one_by_one_leave() {
 /// and two workers, each on a fresh `redis-server` and consumer group, timed from the
 /// group's first commit to the first with 99% of the events committed (steady rate), and
 /// to its last (with the clock guard's wait for the last events). `SERVE_LOAD_BATCH`: `--batch-size` (default 2000);
-/// `SERVE_LOAD_KAFKA_OPTIONS`: comma-separated `KEY=VALUE`s, each a `--kafka-option`. Each
+/// `SERVE_LOAD_KAFKA_OPTIONS`: comma-separated `KEY=VALUE`s, each a `--kafka-option`;
+/// `SERVE_LOAD_WORKERS`: the worker counts to run (comma-separated, default `1,2`). Each
 /// round first times a plain consumer reading the topic: the mock broker's own rate. Each
 /// run prints redis-server's own time per command (`INFO commandstats`), per event.
 #[test]
@@ -1861,6 +1862,13 @@ fn serve_load() {
         .filter(|o| !o.is_empty())
         .flat_map(|o| ["--kafka-option".to_owned(), o.to_owned()])
         .collect();
+    let worker_counts: Vec<usize> = var("SERVE_LOAD_WORKERS", "1,2")
+        .split(',')
+        .map(|w| {
+            w.parse()
+                .expect("SERVE_LOAD_WORKERS: comma-separated numbers")
+        })
+        .collect();
     let options: Vec<&str> = options.iter().map(String::as_str).collect();
 
     let mut eval_rates = Vec::new();
@@ -1883,7 +1891,7 @@ fn serve_load() {
         );
         eval_rates.push(rate);
         for &fsync in &fsyncs {
-            for workers in [1usize, 2] {
+            for &workers in &worker_counts {
                 let group = format!("load-{fsync}-{workers}-{round}");
                 let run = serve_run(
                     &kafka, &events, &records, &dir, &group, fsync, workers, &batch, &options,
