@@ -436,9 +436,10 @@ impl<'a> Stage<'a> {
         let spec = &rule.runner.rule.spec;
         let (period, threshold) = (spec.dedup_period_ms(), spec.threshold);
         let given = info.title.as_ref().map(|t| semantics::title(spec, t));
-        // A window of threshold 1 alerts as it opens (as good as: one that counts unique
-        // values and whose first match has none waits, frozen); any other freezes its
-        // fields when it alerts, if it does (`freeze_alerted`).
+        // A window of threshold 1 alerts at its first match (or, counting unique values,
+        // at its first value): its fields are frozen now. One of a higher threshold keeps
+        // its first match, and freezes them from it when it alerts, if ever
+        // (`freeze_alerted`).
         let fields = match threshold <= 1 {
             true => WindowFields::Frozen(freeze(rule, event.get(), time, given)),
             false => WindowFields::Pending(Opener {

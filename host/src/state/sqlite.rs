@@ -34,6 +34,7 @@ use super::backend::{
 use super::lock::lock_file;
 pub use super::lock::{LockWait, UnsafeFile};
 use crate::alert::{AlertFields, Opener, OpenerEvent, WindowFields};
+use crate::input::{Line, parse_line};
 use crate::sink::{SinkMark, SinkTarget};
 use crate::source::{Position, Recorded};
 use crate::spec::Severity;
@@ -744,12 +745,17 @@ fn read_window(
         created_ms: row.get(14).map_err(ReadError::Sql)?,
         seq: get_i64(3)? as u64,
     };
-    if window.alerted() && window.fields.frozen().is_none() {
-        return Err(ReadError::Json(
-            <serde_json::Error as serde::de::Error>::custom(
-                "a window that alerted has no alert fields",
-            ),
-        ));
+    let invalid =
+        |what: &str| ReadError::Json(<serde_json::Error as serde::de::Error>::custom(what));
+    if let WindowFields::Pending(opener) = &window.fields {
+        if window.alerted() {
+            return Err(invalid("a window that alerted has no alert fields"));
+        }
+        // Its fields are frozen from it when the window alerts, in a later run.
+        let text = opener.event.text();
+        if !matches!(parse_line(text.as_bytes()), Line::Event(_)) {
+            return Err(invalid("a window's first match is not a JSON object"));
+        }
     }
     Ok((window, key))
 }
@@ -780,7 +786,7 @@ impl StateBackend for SqliteBackend {
 mod tests {
     use super::*;
     use crate::source::SourceKey;
-    use crate::state::backend::HeldLine;
+    use crate::state::backend::{HeldLine, WindowChange};
 
     fn checkpoint<'a>(
         progress: Vec<(&'a SourceKey, u64)>,
@@ -828,6 +834,58 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_window_kept_until_it_alerts_is_restored_with_its_first_match_or_refused() {
+        let key = WindowKey {
+            rule: 0,
+            namespace: Namespace::Alert,
+            dedup: "d".to_owned(),
+        };
+        let commit_and_restore = |opener: &str, alerted: bool| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("state.db");
+            let mut state: AlertState<Position, WindowFields> = AlertState::default();
+            let hit = |time_ms| crate::state::Hit {
+                time_ms,
+                location: Position::new("a.jsonl", 1),
+                unique: None,
+            };
+            let fields = WindowFields::Pending(Opener {
+                event: OpenerEvent::Line(opener.into()),
+                title: None,
+            });
+            state
+                .open(key.clone(), hit(0), 60_000, 2, false, fields)
+                .unwrap();
+            if alerted {
+                // What no run writes: a window that alerted without frozen fields.
+                state.add(&key, hit(1)).unwrap();
+            }
+            let mut backend = SqliteBackend::open(&path, LockWait::Fail).unwrap();
+            backend.begin_run(None).unwrap();
+            let mut checkpoint = checkpoint(Vec::new(), None, false);
+            checkpoint.windows = vec![WindowChange {
+                rule_id: "Rule.A",
+                key: &key,
+                window: state.live(&key),
+            }];
+            backend.commit(checkpoint).unwrap();
+            drop(backend);
+            SqliteBackend::open_read_only(&path)
+                .unwrap()
+                .restore(&["Rule.A".to_owned()])
+                .map(|restored| restored.state.live(&key).map(|w| w.fields.clone()))
+        };
+        match commit_and_restore(r#"{"a": 1}"#, false) {
+            Ok(Some(WindowFields::Pending(opener))) => {
+                assert_eq!(opener.event.text(), r#"{"a": 1}"#)
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(commit_and_restore("[1]", false).is_err());
+        assert!(commit_and_restore(r#"{"a": 1}"#, true).is_err());
     }
 
     #[test]
