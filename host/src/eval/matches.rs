@@ -15,6 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+// Window ids come from events: foldhash, seeded per process, as the state's windows
+// (SipHash of these maps was up to 3% of a worker's time).
+use foldhash::fast::RandomState;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -217,7 +220,7 @@ pub struct MatchStage {
     /// Failures, rule errors and quarantine, as `eval`'s stage takes them.
     health: Health,
     /// Per window id: the end of its live window, as far as this stage knows.
-    ends: HashMap<String, i64>,
+    ends: HashMap<String, i64, RandomState>,
     /// Per source: its event-time clock, the newest event time that moved it.
     watermarks: HashMap<Arc<str>, i64>,
     /// Which event times may move a source's clock.
@@ -231,8 +234,9 @@ pub struct MatchStage {
     bad_lines: u64,
     blank_lines: u64,
     batches: u64,
-    /// Of the batch being built: window id → index into its keys.
-    key_index: HashMap<String, usize>,
+    /// Of the batch being built, per rule and namespace (`2 * rule + namespace`): dedup
+    /// string → index into its keys (a window's id is hashed once per batch, not per match).
+    key_index: Vec<HashMap<String, usize, RandomState>>,
 }
 
 /// At most this many window ends are remembered; past it the oldest half is forgotten
@@ -302,7 +306,7 @@ impl MatchStage {
                 warn,
                 lasts: "until the rules are loaded again",
             },
-            ends: HashMap::new(),
+            ends: HashMap::default(),
             watermarks: HashMap::new(),
             clock: ClockGuard::default(),
             carried: HashMap::new(),
@@ -311,7 +315,7 @@ impl MatchStage {
             bad_lines: 0,
             blank_lines: 0,
             batches: 0,
-            key_index: HashMap::new(),
+            key_index: Vec::new(),
         }
     }
 
@@ -449,7 +453,7 @@ impl MatchStage {
             events: 0,
             batch,
         };
-        self.key_index.clear();
+        self.key_index.iter_mut().for_each(HashMap::clear);
         let rules = self.rules.len();
         let mut outcomes = outcomes.into_iter();
         let mut notes = notes.into_iter().peekable();
@@ -633,32 +637,40 @@ impl MatchStage {
     ) {
         let (namespace, dedup) = (counted.namespace, &counted.dedup);
         let spec = &self.rules[index].runner.rule.spec;
-        let id = window_id(&spec.rule_id, namespace, dedup);
-        let key = *self.key_index.entry(id.clone()).or_insert_with(|| {
-            out.keys.push(WindowRef {
-                id: id.clone(),
-                rule_id: spec.rule_id.clone(),
-                namespace,
-                dedup: dedup.clone(),
-                period_ms: spec.dedup_period_ms().max(1),
-                threshold: if namespace == Namespace::Error {
-                    1
-                } else {
-                    spec.threshold.max(1)
-                },
-                counts_unique: counted.counts_unique,
-                rule: index,
-            });
-            out.keys.len() - 1
-        });
+        let slot = 2 * index + usize::from(namespace == Namespace::Error);
+        if self.key_index.len() <= slot {
+            self.key_index.resize_with(slot + 1, HashMap::default);
+        }
+        let key = match self.key_index[slot].get(dedup.as_str()) {
+            Some(&key) => key,
+            None => {
+                out.keys.push(WindowRef {
+                    id: window_id(&spec.rule_id, namespace, dedup),
+                    rule_id: spec.rule_id.clone(),
+                    namespace,
+                    dedup: dedup.clone(),
+                    period_ms: spec.dedup_period_ms().max(1),
+                    threshold: if namespace == Namespace::Error {
+                        1
+                    } else {
+                        spec.threshold.max(1)
+                    },
+                    counts_unique: counted.counts_unique,
+                    rule: index,
+                });
+                self.key_index[slot].insert(dedup.clone(), out.keys.len() - 1);
+                out.keys.len() - 1
+            }
+        };
+        let id = &out.keys[key].id;
         let period = out.keys[key].period_ms;
         // Only a match past the end known, or of a window not known, gets fields (and sets
         // the end it would have). Fields for the first match of each window of every batch
         // cost most of a batch's time under load, and setting their ends hid the ends the
         // state told: a wrong guess costs the state's request for fields, never an alert.
-        let may_open = self.ends.get(&id).is_none_or(|&end| at.time >= end);
+        let may_open = self.ends.get(id).is_none_or(|&end| at.time >= end);
         let opens = may_open.then(|| {
-            self.ends.insert(id, at.time.saturating_add(period));
+            self.ends.insert(id.clone(), at.time.saturating_add(period));
             let error = counted.error.clone();
             self.opener(
                 index, namespace, dedup, error, at.time, &out.batch, at.line, parsed,

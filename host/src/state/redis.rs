@@ -722,7 +722,7 @@ fn aggregated_args(
         greatest: i64,
         /// Mode `a`'s items, flattened.
         items: Vec<Item<'a>>,
-        seen: std::collections::HashSet<&'a str>,
+        seen: std::collections::HashSet<&'a str, foldhash::fast::RandomState>,
     }
     enum Item<'a> {
         Time(i64),
@@ -801,12 +801,17 @@ fn namespace_name(namespace: crate::state::Namespace) -> &'static str {
 /// `matches` (indices into the batch's matches) grouped by window, the windows in the order
 /// of their first match, each window's matches in input order.
 fn by_window(batch: &MatchBatch, mut matches: Vec<usize>) -> Vec<usize> {
-    let mut first_use = std::collections::HashMap::new();
+    // Per window (a dense index into the batch's keys): its rank in first-use order.
+    let mut first_use = vec![usize::MAX; batch.keys.len()];
+    let mut next = 0;
     for &i in &matches {
-        let next = first_use.len();
-        first_use.entry(batch.matches[i].key).or_insert(next);
+        let rank = &mut first_use[batch.matches[i].key];
+        if *rank == usize::MAX {
+            *rank = next;
+            next += 1;
+        }
     }
-    matches.sort_by_key(|&i| first_use[&batch.matches[i].key]);
+    matches.sort_by_key(|&i| first_use[batch.matches[i].key]);
     matches
 }
 
@@ -817,11 +822,11 @@ fn is_noscript(reply: &Value) -> bool {
 
 /// The distinct windows (indices into the batch's keys) of `matches`, in first-use order.
 fn slot_keys(batch: &MatchBatch, matches: &[usize]) -> Vec<usize> {
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = vec![false; batch.keys.len()];
     matches
         .iter()
         .map(|&i| batch.matches[i].key)
-        .filter(|k| seen.insert(*k))
+        .filter(|&k| !std::mem::replace(&mut seen[k], true))
         .collect()
 }
 
