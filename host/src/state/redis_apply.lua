@@ -347,19 +347,23 @@ if watermark then
   local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', watermark)
   for _, id in ipairs(due) do
     local wkey, ukey = prefix .. 'w:' .. id, prefix .. 'u:' .. id
-    local h = redis.call('HGETALL', wkey)
-    local w = {}
-    for j = 1, #h, 2 do w[h[j]] = h[j + 1] end
-    if #h > 0 and tonumber(w['end']) <= watermark then
-      w.start, w['end'], w.thr = tonumber(w.start), tonumber(w['end']), tonumber(w.thr)
-      w.cnt, w.fev, w.lev = tonumber(w.cnt), tonumber(w.fev), tonumber(w.lev)
-      w.alerted, w.created = w.alerted == '1', tonumber(w.created)
-      local key = {id = id, rule = w.rule, ns = w.ns, dedup = w.dedup, uniq = w.uniq == '1'}
-      -- Only an alerted window's update record carries the count of unique values.
-      w.ucnt = (w.alerted and key.uniq) and redis.call('SCARD', ukey) or 0
+    -- A window that did not alert is closed without reading it whole.
+    local seen = redis.call('HMGET', wkey, 'end', 'alerted', 'src')
+    if seen[1] and tonumber(seen[1]) <= watermark then
+      local w, key = {alerted = false, src = seen[3]}, {id = id}
+      if seen[2] == '1' then
+        local h = redis.call('HGETALL', wkey)
+        for j = 1, #h, 2 do w[h[j]] = h[j + 1] end
+        w.start, w['end'], w.thr = tonumber(w.start), tonumber(w['end']), tonumber(w.thr)
+        w.cnt, w.fev, w.lev = tonumber(w.cnt), tonumber(w.fev), tonumber(w.lev)
+        w.alerted, w.created = true, tonumber(w.created)
+        key = {id = id, rule = w.rule, ns = w.ns, dedup = w.dedup, uniq = w.uniq == '1'}
+        -- Only an alerted window's update record carries the count of unique values.
+        w.ucnt = key.uniq and redis.call('SCARD', ukey) or 0
+      end
       close(key, w, wkey, ukey)
       gone[id] = true
-    elseif #h == 0 then
+    elseif not seen[1] then
       redis.call('ZREM', KEYS[3], id)
     end
   end
