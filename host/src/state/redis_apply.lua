@@ -88,11 +88,15 @@ for k = 1, K do
   keys[k] = key
 end
 
+-- What a window's counting reads; its alert id, first match and fields (a kilobyte or so)
+-- are read only to write a record (`record`).
+local COUNTED = {'start', 'end', 'thr', 'cnt', 'fev', 'lev', 'alerted', 'created', 'src'}
+
 local function load(key)
   local w = {exists = false, known = {}, added = {}}
-  local h = redis.call('HGETALL', key.wkey)
-  if #h > 0 then
-    for j = 1, #h, 2 do w[h[j]] = h[j + 1] end
+  local h = redis.call('HMGET', key.wkey, unpack(COUNTED))
+  if h[1] then
+    for j, name in ipairs(COUNTED) do w[name] = h[j] or nil end
     w.exists = true
     w.start, w['end'], w.thr = tonumber(w.start), tonumber(w['end']), tonumber(w.thr)
     w.cnt, w.fev, w.lev = tonumber(w.cnt), tonumber(w.fev), tonumber(w.lev)
@@ -159,6 +163,9 @@ end
 
 -- Pass 2: apply.
 local function record(kind, key, w)
+  if w.aid == nil then
+    w.aid, w.first, w.fields = unpack(redis.call('HMGET', key.wkey, 'aid', 'first', 'fields'))
+  end
   redis.call('XADD', KEYS[2], '*', 'k', kind, 'a', w.aid, 'r', key.rule, 'n', key.ns,
     'd', key.dedup, 's', s(w.start), 'e', s(w['end']), 't', s(w.thr), 'c', s(w.cnt),
     'u', key.uniq and s(w.ucnt) or '', 'f', s(w.fev), 'l', s(w.lev), 'cr', s(w.created),
