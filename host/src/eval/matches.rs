@@ -293,6 +293,7 @@ impl MatchStage {
         };
         let quarantined: Arc<[AtomicBool]> = rules.iter().map(|_| AtomicBool::new(false)).collect();
         let worker = Worker::new(&rules, clock, quarantined.clone(), &settings);
+        let key_index = (0..2 * rules.len()).map(|_| HashMap::default()).collect();
         let rules = rules
             .into_iter()
             .map(|rule| StageRule::new(Runner::new(rule, Paths::Functions, None)))
@@ -315,7 +316,7 @@ impl MatchStage {
             bad_lines: 0,
             blank_lines: 0,
             batches: 0,
-            key_index: Vec::new(),
+            key_index,
         }
     }
 
@@ -638,9 +639,6 @@ impl MatchStage {
         let (namespace, dedup) = (counted.namespace, &counted.dedup);
         let spec = &self.rules[index].runner.rule.spec;
         let slot = 2 * index + usize::from(namespace == Namespace::Error);
-        if self.key_index.len() <= slot {
-            self.key_index.resize_with(slot + 1, HashMap::default);
-        }
         let key = match self.key_index[slot].get(dedup.as_str()) {
             Some(&key) => key,
             None => {
