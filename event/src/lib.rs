@@ -15,7 +15,7 @@ mod prune;
 mod scan;
 
 pub use prune::{Wanted, parse_pruned};
-pub use scan::{Found, Kept, Key, Lazy, digits_u64, parse_kept};
+pub use scan::{Found, Kept, Key, Lazy, Raw, Uncovered, digits_u64, parse_kept};
 
 use serde_json::{Map, Value};
 

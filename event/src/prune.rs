@@ -55,25 +55,31 @@ struct Child {
 }
 
 impl Node {
-    /// The child a JSON key may be looked up by: compared ASCII-case-insensitively with
-    /// each lowercased wanted key, or lowercased first when it is not ASCII. That keeps
-    /// every key [`crate::get`] could match (and a few it could not, which costs nothing).
-    pub(crate) fn child(&self, key: &str) -> Option<&Node> {
-        if key.is_ascii() {
-            self.ascii_child(key)
-        } else {
-            let lower = key.to_lowercase();
-            self.children
-                .iter()
-                .find(|c| c.lower == lower)
-                .map(|c| &c.node)
+    /// The child a JSON key may be looked up by, with its index among the children:
+    /// compared ASCII-case-insensitively with each lowercased wanted key, or lowercased
+    /// first when it is not ASCII. That keeps every key [`crate::get`] could match (and a
+    /// few it could not, which costs nothing).
+    #[inline]
+    pub(crate) fn child(&self, key: &str) -> Option<(u32, &Node)> {
+        match key.is_ascii() {
+            true => self.ascii_child(key),
+            false => self.unicode_child(key),
         }
+    }
+
+    /// [`Node::child`] for a key that is not ASCII: rare, and kept out of line so that
+    /// the common lookup does not pay for its `String`.
+    #[cold]
+    fn unicode_child(&self, key: &str) -> Option<(u32, &Node)> {
+        let lower = key.to_lowercase();
+        let index = self.children.iter().position(|c| c.lower == lower)?;
+        Some((index as u32, &self.children[index].node))
     }
 
     /// [`Node::child`] for a key known to be ASCII. Inlined into the scanner, which calls
     /// it for every key of a line.
     #[inline(always)]
-    pub(crate) fn ascii_child(&self, key: &str) -> Option<&Node> {
+    pub(crate) fn ascii_child(&self, key: &str) -> Option<(u32, &Node)> {
         if self.lengths & length_bit(key) == 0 {
             return None;
         }
@@ -82,13 +88,13 @@ impl Node {
         let mut at = slot(signature, mask);
         loop {
             // A free slot ends the probe.
-            let index = (*self.slots.get(at)? as usize).checked_sub(1)?;
-            let c = &self.children[index];
+            let index = self.slots.get(at)?.checked_sub(1)?;
+            let c = &self.children[index as usize];
             if c.signature == signature
                 && (same_key(c.spelled.as_bytes(), key.as_bytes())
                     || c.lower.eq_ignore_ascii_case(key))
             {
-                return Some(&c.node);
+                return Some((index, &c.node));
             }
             at = (at + 1) & mask;
         }
@@ -197,7 +203,7 @@ impl Wanted {
             // The keys kept at this level are those `child` finds, so a key covers what
             // `child` finds it under (by the same comparison, without allocating).
             match node.child(key.as_ref()) {
-                Some(child) => node = child,
+                Some((_, child)) => node = child,
                 None => return false,
             }
         }
@@ -264,7 +270,7 @@ impl<'de> Visitor<'de> for PrunedVisitor<'_> {
         let mut kept = Map::new();
         while let Some(key) = map.next_key_seed(Key)? {
             match self.0.child(key.as_str()) {
-                Some(child) => {
+                Some((_, child)) => {
                     let value = map.next_value_seed(Pruned(child))?;
                     kept.insert(key.into_string(), value);
                 }
@@ -528,13 +534,12 @@ mod tests {
             w.add(&[key.as_str()]);
         }
         for key in &keys {
-            let node = w.root.ascii_child(key).expect(key);
+            let (index, node) = w.root.ascii_child(key).expect(key);
             assert!(node.whole, "{key}");
+            assert_eq!(w.root.children[index as usize].lower, *key);
             let upper = key.to_uppercase();
-            assert!(
-                std::ptr::eq(w.root.ascii_child(&upper).unwrap(), node),
-                "{key}"
-            );
+            let (same, by_upper) = w.root.ascii_child(&upper).unwrap();
+            assert!(same == index && std::ptr::eq(by_upper, node), "{key}");
         }
         for missing in ["a40z", "a0y", "b0z", "a", ""] {
             assert!(w.root.ascii_child(missing).is_none(), "{missing}");

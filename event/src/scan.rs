@@ -37,8 +37,9 @@ const MAX_DIGITS: usize = 300;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Kept {
     /// An object of which only some keys are wanted: those, in document order, each once
-    /// (a repeated key keeps its first place and its last value, as `serde_json` does).
-    Object(Vec<(Key, Kept)>),
+    /// (a repeated key keeps its first place and its last value, as `serde_json` does),
+    /// each with the index of the wanted key it was kept for (its child in the tree).
+    Object(Vec<(Key, u32, Kept)>),
     /// A value kept whole (boxed: an event holds many [`Kept`]s, most of them small).
     Whole(Box<Value>),
     /// A value kept whole, built from the text when first read.
@@ -122,12 +123,15 @@ impl Lazy {
 /// The number `text` spells when it is only ASCII digits (at least one) and fits a `u64`:
 /// what `serde_json` reads from such a number, and `str::parse` from such a string.
 pub fn digits_u64(text: &[u8]) -> Option<u64> {
-    if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
-        return None;
+    let digit = |d: u8| Some(u64::from(d.wrapping_sub(b'0'))).filter(|&d| d < 10);
+    match text.len() {
+        0 => None,
+        // 19 digits never overflow: no checked arithmetic, in one pass.
+        1..=19 => text.iter().try_fold(0, |n, &d| Some(n * 10 + digit(d)?)),
+        _ => text
+            .iter()
+            .try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(digit(d)?)),
     }
-    text.iter().try_fold(0u64, |n, &d| {
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
 }
 
 /// A value read from a [`Kept`] ([`Kept::find`]): a string without escapes as it is in the
@@ -140,53 +144,102 @@ pub enum Found<'a> {
     Value(&'a Value),
 }
 
+/// What [`Kept::raw`] finds at a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Raw<'a> {
+    /// Nothing: [`Kept::get`] finds nothing there either.
+    Missing,
+    /// The value's text: a string without escapes between its quotes, any other value as
+    /// written. A number and a string of the same digits give the same text.
+    Text(&'a [u8]),
+    /// A value [`Kept::get`] builds, or one the exact parser kept, or one under a kept
+    /// value (`get` may find nothing there).
+    Built,
+}
+
+/// A read of a path that the [`Wanted`] an event was parsed for does not cover: only a full
+/// parse answers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Uncovered;
+
 impl Kept {
-    /// [`deep_get`] on the event, for a path [`Wanted::covers`]; `None` for any other.
-    /// `text` is the text [`parse_kept`] parsed.
-    pub fn get<'a, S: AsRef<str>>(&'a self, text: &[u8], path: &[S]) -> Option<&'a Value> {
-        let (node, at) = self.walk(text, path)?;
-        match node {
-            Kept::Whole(value) => deep_get(value, &path[at..]),
-            Kept::Lazy(lazy) => deep_get(lazy.value(text), &path[at..]),
-            Kept::Object(_) | Kept::Skipped => None,
-        }
+    /// [`deep_get`] on the event, for a path `wanted` (what [`parse_kept`] parsed the
+    /// event for) covers; [`Uncovered`] for any other. `text` is the text it parsed.
+    pub fn get<'a, S: AsRef<str>>(
+        &'a self,
+        text: &[u8],
+        wanted: &Wanted,
+        path: &[S],
+    ) -> Result<Option<&'a Value>, Uncovered> {
+        Ok(match self.walk(text, wanted, path)? {
+            Some((Kept::Whole(value), at)) => deep_get(value, &path[at..]),
+            Some((Kept::Lazy(lazy), at)) => deep_get(lazy.value(text), &path[at..]),
+            Some((Kept::Object(_) | Kept::Skipped, _)) | None => None,
+        })
     }
 
     /// [`Kept::get`], with a string that has no escapes read straight from `text` (no
     /// copy).
-    pub fn find<'a, S: AsRef<str>>(&'a self, text: &'a [u8], path: &[S]) -> Option<Found<'a>> {
-        let (node, at) = self.walk(text, path)?;
-        match node {
-            Kept::Lazy(lazy) if lazy.plain && at == path.len() => {
-                Some(Found::Text(&text[lazy.start..lazy.end]))
+    pub fn find<'a, S: AsRef<str>>(
+        &'a self,
+        text: &'a [u8],
+        wanted: &Wanted,
+        path: &[S],
+    ) -> Result<Option<Found<'a>>, Uncovered> {
+        match self.walk(text, wanted, path)? {
+            Some((Kept::Lazy(lazy), at)) if lazy.plain && at == path.len() => {
+                Ok(Some(Found::Text(&text[lazy.start..lazy.end])))
             }
-            _ => self.get(text, path).map(Found::Value),
+            _ => Ok(self.get(text, wanted, path)?.map(Found::Value)),
         }
     }
 
-    /// The text of the value at `path` (one [`Wanted::covers`]) as the scan left it unbuilt:
-    /// a string without escapes between its quotes, any other value as written; `None` for
-    /// a value built (or kept by the exact parser). A number and a string of the same
-    /// digits give the same text.
-    pub fn raw<'a, S: AsRef<str>>(&'a self, text: &'a [u8], path: &[S]) -> Option<&'a [u8]> {
-        match self.walk(text, path)? {
-            (Kept::Lazy(lazy), at) if at == path.len() => Some(&text[lazy.start..lazy.end]),
-            _ => None,
-        }
+    /// The text of the value at `path` (as [`Kept::get`] reads it) as the scan left it
+    /// unbuilt ([`Raw`]), found in one walk.
+    pub fn raw<'a, S: AsRef<str>>(
+        &'a self,
+        text: &'a [u8],
+        wanted: &Wanted,
+        path: &[S],
+    ) -> Result<Raw<'a>, Uncovered> {
+        Ok(match self.walk(text, wanted, path)? {
+            None => Raw::Missing,
+            Some((Kept::Lazy(lazy), at)) if at == path.len() => {
+                Raw::Text(&text[lazy.start..lazy.end])
+            }
+            Some(_) => Raw::Built,
+        })
     }
 
-    /// Follows `path` through kept objects: the node where it stops, and how many keys it
-    /// took.
-    fn walk<S: AsRef<str>>(&self, text: &[u8], path: &[S]) -> Option<(&Kept, usize)> {
-        let mut node = self;
+    /// Follows `path` through `wanted`'s tree and the kept objects together: the node where
+    /// it stops and how many keys it took (`None`: not in the event), or [`Uncovered`]
+    /// (what [`Wanted::covers`] says). Each kept key holds the index of the wanted key it
+    /// was kept for, so a level costs one lookup in the tree and a look at those entries.
+    fn walk<S: AsRef<str>>(
+        &self,
+        text: &[u8],
+        wanted: &Wanted,
+        path: &[S],
+    ) -> Result<Option<(&Kept, usize)>, Uncovered> {
+        let (mut node, mut kept) = (&wanted.root, Some(self));
         for (at, key) in path.iter().enumerate() {
-            match node {
-                Kept::Object(entries) => node = lookup(text, entries, key.as_ref())?,
-                Kept::Skipped => return None,
-                Kept::Whole(_) | Kept::Lazy(_) => return Some((node, at)),
+            if node.whole {
+                return Ok(kept.map(|kept| (kept, at)));
             }
+            let key = key.as_ref();
+            let (index, child) = node.child(key).ok_or(Uncovered)?;
+            node = child;
+            kept = match kept {
+                Some(Kept::Object(entries)) => lookup(text, entries, index, key),
+                // Not an object: nothing under it, but whether the rest is covered still
+                // decides where the read is answered.
+                _ => None,
+            };
         }
-        Some((node, path.len()))
+        match node.whole {
+            true => Ok(kept.map(|kept| (kept, path.len()))),
+            false => Err(Uncovered),
+        }
     }
 
     /// The tree of a [`parse_pruned`] value.
@@ -198,9 +251,10 @@ impl Kept {
             Value::Object(map) => Kept::Object(
                 map.into_iter()
                     .filter_map(|(key, value)| {
-                        let child = node.child(&key)?;
+                        let (index, child) = node.child(&key)?;
                         Some((
                             Key::Owned(key.into_boxed_str()),
+                            index,
                             Kept::from_pruned(value, child),
                         ))
                     })
@@ -211,28 +265,38 @@ impl Kept {
     }
 }
 
-/// [`crate::get`]'s rule over kept entries: the exact key first, then the first key in
-/// document order that matches case-insensitively.
-fn lookup<'a>(text: &[u8], entries: &'a [(Key, Kept)], key: &str) -> Option<&'a Kept> {
-    if let Some((_, kept)) = entries
-        .iter()
-        .find(|(k, _)| same_key(k.bytes(text), key.as_bytes()))
-    {
-        return Some(kept);
+/// [`crate::get`]'s rule over kept entries, for `key`, which the tree knows as its child
+/// `index`: the exact key first, then the first key in document order that matches
+/// case-insensitively. Every key that matches `key` either way was kept for that child, so
+/// only its entries are compared.
+fn lookup<'a>(
+    text: &[u8],
+    entries: &'a [(Key, u32, Kept)],
+    index: u32,
+    key: &str,
+) -> Option<&'a Kept> {
+    let mut first = None;
+    for (k, _, kept) in entries.iter().filter(|(_, i, _)| *i == index) {
+        let k = k.bytes(text);
+        if same_key(k, key.as_bytes()) {
+            return Some(kept);
+        }
+        if first.is_none() && same_ignoring_case(k, key) {
+            first = Some(kept);
+        }
     }
-    if key.is_ascii() {
-        entries
-            .iter()
-            .find(|(k, _)| k.bytes(text).eq_ignore_ascii_case(key.as_bytes()))
-            .map(|(_, v)| v)
-    } else {
-        let wanted = key.to_lowercase();
-        entries
-            .iter()
-            .find(|(k, _)| {
-                std::str::from_utf8(k.bytes(text)).is_ok_and(|k| k.to_lowercase() == wanted)
-            })
-            .map(|(_, v)| v)
+    first
+}
+
+/// [`crate::get`]'s case-insensitive comparison of a key (`key`, UTF-8 or not) with the
+/// key read: ASCII case for an ASCII key, `to_lowercase` for any other. Rare (a log
+/// spells a key as its rules do), and kept out of line so that a lookup does not pay for
+/// its `String`s.
+#[cold]
+fn same_ignoring_case(key: &[u8], read: &str) -> bool {
+    match read.is_ascii() {
+        true => key.eq_ignore_ascii_case(read.as_bytes()),
+        false => std::str::from_utf8(key).is_ok_and(|k| k.to_lowercase() == read.to_lowercase()),
     }
 }
 
@@ -360,7 +424,7 @@ impl<'a> Scanner<'a> {
 
     /// An object under `node` (not whole), keeping the keys its children want.
     fn object(&mut self, node: &Node) -> Option<Kept> {
-        let mut entries: Vec<(Key, Kept)> = Vec::new();
+        let mut entries: Vec<(Key, u32, Kept)> = Vec::new();
         self.items(b'{', b'}', |scan| {
             let (start, end) = scan.member_key()?;
             let key = &scan.text[start..end];
@@ -369,18 +433,21 @@ impl<'a> Scanner<'a> {
                 false => node.child(key),
             };
             match child {
-                Some(child) => {
+                Some((index, child)) => {
                     let value = scan.kept(child)?;
                     let bytes = scan.bytes;
                     match entries
                         .iter_mut()
-                        .find(|(k, _)| same_key(k.bytes(bytes), key.as_bytes()))
+                        .find(|(k, i, _)| *i == index && same_key(k.bytes(bytes), key.as_bytes()))
                     {
-                        Some((_, old)) => *old = value,
+                        Some((_, _, old)) => *old = value,
                         None => {
-                            // Room for every wanted key at once: one allocation.
-                            entries.reserve(node.width());
-                            entries.push((Key::At(start, end), value));
+                            // Room for every wanted key at once: one allocation (a case
+                            // variant of a key may need more).
+                            if entries.is_empty() {
+                                entries.reserve_exact(node.width());
+                            }
+                            entries.push((Key::At(start, end), index, value));
                         }
                     }
                 }
@@ -472,8 +539,18 @@ impl<'a> Scanner<'a> {
         Some((start, end))
     }
 
-    /// Any value, validated, without building it.
+    /// Any value, validated, without building it. Inlined for a string, most values of a
+    /// line: a call costs as much as its scan.
+    #[inline(always)]
     fn skip(&mut self) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.string().map(drop),
+            _ => self.skip_other(),
+        }
+    }
+
+    /// [`Scanner::skip`] for a value of any kind.
+    fn skip_other(&mut self) -> Option<()> {
         match self.peek()? {
             b'"' => self.string().map(drop),
             b'{' => self.items(b'{', b'}', |scan| {
@@ -624,49 +701,132 @@ mod tests {
         let text = EVENT.as_bytes();
         for path in paths {
             assert!(w.covers(path), "{path:?}");
-            assert_eq!(scanned.get(text, path), deep_get(&full, path), "{path:?}");
             assert_eq!(
-                pruned.get(text, path),
+                scanned.get(text, &w, path),
+                Ok(deep_get(&full, path)),
+                "{path:?}"
+            );
+            assert_eq!(
+                pruned.get(text, &w, path).unwrap(),
                 deep_get(&full, path),
                 "the serde_json parse keeps the same: {path:?}"
             );
-            let found = match scanned.find(text, path) {
+            let found = match scanned.find(text, &w, path).unwrap() {
                 Some(Found::Text(s)) => Some(Value::from(std::str::from_utf8(s).unwrap())),
                 Some(Found::Value(v)) => Some(v.clone()),
                 None => None,
             };
             assert_eq!(found.as_ref(), deep_get(&full, path), "{path:?}");
         }
-        assert_eq!(scanned.get(text, &["dup"]), Some(&json!(3)));
+        assert_eq!(scanned.get(text, &w, &["dup"]), Ok(Some(&json!(3))));
         assert_eq!(
-            scanned.raw(text, &["big"]),
-            Some(&b"18446744073709551615"[..])
-        );
-        assert_eq!(scanned.raw(text, &["actionName"]), Some(&b"login"[..]));
-        assert_eq!(scanned.raw(text, &["esc"]), Some(&br#""\u00e9\n""#[..]));
-        assert_eq!(
-            scanned.raw(text, &["userIdentity"]),
-            None,
-            "an object kept in part"
-        );
-        assert_eq!(scanned.raw(text, &["missing"]), None);
-        assert_eq!(
-            scanned.find(text, &["actionName"]),
-            Some(Found::Text(b"login"))
+            scanned.raw(text, &w, &["big"]),
+            Ok(Raw::Text(b"18446744073709551615"))
         );
         assert_eq!(
-            scanned.find(text, &["esc"]),
-            Some(Found::Value(&json!("\u{e9}\n"))),
+            scanned.raw(text, &w, &["actionName"]),
+            Ok(Raw::Text(b"login"))
+        );
+        assert_eq!(
+            scanned.raw(text, &w, &["esc"]),
+            Ok(Raw::Text(br#""\u00e9\n""#))
+        );
+        assert_eq!(scanned.raw(text, &w, &["missing"]), Ok(Raw::Missing));
+        assert_eq!(
+            scanned.raw(text, &w, &["requestParams", "x"]),
+            Ok(Raw::Built)
+        );
+        assert_eq!(
+            scanned.raw(text, &w, &["userIdentity", "x"]),
+            Err(Uncovered)
+        );
+        let pruned_raw = pruned.raw(text, &w, &["actionName"]);
+        assert_eq!(pruned_raw, Ok(Raw::Built), "kept by the exact parser");
+        assert_eq!(
+            scanned.find(text, &w, &["actionName"]),
+            Ok(Some(Found::Text(b"login")))
+        );
+        assert_eq!(
+            scanned.find(text, &w, &["esc"]),
+            Ok(Some(Found::Value(&json!("\u{e9}\n")))),
             "a string with escapes is unescaped"
         );
+        // What the paths do not cover is a full parse's to answer, found or not.
+        for path in [
+            &["userIdentity"][..],
+            &["userIdentity", "id"],
+            &["noise"],
+            &["arr"],
+            &[],
+        ] {
+            assert!(!w.covers(path), "{path:?}");
+            assert_eq!(scanned.get(text, &w, path), Err(Uncovered), "{path:?}");
+            assert_eq!(scanned.find(text, &w, path), Err(Uncovered), "{path:?}");
+            assert_eq!(scanned.raw(text, &w, path), Err(Uncovered), "{path:?}");
+        }
         let Kept::Object(entries) = &scanned else {
             panic!()
         };
-        assert!(!entries.iter().any(|(k, _)| k.bytes(text) == b"noise"));
+        assert!(!entries.iter().any(|(k, _, _)| k.bytes(text) == b"noise"));
         assert!(
-            entries.iter().all(|(k, _)| matches!(k, Key::At(..))),
+            entries.iter().all(|(k, _, _)| matches!(k, Key::At(..))),
             "no key is copied"
         );
+    }
+
+    #[test]
+    fn digits_read_as_parse_reads_them() {
+        let mut texts: Vec<String> = ["0", "7", "1704067200034", "18446744073709551615"]
+            .map(str::to_owned)
+            .into();
+        texts.extend(["18446744073709551616", "99999999999999999999"].map(str::to_owned));
+        for len in 17..=23 {
+            texts.push("9".repeat(len));
+            texts.push(format!("{}1", "0".repeat(len - 1)));
+        }
+        for text in &texts {
+            assert_eq!(digits_u64(text.as_bytes()), text.parse().ok(), "{text}");
+        }
+        for text in ["", "+1", "-1", "1a", "1.0", " 1", "1/", ":"] {
+            assert_eq!(digits_u64(text.as_bytes()), None, "{text}");
+        }
+    }
+
+    /// Keys that fold to one wanted key in every way `crate::get` tells apart: exact
+    /// first, then the first that matches ASCII-case-insensitively (for an ASCII key) or
+    /// after `to_lowercase` (otherwise), whichever spelling the rule reads.
+    #[test]
+    fn case_variants_of_a_wanted_key_read_as_a_full_parse() {
+        let texts = [
+            "{\"\u{212A}ey\": 1, \"KEY\": 2, \"o\": {\"\u{c9}t\u{c9}\": 3, \"\u{e9}t\u{e9}\": 4}}",
+            "{\"KEY\": 2, \"\u{212A}ey\": 1, \"kEy\": 5, \"O\": {\"\u{c9}T\u{c9}\": 3}, \"o\": {}}",
+            r#"{"key": 1, "Key": 2, "key": 3, "o": 4, "O": {"x": 5}}"#,
+        ];
+        let w = wanted(&[&["key"], &["o", "\u{e9}t\u{e9}"]]);
+        let paths: &[&[&str]] = &[
+            &["key"],
+            &["KEY"],
+            &["kEy"],
+            &["\u{212A}ey"],
+            &["\u{212A}EY"],
+            &["o", "\u{e9}t\u{e9}"],
+            &["O", "\u{c9}t\u{c9}"],
+            &["o", "\u{c9}T\u{c9}"],
+        ];
+        for text in texts {
+            let full: Value = serde_json::from_str(text).unwrap();
+            let scanned = scan(text, &w.root).expect("plain JSON is scanned");
+            let pruned = Kept::from_pruned(parse_pruned(text, &w).unwrap(), &w.root);
+            for path in paths {
+                for kept in [&scanned, &pruned] {
+                    assert_eq!(
+                        kept.get(text.as_bytes(), &w, path),
+                        Ok(deep_get(&full, path)),
+                        "{path:?} in {text}"
+                    );
+                }
+            }
+        }
     }
 
     /// Strings whose ends fall on every side of the bitmap's 64-byte words, and lines
@@ -724,8 +884,8 @@ mod tests {
                     accepted += 1;
                     for path in paths {
                         assert_eq!(
-                            kept.get(text.as_bytes(), path),
-                            deep_get(full, path),
+                            kept.get(text.as_bytes(), &w, path),
+                            Ok(deep_get(full, path)),
                             "{text}"
                         );
                     }
@@ -773,8 +933,10 @@ mod tests {
         for text in [r#"{"a": 1e5, "A": 2}"#, r#"{"a": "\ud83d\ude00"}"#] {
             let full: Value = serde_json::from_str(text).unwrap();
             assert_eq!(
-                parse_kept(text, &w).unwrap().get(text.as_bytes(), &["a"]),
-                deep_get(&full, &["a"])
+                parse_kept(text, &w)
+                    .unwrap()
+                    .get(text.as_bytes(), &w, &["a"]),
+                Ok(deep_get(&full, &["a"]))
             );
         }
         assert!(parse_kept(r#"{"a": 1"#, &w).is_err());

@@ -13,9 +13,9 @@
 use libfuzzer_sys::fuzz_target;
 use std::sync::Arc;
 
-use rulehost::event::{Event, WantedPaths};
+use rulehost::event::{Event, LineParse, WantedPaths};
 use rulehost::input::{BatchLine, Line, LineBatch, parse_line};
-use rulehost_event::{Found, Wanted, deep_get, parse_kept, parse_pruned};
+use rulehost_event::{Found, Uncovered, Wanted, deep_get, parse_kept, parse_pruned};
 use serde_json::Value;
 
 fuzz_target!(|data: &[u8]| {
@@ -38,30 +38,44 @@ fuzz_target!(|data: &[u8]| {
         let kept = parse_kept(json, &wanted);
         match (&full, &kept) {
             (Err(f), Err(k)) => assert_eq!(f.to_string(), k.to_string(), "{json:?}"),
-            (Ok(_), Err(k)) => panic!("parse_kept failed where a full parse did not: {k}: {json:?}"),
-            (Err(f), Ok(_)) => panic!("parse_kept accepted what a full parse refused: {f}: {json:?}"),
+            (Ok(_), Err(k)) => {
+                panic!("parse_kept failed where a full parse did not: {k}: {json:?}")
+            }
+            (Err(f), Ok(_)) => {
+                panic!("parse_kept accepted what a full parse refused: {f}: {json:?}")
+            }
             (Ok(full), Ok(kept)) => {
                 for path in &paths {
                     let mut longer = path.clone();
                     longer.push("x".to_owned());
                     for len in 0..=longer.len() {
                         let prefix = &longer[..len];
-                        if wanted.covers(prefix) {
-                            let text = json.as_bytes();
+                        let text = json.as_bytes();
+                        if !wanted.covers(prefix) {
                             assert_eq!(
-                                kept.get(text, prefix),
-                                deep_get(full, prefix),
-                                "{prefix:?} in {json:?}"
+                                kept.get(text, &wanted, prefix),
+                                Err(Uncovered),
+                                "{prefix:?}"
                             );
-                            let found = match kept.find(text, prefix) {
-                                Some(Found::Text(t)) => {
-                                    Some(Value::from(std::str::from_utf8(t).unwrap()))
-                                }
-                                Some(Found::Value(v)) => Some(v.clone()),
-                                None => None,
-                            };
-                            assert_eq!(found.as_ref(), deep_get(full, prefix), "{prefix:?} in {json:?}");
+                            continue;
                         }
+                        assert_eq!(
+                            kept.get(text, &wanted, prefix),
+                            Ok(deep_get(full, prefix)),
+                            "{prefix:?} in {json:?}"
+                        );
+                        let found = match kept.find(text, &wanted, prefix).unwrap() {
+                            Some(Found::Text(t)) => {
+                                Some(Value::from(std::str::from_utf8(t).unwrap()))
+                            }
+                            Some(Found::Value(v)) => Some(v.clone()),
+                            None => None,
+                        };
+                        assert_eq!(
+                            found.as_ref(),
+                            deep_get(full, prefix),
+                            "{prefix:?} in {json:?}"
+                        );
                     }
                 }
             }
@@ -114,7 +128,8 @@ fn host_event(json: &str, wanted: &Wanted, paths: &[Vec<String>]) {
     });
     let batch = Arc::new(batch);
     let learned = Arc::new(WantedPaths::new(wanted.clone()));
-    let event = Event::parse(&batch, &batch.lines[0], &learned.snapshot(), &learned);
+    let from = Arc::new(LineParse::new(batch.clone(), learned.snapshot(), learned));
+    let event = Event::parse(&from, &batch.lines[0]);
     match (parse_line(json.as_bytes()), event) {
         (Line::Bad(full), Err(bad)) => assert_eq!(full.to_string(), bad.to_string(), "{json:?}"),
         (Line::Blank, Ok(None)) => {}
@@ -124,13 +139,21 @@ fn host_event(json: &str, wanted: &Wanted, paths: &[Vec<String>]) {
                 longer.push("x".to_owned());
                 for len in 0..=longer.len() {
                     let prefix = &longer[..len];
-                    assert_eq!(event.get(prefix), deep_get(&full, prefix), "{prefix:?} in {json:?}");
+                    assert_eq!(
+                        event.get(prefix),
+                        deep_get(&full, prefix),
+                        "{prefix:?} in {json:?}"
+                    );
                     let found = match event.find(prefix) {
                         Some(Found::Text(t)) => Some(Value::from(std::str::from_utf8(t).unwrap())),
                         Some(Found::Value(v)) => Some(v.clone()),
                         None => None,
                     };
-                    assert_eq!(found.as_ref(), deep_get(&full, prefix), "{prefix:?} in {json:?}");
+                    assert_eq!(
+                        found.as_ref(),
+                        deep_get(&full, prefix),
+                        "{prefix:?} in {json:?}"
+                    );
                 }
             }
             assert_eq!(event.whole_value(), &full, "{json:?}");

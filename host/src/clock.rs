@@ -36,12 +36,7 @@ impl Clock {
     /// of digits (epoch milliseconds), or a timestamp string (RFC 3339, or
     /// `YYYY-MM-DD HH:MM:SS[.fff]` read as UTC).
     pub fn event_time_ms<E: Lookup + ?Sized>(&self, event: &E) -> Option<i64> {
-        self.fields.iter().find_map(|path| {
-            // Epoch milliseconds as plain digits (the common case) without building a value.
-            event
-                .digits(path)
-                .or_else(|| event.lookup(path).and_then(parse_time_ms))
-        })
+        self.fields.iter().find_map(|path| event.time_ms(path))
     }
 
     /// The paths it reads.
