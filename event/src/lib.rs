@@ -14,8 +14,8 @@
 mod prune;
 mod scan;
 
-pub use prune::{Wanted, parse_pruned};
-pub use scan::{Found, Kept, Key, Lazy, Raw, Uncovered, digits_u64, parse_kept};
+pub use prune::{Resolved, Wanted, parse_pruned};
+pub use scan::{Found, Kept, Key, Lazy, Raw, Uncovered, Via, digits_u64, parse_kept};
 
 use serde_json::{Map, Value};
 

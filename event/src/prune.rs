@@ -20,6 +20,22 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use serde_json::{Map, Value};
 
 use crate::same_key;
+use crate::scan::Uncovered;
+
+/// A path a [`Wanted`] covers, resolved against it ([`Wanted::resolve`]): the index of
+/// the child it takes at each level, down to the value kept whole. A read of that path
+/// with it ([`Kept::get`](crate::Kept::get) and the others, given the path it was
+/// resolved from) makes no lookups in the tree. It holds for events parsed for that same
+/// tree only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved(Vec<u32>);
+
+impl Resolved {
+    /// The child indices, level by level.
+    pub(crate) fn steps(&self) -> &[u32] {
+        &self.0
+    }
+}
 
 /// The paths whose values a pruned parse keeps, as a tree of lowercased keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -195,19 +211,38 @@ impl Wanted {
     /// Whether `deep_get(path)` on a pruned parse gives what it gives on a full one: the
     /// path reaches a value kept whole.
     pub fn covers<S: AsRef<str>>(&self, path: &[S]) -> bool {
+        self.descend(path, |_, _| {}).is_ok()
+    }
+
+    /// `path`, which the tree covers, resolved against it ([`Resolved`]).
+    pub fn resolve<S: AsRef<str>>(&self, path: &[S]) -> Result<Resolved, Uncovered> {
+        let mut steps = Vec::new();
+        self.descend(path, |index, _| steps.push(index))?;
+        Ok(Resolved(steps))
+    }
+
+    /// Follows `path` down the tree to a value kept whole, calling `step` with the index
+    /// of each child it takes and its key: how many keys that took, or [`Uncovered`].
+    /// The keys kept at each level are those [`Node::child`] finds, so a key covers what
+    /// `child` finds it under (by the same comparison, without allocating).
+    pub(crate) fn descend<S: AsRef<str>>(
+        &self,
+        path: &[S],
+        mut step: impl FnMut(u32, &str),
+    ) -> Result<usize, Uncovered> {
         let mut node = &self.root;
-        for key in path {
+        for (at, key) in path.iter().enumerate() {
             if node.whole {
-                return true;
+                return Ok(at);
             }
-            // The keys kept at this level are those `child` finds, so a key covers what
-            // `child` finds it under (by the same comparison, without allocating).
-            match node.child(key.as_ref()) {
-                Some((_, child)) => node = child,
-                None => return false,
-            }
+            let (index, child) = node.child(key.as_ref()).ok_or(Uncovered)?;
+            step(index, key.as_ref());
+            node = child;
         }
-        node.whole
+        match node.whole {
+            true => Ok(path.len()),
+            false => Err(Uncovered),
+        }
     }
 
     /// Whether everything is wanted (a pruned parse would be a full one).

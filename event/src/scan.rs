@@ -21,7 +21,7 @@ use std::sync::OnceLock;
 use serde_json::Value;
 use wide::u8x16;
 
-use crate::prune::{Node, parse_pruned};
+use crate::prune::{Node, Resolved, parse_pruned};
 use crate::{Wanted, deep_get, same_key};
 
 /// Nesting the scanner follows before it gives up: below `serde_json`'s limit (128), so it
@@ -144,6 +144,28 @@ pub enum Found<'a> {
     Value(&'a Value),
 }
 
+/// How a read finds its path's keys ([`Kept::get`] and the others): looked up in the
+/// tree the event was parsed for, or resolved against it beforehand.
+#[derive(Debug, Clone, Copy)]
+pub enum Via<'a> {
+    /// The [`Wanted`] the event was parsed for.
+    Tree(&'a Wanted),
+    /// The path, resolved against that tree ([`Wanted::resolve`]).
+    Resolved(&'a Resolved),
+}
+
+impl<'a> From<&'a Wanted> for Via<'a> {
+    fn from(wanted: &'a Wanted) -> Self {
+        Via::Tree(wanted)
+    }
+}
+
+impl<'a> From<&'a Resolved> for Via<'a> {
+    fn from(resolved: &'a Resolved) -> Self {
+        Via::Resolved(resolved)
+    }
+}
+
 /// What [`Kept::raw`] finds at a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Raw<'a> {
@@ -165,13 +187,13 @@ pub struct Uncovered;
 impl Kept {
     /// [`deep_get`] on the event, for a path `wanted` (what [`parse_kept`] parsed the
     /// event for) covers; [`Uncovered`] for any other. `text` is the text it parsed.
-    pub fn get<'a, S: AsRef<str>>(
+    pub fn get<'a, 'w, S: AsRef<str>>(
         &'a self,
         text: &[u8],
-        wanted: &Wanted,
+        via: impl Into<Via<'w>>,
         path: &[S],
     ) -> Result<Option<&'a Value>, Uncovered> {
-        Ok(match self.walk(text, wanted, path)? {
+        Ok(match self.walk(text, via.into(), path)? {
             Some((Kept::Whole(value), at)) => deep_get(value, &path[at..]),
             Some((Kept::Lazy(lazy), at)) => deep_get(lazy.value(text), &path[at..]),
             Some((Kept::Object(_) | Kept::Skipped, _)) | None => None,
@@ -180,29 +202,30 @@ impl Kept {
 
     /// [`Kept::get`], with a string that has no escapes read straight from `text` (no
     /// copy).
-    pub fn find<'a, S: AsRef<str>>(
+    pub fn find<'a, 'w, S: AsRef<str>>(
         &'a self,
         text: &'a [u8],
-        wanted: &Wanted,
+        via: impl Into<Via<'w>>,
         path: &[S],
     ) -> Result<Option<Found<'a>>, Uncovered> {
-        match self.walk(text, wanted, path)? {
+        let via = via.into();
+        match self.walk(text, via, path)? {
             Some((Kept::Lazy(lazy), at)) if lazy.plain && at == path.len() => {
                 Ok(Some(Found::Text(&text[lazy.start..lazy.end])))
             }
-            _ => Ok(self.get(text, wanted, path)?.map(Found::Value)),
+            _ => Ok(self.get(text, via, path)?.map(Found::Value)),
         }
     }
 
     /// The text of the value at `path` (as [`Kept::get`] reads it) as the scan left it
     /// unbuilt ([`Raw`]), found in one walk.
-    pub fn raw<'a, S: AsRef<str>>(
+    pub fn raw<'a, 'w, S: AsRef<str>>(
         &'a self,
         text: &'a [u8],
-        wanted: &Wanted,
+        via: impl Into<Via<'w>>,
         path: &[S],
     ) -> Result<Raw<'a>, Uncovered> {
-        Ok(match self.walk(text, wanted, path)? {
+        Ok(match self.walk(text, via.into(), path)? {
             None => Raw::Missing,
             Some((Kept::Lazy(lazy), at)) if at == path.len() => {
                 Raw::Text(&text[lazy.start..lazy.end])
@@ -211,35 +234,37 @@ impl Kept {
         })
     }
 
-    /// Follows `path` through `wanted`'s tree and the kept objects together: the node where
-    /// it stops and how many keys it took (`None`: not in the event), or [`Uncovered`]
-    /// (what [`Wanted::covers`] says). Each kept key holds the index of the wanted key it
-    /// was kept for, so a level costs one lookup in the tree and a look at those entries.
+    /// Follows `path` through the kept objects, by `via`: the node where it stops and how
+    /// many keys it took (`None`: not in the event), or [`Uncovered`] (what
+    /// [`Wanted::covers`] says). Each kept key holds the index of the wanted key it was
+    /// kept for, so a level costs a look at those entries, and one lookup in the tree
+    /// unless the path was resolved.
     fn walk<S: AsRef<str>>(
         &self,
         text: &[u8],
-        wanted: &Wanted,
+        via: Via<'_>,
         path: &[S],
     ) -> Result<Option<(&Kept, usize)>, Uncovered> {
-        let (mut node, mut kept) = (&wanted.root, Some(self));
-        for (at, key) in path.iter().enumerate() {
-            if node.whole {
-                return Ok(kept.map(|kept| (kept, at)));
-            }
-            let key = key.as_ref();
-            let (index, child) = node.child(key).ok_or(Uncovered)?;
-            node = child;
+        let mut kept = Some(self);
+        let mut step = |index: u32, key: &str| {
             kept = match kept {
                 Some(Kept::Object(entries)) => lookup(text, entries, index, key),
                 // Not an object: nothing under it, but whether the rest is covered still
                 // decides where the read is answered.
                 _ => None,
             };
-        }
-        match node.whole {
-            true => Ok(kept.map(|kept| (kept, path.len()))),
-            false => Err(Uncovered),
-        }
+        };
+        let at = match via {
+            Via::Tree(wanted) => wanted.descend(path, step)?,
+            Via::Resolved(resolved) => {
+                let steps = resolved.steps();
+                for (&index, key) in steps.iter().zip(path) {
+                    step(index, key.as_ref());
+                }
+                steps.len()
+            }
+        };
+        Ok(kept.map(|kept| (kept, at)))
     }
 
     /// The tree of a [`parse_pruned`] value.
@@ -717,6 +742,15 @@ mod tests {
                 None => None,
             };
             assert_eq!(found.as_ref(), deep_get(&full, path), "{path:?}");
+            let resolved = w.resolve(path).unwrap();
+            for via in [Via::Tree(&w), Via::Resolved(&resolved)] {
+                assert_eq!(
+                    scanned.find(text, via, path),
+                    scanned.find(text, &w, path),
+                    "{path:?}"
+                );
+                assert_eq!(scanned.raw(text, via, path), scanned.raw(text, &w, path));
+            }
         }
         assert_eq!(scanned.get(text, &w, &["dup"]), Ok(Some(&json!(3))));
         assert_eq!(
@@ -760,6 +794,7 @@ mod tests {
             &[],
         ] {
             assert!(!w.covers(path), "{path:?}");
+            assert_eq!(w.resolve(path), Err(Uncovered), "{path:?}");
             assert_eq!(scanned.get(text, &w, path), Err(Uncovered), "{path:?}");
             assert_eq!(scanned.find(text, &w, path), Err(Uncovered), "{path:?}");
             assert_eq!(scanned.raw(text, &w, path), Err(Uncovered), "{path:?}");
@@ -818,11 +853,17 @@ mod tests {
             let scanned = scan(text, &w.root).expect("plain JSON is scanned");
             let pruned = Kept::from_pruned(parse_pruned(text, &w).unwrap(), &w.root);
             for path in paths {
+                let resolved = w.resolve(path).unwrap();
                 for kept in [&scanned, &pruned] {
                     assert_eq!(
                         kept.get(text.as_bytes(), &w, path),
                         Ok(deep_get(&full, path)),
                         "{path:?} in {text}"
+                    );
+                    assert_eq!(
+                        kept.get(text.as_bytes(), &resolved, path),
+                        Ok(deep_get(&full, path)),
+                        "resolved: {path:?} in {text}"
                     );
                 }
             }

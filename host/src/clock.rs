@@ -6,13 +6,17 @@
 
 use serde_json::Value;
 
-use crate::event::Lookup;
+use std::cell::RefCell;
+
+use crate::event::{Lookup, Resolutions};
 
 /// Reads an event's time, in milliseconds since the Unix epoch (UTC).
 #[derive(Debug, Clone)]
 pub struct Clock {
     /// Paths tried in order; the first that holds a readable time wins.
     fields: Vec<Vec<String>>,
+    /// `fields` resolved against the paths events are parsed for.
+    resolutions: RefCell<Resolutions>,
 }
 
 impl Default for Clock {
@@ -29,14 +33,18 @@ impl Clock {
             .into_iter()
             .map(|f| f.as_ref().split('.').map(str::to_owned).collect())
             .collect();
-        Clock { fields }
+        Clock {
+            fields,
+            resolutions: RefCell::default(),
+        }
     }
 
     /// The event's time, if one of the fields holds a number (epoch milliseconds), a string
     /// of digits (epoch milliseconds), or a timestamp string (RFC 3339, or
     /// `YYYY-MM-DD HH:MM:SS[.fff]` read as UTC).
     pub fn event_time_ms<E: Lookup + ?Sized>(&self, event: &E) -> Option<i64> {
-        self.fields.iter().find_map(|path| event.time_ms(path))
+        let resolutions = &mut *self.resolutions.borrow_mut();
+        (self.fields.iter().enumerate()).find_map(|(i, path)| event.time_ms(path, i, resolutions))
     }
 
     /// The paths it reads.

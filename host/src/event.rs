@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use rulehost_event::{Found, Kept, Raw, Uncovered, Wanted, deep_get, digits_u64, parse_kept};
+use rulehost_event::{
+    Found, Kept, Raw, Resolved, Uncovered, Wanted, deep_get, digits_u64, parse_kept,
+};
 use serde_json::Value;
 
 use crate::clock::parse_time_ms;
@@ -106,7 +108,7 @@ impl Event {
         match &self.0 {
             Parsed::Whole(value) => deep_get(value, path),
             Parsed::Pruned(pruned) => {
-                match pruned.kept.get(pruned.text(), &pruned.from.wanted, path) {
+                match pruned.kept.get(pruned.text(), &*pruned.from.wanted, path) {
                     Ok(found) => found,
                     Err(Uncovered) => {
                         pruned.from.paths.missed(path);
@@ -121,11 +123,30 @@ impl Event {
     /// copied ([`Found::Text`]).
     pub fn find<S: AsRef<str>>(&self, path: &[S]) -> Option<Found<'_>> {
         if let Parsed::Pruned(pruned) = &self.0
-            && let Ok(found) = pruned.kept.find(pruned.text(), &pruned.from.wanted, path)
+            && let Ok(found) = pruned.kept.find(pruned.text(), &*pruned.from.wanted, path)
         {
             return found;
         }
         self.get(path).map(Found::Value)
+    }
+
+    /// [`Event::find`] of `path`, the `index`th of a caller's fixed paths, resolved
+    /// through `resolutions` (once per tree of wanted paths, not per event).
+    pub fn find_resolved<S: AsRef<str>>(
+        &self,
+        path: &[S],
+        index: usize,
+        resolutions: &mut Resolutions,
+    ) -> Option<Found<'_>> {
+        if let Parsed::Pruned(pruned) = &self.0
+            && let Some(resolved) = resolutions.get(&pruned.from.wanted, index, path)
+        {
+            return pruned
+                .kept
+                .find(pruned.text(), resolved, path)
+                .expect("a resolved path is covered");
+        }
+        self.find(path)
     }
 
     /// The whole event (parsed now, if it was pruned).
@@ -134,6 +155,39 @@ impl Event {
             Parsed::Whole(value) => value,
             Parsed::Pruned(pruned) => pruned.full(),
         }
+    }
+}
+
+/// Paths read from event after event (a rule's packed fields, the clock's), each resolved
+/// against the tree of wanted paths the events were parsed for ([`Resolved`]) when first
+/// read, and again only when that tree changes: a read then makes no lookups in the tree.
+#[derive(Debug, Clone, Default)]
+pub struct Resolutions {
+    /// The tree they are resolved against.
+    wanted: Option<Arc<Wanted>>,
+    /// By the caller's index of the path; `None`: not read since the tree changed.
+    paths: Vec<Option<Result<Resolved, Uncovered>>>,
+}
+
+impl Resolutions {
+    /// `path`, the caller's `index`th, resolved against `wanted`; `None` when not covered.
+    fn get<S: AsRef<str>>(
+        &mut self,
+        wanted: &Arc<Wanted>,
+        index: usize,
+        path: &[S],
+    ) -> Option<&Resolved> {
+        if !self.wanted.as_ref().is_some_and(|w| Arc::ptr_eq(w, wanted)) {
+            self.wanted = Some(wanted.clone());
+            self.paths.clear();
+        }
+        if self.paths.len() <= index {
+            self.paths.resize(index + 1, None);
+        }
+        self.paths[index]
+            .get_or_insert_with(|| wanted.resolve(path))
+            .as_ref()
+            .ok()
     }
 }
 
@@ -148,8 +202,14 @@ pub trait Lookup {
         self.lookup(path).map(Found::Value)
     }
 
-    /// [`parse_time_ms`] of the value at `path`.
-    fn time_ms<S: AsRef<str>>(&self, path: &[S]) -> Option<i64> {
+    /// [`parse_time_ms`] of the value at `path`, the `index`th of a caller's fixed paths
+    /// (resolved through `resolutions` where that saves work).
+    fn time_ms<S: AsRef<str>>(
+        &self,
+        path: &[S],
+        _index: usize,
+        _resolutions: &mut Resolutions,
+    ) -> Option<i64> {
         self.lookup(path).and_then(parse_time_ms)
     }
 }
@@ -171,9 +231,16 @@ impl Lookup for Event {
 
     /// Epoch milliseconds written as plain digits (the common case) are read from the
     /// line without building a value, in the one walk that finds them.
-    fn time_ms<S: AsRef<str>>(&self, path: &[S]) -> Option<i64> {
-        if let Parsed::Pruned(pruned) = &self.0 {
-            match pruned.kept.raw(pruned.text(), &pruned.from.wanted, path) {
+    fn time_ms<S: AsRef<str>>(
+        &self,
+        path: &[S],
+        index: usize,
+        resolutions: &mut Resolutions,
+    ) -> Option<i64> {
+        if let Parsed::Pruned(pruned) = &self.0
+            && let Some(resolved) = resolutions.get(&pruned.from.wanted, index, path)
+        {
+            match pruned.kept.raw(pruned.text(), resolved, path) {
                 Ok(Raw::Missing) => return None,
                 Ok(Raw::Text(text)) if let Some(ms) = plain_i64(text) => return Some(ms),
                 Ok(Raw::Text(_) | Raw::Built) | Err(Uncovered) => {}
@@ -345,6 +412,42 @@ mod tests {
         w
     }
 
+    /// One set of resolutions serves events parsed for different trees, older and newer,
+    /// in any order: each read gives what the unresolved one gives.
+    #[test]
+    fn resolved_reads_follow_the_tree_each_event_was_parsed_for() {
+        let lines = batch(&[
+            r#"{"a": 1, "b": {"c": "x", "d": [1]}, "B": {"c": "shadowed"}, "z": null}"#,
+            r#"{"A": 2, "b": {"C": "y"}}"#,
+        ]);
+        let reads: [&[&str]; 5] = [&["a"], &["b", "c"], &["B", "c"], &["z"], &["b"]];
+        let trees = [
+            wanted(&[&["a"]]),
+            wanted(&[&["a"], &["b", "c"], &["z"]]),
+            wanted(&[&["b"], &["z"]]),
+        ];
+        let mut events = Vec::new();
+        for tree in trees {
+            let paths = Arc::new(WantedPaths::new(tree));
+            let from = Arc::new(LineParse::new(lines.clone(), paths.snapshot(), paths));
+            for line in &lines.lines {
+                events.push(Event::parse(&from, line).unwrap().unwrap());
+            }
+        }
+        let mut resolutions = Resolutions::default();
+        for round in 0..2 {
+            for (i, event) in events.iter().enumerate().rev() {
+                for (index, path) in reads.iter().enumerate() {
+                    assert_eq!(
+                        event.find_resolved(path, index, &mut resolutions),
+                        event.find(path),
+                        "round {round}, event {i}, {path:?}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn reads_not_covered_are_answered_whole_and_learned() {
         let lines = batch(&[
@@ -442,7 +545,7 @@ mod tests {
             };
             let raw = pruned
                 .kept
-                .raw(pruned.text(), &pruned.from.wanted, &["timestamp"]);
+                .raw(pruned.text(), &*pruned.from.wanted, &["timestamp"]);
             fast += usize::from(matches!(raw, Ok(Raw::Text(t)) if plain_i64(t).is_some()));
         }
         assert_eq!(

@@ -10,7 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{WitValue, modules, types};
 use super::{limits, python, wasi};
-use crate::event::Event;
+use crate::event::{Event, Resolutions};
 
 /// Everything a rule's Store holds.
 pub(super) struct HostState {
@@ -180,11 +180,17 @@ impl types::HostEvents for HostState {
     }
 }
 
-/// Writes the values of the fields `ids` (registered `paths`) of `event` into `out`, in
-/// the format `evaluate-batch`'s `fields` documents (wit/rulehost.wit): per field its id, a tag
-/// and a payload, each value exactly what [`to_wit`] gives `get-field`.
-pub(super) fn pack(event: &Event, paths: &[Vec<String>], ids: &[u32], out: &mut Vec<u8>) {
-    out.clear();
+/// Appends the values of the fields `ids` (registered `paths`, read through
+/// `resolutions`) of `event` to `out`, in the format `evaluate-batch`'s `fields` documents
+/// (wit/rulehost.wit): per field its id, a tag and a payload, each value exactly what
+/// [`to_wit`] gives `get-field`.
+pub(super) fn pack(
+    event: &Event,
+    paths: &[Vec<String>],
+    ids: &[u32],
+    resolutions: &mut Resolutions,
+    out: &mut Vec<u8>,
+) {
     for &id in ids {
         let Some(path) = paths.get(id as usize) else {
             continue;
@@ -200,7 +206,7 @@ pub(super) fn pack(event: &Event, paths: &[Vec<String>], ids: &[u32], out: &mut 
             // Not representable: left out, so the rule reads it with `get-field`.
             Err(_) => out.truncate(start),
         };
-        let value = match event.find(path) {
+        let value = match event.find_resolved(path, id as usize, resolutions) {
             Some(Found::Text(s)) => {
                 text(out, 6, s);
                 continue;
@@ -323,9 +329,11 @@ mod tests {
             &Event::whole(event),
             &paths,
             &[0, 1, 2, 3, 4, 5, 6, 7, 8, 42],
+            &mut Resolutions::default(),
             &mut out,
         );
-        let mut want = Vec::new();
+        // Appended to what `out` held.
+        let mut want = vec![9, 9];
         let mut entry = |id: u32, tag: u8, payload: &[u8]| {
             want.extend_from_slice(&id.to_le_bytes());
             want.push(tag);

@@ -11,7 +11,7 @@ use super::bindings::{batch, detection, types};
 use super::host::{HostState, handle_rep, pack};
 use super::{Limits, flatten, limits, wasi};
 use crate::calls::{BatchFailure, BatchOutcome, CallResult, RuleFailure};
-use crate::event::Event;
+use crate::event::{Event, Resolutions};
 
 /// What a rule printed, when its output is captured.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -45,6 +45,8 @@ pub struct RuleInstance {
     max_returned_bytes: usize,
     /// `evaluate-batch`'s `fields`, kept to reuse the buffer.
     packed: Vec<u8>,
+    /// The fields' paths resolved against the paths events are parsed for.
+    resolutions: Resolutions,
     /// The optional functions that answered "not defined" (bit `i`: the `i`th in
     /// `optional_functions!`). The contract says that does not depend on the event, so they
     /// are not called again: a window's alert fields cost a call per function the rule
@@ -129,6 +131,7 @@ impl RuleInstance {
             deadline: limits.deadline_ticks(),
             max_returned_bytes: limits.max_returned_bytes,
             packed: Vec::new(),
+            resolutions: Resolutions::default(),
             undefined: 0,
         }
     }
@@ -204,16 +207,18 @@ impl RuleInstance {
         u32::try_from(events.len()).map_err(|_| BatchFailure::TooMany)?;
         let mut packed = std::mem::take(&mut self.packed);
         packed.clear();
-        let mut section = Vec::new();
         let state = self.store.data();
         for event in events {
-            pack(event, &state.fields, &state.prefetch, &mut section);
-            let Ok(len) = u32::try_from(section.len()) else {
+            // The section's length, then its entries, packed in place.
+            let at = packed.len();
+            packed.extend_from_slice(&[0; 4]);
+            let (fields, ids) = (&state.fields, &state.prefetch);
+            pack(event, fields, ids, &mut self.resolutions, &mut packed);
+            let Ok(len) = u32::try_from(packed.len() - at - 4) else {
                 self.packed = packed;
                 return Err(BatchFailure::TooMany);
             };
-            packed.extend_from_slice(&len.to_le_bytes());
-            packed.extend_from_slice(&section);
+            packed[at..at + 4].copy_from_slice(&len.to_le_bytes());
         }
         let reads = state.virt.reads();
         self.store.data_mut().in_batch = true;
