@@ -78,7 +78,7 @@ impl Node {
     #[inline]
     pub(crate) fn child(&self, key: &str) -> Option<(u32, &Node)> {
         match key.is_ascii() {
-            true => self.ascii_child(key),
+            true => self.ascii_child(key.as_bytes()),
             false => self.unicode_child(key),
         }
     }
@@ -92,10 +92,10 @@ impl Node {
         Some((index as u32, &self.children[index].node))
     }
 
-    /// [`Node::child`] for a key known to be ASCII. Inlined into the scanner, which calls
-    /// it for every key of a line.
+    /// [`Node::child`] for a key known to be ASCII (its bytes). Inlined into the scanner,
+    /// which calls it for every key of a line.
     #[inline(always)]
-    pub(crate) fn ascii_child(&self, key: &str) -> Option<(u32, &Node)> {
+    pub(crate) fn ascii_child(&self, key: &[u8]) -> Option<(u32, &Node)> {
         if self.lengths & length_bit(key) == 0 {
             return None;
         }
@@ -107,8 +107,8 @@ impl Node {
             let index = self.slots.get(at)?.checked_sub(1)?;
             let c = &self.children[index as usize];
             if c.signature == signature
-                && (same_key(c.spelled.as_bytes(), key.as_bytes())
-                    || c.lower.eq_ignore_ascii_case(key))
+                && (same_key(c.spelled.as_bytes(), key)
+                    || c.lower.as_bytes().eq_ignore_ascii_case(key))
             {
                 return Some((index, &c.node));
             }
@@ -140,15 +140,15 @@ fn slot(signature: u32, mask: usize) -> usize {
     (signature.wrapping_mul(0x9e37_79b9) >> 16) as usize & mask
 }
 
-fn length_bit(key: &str) -> u64 {
+fn length_bit(key: &[u8]) -> u64 {
     1 << key.len().min(63)
 }
 
 /// A key's length with its first and last bytes, ASCII letters lowercased (`| 0x20`, which
 /// keeps every two bytes that are equal ignoring ASCII case equal): two keys that are equal
 /// ignoring ASCII case have the same signature.
-fn signature(key: &str) -> u32 {
-    match key.as_bytes() {
+fn signature(key: &[u8]) -> u32 {
+    match key {
         [] => 0,
         [first, .., last] | [first @ last] => {
             ((key.len().min(0xffff) as u32) << 16)
@@ -187,9 +187,9 @@ impl Wanted {
             let at = match node.children.iter().position(|c| c.lower == key) {
                 Some(at) => at,
                 None => {
-                    node.lengths |= length_bit(&key);
+                    node.lengths |= length_bit(key.as_bytes());
                     node.children.push(Child {
-                        signature: signature(&key),
+                        signature: signature(key.as_bytes()),
                         spelled: spelled.to_owned(),
                         lower: key,
                         node: Node::default(),
@@ -569,17 +569,20 @@ mod tests {
             w.add(&[key.as_str()]);
         }
         for key in &keys {
-            let (index, node) = w.root.ascii_child(key).expect(key);
+            let (index, node) = w.root.ascii_child(key.as_bytes()).expect(key);
             assert!(node.whole, "{key}");
             assert_eq!(w.root.children[index as usize].lower, *key);
             let upper = key.to_uppercase();
-            let (same, by_upper) = w.root.ascii_child(&upper).unwrap();
+            let (same, by_upper) = w.root.ascii_child(upper.as_bytes()).unwrap();
             assert!(same == index && std::ptr::eq(by_upper, node), "{key}");
         }
         for missing in ["a40z", "a0y", "b0z", "a", ""] {
-            assert!(w.root.ascii_child(missing).is_none(), "{missing}");
+            assert!(
+                w.root.ascii_child(missing.as_bytes()).is_none(),
+                "{missing}"
+            );
         }
-        assert!(Wanted::nothing().root.ascii_child("a").is_none());
+        assert!(Wanted::nothing().root.ascii_child(b"a").is_none());
     }
 
     #[test]

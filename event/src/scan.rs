@@ -452,10 +452,10 @@ impl<'a> Scanner<'a> {
         let mut entries: Vec<(Key, u32, Kept)> = Vec::new();
         self.items(b'{', b'}', |scan| {
             let (start, end) = scan.member_key()?;
-            let key = &scan.text[start..end];
+            let key = &scan.bytes[start..end];
             let child = match scan.ascii {
                 true => node.ascii_child(key),
-                false => node.child(key),
+                false => node.child(&scan.text[start..end]),
             };
             match child {
                 Some((index, child)) => {
@@ -463,7 +463,7 @@ impl<'a> Scanner<'a> {
                     let bytes = scan.bytes;
                     match entries
                         .iter_mut()
-                        .find(|(k, i, _)| *i == index && same_key(k.bytes(bytes), key.as_bytes()))
+                        .find(|(k, i, _)| *i == index && same_key(k.bytes(bytes), key))
                     {
                         Some((_, _, old)) => *old = value,
                         None => {
