@@ -13,7 +13,7 @@
 use libfuzzer_sys::fuzz_target;
 use std::sync::Arc;
 
-use rulehost::event::{Event, LineParse, WantedPaths};
+use rulehost::event::{Event, LineParse, Resolutions, WantedPaths};
 use rulehost::input::{BatchLine, Line, LineBatch, parse_line};
 use rulehost_event::{Found, Uncovered, Wanted, deep_get, parse_kept, parse_pruned};
 use serde_json::Value;
@@ -134,6 +134,9 @@ fn host_event(json: &str, wanted: &Wanted, paths: &[Vec<String>]) {
         (Line::Bad(full), Err(bad)) => assert_eq!(full.to_string(), bad.to_string(), "{json:?}"),
         (Line::Blank, Ok(None)) => {}
         (Line::Event(full), Ok(Some(event))) => {
+            // The same paths read resolved ahead (as a rule's packed fields are), each by
+            // its own index.
+            let (mut resolutions, mut index) = (Resolutions::default(), 0);
             for path in paths {
                 let mut longer = path.clone();
                 longer.push("x".to_owned());
@@ -143,6 +146,12 @@ fn host_event(json: &str, wanted: &Wanted, paths: &[Vec<String>]) {
                         event.get(prefix),
                         deep_get(&full, prefix),
                         "{prefix:?} in {json:?}"
+                    );
+                    index += 1;
+                    assert_eq!(
+                        event.find_resolved(prefix, index, &mut resolutions),
+                        event.find(prefix),
+                        "resolved: {prefix:?} in {json:?}"
                     );
                     let found = match event.find(prefix) {
                         Some(Found::Text(t)) => Some(Value::from(std::str::from_utf8(t).unwrap())),
