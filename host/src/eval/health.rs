@@ -89,6 +89,16 @@ pub(super) struct Health {
 }
 
 impl Health {
+    /// Counts an event `rule`'s filters ruled out: the most common outcome with many
+    /// rules. A rule that was not called has no notes and cannot fail.
+    #[inline]
+    pub fn filtered(rule: &mut StageRule) {
+        match rule.stats.quarantined_at {
+            Some(_) => rule.stats.skipped += 1,
+            None => rule.stats.filtered += 1,
+        }
+    }
+
     /// Before rule `rule`'s `outcome` on one event at `location` is applied: counts and
     /// reports the failed fast paths the worker noted, and keeps a disagreement for
     /// [`Health::after`]. An outcome that is only counted (filtered out, or of a rule
@@ -102,12 +112,7 @@ impl Health {
         location: &Position,
     ) -> Option<Pending> {
         if let Verdict::Filtered = outcome {
-            // The most common outcome with many rules. A rule that was not called has no
-            // notes and cannot fail.
-            match rule.stats.quarantined_at {
-                Some(_) => rule.stats.skipped += 1,
-                None => rule.stats.filtered += 1,
-            }
+            Health::filtered(rule);
             return None;
         }
         let mut mismatch = None;

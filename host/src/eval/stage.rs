@@ -353,9 +353,14 @@ impl<'a> Stage<'a> {
         self.write_closed()?;
         let mut notes = notes.into_iter().peekable();
         for (index, outcome) in outcomes.enumerate() {
+            let rule = &mut self.rules[index];
+            if let Verdict::Filtered = outcome {
+                // With many rules the most common outcome: counted, with nothing to drop.
+                Health::filtered(rule);
+                continue;
+            }
             let rule_notes =
                 std::iter::from_fn(|| notes.next_if(|n| n.rule == index)).map(|note| note.what);
-            let rule = &mut self.rules[index];
             let Some(pending) = self.health.before(rule, &outcome, rule_notes, location) else {
                 continue;
             };

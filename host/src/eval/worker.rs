@@ -202,8 +202,12 @@ impl Worker {
             let outcome = if quarantined.load(Ordering::Relaxed) {
                 Verdict::Skipped
             } else if let Some(group) = *group
-                && let Some(filters) = &runner.rule.spec.inline_filters
-                && !*self.filter_results[group].get_or_insert_with(|| filters.matches(&*event))
+                // Most results are known here (the filter index made them, or a rule with
+                // the same filters): the rule's spec is read only to make one.
+                && !*self.filter_results[group].get_or_insert_with(|| {
+                    let filters = runner.rule.spec.inline_filters.as_ref();
+                    filters.is_none_or(|filters| filters.matches(&*event))
+                })
             {
                 Verdict::Filtered
             } else {
