@@ -193,11 +193,18 @@ impl Kept {
         via: impl Into<Via<'w>>,
         path: &[S],
     ) -> Result<Option<&'a Value>, Uncovered> {
-        Ok(match self.walk(text, via.into(), path)? {
-            Some((Kept::Whole(value), at)) => deep_get(value, &path[at..]),
-            Some((Kept::Lazy(lazy), at)) => deep_get(lazy.value(text), &path[at..]),
-            Some((Kept::Object(_) | Kept::Skipped, _)) | None => None,
-        })
+        let found = self.walk(text, via.into(), path)?;
+        Ok(found.and_then(|(node, at)| node.value_under(text, &path[at..])))
+    }
+
+    /// [`deep_get`] of `rest` under this node, where a walk stopped: through a value kept
+    /// whole; nothing under an object kept in part or a value skipped.
+    fn value_under<'a, S: AsRef<str>>(&'a self, text: &[u8], rest: &[S]) -> Option<&'a Value> {
+        match self {
+            Kept::Whole(value) => deep_get(value, rest),
+            Kept::Lazy(lazy) => deep_get(lazy.value(text), rest),
+            Kept::Object(_) | Kept::Skipped => None,
+        }
     }
 
     /// [`Kept::get`], with a string that has no escapes read straight from `text` (no
@@ -208,13 +215,14 @@ impl Kept {
         via: impl Into<Via<'w>>,
         path: &[S],
     ) -> Result<Option<Found<'a>>, Uncovered> {
-        let via = via.into();
-        match self.walk(text, via, path)? {
+        Ok(match self.walk(text, via.into(), path)? {
             Some((Kept::Lazy(lazy), at)) if lazy.plain && at == path.len() => {
-                Ok(Some(Found::Text(&text[lazy.start..lazy.end])))
+                Some(Found::Text(&text[lazy.start..lazy.end]))
             }
-            _ => Ok(self.get(text, via, path)?.map(Found::Value)),
-        }
+            // The value where the walk stopped: not walked again.
+            Some((node, at)) => node.value_under(text, &path[at..]).map(Found::Value),
+            None => None,
+        })
     }
 
     /// The text of the value at `path` (as [`Kept::get`] reads it) as the scan left it
@@ -574,10 +582,9 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// [`Scanner::skip`] for a value of any kind.
+    /// [`Scanner::skip`] for a value that is not a string.
     fn skip_other(&mut self) -> Option<()> {
         match self.peek()? {
-            b'"' => self.string().map(drop),
             b'{' => self.items(b'{', b'}', |scan| {
                 scan.string()?;
                 scan.space();
