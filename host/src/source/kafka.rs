@@ -257,13 +257,11 @@ impl KafkaSource {
             };
             first_at.get_or_insert_with(Instant::now);
             count += 1;
-            // Room for a few hundred messages at once, not grown from nothing.
+            // A dropped batch's buffer when one is spare (grown to what a partition's run of
+            // messages needed before): a fresh one is faulted in and zeroed by the kernel.
             let batch = batches
                 .entry(message.partition())
-                .or_insert_with(|| LineBatch {
-                    bytes: Vec::with_capacity(256 << 10),
-                    lines: Vec::with_capacity(256),
-                });
+                .or_insert_with(|| LineBatch::with_capacity(64 << 10, 64));
             let payload = message.payload().unwrap_or_default();
             self.bytes_read += payload.len() as u64;
             let start = batch.bytes.len();
