@@ -351,14 +351,13 @@ thread_local! {
 /// The fast scanner's pass over `text`: `None` whenever it is not sure (see the module
 /// docs).
 fn scan(text: &str, root: &Node) -> Option<Kept> {
-    // A control character is invalid in a string and rare between tokens (a tab, say):
-    // refusing them all here spares every string the check.
-    let (control, ascii) = classify(text.as_bytes());
-    if control {
-        return None;
-    }
     SPECIALS.with_borrow_mut(|words| {
-        specials(text.as_bytes(), words);
+        let (control, ascii) = specials(text.as_bytes(), words);
+        // A control character is invalid in a string and rare between tokens (a tab, say):
+        // refusing them all here spares every string the check.
+        if control {
+            return None;
+        }
         Scanner {
             text,
             bytes: text.as_bytes(),
@@ -373,43 +372,40 @@ fn scan(text: &str, root: &Node) -> Option<Kept> {
 
 /// One pass over a line in vector code: where its quotes and backslashes are, as bits in
 /// `words` (byte `i` is bit `i % 64` of word `i / 64`), so that finding the end of a string
-/// is a bit scan.
-fn specials(bytes: &[u8], words: &mut Vec<u64>) {
+/// is a bit scan; and whether the line holds a control character, and whether it is all
+/// ASCII (from its smallest and its largest byte).
+fn specials(bytes: &[u8], words: &mut Vec<u64>) -> (bool, bool) {
     words.clear();
+    // Spaces, which are neither control characters nor past ASCII, quotes nor backslashes.
+    let (mut low, mut high) = (u8x16::splat(b' '), u8x16::splat(b' '));
     let mut chunks = bytes.chunks_exact(64);
     for chunk in &mut chunks {
-        words.push(specials_word(chunk.try_into().expect("64 bytes")));
+        let chunk = chunk.try_into().expect("64 bytes");
+        words.push(specials_word(chunk, &mut low, &mut high));
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
-        // Padded with spaces, which are neither.
+        // Padded with spaces.
         let mut last = [b' '; 64];
         last[..rest.len()].copy_from_slice(rest);
-        words.push(specials_word(&last));
+        words.push(specials_word(&last, &mut low, &mut high));
     }
+    (low.reduce_min() < 0x20, high.reduce_max() < 0x80)
 }
 
-/// The quotes and backslashes of 64 bytes, 16 at a time.
-fn specials_word(chunk: &[u8; 64]) -> u64 {
+/// The quotes and backslashes of 64 bytes, 16 at a time; `low` and `high` take their
+/// smallest and largest bytes in.
+fn specials_word(chunk: &[u8; 64], low: &mut u8x16, high: &mut u8x16) -> u64 {
     let (quote, backslash) = (u8x16::splat(b'"'), u8x16::splat(b'\\'));
     let mut word = 0;
     for (i, part) in chunk.chunks_exact(16).enumerate() {
         let part = u8x16::new(part.try_into().expect("16 bytes"));
         let found = part.simd_eq(quote) | part.simd_eq(backslash);
         word |= u64::from(found.to_bitmask()) << (16 * i);
+        *low = low.min(part);
+        *high = high.max(part);
     }
     word
-}
-
-/// Whether `bytes` hold a control character, and whether they are all ASCII (the common
-/// case, printable ASCII only, in one loop that compiles to vector code: no early exit).
-fn classify(bytes: &[u8]) -> (bool, bool) {
-    let unusual = |b: u8| b.wrapping_sub(0x20) > 0x5f;
-    if !bytes.iter().fold(false, |seen, &b| seen | unusual(b)) {
-        return (false, true);
-    }
-    let control = bytes.iter().fold(false, |seen, &b| seen | (b < 0x20));
-    (control, bytes.is_ascii())
 }
 
 /// The fast scanner (see the module docs).
@@ -943,6 +939,29 @@ mod tests {
             }
         }
         assert!(accepted > 420, "the unmutated texts all parse: {accepted}");
+    }
+
+    #[test]
+    fn control_characters_and_bytes_past_ascii_are_found_anywhere_in_a_line() {
+        // Longer than two 64-byte words: whole words and the padded rest.
+        let line = format!(r#"{{"a": "{}"}}"#, "x".repeat(150)).into_bytes();
+        let mut words = Vec::new();
+        assert_eq!(specials(&line, &mut words), (false, true));
+        for at in 0..line.len() {
+            for (byte, control, ascii) in [
+                (0x00, true, true),
+                (0x1f, true, true),
+                (b' ', false, true),
+                (0x7f, false, true),
+                (0x80, false, false),
+                (0xff, false, false),
+            ] {
+                let mut bytes = line.clone();
+                bytes[at] = byte;
+                let found = specials(&bytes, &mut words);
+                assert_eq!(found, (control, ascii), "{byte:#x} at {at}");
+            }
+        }
     }
 
     #[test]
