@@ -89,20 +89,33 @@ pub(super) struct Health {
 }
 
 impl Health {
-    /// Counts an event `rule`'s filters ruled out: the most common outcome with many
-    /// rules. A rule that was not called has no notes and cannot fail.
-    #[inline]
-    pub fn filtered(rule: &mut StageRule) {
+    /// Counts the events applied since `rule` was last counted, up to `applied` (the
+    /// events applied so far), that have no verdict of it: its filters ruled them out
+    /// ([`super::verdict::Outcomes`]), the most common outcome with many rules. A rule that
+    /// was not called has no notes and cannot fail, so whether it is quarantined can change
+    /// only at one of its verdicts, which counts the events before it first
+    /// ([`Health::verdict`]).
+    pub fn absent(rule: &mut StageRule, applied: u64) {
+        let absent = applied - rule.counted_to;
         match rule.stats.quarantined_at {
-            Some(_) => rule.stats.skipped += 1,
-            None => rule.stats.filtered += 1,
+            Some(_) => rule.stats.skipped += absent,
+            None => rule.stats.filtered += absent,
         }
+        rule.counted_to = applied;
+    }
+
+    /// Counts, before `rule`'s verdict on the event applied as the `applied`th, the events
+    /// before it without a verdict of it ([`Health::absent`]).
+    #[inline]
+    pub fn verdict(rule: &mut StageRule, applied: u64) {
+        Health::absent(rule, applied - 1);
+        rule.counted_to = applied;
     }
 
     /// Before rule `rule`'s `outcome` on one event at `location` is applied: counts and
     /// reports the failed fast paths the worker noted, and keeps a disagreement for
-    /// [`Health::after`]. An outcome that is only counted (filtered out, or of a rule
-    /// already quarantined) gives `None`: nothing to apply.
+    /// [`Health::after`]. An outcome that is only counted (of a rule already quarantined)
+    /// gives `None`: nothing to apply.
     #[inline]
     pub fn before(
         &mut self,
@@ -111,10 +124,6 @@ impl Health {
         notes: impl Iterator<Item = NoteKind>,
         location: &Position,
     ) -> Option<Pending> {
-        if let Verdict::Filtered = outcome {
-            Health::filtered(rule);
-            return None;
-        }
         let mut mismatch = None;
         for note in notes {
             match note {
@@ -136,7 +145,7 @@ impl Health {
         if rule.stats.quarantined_at.is_some() {
             // Counted, not applied.
             match outcome {
-                Verdict::Skipped | Verdict::Filtered => rule.stats.skipped += 1,
+                Verdict::Skipped => rule.stats.skipped += 1,
                 evaluated => {
                     rule.stats.discarded += 1;
                     for (function, failure) in evaluated.failures() {

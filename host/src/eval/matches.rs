@@ -248,7 +248,7 @@ const MAX_KNOWN_ENDS: usize = 1 << 20;
 struct Held {
     line: usize,
     time: i64,
-    outcomes: Vec<Verdict>,
+    outcomes: Vec<(usize, Verdict)>,
     notes: Vec<Note>,
 }
 
@@ -455,8 +455,7 @@ impl MatchStage {
             batch,
         };
         self.key_index.iter_mut().for_each(HashMap::clear);
-        let rules = self.rules.len();
-        let mut outcomes = outcomes.into_iter();
+        let mut outcomes = outcomes.into_events();
         let mut notes = notes.into_iter().peekable();
         let mut watermark = self.watermarks.get(&source).copied();
         let mut held: Option<Held> = None;
@@ -472,7 +471,7 @@ impl MatchStage {
                 LineItem::Event { line, time } => {
                     let event = events;
                     events += 1;
-                    let these = outcomes.by_ref().take(rules);
+                    let these = outcomes.next_event();
                     let notes = std::iter::from_fn(|| notes.next_if(|n| n.event == event));
                     if let Some(held) = held.take() {
                         let placement = if self.clock.corroborates(held.time, time) {
@@ -522,6 +521,10 @@ impl MatchStage {
         if let Some(w) = watermark {
             self.watermarks.insert(source, w);
         }
+        // Whole counts between batches ([`MatchStage::counts`]).
+        for rule in &mut self.rules {
+            Health::absent(rule, self.events);
+        }
         out.watermark = watermark;
         if self.ends.len() > MAX_KNOWN_ENDS {
             let mut ends: Vec<i64> = self.ends.values().copied().collect();
@@ -537,7 +540,7 @@ impl MatchStage {
     fn event(
         &mut self,
         (line, placement): (usize, Placement),
-        outcomes: impl Iterator<Item = Verdict>,
+        outcomes: impl Iterator<Item = (usize, Verdict)>,
         notes: impl Iterator<Item = Note>,
         watermark: &mut Option<i64>,
         out: &mut MatchBatch,
@@ -563,10 +566,11 @@ impl MatchStage {
         let at = At { line, offset, time };
         let mut parsed: Option<Arc<Event>> = None;
         let mut notes = notes.peekable();
-        for (index, outcome) in outcomes.enumerate() {
+        for (index, outcome) in outcomes {
             let rule_notes =
                 std::iter::from_fn(|| notes.next_if(|n| n.rule == index)).map(|note| note.what);
             let rule = &mut self.rules[index];
+            Health::verdict(rule, self.events);
             let Some(pending) = self.health.before(rule, &outcome, rule_notes, &location) else {
                 continue;
             };
@@ -593,7 +597,7 @@ impl MatchStage {
         let rule = &mut self.rules[index];
         let counted = match outcome {
             // Counted by `Health::before`.
-            Verdict::Filtered | Verdict::NoMatch => return,
+            Verdict::NoMatch => return,
             Verdict::Skipped => {
                 rule.stats.skipped += 1;
                 return;

@@ -36,6 +36,9 @@ pub(super) struct StageRule {
     pub reported: u32,
     /// Costly failed calls so far, in input order: the failure budget ([`Quarantine`]).
     pub spent: u32,
+    /// The events applied up to which those without a verdict of this rule (filtered out)
+    /// are counted ([`Health::absent`]).
+    pub counted_to: u64,
 }
 
 impl StageRule {
@@ -45,6 +48,7 @@ impl StageRule {
             stats: RuleStats::default(),
             reported: 0,
             spent: 0,
+            counted_to: 0,
         }
     }
 
@@ -95,7 +99,7 @@ struct Held {
     line: Vec<u8>,
     parsed: Option<Arc<Event>>,
     time: i64,
-    outcomes: Vec<Verdict>,
+    outcomes: Vec<(usize, Verdict)>,
     notes: Vec<Note>,
     /// Lines applied after it meanwhile (blank or bad): checkpoints count lines in order.
     lines_after: Vec<Position>,
@@ -170,7 +174,6 @@ impl<'a> Stage<'a> {
     }
 
     pub fn apply(&mut self, item: Judged) -> io::Result<()> {
-        let rules = self.rules.len();
         match item {
             Judged::FileStarted => self.summary.files += 1,
             Judged::Blank(location) => {
@@ -187,7 +190,7 @@ impl<'a> Stage<'a> {
                 outcomes,
                 notes,
             } => {
-                let mut outcomes = outcomes.into_iter();
+                let mut outcomes = outcomes.into_events();
                 let mut notes = notes.into_iter().peekable();
                 for (index, staged) in events.into_iter().enumerate() {
                     let these: Vec<Note> =
@@ -196,12 +199,13 @@ impl<'a> Stage<'a> {
                         line: &[],
                         parsed: Some(staged.event),
                     };
-                    let outcomes = outcomes.by_ref().take(rules);
+                    let outcomes = outcomes.next_event();
                     self.event(staged.location, event, staged.time, outcomes, these)?;
                 }
+                self.count_absent();
             }
             Judged::Lines(lines) => {
-                let mut outcomes = lines.outcomes.into_iter();
+                let mut outcomes = lines.outcomes.into_events();
                 let mut notes = lines.notes.into_iter().peekable();
                 let mut events = 0;
                 for item in lines.items {
@@ -220,7 +224,7 @@ impl<'a> Stage<'a> {
                                 line: lines.batch.bytes_of(batch_line),
                                 parsed: None,
                             };
-                            let outcomes = outcomes.by_ref().take(rules);
+                            let outcomes = outcomes.next_event();
                             self.event(location(batch_line.number), event, time, outcomes, these)?;
                         }
                         crate::eval::verdict::LineItem::Blank { number } => {
@@ -235,9 +239,18 @@ impl<'a> Stage<'a> {
                         }
                     }
                 }
+                self.count_absent();
             }
         }
         Ok(())
+    }
+
+    /// Counts every rule's events without a verdict so far ([`Health::absent`]): after
+    /// each batch, so that the counts are whole between batches.
+    fn count_absent(&mut self) {
+        for rule in &mut self.rules {
+            Health::absent(rule, self.summary.events);
+        }
     }
 
     /// Counts a line as applied; commits the state when a checkpoint is due. While an
@@ -274,7 +287,7 @@ impl<'a> Stage<'a> {
         location: Position,
         event: StageEvent<'_>,
         time: Option<i64>,
-        outcomes: impl Iterator<Item = Verdict>,
+        outcomes: impl Iterator<Item = (usize, Verdict)>,
         notes: Vec<Note>,
     ) -> io::Result<()> {
         if let Some(held) = self.held.take() {
@@ -329,7 +342,7 @@ impl<'a> Stage<'a> {
         location: &Position,
         mut event: StageEvent<'_>,
         placement: Placement,
-        outcomes: impl Iterator<Item = Verdict>,
+        outcomes: impl Iterator<Item = (usize, Verdict)>,
         notes: Vec<Note>,
     ) -> io::Result<()> {
         self.summary.events += 1;
@@ -352,13 +365,9 @@ impl<'a> Stage<'a> {
         };
         self.write_closed()?;
         let mut notes = notes.into_iter().peekable();
-        for (index, outcome) in outcomes.enumerate() {
+        for (index, outcome) in outcomes {
             let rule = &mut self.rules[index];
-            if let Verdict::Filtered = outcome {
-                // With many rules the most common outcome: counted, with nothing to drop.
-                Health::filtered(rule);
-                continue;
-            }
+            Health::verdict(rule, self.summary.events);
             let rule_notes =
                 std::iter::from_fn(|| notes.next_if(|n| n.rule == index)).map(|note| note.what);
             let Some(pending) = self.health.before(rule, &outcome, rule_notes, location) else {
@@ -385,7 +394,6 @@ impl<'a> Stage<'a> {
     ) -> io::Result<()> {
         let rule = &mut self.rules[index];
         match outcome {
-            Verdict::Filtered => rule.stats.filtered += 1,
             Verdict::Skipped => {
                 // A worker skips a rule only once it is quarantined, or once it has spent its
                 // failure budget in the line batch, which spends it here too.
@@ -576,6 +584,7 @@ impl<'a> Stage<'a> {
         }
         self.sink.flush()?;
         self.checkpoint(true)?;
+        self.count_absent();
         let mut summary = self.summary;
         if self.checkpoints.is_some() {
             summary.kept = Some(KeptWindows {

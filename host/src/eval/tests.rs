@@ -165,6 +165,29 @@ fn a_batch_that_drops_matches_is_caught_without_components() {
 }
 
 #[test]
+fn events_filtered_out_count_as_filtered_until_the_quarantine_then_as_skipped() {
+    let failing = fake(|e| match e["m"].as_bool() {
+        Some(true) => Err(RuleFailure::Trap("boom".into())),
+        _ => Ok(false),
+    });
+    let filters = "InlineFilters:\n  - KeyPath: k\n    Condition: Equals\n    Value: yes\n";
+    // Every third event is filtered out; the rule traps on even events it sees, and is
+    // quarantined at its tenth trap (event 28, offset 29).
+    let events: Vec<Value> = (0..40)
+        .map(|i| {
+            let mut e = event(i, "a", i % 2 == 0);
+            e["k"] = json!(if i % 3 == 2 { "no" } else { "yes" });
+            e
+        })
+        .collect();
+    let (_, stats, _) = run(failing, spec(filters), &events);
+    assert_eq!(stats.rule_errors, 10);
+    assert_eq!(stats.quarantined_at.as_ref().map(|p| p.offset), Some(29));
+    // Events 2, 5, ..., 26 before it; after it, every event, filtered out or not.
+    assert_eq!((stats.filtered, stats.skipped), (9, 11), "{stats:?}");
+}
+
+#[test]
 fn costly_failures_spend_the_budget_and_quarantine_the_rule() {
     let failing = fake(|e| match e["m"].as_bool() {
         Some(true) => Err(RuleFailure::Trap("boom".into())),

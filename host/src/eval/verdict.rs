@@ -10,9 +10,10 @@ use crate::input::LineBatch;
 use crate::source::Position;
 
 /// What one rule made of one event, in a worker.
+///
+/// A rule whose `InlineFilters` ruled an event out has no verdict on it: with many rules
+/// that is the most common outcome, and nothing is kept or read for it ([`Outcomes`]).
 pub(crate) enum Verdict {
-    /// Ruled out by `InlineFilters`; the rule was not called.
-    Filtered,
     /// `rule` returned false.
     NoMatch,
     /// `rule` failed (boxed, like a match, to keep every outcome small: a worker sends one
@@ -170,7 +171,7 @@ pub(crate) fn disagreement(fast: &BatchOutcome, truth: &Verdict) -> Option<Strin
                 .or_else(|| differs("unique", &info.unique, unique))
         }
         (Verdict::Match(_), _) => Some(format!("gave {gave} where `rule` returns true")),
-        (Verdict::Filtered | Verdict::Signal | Verdict::Skipped, _) => None,
+        (Verdict::Signal | Verdict::Skipped, _) => None,
     }
 }
 
@@ -204,13 +205,76 @@ pub(crate) enum NoteKind {
     },
 }
 
+/// The verdicts of a batch's events, event after event: each event's in rule order, only
+/// of the rules its filters let through (or that were skipped). The alert stage counts an
+/// event without a verdict of a rule as filtered out ([`super::health::Health::absent`]).
+#[derive(Default)]
+pub(crate) struct Outcomes {
+    /// Each verdict, with the index of its rule.
+    verdicts: Vec<(usize, Verdict)>,
+    /// Where each event's verdicts end in `verdicts`.
+    ends: Vec<usize>,
+}
+
+impl Outcomes {
+    /// Room for `events` events.
+    pub fn with_capacity(events: usize) -> Self {
+        Outcomes {
+            verdicts: Vec::with_capacity(events),
+            ends: Vec::with_capacity(events),
+        }
+    }
+
+    /// Adds rule `rule`'s verdict on the event being added: its place, for [`Outcomes::set`].
+    pub fn push(&mut self, rule: usize, verdict: Verdict) -> usize {
+        self.verdicts.push((rule, verdict));
+        self.verdicts.len() - 1
+    }
+
+    /// Replaces the verdict at `place` (a placeholder, until the rule was called).
+    pub fn set(&mut self, place: usize, verdict: Verdict) {
+        self.verdicts[place].1 = verdict;
+    }
+
+    /// Ends the event being added.
+    pub fn end_event(&mut self) {
+        self.ends.push(self.verdicts.len());
+    }
+
+    /// The verdicts, event by event.
+    pub fn into_events(self) -> EventVerdicts {
+        EventVerdicts {
+            verdicts: self.verdicts.into_iter(),
+            ends: self.ends.into_iter(),
+            at: 0,
+        }
+    }
+}
+
+/// [`Outcomes`] read event by event.
+pub(crate) struct EventVerdicts {
+    verdicts: std::vec::IntoIter<(usize, Verdict)>,
+    ends: std::vec::IntoIter<usize>,
+    at: usize,
+}
+
+impl EventVerdicts {
+    /// The next event's verdicts, each with the index of its rule.
+    pub fn next_event(&mut self) -> std::iter::Take<&mut std::vec::IntoIter<(usize, Verdict)>> {
+        let end = self.ends.next().unwrap_or(self.at);
+        let count = end - self.at;
+        self.at = end;
+        self.verdicts.by_ref().take(count)
+    }
+}
+
 /// One input item after a worker has seen it.
 pub(crate) enum Judged {
-    /// Events evaluated one call at a time ([`super::Evaluator::event_at`]): each with
-    /// each rule's outcome, in rule order.
+    /// Events evaluated one call at a time ([`super::Evaluator::event_at`]), with their
+    /// verdicts.
     Events {
         events: Vec<StagedEvent>,
-        outcomes: Vec<Verdict>,
+        outcomes: Outcomes,
         notes: Vec<Note>,
     },
     /// A batch of lines of one file.
@@ -237,8 +301,8 @@ pub(crate) struct JudgedLines {
     pub file: Arc<str>,
     pub batch: LineBatch,
     pub items: Vec<LineItem>,
-    /// Each event's outcomes, one per rule, events in order.
-    pub outcomes: Vec<Verdict>,
+    /// Each event's verdicts, events in order.
+    pub outcomes: Outcomes,
     /// Sorted by event, then rule.
     pub notes: Vec<Note>,
 }

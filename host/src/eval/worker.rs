@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::Rule;
 use super::runner::{Check, Paths, Runner};
-use super::verdict::{Judged, JudgedLines, LineItem, Note, StagedEvent, Verdict};
+use super::verdict::{Judged, JudgedLines, LineItem, Note, Outcomes, StagedEvent, Verdict};
 use crate::clock::Clock;
 use crate::event::Event;
 use crate::event::{LineParse, WantedPaths};
@@ -39,11 +39,11 @@ pub enum Verify {
 /// ([`Worker::flush`]).
 #[derive(Default)]
 struct Pending {
-    /// Each event, its call time, where its outcomes start in the batch's outcomes, and
-    /// its index among the batch's events.
-    events: Vec<(Arc<Event>, i64, usize, usize)>,
-    /// Per rule: the events (indices into `events`) that passed its filters.
-    calls: Vec<Vec<usize>>,
+    /// Each event, its call time, and its index among the batch's events.
+    events: Vec<(Arc<Event>, i64, usize)>,
+    /// Per rule: the events (indices into `events`) that passed its filters, each with
+    /// the place of its verdict in the batch's outcomes.
+    calls: Vec<Vec<(usize, usize)>>,
 }
 
 /// Evaluates events against every rule; owns one instance per rule.
@@ -176,32 +176,34 @@ impl Worker {
         }
     }
 
-    /// Appends each rule's outcome on `event`, in rule order, to `out`, as far as filters
-    /// and quarantine decide it; a rule the event must be evaluated by gets a placeholder,
-    /// and the event joins `pending` for that rule: [`Worker::flush`] makes the calls.
+    /// Appends the verdicts on `event` to `out`, in rule order, as far as filters and
+    /// quarantine decide them: none for a rule its filters rule it out of; a rule the event
+    /// must be evaluated by gets a placeholder, and the event joins `pending` for that rule:
+    /// [`Worker::flush`] makes the calls.
     fn defer(
         &mut self,
         event: Arc<Event>,
         time: Option<i64>,
         index: usize,
-        out: &mut Vec<Verdict>,
+        out: &mut Outcomes,
         pending: &mut Pending,
     ) {
         self.filter_results.fill(None);
         self.filters.index.apply(&*event, &mut self.filter_results);
         pending.calls.resize_with(self.runners.len(), Vec::new);
         let at = pending.events.len();
-        let base = out.len();
         let rules = self
             .runners
             .iter()
             .zip(self.quarantined.iter())
             .zip(self.filters.of_rule.iter())
             .zip(pending.calls.iter_mut());
-        for (((runner, quarantined), group), calls) in rules {
-            let outcome = if quarantined.load(Ordering::Relaxed) {
-                Verdict::Skipped
-            } else if let Some(group) = *group
+        for (rule, (((runner, quarantined), group), calls)) in rules.enumerate() {
+            if quarantined.load(Ordering::Relaxed) {
+                out.push(rule, Verdict::Skipped);
+                continue;
+            }
+            if let Some(group) = *group
                 // Most results are known here (the filter index made them, or a rule with
                 // the same filters): the rule's spec is read only to make one.
                 && !*self.filter_results[group].get_or_insert_with(|| {
@@ -209,22 +211,21 @@ impl Worker {
                     filters.is_none_or(|filters| filters.matches(&*event))
                 })
             {
-                Verdict::Filtered
-            } else {
-                calls.push(at);
-                // A placeholder, replaced by `flush`.
-                Verdict::NoMatch
-            };
-            out.push(outcome);
+                // Filtered out: no verdict.
+                continue;
+            }
+            // A placeholder, replaced by `flush`.
+            calls.push((at, out.push(rule, Verdict::NoMatch)));
         }
+        out.end_event();
         // Rules without a readable event time see the epoch; the stage assigns the real
         // fallback (the newest time seen), which a worker cannot know.
-        pending.events.push((event, time.unwrap_or(0), base, index));
+        pending.events.push((event, time.unwrap_or(0), index));
     }
 
     /// Makes the calls `pending` gathered, one batch per rule, puts each outcome in its
     /// place in `out`, and drops the events.
-    fn flush(&mut self, pending: &mut Pending, out: &mut [Verdict], notes: &mut Vec<Note>) {
+    fn flush(&mut self, pending: &mut Pending, out: &mut Outcomes, notes: &mut Vec<Note>) {
         let mut events = Vec::new();
         let mut times = Vec::new();
         let mut indices = Vec::new();
@@ -236,8 +237,8 @@ impl Worker {
             events.clear();
             times.clear();
             indices.clear();
-            for &at in calls.iter() {
-                let (event, time, _, index) = &pending.events[at];
+            for &(at, _) in calls.iter() {
+                let (event, time, index) = &pending.events[at];
                 events.push(event.clone());
                 times.push(*time);
                 indices.push(*index);
@@ -245,8 +246,8 @@ impl Worker {
             outcomes.clear();
             runner.evaluate_many(rule, &events, &times, &indices, &mut outcomes, notes);
             debug_assert_eq!(outcomes.len(), calls.len());
-            for (&at, outcome) in calls.iter().zip(outcomes.drain(..)) {
-                out[pending.events[at].2 + rule] = outcome;
+            for (&(_, place), outcome) in calls.iter().zip(outcomes.drain(..)) {
+                out.set(place, outcome);
             }
             calls.clear();
         }
@@ -261,7 +262,7 @@ impl Worker {
             .is_multiple_of(CHECK_EVERY_BATCHES * 1024);
         self.single_events += events.len() as u64;
         self.begin(sampled);
-        let mut outcomes = Vec::with_capacity(events.len() * self.runners.len());
+        let mut outcomes = Outcomes::with_capacity(events.len());
         let mut notes = Vec::new();
         let mut pending = Pending::default();
         let mut staged = Vec::with_capacity(events.len());
@@ -301,7 +302,7 @@ impl Worker {
     ) -> Judged {
         self.begin(sampled);
         let mut items = Vec::with_capacity(batch.lines.len());
-        let mut outcomes = Vec::with_capacity(batch.lines.len() * self.runners.len());
+        let mut outcomes = Outcomes::with_capacity(batch.lines.len());
         let mut notes = Vec::new();
         let mut pending = Pending::default();
         let mut events = 0;
