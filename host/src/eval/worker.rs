@@ -192,30 +192,34 @@ impl Worker {
         self.filters.index.apply(&*event, &mut self.filter_results);
         pending.calls.resize_with(self.runners.len(), Vec::new);
         let at = pending.events.len();
-        let rules = self
-            .runners
-            .iter()
-            .zip(self.quarantined.iter())
-            .zip(self.filters.of_rule.iter())
-            .zip(pending.calls.iter_mut());
-        for (rule, (((runner, quarantined), group), calls)) in rules.enumerate() {
-            if quarantined.load(Ordering::Relaxed) {
+        for (rule, group) in self.filters.of_rule.iter().enumerate() {
+            // Filters first: with many rules, most rule most events out, and nothing else
+            // of such a rule is read. (A quarantined rule's events count as skipped whether
+            // they have a verdict or none: the stage quarantined it before this event.)
+            if let Some(group) = *group {
+                let passes = match self.filter_results[group] {
+                    Some(known) => known,
+                    // Most results are known here (the filter index made them, or a rule
+                    // with the same filters): the rule's spec is read only to make one.
+                    None => {
+                        let spec = &self.runners[rule].rule.spec;
+                        let filters = spec.inline_filters.as_ref();
+                        let passes = filters.is_none_or(|filters| filters.matches(&*event));
+                        self.filter_results[group] = Some(passes);
+                        passes
+                    }
+                };
+                if !passes {
+                    // Filtered out: no verdict.
+                    continue;
+                }
+            }
+            if self.quarantined[rule].load(Ordering::Relaxed) {
                 out.push(rule, Verdict::Skipped);
                 continue;
             }
-            if let Some(group) = *group
-                // Most results are known here (the filter index made them, or a rule with
-                // the same filters): the rule's spec is read only to make one.
-                && !*self.filter_results[group].get_or_insert_with(|| {
-                    let filters = runner.rule.spec.inline_filters.as_ref();
-                    filters.is_none_or(|filters| filters.matches(&*event))
-                })
-            {
-                // Filtered out: no verdict.
-                continue;
-            }
             // A placeholder, replaced by `flush`.
-            calls.push((at, out.push(rule, Verdict::NoMatch)));
+            pending.calls[rule].push((at, out.push(rule, Verdict::NoMatch)));
         }
         out.end_event();
         // Rules without a readable event time see the epoch; the stage assigns the real
