@@ -104,6 +104,14 @@ impl Health {
         rule.counted_to = applied;
     }
 
+    /// [`Health::absent`] for every rule: after each batch, so that the counts are whole
+    /// between batches.
+    pub fn absent_all(rules: &mut [StageRule], applied: u64) {
+        for rule in rules {
+            Health::absent(rule, applied);
+        }
+    }
+
     /// Counts, before `rule`'s verdict on the event applied as the `applied`th, the events
     /// before it without a verdict of it ([`Health::absent`]).
     #[inline]

@@ -522,9 +522,7 @@ impl MatchStage {
             self.watermarks.insert(source, w);
         }
         // Whole counts between batches ([`MatchStage::counts`]).
-        for rule in &mut self.rules {
-            Health::absent(rule, self.events);
-        }
+        Health::absent_all(&mut self.rules, self.events);
         out.watermark = watermark;
         if self.ends.len() > MAX_KNOWN_ENDS {
             let mut ends: Vec<i64> = self.ends.values().copied().collect();

@@ -202,7 +202,7 @@ impl<'a> Stage<'a> {
                     let outcomes = outcomes.next_event();
                     self.event(staged.location, event, staged.time, outcomes, these)?;
                 }
-                self.count_absent();
+                Health::absent_all(&mut self.rules, self.summary.events);
             }
             Judged::Lines(lines) => {
                 let mut outcomes = lines.outcomes.into_events();
@@ -239,18 +239,10 @@ impl<'a> Stage<'a> {
                         }
                     }
                 }
-                self.count_absent();
+                Health::absent_all(&mut self.rules, self.summary.events);
             }
         }
         Ok(())
-    }
-
-    /// Counts every rule's events without a verdict so far ([`Health::absent`]): after
-    /// each batch, so that the counts are whole between batches.
-    fn count_absent(&mut self) {
-        for rule in &mut self.rules {
-            Health::absent(rule, self.summary.events);
-        }
     }
 
     /// Counts a line as applied; commits the state when a checkpoint is due. While an
@@ -584,7 +576,7 @@ impl<'a> Stage<'a> {
         }
         self.sink.flush()?;
         self.checkpoint(true)?;
-        self.count_absent();
+        Health::absent_all(&mut self.rules, self.summary.events);
         let mut summary = self.summary;
         if self.checkpoints.is_some() {
             summary.kept = Some(KeptWindows {
