@@ -90,11 +90,11 @@ pub(super) struct Health {
 
 impl Health {
     /// Counts the events applied since `rule` was last counted, up to `applied` (the
-    /// events applied so far), that have no verdict of it: its filters ruled them out
-    /// ([`super::verdict::Outcomes`]), the most common outcome with many rules. A rule that
-    /// was not called has no notes and cannot fail, so whether it is quarantined can change
-    /// only at one of its verdicts, which counts the events before it first
-    /// ([`Health::verdict`]).
+    /// events applied so far), that have no verdict of it ([`super::verdict::Outcomes`]):
+    /// filtered out, the most common outcome with many rules, or skipped once it is
+    /// quarantined. A rule that was not called has no notes and cannot fail, so whether it
+    /// is quarantined can change only at one of its verdicts, which counts the events
+    /// before it first ([`Health::verdict`]).
     pub fn absent(rule: &mut StageRule, applied: u64) {
         let absent = applied - rule.counted_to;
         match rule.stats.quarantined_at {

@@ -387,8 +387,8 @@ impl<'a> Stage<'a> {
         let rule = &mut self.rules[index];
         match outcome {
             Verdict::Skipped => {
-                // A worker skips a rule only once it is quarantined, or once it has spent its
-                // failure budget in the line batch, which spends it here too.
+                // A worker skips a rule only once it has spent its failure budget in the
+                // line batch, which spends it here too (a quarantined rule gets no verdict).
                 debug_assert!(false, "skipped before the quarantine");
                 rule.stats.skipped += 1;
             }

@@ -11,8 +11,9 @@ use crate::source::Position;
 
 /// What one rule made of one event, in a worker.
 ///
-/// A rule whose `InlineFilters` ruled an event out has no verdict on it: with many rules
-/// that is the most common outcome, and nothing is kept or read for it ([`Outcomes`]).
+/// A rule that was not called on an event has no verdict on it ([`Outcomes`]): its
+/// `InlineFilters` ruled the event out (with many rules the most common outcome, so nothing
+/// is kept or read for it), or it is quarantined.
 pub(crate) enum Verdict {
     /// `rule` returned false.
     NoMatch,
@@ -23,8 +24,8 @@ pub(crate) enum Verdict {
     Signal,
     /// A match.
     Match(Box<MatchCalls>),
-    /// Not evaluated: the rule is quarantined, or has spent its failure budget in this
-    /// line batch (then the stage has quarantined it at or before this event).
+    /// Not evaluated: the rule has spent its failure budget in this line batch (then the
+    /// stage has quarantined it at or before this event).
     Skipped,
 }
 
@@ -206,8 +207,9 @@ pub(crate) enum NoteKind {
 }
 
 /// The verdicts of a batch's events, event after event: each event's in rule order, only
-/// of the rules its filters let through (or that were skipped). The alert stage counts an
-/// event without a verdict of a rule as filtered out ([`super::health::Health::absent`]).
+/// of the rules called on it. The alert stage counts an event without a verdict of a rule
+/// as filtered out, or as skipped once the rule is quarantined
+/// ([`super::health::Health::absent`]).
 #[derive(Default)]
 pub(crate) struct Outcomes {
     /// Each verdict, with the index of its rule.

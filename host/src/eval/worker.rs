@@ -176,10 +176,10 @@ impl Worker {
         }
     }
 
-    /// Appends the verdicts on `event` to `out`, in rule order, as far as filters and
-    /// quarantine decide them: none for a rule its filters rule it out of; a rule the event
-    /// must be evaluated by gets a placeholder, and the event joins `pending` for that rule:
-    /// [`Worker::flush`] makes the calls.
+    /// Appends the verdicts on `event` to `out`, in rule order: none for a rule its filters
+    /// rule it out of or that is quarantined; a rule the event must be evaluated by gets a
+    /// placeholder, and the event joins `pending` for that rule: [`Worker::flush`] makes the
+    /// calls.
     fn defer(
         &mut self,
         event: Arc<Event>,
@@ -194,8 +194,7 @@ impl Worker {
         let at = pending.events.len();
         for (rule, group) in self.filters.of_rule.iter().enumerate() {
             // Filters first: with many rules, most rule most events out, and nothing else
-            // of such a rule is read. (A quarantined rule's events count as skipped whether
-            // they have a verdict or none: the stage quarantined it before this event.)
+            // of such a rule is read.
             if let Some(group) = *group {
                 let passes = match self.filter_results[group] {
                     Some(known) => known,
@@ -215,7 +214,8 @@ impl Worker {
                 }
             }
             if self.quarantined[rule].load(Ordering::Relaxed) {
-                out.push(rule, Verdict::Skipped);
+                // Not called, so no verdict either: the stage, which quarantined the rule
+                // before this event, counts the event as skipped.
                 continue;
             }
             // A placeholder, replaced by `flush`.
