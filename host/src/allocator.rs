@@ -8,8 +8,9 @@ const PURGE_DELAY_MS: std::ffi::c_long = 10_000;
 
 /// Keeps freed memory for 10 s before giving it back to the system (mimalloc's default is
 /// 1 s). Loading rules frees tens of MB that the run then allocates again; each page given
-/// back in between is faulted in and zeroed again, 2 MiB at a time with transparent huge
-/// pages: 400-900 such faults on `make bench`'s 1M-event file, none with this setting.
+/// back in between is faulted in and zeroed again: 400-900 faults of 2 MiB huge pages on
+/// `make bench`'s 1M-event file, none with this setting (and mimalloc's memory now takes
+/// no huge pages at all: its `no_thp` feature, see the workspace's `Cargo.toml`).
 /// Call it first thing in `main`.
 #[allow(
     unsafe_code,
