@@ -792,7 +792,6 @@ fn error_counted(error: &RuleError) -> Counted {
     }
 }
 
-/// The event of a line of the batch, parsed once per line (the worker dropped its own).
 /// Parses the lines of the events whose alert fields the stage freezes (a window's first
 /// match) or records (a signal), once per line. Pruned, as on the workers, to the paths
 /// these calls read: none at first, then those learned from their reads, kept apart from
@@ -866,7 +865,7 @@ mod tests {
     }
 
     /// An opener's line is parsed for the paths the stage's calls read: none at first (a
-    /// read parses it whole), then those read before, kept apart from the workers' paths.
+    /// read parses it whole), then those read before.
     #[test]
     fn opener_lines_are_parsed_for_the_paths_read_before() {
         let text = r#"{"user": {"email": "a@b.c", "id": 7}, "workspaceId": "w1"}"#;
