@@ -392,14 +392,7 @@ mod tests {
     fn batch(lines: &[&str]) -> Arc<LineBatch> {
         let mut batch = LineBatch::with_capacity(0, 0);
         for (i, line) in lines.iter().enumerate() {
-            let start = batch.bytes.len();
-            batch.bytes.extend_from_slice(line.as_bytes());
-            batch.lines.push(BatchLine {
-                number: i as u64 + 1,
-                start,
-                end: batch.bytes.len(),
-                too_long: false,
-            });
+            batch.push_line(i as u64 + 1, line.as_bytes());
         }
         Arc::new(batch)
     }

@@ -176,6 +176,18 @@ impl LineBatch {
         }
     }
 
+    /// Appends a whole line: its bytes, numbered `number`.
+    pub fn push_line(&mut self, number: u64, bytes: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(bytes);
+        self.lines.push(BatchLine {
+            number,
+            start,
+            end: self.bytes.len(),
+            too_long: false,
+        });
+    }
+
     /// A line's bytes (empty for a line that was too long).
     pub fn bytes_of(&self, line: &BatchLine) -> &[u8] {
         &self.bytes[line.start..line.end]

@@ -765,14 +765,8 @@ fn prepend(held: Carried, batch: &LineBatch) -> LineBatch {
     } = held;
     let shift = bytes.len();
     let mut out = LineBatch::with_capacity(shift + batch.bytes.len(), batch.lines.len() + 1);
-    out.bytes.extend_from_slice(&bytes);
+    out.push_line(number, &bytes);
     out.bytes.extend_from_slice(&batch.bytes);
-    out.lines.push(BatchLine {
-        number,
-        start: 0,
-        end: shift,
-        too_long: false,
-    });
     out.lines.extend(batch.lines.iter().map(|l| BatchLine {
         start: l.start + shift,
         end: l.end + shift,
@@ -825,17 +819,10 @@ impl LineEvents {
             .get_or_insert_with(|| {
                 self.paths.update(&mut self.wanted, &mut self.generation);
                 // The event keeps its line, not the whole batch.
-                let bytes = batch.bytes_of(&batch.lines[line]);
-                let one = BatchLine {
-                    number: batch.lines[line].number,
-                    start: 0,
-                    end: bytes.len(),
-                    too_long: false,
-                };
-                let copy = LineBatch {
-                    bytes: bytes.to_vec(),
-                    lines: vec![one],
-                };
+                let mut copy = LineBatch::default();
+                let at = &batch.lines[line];
+                copy.push_line(at.number, batch.bytes_of(at));
+                let one = copy.lines[0];
                 let from = LineParse::new(Arc::new(copy), self.wanted.clone(), self.paths.clone());
                 match Event::parse(&Arc::new(from), &one) {
                     Ok(Some(event)) => Arc::new(event),
@@ -869,15 +856,8 @@ mod tests {
     #[test]
     fn opener_lines_are_parsed_for_the_paths_read_before() {
         let text = r#"{"user": {"email": "a@b.c", "id": 7}, "workspaceId": "w1"}"#;
-        let batch = LineBatch {
-            bytes: text.as_bytes().to_vec(),
-            lines: vec![BatchLine {
-                number: 9,
-                start: 0,
-                end: text.len(),
-                too_long: false,
-            }],
-        };
+        let mut batch = LineBatch::default();
+        batch.push_line(9, text.as_bytes());
         let mut lines = LineEvents::new();
         let first = lines.event(&batch, 0, &mut None);
         assert!(!lines.wanted.covers(&["user", "email"]));

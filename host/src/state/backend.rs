@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{AlertState, Counters, Window, WindowKey};
 use crate::alert::WindowFields;
-use crate::input::{BatchLine, LineBatch};
+use crate::input::LineBatch;
 use crate::sink::{SinkMark, SinkTarget};
 use crate::source::{Input, Position, Recorded, SourceKey};
 
@@ -58,13 +58,7 @@ impl HeldLine {
     /// The line as a source of one line, to evaluate before any other.
     pub fn into_source(self) -> crate::source::Replay {
         let mut batch = LineBatch::default();
-        batch.bytes.extend_from_slice(self.text.as_bytes());
-        batch.lines.push(BatchLine {
-            number: self.position.offset,
-            start: 0,
-            end: batch.bytes.len(),
-            too_long: false,
-        });
+        batch.push_line(self.position.offset, self.text.as_bytes());
         let source = self.position.source;
         let lines = Input::Lines {
             source: source.clone(),

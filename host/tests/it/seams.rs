@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use rulehost::clock::Clock;
 use rulehost::eval::{Evaluator, run_parallel};
-use rulehost::input::{BatchLine, LineBatch};
+use rulehost::input::LineBatch;
 use rulehost::ruleset::LoadedRule;
 use rulehost::sink::{Delivery, MemorySink, Sink};
 use rulehost::source::{self, Input, Recorded, Source, SourceKey, Tracking};
@@ -60,14 +60,7 @@ impl Source for Queue {
         self.next += take.len();
         let mut batch = LineBatch::default();
         for (offset, event) in take {
-            let start = batch.bytes.len();
-            batch.bytes.extend_from_slice(event.to_string().as_bytes());
-            batch.lines.push(BatchLine {
-                number: *offset,
-                start,
-                end: batch.bytes.len(),
-                too_long: false,
-            });
+            batch.push_line(*offset, event.to_string().as_bytes());
         }
         Some(Input::Lines {
             source: self.name.clone(),

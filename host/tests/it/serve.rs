@@ -1592,7 +1592,7 @@ struct Applying {
 /// aggregated calls were made again match by match.
 fn apply_sample(redis: &Redis, lines: &[String], group: &str, how: Applying) -> (u64, u64) {
     use rulehost::eval::{MatchStage, Quarantine, Rule};
-    use rulehost::input::{BatchLine, LineBatch};
+    use rulehost::input::LineBatch;
     use rulehost::state::redis::{InFlight, RedisSettings, RedisState};
 
     let runtime = rulehost::runtime::Runtime::new(rulehost::runtime::Limits::default()).unwrap();
@@ -1617,14 +1617,7 @@ fn apply_sample(redis: &Redis, lines: &[String], group: &str, how: Applying) -> 
     let batches = lines.chunks(how.batch).enumerate().map(|(c, chunk)| {
         let mut batch = LineBatch::default();
         for (i, line) in chunk.iter().enumerate() {
-            let start = batch.bytes.len();
-            batch.bytes.extend_from_slice(line.as_bytes());
-            batch.lines.push(BatchLine {
-                number: (c * how.batch + i) as u64,
-                start,
-                end: batch.bytes.len(),
-                too_long: false,
-            });
+            batch.push_line((c * how.batch + i) as u64, line.as_bytes());
         }
         batch
     });
