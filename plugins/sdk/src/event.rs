@@ -73,18 +73,36 @@ fn field_id(path: &[&str]) -> Option<u32> {
     })
 }
 
-/// `a == b`, eight bytes at a time: on wasm32 `==` calls a `memcmp` that compares one
-/// byte at a time, and every read compares the keys of its path.
+/// `a == b` in a few word loads: on wasm32 `==` calls a `memcmp` that compares one byte at
+/// a time, and every read compares the keys of its path. Eight bytes at a time, then the
+/// last eight (which may overlap the words before); a key shorter than eight bytes is read
+/// as two loads of four, two or one byte(s) that may overlap.
 #[cfg(any(target_arch = "wasm32", test))]
 fn same(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
+    let n = a.len();
+    if n != b.len() {
         return false;
     }
-    let (mut x, mut y) = (a.chunks_exact(8), b.chunks_exact(8));
-    let word = |bytes: &[u8]| bytes.iter().fold(0u64, |w, &b| w << 8 | u64::from(b));
-    (&mut x).zip(&mut y).all(|(p, q)| word(p) == word(q))
-        && word(x.remainder()) == word(y.remainder())
+    fn load<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
+        bytes[at..at + N].try_into().expect("N bytes")
+    }
+    fn ends<const N: usize>(a: &[u8], b: &[u8]) -> bool {
+        let n = a.len();
+        load::<N>(a, 0) == load::<N>(b, 0) && load::<N>(a, n - N) == load::<N>(b, n - N)
+    }
+    match n {
+        0 => true,
+        1 => a[0] == b[0],
+        2..4 => ends::<2>(a, b),
+        4..8 => ends::<4>(a, b),
+        _ => {
+            (0..n - 8)
+                .step_by(8)
+                .all(|at| u64::from_le_bytes(load(a, at)) == u64::from_le_bytes(load(b, at)))
+                && load::<8>(a, n - 8) == load::<8>(b, n - 8)
+        }
+    }
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -261,6 +279,18 @@ mod tests {
         for a in words {
             for b in words {
                 assert_eq!(same(a, b), a == b, "{a:?} {b:?}");
+            }
+        }
+        // Every length a load size covers, and a difference at each position of it.
+        let text = "abcdefghijklmnopqrstuvwx";
+        for n in 0..=text.len() {
+            let a = &text[..n];
+            assert!(same(a, a));
+            for at in 0..n {
+                let mut b = a.as_bytes().to_vec();
+                b[at] = b'-';
+                let b = std::str::from_utf8(&b).unwrap();
+                assert!(!same(a, b), "{a:?} {b:?}");
             }
         }
     }
