@@ -630,11 +630,11 @@ fn outbox(redis: &dyn StateServer, group: &str) -> Vec<(String, String)> {
 }
 
 /// Whether every outbox entry was delivered and acknowledged.
-fn outbox_delivered(redis: &dyn StateServer, group: &str) -> bool {
+fn outbox_delivered(redis: &dyn StateServer, group: &str, slots: u32) -> bool {
     let Ok(mut conn) = redis.state_conn() else {
         return false;
     };
-    (0..SLOTS).all(|slot| {
+    (0..slots).all(|slot| {
         let stream = format!("rulehost:{{{group}:{slot}}}:outbox");
         let groups: redis::RedisResult<redis::streams::StreamInfoGroupsReply> = redis::cmd("XINFO")
             .arg("GROUPS")
@@ -667,15 +667,16 @@ fn wait_done(
     events: &[(i32, String)],
     workers: &[&Worker],
 ) {
-    wait_done_in(kafka, redis, group, group, events, workers);
+    wait_done_in(kafka, redis, group, group, SLOTS, events, workers);
 }
 
-/// [`wait_done`] for a group whose state namespace is `namespace`.
+/// [`wait_done`] for a group whose state namespace is `namespace`, on `slots` hash slots.
 fn wait_done_in(
     kafka: &Kafka,
     redis: &dyn StateServer,
     group: &str,
     namespace: &str,
+    slots: u32,
     events: &[(i32, String)],
     workers: &[&Worker],
 ) {
@@ -685,7 +686,7 @@ fn wait_done_in(
     }
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        if kafka.committed(group) == ends && outbox_delivered(redis, namespace) {
+        if kafka.committed(group) == ends && outbox_delivered(redis, namespace, slots) {
             return;
         }
         let logs: Vec<String> = workers.iter().map(|w| w.log()).collect();
@@ -1539,7 +1540,7 @@ fn the_same_batches_delivered_twice_change_nothing() {
         &again,
         &["--state-namespace", "g2"],
     );
-    wait_done_in(&kafka, &redis, "g2-again", "g2", &events, &[&worker]);
+    wait_done_in(&kafka, &redis, "g2-again", "g2", SLOTS, &events, &[&worker]);
     worker.stop();
     assert_eq!(outbox(&redis, "g2"), before, "the outbox is unchanged");
     assert_eq!(std::fs::read_to_string(&again).unwrap_or_default(), "");
@@ -1797,6 +1798,7 @@ fn aggregated_batches_leave_the_state_that_matches_one_by_one_leave() {
 /// group's first commit to the first with 99% of the events committed (steady rate), and
 /// to its last (with the clock guard's wait for the last events). `SERVE_LOAD_BATCH`: `--batch-size` (default 2000);
 /// `SERVE_LOAD_KAFKA_OPTIONS`: comma-separated `KEY=VALUE`s, each a `--kafka-option`;
+/// `SERVE_LOAD_ARGS`: more `serve` arguments, separated by spaces (`--state-slots 1`);
 /// `SERVE_LOAD_WORKERS`: the worker counts to run (comma-separated, default `1,2`). Each
 /// round first times a plain consumer reading the topic: the mock broker's own rate. Each
 /// run prints redis-server's own time per command (`INFO commandstats`), per event.
@@ -1854,6 +1856,11 @@ fn serve_load() {
         .split(',')
         .filter(|o| !o.is_empty())
         .flat_map(|o| ["--kafka-option".to_owned(), o.to_owned()])
+        .chain(
+            var("SERVE_LOAD_ARGS", "")
+                .split_whitespace()
+                .map(str::to_owned),
+        )
         .collect();
     let worker_counts: Vec<usize> = var("SERVE_LOAD_WORKERS", "1,2")
         .split(',')
@@ -2261,7 +2268,12 @@ fn serve_run(
             .join(", ")
     );
     let refs: Vec<&Worker> = running.iter().collect();
-    wait_done(kafka, &redis, group, events, &refs);
+    // `--state-slots N` among the arguments (`SERVE_LOAD_ARGS`), else the default.
+    let slots = options
+        .windows(2)
+        .find(|w| w[0] == "--state-slots")
+        .map_or(SLOTS, |w| w[1].parse().expect("--state-slots N"));
+    wait_done_in(kafka, &redis, group, group, slots, events, &refs);
     for worker in running {
         worker.stop();
     }
